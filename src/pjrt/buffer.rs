@@ -1,0 +1,218 @@
+//! `PJRT_Buffer`: device memory, host→device and device→host copies.
+
+use std::fmt;
+use std::ptr::NonNull;
+
+use super::api::{pjrt_call, Args};
+use super::client::{Client, Device};
+use super::event::Event;
+use super::sys;
+use crate::error::{Error, Result};
+use crate::types::{DType, NativeType, Shape};
+
+/// Maps nlsq's element types to PJRT's.
+pub(crate) fn to_pjrt_type(d: DType) -> sys::PJRT_Buffer_Type {
+    match d {
+        DType::F64 => sys::PJRT_Buffer_Type::PJRT_Buffer_Type_F64,
+        DType::F32 => sys::PJRT_Buffer_Type::PJRT_Buffer_Type_F32,
+        DType::I64 => sys::PJRT_Buffer_Type::PJRT_Buffer_Type_S64,
+        DType::I32 => sys::PJRT_Buffer_Type::PJRT_Buffer_Type_S32,
+        DType::Bool => sys::PJRT_Buffer_Type::PJRT_Buffer_Type_PRED,
+    }
+}
+
+/// Maps PJRT's element types to nlsq's; `None` for types nlsq does not use.
+pub(crate) fn from_pjrt_type(t: sys::PJRT_Buffer_Type) -> Option<DType> {
+    Some(match t {
+        sys::PJRT_Buffer_Type::PJRT_Buffer_Type_F64 => DType::F64,
+        sys::PJRT_Buffer_Type::PJRT_Buffer_Type_F32 => DType::F32,
+        sys::PJRT_Buffer_Type::PJRT_Buffer_Type_S64 => DType::I64,
+        sys::PJRT_Buffer_Type::PJRT_Buffer_Type_S32 => DType::I32,
+        sys::PJRT_Buffer_Type::PJRT_Buffer_Type_PRED => DType::Bool,
+        _ => return None,
+    })
+}
+
+/// Number of elements of `dims`, or an error for negative or overflowing dimensions.
+pub(crate) fn element_count(what: &'static str, dims: &[i64]) -> Result<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| {
+        let d = usize::try_from(d).map_err(|_| Error::InvalidArgument { what, reason: format!("negative dimension in {}", Shape::from(dims)) })?;
+        acc.checked_mul(d).ok_or_else(|| Error::InvalidArgument { what, reason: format!("shape {} overflows", Shape::from(dims)) })
+    })
+}
+
+/// A buffer in device memory. Owns a reference to its client, so the client outlives it.
+pub struct Buffer {
+    raw: NonNull<sys::PJRT_Buffer>,
+    client: Client,
+}
+
+// SAFETY: PJRT buffers are thread-safe (PjRtBuffer methods may be called concurrently; the C API
+// wraps them without thread affinity). The client reference keeps the function table alive.
+unsafe impl Send for Buffer {}
+// SAFETY: see `Send`; all methods take `&self` and only read.
+unsafe impl Sync for Buffer {}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let mut a = sys::PJRT_Buffer_Destroy_Args::new();
+        a.buffer = self.raw.as_ptr();
+        let _ = pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut a, || "destroying a buffer".into());
+    }
+}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dtype = self.dtype().map(|d| d.to_string()).unwrap_or_else(|e| e.to_string());
+        let dims = self.dims().map(|d| Shape(d).to_string()).unwrap_or_else(|e| e.to_string());
+        write!(f, "Buffer({dtype}{dims})")
+    }
+}
+
+impl Client {
+    /// Copies `data` (row-major, outermost dimension first) into a new buffer of shape `dims` on
+    /// the default device. `dims = &[]` makes a scalar.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `data.len()` is not the product of `dims` (checked before
+    /// anything reaches PJRT), [`Error::Pjrt`] when the transfer fails.
+    pub fn buffer_from_host<T: NativeType>(&self, data: &[T], dims: &[i64]) -> Result<Buffer> {
+        let device = self.default_device()?;
+        self.buffer_from_host_on(&device, data, dims)
+    }
+
+    /// Like [`Client::buffer_from_host`], on a chosen device of this client.
+    ///
+    /// # Errors
+    /// As [`Client::buffer_from_host`], plus [`Error::InvalidArgument`] for a device of another client.
+    pub fn buffer_from_host_on<T: NativeType>(&self, device: &Device<'_>, data: &[T], dims: &[i64]) -> Result<Buffer> {
+        let n = element_count("buffer_from_host", dims)?;
+        if n != data.len() {
+            return Err(Error::InvalidArgument {
+                what: "buffer_from_host",
+                reason: format!("shape {} holds {n} elements but {} were given", Shape::from(dims), data.len()),
+            });
+        }
+        if !self.owns_device(device) {
+            return Err(Error::InvalidArgument { what: "buffer_from_host", reason: format!("device {device:?} belongs to another client") });
+        }
+        let mut a = sys::PJRT_Client_BufferFromHostBuffer_Args::new();
+        a.client = self.raw();
+        a.data = data.as_ptr().cast();
+        a.type_ = to_pjrt_type(T::DTYPE);
+        a.dims = dims.as_ptr();
+        a.num_dims = dims.len();
+        a.host_buffer_semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall;
+        a.device = device.raw();
+        pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
+            "copying {} {} to the device",
+            T::DTYPE,
+            Shape::from(dims)
+        ))?;
+        // The copy is complete when the call returns (kImmutableOnlyDuringCall), but the event
+        // must still be destroyed; awaiting it also surfaces a failed transfer.
+        let done = Event::from_raw(self.api(), a.done_with_host_buffer);
+        let raw = NonNull::new(a.buffer).ok_or_else(|| Error::InvalidArgument {
+            what: "buffer_from_host",
+            reason: "PJRT returned no buffer".into(),
+        })?;
+        let buffer = Buffer { raw, client: self.clone() };
+        if let Some(done) = done {
+            done.wait("a host-to-device copy")?;
+        }
+        Ok(buffer)
+    }
+}
+
+impl Buffer {
+    pub(crate) fn from_raw(client: &Client, raw: *mut sys::PJRT_Buffer) -> Option<Buffer> {
+        NonNull::new(raw).map(|raw| Buffer { raw, client: client.clone() })
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::PJRT_Buffer {
+        self.raw.as_ptr()
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The element type.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an element type nlsq does not use (e.g. bf16).
+    pub fn dtype(&self) -> Result<DType> {
+        let mut a = sys::PJRT_Buffer_ElementType_Args::new();
+        a.buffer = self.raw();
+        pjrt_call!(self.client.api(), PJRT_Buffer_ElementType, &mut a, || "reading a buffer's element type".into())?;
+        from_pjrt_type(a.type_).ok_or_else(|| Error::InvalidArgument {
+            what: "Buffer::dtype",
+            reason: format!("unsupported PJRT element type {}", a.type_.0),
+        })
+    }
+
+    /// The dimensions, outermost first (empty for a scalar).
+    ///
+    /// # Errors
+    /// [`Error::Pjrt`] when the query fails.
+    pub fn dims(&self) -> Result<Vec<i64>> {
+        let mut a = sys::PJRT_Buffer_Dimensions_Args::new();
+        a.buffer = self.raw();
+        pjrt_call!(self.client.api(), PJRT_Buffer_Dimensions, &mut a, || "reading a buffer's dimensions".into())?;
+        if a.dims.is_null() || a.num_dims == 0 {
+            return Ok(Vec::new());
+        }
+        // SAFETY: the array is owned by the buffer, which is alive.
+        Ok(unsafe { std::slice::from_raw_parts(a.dims, a.num_dims) }.to_vec())
+    }
+
+    /// Copies the buffer to a host vector (row-major).
+    ///
+    /// # Errors
+    /// [`Error::BufferDType`] when `T` is not the buffer's element type; [`Error::Pjrt`] when the
+    /// copy fails.
+    pub fn to_vec<T: NativeType>(&self) -> Result<Vec<T>> {
+        let dtype = self.dtype()?;
+        if dtype != T::DTYPE {
+            return Err(Error::BufferDType { actual: dtype, requested: T::DTYPE });
+        }
+        let n = element_count("Buffer::to_vec", &self.dims()?)?;
+        if T::DTYPE == DType::Bool {
+            // Read bytes, not `bool`s: a byte other than 0 or 1 in a `bool` would be undefined behaviour.
+            let mut bytes = vec![0u8; n];
+            self.copy_to_host(bytes.as_mut_ptr(), n)?;
+            let v: Vec<bool> = bytes.into_iter().map(|b| b != 0).collect();
+            let any: Box<dyn std::any::Any> = Box::new(v);
+            return Ok(*any.downcast::<Vec<T>>().expect("T is bool when DTYPE is Bool"));
+        }
+        let mut out = vec![T::default(); n];
+        self.copy_to_host(out.as_mut_ptr().cast(), n * T::DTYPE.size_in_bytes())?;
+        Ok(out)
+    }
+
+    /// Copies the buffer to an n-dimensional array of its shape.
+    ///
+    /// # Errors
+    /// As [`Buffer::to_vec`].
+    pub fn to_array<T: NativeType>(&self) -> Result<ndarray::ArrayD<T>> {
+        let dims: Vec<usize> = self.dims()?.into_iter().map(|d| d as usize).collect();
+        let v = self.to_vec::<T>()?;
+        ndarray::ArrayD::from_shape_vec(dims, v).map_err(|e| Error::InvalidArgument { what: "Buffer::to_array", reason: e.to_string() })
+    }
+
+    /// Copies exactly `size` bytes of dense row-major data into `dst`.
+    fn copy_to_host(&self, dst: *mut u8, size: usize) -> Result<()> {
+        if size == 0 {
+            return Ok(());
+        }
+        let mut a = sys::PJRT_Buffer_ToHostBuffer_Args::new();
+        a.src = self.raw();
+        a.dst = dst.cast();
+        a.dst_size = size;
+        pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut a, || "copying a buffer to the host".into())?;
+        if let Some(ev) = Event::from_raw(self.client.api(), a.event) {
+            ev.wait("a device-to-host copy")?;
+        }
+        Ok(())
+    }
+}

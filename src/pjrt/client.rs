@@ -1,0 +1,215 @@
+//! `PJRT_Client` and `PJRT_Device`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::api::{pjrt_call, Api, Args};
+use super::plugin::{string_from, NamedValue, NamedValues, Plugin};
+use super::sys;
+use crate::error::{Error, Result};
+
+/// Owner of the raw client; freed when the last [`Client`], buffer or executable goes.
+pub(crate) struct ClientInner {
+    pub(crate) api: Api,
+    pub(crate) raw: NonNull<sys::PJRT_Client>,
+    plugin: &'static Plugin,
+    platform_name: String,
+    platform_version: String,
+    devices: Vec<DeviceInfo>,
+}
+
+#[derive(Clone, Debug)]
+struct DeviceInfo {
+    raw: NonNull<sys::PJRT_Device>,
+    id: i32,
+    kind: String,
+    description: String,
+}
+
+// SAFETY: `PjRtClient` is thread-safe (pjrt_c_api.h documents the client functions as callable
+// concurrently; XLA's PjRtClient implementations lock internally). Device pointers are owned
+// by the client and immutable after creation.
+unsafe impl Send for ClientInner {}
+// SAFETY: see `Send`.
+unsafe impl Sync for ClientInner {}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        let mut a = sys::PJRT_Client_Destroy_Args::new();
+        a.client = self.raw.as_ptr();
+        let _ = pjrt_call!(self.api, PJRT_Client_Destroy, &mut a, || "destroying the client".into());
+    }
+}
+
+/// A PJRT client: the entry point for compiling programs and moving data to a device.
+/// Cheap to clone (an `Arc`), `Send + Sync`.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("platform", &self.inner.platform_name)
+            .field("version", &self.inner.platform_version)
+            .field("devices", &self.inner.devices.len())
+            .finish()
+    }
+}
+
+impl Client {
+    pub(crate) fn create(plugin: &'static Plugin, options: &[(&str, NamedValue)]) -> Result<Client> {
+        let api = plugin.api;
+        let values = NamedValues::new(options);
+        let mut a = sys::PJRT_Client_Create_Args::new();
+        a.create_options = values.raw.as_ptr();
+        a.num_options = values.raw.len();
+        pjrt_call!(api, PJRT_Client_Create, &mut a, || format!("creating a client of {}", plugin.path().display()))?;
+        let raw = NonNull::new(a.client).ok_or_else(|| Error::PluginLoad {
+            path: plugin.path().to_path_buf(),
+            reason: "PJRT_Client_Create returned no client".into(),
+        })?;
+        // From here on the client is owned, so an error below frees it.
+        let mut inner = ClientInner {
+            api,
+            raw,
+            plugin,
+            platform_name: String::new(),
+            platform_version: String::new(),
+            devices: Vec::new(),
+        };
+        let mut n = sys::PJRT_Client_PlatformName_Args::new();
+        n.client = raw.as_ptr();
+        pjrt_call!(api, PJRT_Client_PlatformName, &mut n, || "reading the platform name".into())?;
+        // SAFETY: the name is owned by the client, which is alive.
+        inner.platform_name = unsafe { string_from(n.platform_name, n.platform_name_size) };
+        let mut v = sys::PJRT_Client_PlatformVersion_Args::new();
+        v.client = raw.as_ptr();
+        pjrt_call!(api, PJRT_Client_PlatformVersion, &mut v, || "reading the platform version".into())?;
+        // SAFETY: as above.
+        inner.platform_version = unsafe { string_from(v.platform_version, v.platform_version_size) };
+        let mut d = sys::PJRT_Client_AddressableDevices_Args::new();
+        d.client = raw.as_ptr();
+        pjrt_call!(api, PJRT_Client_AddressableDevices, &mut d, || "listing addressable devices".into())?;
+        let ptrs: &[*mut sys::PJRT_Device] = if d.addressable_devices.is_null() {
+            &[]
+        } else {
+            // SAFETY: the client owns this array for its lifetime.
+            unsafe { std::slice::from_raw_parts(d.addressable_devices, d.num_addressable_devices) }
+        };
+        for &p in ptrs {
+            let Some(raw) = NonNull::new(p) else { continue };
+            inner.devices.push(describe(api, raw)?);
+        }
+        Ok(Client { inner: Arc::new(inner) })
+    }
+
+    /// Platform name, e.g. `cpu` or `cuda`.
+    pub fn platform_name(&self) -> &str {
+        &self.inner.platform_name
+    }
+
+    /// Platform version string reported by the plugin.
+    pub fn platform_version(&self) -> &str {
+        &self.inner.platform_version
+    }
+
+    /// The plugin this client belongs to.
+    pub fn plugin(&self) -> &'static Plugin {
+        self.inner.plugin
+    }
+
+    /// The devices this process can address.
+    pub fn devices(&self) -> Vec<Device<'_>> {
+        self.inner.devices.iter().map(|info| Device { info: info.clone(), _client: PhantomData }).collect()
+    }
+
+    /// The first addressable device, on which [`crate::pjrt::LoadedExecutable::execute`] runs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the client has no addressable device.
+    pub fn default_device(&self) -> Result<Device<'_>> {
+        self.devices().into_iter().next().ok_or_else(|| Error::InvalidArgument {
+            what: "default_device",
+            reason: format!("client of platform {} has no addressable device", self.platform_name()),
+        })
+    }
+
+    pub(crate) fn api(&self) -> Api {
+        self.inner.api
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::PJRT_Client {
+        self.inner.raw.as_ptr()
+    }
+
+    pub(crate) fn owns_device(&self, device: &Device<'_>) -> bool {
+        self.inner.devices.iter().any(|d| d.raw == device.info.raw)
+    }
+}
+
+fn describe(api: Api, raw: NonNull<sys::PJRT_Device>) -> Result<DeviceInfo> {
+    let mut g = sys::PJRT_Device_GetDescription_Args::new();
+    g.device = raw.as_ptr();
+    pjrt_call!(api, PJRT_Device_GetDescription, &mut g, || "reading a device description".into())?;
+    let mut id = sys::PJRT_DeviceDescription_Id_Args::new();
+    id.device_description = g.device_description;
+    pjrt_call!(api, PJRT_DeviceDescription_Id, &mut id, || "reading a device id".into())?;
+    let mut k = sys::PJRT_DeviceDescription_Kind_Args::new();
+    k.device_description = g.device_description;
+    pjrt_call!(api, PJRT_DeviceDescription_Kind, &mut k, || "reading a device kind".into())?;
+    let mut s = sys::PJRT_DeviceDescription_DebugString_Args::new();
+    s.device_description = g.device_description;
+    pjrt_call!(api, PJRT_DeviceDescription_DebugString, &mut s, || "reading a device description".into())?;
+    Ok(DeviceInfo {
+        raw,
+        id: id.id,
+        // SAFETY: strings owned by the device description, which lives as long as the client.
+        kind: unsafe { string_from(k.device_kind, k.device_kind_size) },
+        // SAFETY: as above.
+        description: unsafe { string_from(s.debug_string, s.debug_string_size) },
+    })
+}
+
+/// A device of a client. Borrows the client, so it cannot outlive it.
+#[derive(Clone)]
+pub struct Device<'c> {
+    info: DeviceInfo,
+    _client: PhantomData<&'c Client>,
+}
+
+impl Device<'_> {
+    /// The device id (unique within the client).
+    pub fn id(&self) -> i32 {
+        self.info.id
+    }
+
+    /// The device kind, e.g. `cpu` or `NVIDIA H100 80GB HBM3`.
+    pub fn kind(&self) -> &str {
+        &self.info.kind
+    }
+
+    /// The plugin's debug description of the device.
+    pub fn description(&self) -> &str {
+        &self.info.description
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::PJRT_Device {
+        self.info.raw.as_ptr()
+    }
+}
+
+impl fmt::Debug for Device<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device").field("id", &self.info.id).field("kind", &self.info.kind).finish()
+    }
+}
+
+impl fmt::Display for Device<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (id {})", self.info.description, self.info.id)
+    }
+}

@@ -1,0 +1,33 @@
+//! Safe handles over the PJRT C API: the only module of nlsq with `unsafe` code.
+//!
+//! * [`Plugin`]: a dlopen'ed PJRT plugin (never unloaded), version-checked and initialised once.
+//! * [`Client`]: platform name and version, addressable [`Device`]s, compile, host transfers.
+//! * [`Buffer`]: device memory of f64, f32, i64, i32 or bool elements of any shape.
+//! * [`LoadedExecutable`]: a compiled program; execute, serialize, deserialize.
+//! * [`Event`]: completion of asynchronous work and the error it carries.
+//!
+//! Every handle frees its C object in `Drop`. Every C error becomes [`crate::Error::Pjrt`] with
+//! the function, the code, the plugin's message and what was being done.
+//!
+//! # References
+//! - `xla/pjrt/c/pjrt_c_api.h` (OpenXLA), C API 0.81 as shipped in `xla-cpu-pjrt==0.0.1`.
+
+pub(crate) mod api;
+mod buffer;
+mod client;
+mod compile_options;
+mod event;
+mod executable;
+mod plugin;
+#[allow(unsafe_op_in_unsafe_fn, clippy::all, unreachable_pub)]
+pub(crate) mod sys;
+
+pub use buffer::Buffer;
+pub use client::{Client, Device};
+pub use compile_options::CompileOptions;
+pub use event::Event;
+pub use executable::{LoadedExecutable, Signature, TensorSpec};
+pub use plugin::{NamedValue, Plugin};
+
+/// The PJRT C API version these bindings were generated from, `(major, minor)`.
+pub const BINDINGS_API_VERSION: (u32, u32) = (sys::PJRT_API_MAJOR, sys::PJRT_API_MINOR);

@@ -1,0 +1,532 @@
+//! Provisioning of the PJRT plugin that nlsq runs its programs on.
+//!
+//! nlsq drives XLA through the PJRT C API, so all it needs at run time is one PJRT plugin
+//! shared object. This crate finds it, in this order:
+//!
+//! 1. `NLSQ_PJRT_PLUGIN`: a path to any PJRT plugin (CPU, GPU, TPU), used as is.
+//! 2. The per-user cache: `NLSQ_CACHE_DIR`, else `$XDG_CACHE_HOME/nlsq`, else
+//!    `~/.cache/nlsq`. The pinned plugin lives in `pjrt/<plugin sha256>/` there, next to a
+//!    `VERIFIED` marker written only after both hashes were checked.
+//! 3. A fetch of the pinned wheel (`xla-cpu-pjrt==0.0.1`, the official OpenXLA CPU plugin on
+//!    PyPI) with `python3 -m pip download`, verification of the wheel's sha256, extraction of
+//!    the plugin with the `zip` crate while hashing it, verification of the plugin's sha256,
+//!    and an atomic rename of the finished folder into the cache. Two processes provisioning
+//!    at once both succeed: each extracts into its own temporary folder and the loser of the
+//!    rename uses the winner's folder. `NLSQ_OFFLINE=1` forbids this step.
+//!
+//! The full sha256 of the 259 MB plugin is checked once, when it is installed; a cache hit
+//! checks the marker and the file size, which costs microseconds instead of a second.
+//!
+//! Every failure is an [`Error`] that says what happened and what to set. The crate is used by
+//! nlsq's build script (so `cargo build` on a fresh machine provisions the plugin) and by the
+//! library at run time (so a plugin deleted after the build is provisioned again).
+//!
+//! # References
+//! - PJRT C API: `xla/pjrt/c/pjrt_c_api.h` in OpenXLA.
+//! - Wheel format: PEP 427 (a wheel is a zip archive).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+/// A pinned plugin distribution: which wheel to fetch and what it must contain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// PyPI package name.
+    pub package: &'static str,
+    /// Exact version.
+    pub version: &'static str,
+    /// File name of the wheel that pip downloads.
+    pub wheel_file: &'static str,
+    /// sha256 of the wheel, lowercase hex.
+    pub wheel_sha256: &'static str,
+    /// Path of the plugin inside the wheel.
+    pub plugin_member: &'static str,
+    /// sha256 of the plugin, lowercase hex.
+    pub plugin_sha256: &'static str,
+    /// Path of `pjrt_c_api.h` inside the wheel (also extracted, for regenerating bindings).
+    pub header_member: &'static str,
+    /// sha256 of the header, lowercase hex.
+    pub header_sha256: &'static str,
+}
+
+/// The OpenXLA CPU plugin nlsq is built and tested against (PJRT C API 0.81).
+pub const CPU_PLUGIN: Pin = Pin {
+    package: "xla-cpu-pjrt",
+    version: "0.0.1",
+    wheel_file: "xla_cpu_pjrt-0.0.1-py3-none-manylinux_2_27_x86_64.whl",
+    wheel_sha256: "55837b6b7b47daa717f2d9a5a03563ea0ceaa338d06a81a1e2d3f060d960decc",
+    plugin_member: "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so",
+    plugin_sha256: "88c3f28c5900f48ad4a82cab9e79bba9537809743395e341485f8794268820dc",
+    header_member: "xla_plugins/xla_cpu_pjrt/include/pjrt_c_api.h",
+    header_sha256: "c85bb95cb1743c2a353a555b3ab35f065e5f17007c7f182ad68d23754950235c",
+};
+
+/// File name of the plugin inside a cache entry.
+pub const PLUGIN_FILE: &str = "pjrt_plugin.so";
+/// File name of the C header inside a cache entry.
+pub const HEADER_FILE: &str = "pjrt_c_api.h";
+const MARKER_FILE: &str = "VERIFIED";
+
+/// Environment variable: path to a PJRT plugin used as is.
+pub const ENV_PLUGIN: &str = "NLSQ_PJRT_PLUGIN";
+/// Environment variable: the cache directory.
+pub const ENV_CACHE_DIR: &str = "NLSQ_CACHE_DIR";
+/// Environment variable: `1` forbids fetching.
+pub const ENV_OFFLINE: &str = "NLSQ_OFFLINE";
+/// Environment variable: the Python interpreter used for `pip download` (default `python3`).
+pub const ENV_PYTHON: &str = "NLSQ_PYTHON";
+
+/// What can go wrong while provisioning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `NLSQ_PJRT_PLUGIN` names a file that does not exist.
+    #[error("NLSQ_PJRT_PLUGIN={path:?} does not exist (point it at a PJRT plugin .so, or unset it to use the pinned CPU plugin)")]
+    OverrideMissing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// No cache directory could be determined.
+    #[error("cannot determine a cache directory: HOME and XDG_CACHE_HOME are unset (set NLSQ_CACHE_DIR)")]
+    NoCacheDir,
+    /// Fetching is forbidden and nothing is cached.
+    #[error(
+        "NLSQ_OFFLINE=1 forbids fetching the PJRT plugin and no verified plugin is cached in {cache:?} \
+         (unset NLSQ_OFFLINE to fetch {package}=={version} with pip, set NLSQ_CACHE_DIR to a cache that has it, \
+         or set NLSQ_PJRT_PLUGIN to a PJRT plugin .so)"
+    )]
+    Offline {
+        /// The cache folder that was searched.
+        cache: PathBuf,
+        /// The pinned package.
+        package: &'static str,
+        /// The pinned version.
+        version: &'static str,
+    },
+    /// The Python interpreter could not be started.
+    #[error(
+        "cannot run {python:?} to fetch the PJRT plugin: {source} (install python3 with pip, set NLSQ_PYTHON \
+         to an interpreter that has pip, or set NLSQ_PJRT_PLUGIN to a PJRT plugin .so)"
+    )]
+    PythonMissing {
+        /// The interpreter tried.
+        python: OsString,
+        /// Why it could not start.
+        #[source]
+        source: io::Error,
+    },
+    /// `pip download` ran and failed.
+    #[error(
+        "`{command}` failed ({status}): {stderr} (check that PyPI is reachable and pip works, \
+         or set NLSQ_PJRT_PLUGIN to a PJRT plugin .so)"
+    )]
+    PipFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// A downloaded or extracted file does not have the pinned hash.
+    #[error("sha256 of {what} {path:?} is {actual}, expected {expected} (the download is corrupt or not the pinned release; delete it and retry)")]
+    HashMismatch {
+        /// Which file (`wheel`, `plugin`, `header`).
+        what: &'static str,
+        /// Where it is.
+        path: PathBuf,
+        /// The pinned hash.
+        expected: String,
+        /// The hash found.
+        actual: String,
+    },
+    /// The wheel is not a readable zip archive, or lacks a member.
+    #[error("wheel {path:?} is unusable: {reason} (delete it and retry, or set NLSQ_PJRT_PLUGIN)")]
+    CorruptArchive {
+        /// The wheel.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file-system operation failed (permissions, disk full, ...).
+    #[error("{doing} {path:?}: {source} (set NLSQ_CACHE_DIR to a writable folder with 300 MB free)")]
+    Io {
+        /// What was being done.
+        doing: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io { doing, path: path.to_path_buf(), source }
+}
+
+/// Where a provisioned plugin came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `NLSQ_PJRT_PLUGIN`.
+    Override,
+    /// A verified entry of the cache.
+    Cache,
+    /// Fetched, verified and installed into the cache just now.
+    Fetched,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Override => "NLSQ_PJRT_PLUGIN",
+            Source::Cache => "cache",
+            Source::Fetched => "fetched",
+        })
+    }
+}
+
+/// A plugin ready to be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provisioned {
+    /// Path of the plugin shared object.
+    pub plugin: PathBuf,
+    /// Path of the C header, when the plugin came from the pinned wheel.
+    pub header: Option<PathBuf>,
+    /// sha256 of the plugin when known (always for the pinned plugin; not computed for overrides).
+    pub sha256: Option<String>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// Provisioning settings, normally read from the environment with [`Config::from_env`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// A plugin to use as is (`NLSQ_PJRT_PLUGIN`).
+    pub plugin_override: Option<PathBuf>,
+    /// The cache root (`NLSQ_CACHE_DIR`, `$XDG_CACHE_HOME/nlsq` or `~/.cache/nlsq`).
+    pub cache_root: PathBuf,
+    /// Fetching forbidden (`NLSQ_OFFLINE=1`).
+    pub offline: bool,
+    /// Interpreter for `pip download` (`NLSQ_PYTHON`, default `python3`).
+    pub python: OsString,
+}
+
+impl Config {
+    /// Reads the settings from the environment.
+    ///
+    /// # Errors
+    /// [`Error::NoCacheDir`] when none of `NLSQ_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
+    pub fn from_env() -> Result<Config> {
+        let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        Ok(Config {
+            plugin_override: nonempty(ENV_PLUGIN).map(PathBuf::from),
+            cache_root: default_cache_root()?,
+            offline: nonempty(ENV_OFFLINE).is_some_and(|v| v != "0"),
+            python: nonempty(ENV_PYTHON).unwrap_or_else(|| "python3".into()),
+        })
+    }
+
+    /// A configuration with the given cache root, online, no override, `python3`.
+    pub fn with_cache_root(cache_root: impl Into<PathBuf>) -> Config {
+        Config {
+            plugin_override: None,
+            cache_root: cache_root.into(),
+            offline: false,
+            python: "python3".into(),
+        }
+    }
+}
+
+/// The cache root from the environment: `NLSQ_CACHE_DIR`, else `$XDG_CACHE_HOME/nlsq`, else
+/// `$HOME/.cache/nlsq`.
+///
+/// # Errors
+/// [`Error::NoCacheDir`] when none is set.
+pub fn default_cache_root() -> Result<PathBuf> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = nonempty(ENV_CACHE_DIR) {
+        return Ok(d);
+    }
+    if let Some(d) = nonempty("XDG_CACHE_HOME") {
+        return Ok(d.join("nlsq"));
+    }
+    if let Some(h) = nonempty("HOME") {
+        return Ok(h.join(".cache").join("nlsq"));
+    }
+    Err(Error::NoCacheDir)
+}
+
+/// The folder of a pin's cache entry under `cache_root`.
+pub fn entry_dir(cache_root: &Path, pin: &Pin) -> PathBuf {
+    cache_root.join("pjrt").join(pin.plugin_sha256)
+}
+
+/// Provisions the pinned CPU plugin (or the override) with settings from the environment.
+///
+/// # Errors
+/// Any [`Error`]; each says what to set.
+pub fn provision() -> Result<Provisioned> {
+    provision_with(&Config::from_env()?, &CPU_PLUGIN)
+}
+
+/// Provisions `pin` following `cfg`: override, then cache, then fetch.
+///
+/// # Errors
+/// Any [`Error`]; each says what to set.
+pub fn provision_with(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
+    if let Some(p) = &cfg.plugin_override {
+        return use_override(p);
+    }
+    if let Some(hit) = find_cached(&cfg.cache_root, pin) {
+        return Ok(hit);
+    }
+    if cfg.offline {
+        return Err(Error::Offline {
+            cache: entry_dir(&cfg.cache_root, pin),
+            package: pin.package,
+            version: pin.version,
+        });
+    }
+    fetch_and_install(cfg, pin)
+}
+
+/// Checks that an override path exists.
+///
+/// # Errors
+/// [`Error::OverrideMissing`].
+pub fn use_override(path: &Path) -> Result<Provisioned> {
+    if !path.is_file() {
+        return Err(Error::OverrideMissing { path: path.to_path_buf() });
+    }
+    Ok(Provisioned { plugin: path.to_path_buf(), header: None, sha256: None, source: Source::Override })
+}
+
+/// Looks for a verified entry of `pin` in the cache. `None` when absent or incomplete.
+pub fn find_cached(cache_root: &Path, pin: &Pin) -> Option<Provisioned> {
+    let dir = entry_dir(cache_root, pin);
+    check_entry(&dir, pin).then(|| Provisioned {
+        plugin: dir.join(PLUGIN_FILE),
+        header: Some(dir.join(HEADER_FILE)),
+        sha256: Some(pin.plugin_sha256.to_string()),
+        source: Source::Cache,
+    })
+}
+
+/// An entry is usable when its marker names the pinned hash and the plugin has the recorded size.
+fn check_entry(dir: &Path, pin: &Pin) -> bool {
+    let Ok(marker) = fs::read_to_string(dir.join(MARKER_FILE)) else { return false };
+    let mut fields = marker.split_whitespace();
+    let (Some(hash), Some(size)) = (fields.next(), fields.next()) else { return false };
+    let Ok(size) = size.parse::<u64>() else { return false };
+    hash == pin.plugin_sha256
+        && fs::metadata(dir.join(PLUGIN_FILE)).is_ok_and(|m| m.len() == size)
+        && dir.join(HEADER_FILE).is_file()
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{}", std::process::id(), nanos)
+}
+
+/// Downloads the pinned wheel with pip into a temporary folder of the cache and installs it.
+///
+/// # Errors
+/// [`Error::PythonMissing`], [`Error::PipFailed`], and everything [`install_wheel`] returns.
+pub fn fetch_and_install(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
+    let pjrt_dir = cfg.cache_root.join("pjrt");
+    fs::create_dir_all(&pjrt_dir).map_err(io_err("creating cache folder", &pjrt_dir))?;
+    let download = pjrt_dir.join(format!(".download-{}", unique_suffix()));
+    fs::create_dir_all(&download).map_err(io_err("creating download folder", &download))?;
+    let result = download_wheel(cfg, pin, &download)
+        .and_then(|wheel| install_wheel(&wheel, &cfg.cache_root, pin));
+    let _ = fs::remove_dir_all(&download);
+    result.map(|mut p| {
+        p.source = Source::Fetched;
+        p
+    })
+}
+
+fn download_wheel(cfg: &Config, pin: &Pin, dest: &Path) -> Result<PathBuf> {
+    let spec = format!("{}=={}", pin.package, pin.version);
+    let mut cmd = Command::new(&cfg.python);
+    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
+        .arg("--dest")
+        .arg(dest)
+        .arg(&spec);
+    let command = format!(
+        "{} -m pip download --no-deps --only-binary=:all: {spec} -d {}",
+        cfg.python.to_string_lossy(),
+        dest.display()
+    );
+    let out = cmd
+        .output()
+        .map_err(|source| Error::PythonMissing { python: cfg.python.clone(), source })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+        return Err(Error::PipFailed { command, status: out.status.to_string(), stderr: tail });
+    }
+    let wheel = dest.join(pin.wheel_file);
+    if !wheel.is_file() {
+        return Err(Error::PipFailed {
+            command,
+            status: out.status.to_string(),
+            stderr: format!("pip succeeded but {} is not in {}", pin.wheel_file, dest.display()),
+        });
+    }
+    Ok(wheel)
+}
+
+/// A writer that hashes what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// sha256 of a file, lowercase hex.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).map_err(io_err("opening", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Verifies a downloaded wheel and installs its plugin and header into the cache.
+///
+/// The wheel's sha256 is checked first; the members are extracted into a temporary folder
+/// while being hashed, checked, marked verified, and the folder is renamed into place. If
+/// another process installed the same entry first, its entry is used and ours discarded.
+///
+/// # Errors
+/// [`Error::HashMismatch`], [`Error::CorruptArchive`], [`Error::Io`].
+pub fn install_wheel(wheel: &Path, cache_root: &Path, pin: &Pin) -> Result<Provisioned> {
+    let actual = sha256_file(wheel)?;
+    if actual != pin.wheel_sha256 {
+        return Err(Error::HashMismatch {
+            what: "wheel",
+            path: wheel.to_path_buf(),
+            expected: pin.wheel_sha256.to_string(),
+            actual,
+        });
+    }
+    let pjrt_dir = cache_root.join("pjrt");
+    fs::create_dir_all(&pjrt_dir).map_err(io_err("creating cache folder", &pjrt_dir))?;
+    let staging = pjrt_dir.join(format!(".staging-{}", unique_suffix()));
+    fs::create_dir_all(&staging).map_err(io_err("creating staging folder", &staging))?;
+    let result = stage_entry(wheel, &staging, pin).and_then(|()| commit_entry(&staging, cache_root, pin));
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+fn stage_entry(wheel: &Path, staging: &Path, pin: &Pin) -> Result<()> {
+    let file = fs::File::open(wheel).map_err(io_err("opening", wheel))?;
+    let corrupt = |reason: String| Error::CorruptArchive { path: wheel.to_path_buf(), reason };
+    let mut archive = zip::ZipArchive::new(io::BufReader::new(file))
+        .map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
+    let members = [
+        ("plugin", pin.plugin_member, pin.plugin_sha256, PLUGIN_FILE),
+        ("header", pin.header_member, pin.header_sha256, HEADER_FILE),
+    ];
+    let mut plugin_size = 0;
+    for (what, member, expected, name) in members {
+        let mut entry = archive
+            .by_name(member)
+            .map_err(|e| corrupt(format!("cannot read member {member}: {e}")))?;
+        let dest = staging.join(name);
+        let out = fs::File::create(&dest).map_err(io_err("creating", &dest))?;
+        let mut w = HashingWriter { inner: io::BufWriter::new(out), hasher: Sha256::new(), written: 0 };
+        io::copy(&mut entry, &mut w).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
+                corrupt(format!("member {member} does not decompress: {e}"))
+            } else {
+                Error::Io { doing: "extracting to", path: dest.clone(), source: e }
+            }
+        })?;
+        w.flush().map_err(io_err("writing", &dest))?;
+        let actual = hex(&w.hasher.finalize_reset());
+        if actual != expected {
+            return Err(Error::HashMismatch { what, path: dest, expected: expected.to_string(), actual });
+        }
+        if what == "plugin" {
+            plugin_size = w.written;
+        }
+        let inner = w.inner.into_inner().map_err(|e| Error::Io {
+            doing: "writing",
+            path: dest.clone(),
+            source: e.into_error(),
+        })?;
+        inner.sync_all().map_err(io_err("syncing", &dest))?;
+    }
+    let marker = staging.join(MARKER_FILE);
+    fs::write(&marker, format!("{} {}\n", pin.plugin_sha256, plugin_size))
+        .map_err(io_err("writing", &marker))?;
+    Ok(())
+}
+
+fn commit_entry(staging: &Path, cache_root: &Path, pin: &Pin) -> Result<Provisioned> {
+    let dir = entry_dir(cache_root, pin);
+    if !check_entry(&dir, pin) {
+        if dir.exists() {
+            // An incomplete or stale entry (e.g. a crash between writes in an old version):
+            // move it aside so the rename below can succeed. Another process may do the same.
+            let aside = dir.with_extension(format!("stale-{}", unique_suffix()));
+            if fs::rename(&dir, &aside).is_ok() {
+                let _ = fs::remove_dir_all(&aside);
+            }
+        }
+        if let Err(e) = fs::rename(staging, &dir) {
+            // Losing the race to another installer is fine; anything else is an error.
+            if !check_entry(&dir, pin) {
+                return Err(Error::Io { doing: "renaming staging folder to", path: dir, source: e });
+            }
+        }
+    }
+    Ok(Provisioned {
+        plugin: dir.join(PLUGIN_FILE),
+        header: Some(dir.join(HEADER_FILE)),
+        sha256: Some(pin.plugin_sha256.to_string()),
+        source: Source::Cache,
+    })
+}
+
+#[cfg(test)]
+mod tests;
