@@ -216,6 +216,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An expression of the expression language does not parse or uses an unknown name.
+    #[error("{line}:{column}: {message}")]
+    Parse {
+        /// 1-based line of the offending token.
+        line: usize,
+        /// 1-based column of the offending token.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+
     /// An I/O error with what was being done.
     #[error("{doing}: {source}")]
     Io {

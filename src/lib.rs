@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod expr;
 pub mod graph;
 #[allow(unsafe_code)]
 pub mod pjrt;

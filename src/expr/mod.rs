@@ -1,0 +1,455 @@
+//! The expression language: `"a*exp(-k*x) + c"` → a model.
+//!
+//! Used by the `nlsq` command (models given on the command line) and by library users who
+//! read models from configuration (the NIST StRD tests use it for all 27 problems).
+//!
+//! Grammar (whitespace and newlines are ignored between tokens):
+//!
+//! ```text
+//! expr    := term (('+' | '-') term)*
+//! term    := unary (('*' | '/') unary)*
+//! unary   := ('-' | '+') unary | power
+//! power   := atom (('^' | '**') unary)?          right-associative: a^b^c = a^(b^c)
+//! atom    := number | name | name '(' expr ')' | '(' expr ')'
+//! ```
+//!
+//! So `-x^2 = -(x^2)` and `x^-2 = x^(-2)`. Functions: `exp log ln sqrt sin cos tan asin acos
+//! atan sinh cosh tanh abs erf erfc` (`log` is the natural logarithm, like `ln`). Constants:
+//! `pi`, `e`. A name that is neither a function, a constant nor an independent variable is a
+//! parameter; parameters are numbered in order of first appearance unless an explicit order
+//! is given. Errors carry the 1-based line and column of the offending token.
+//!
+//! # References
+//! - Operator precedence as in Fortran/Python (`**` binds tighter than unary minus).
+
+use crate::error::{Error, Result};
+
+/// A function of the expression language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    /// `exp`
+    Exp,
+    /// `log`, `ln` (natural logarithm)
+    Ln,
+    /// `sqrt`
+    Sqrt,
+    /// `sin`
+    Sin,
+    /// `cos`
+    Cos,
+    /// `tan`
+    Tan,
+    /// `asin`
+    Asin,
+    /// `acos`
+    Acos,
+    /// `atan`
+    Atan,
+    /// `sinh`
+    Sinh,
+    /// `cosh`
+    Cosh,
+    /// `tanh`
+    Tanh,
+    /// `abs`
+    Abs,
+    /// `erf`
+    Erf,
+    /// `erfc`
+    Erfc,
+}
+
+impl Func {
+    /// Looks a function up by name.
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "exp" => Func::Exp,
+            "log" | "ln" => Func::Ln,
+            "sqrt" => Func::Sqrt,
+            "sin" => Func::Sin,
+            "cos" => Func::Cos,
+            "tan" => Func::Tan,
+            "asin" => Func::Asin,
+            "acos" => Func::Acos,
+            "atan" => Func::Atan,
+            "sinh" => Func::Sinh,
+            "cosh" => Func::Cosh,
+            "tanh" => Func::Tanh,
+            "abs" => Func::Abs,
+            "erf" => Func::Erf,
+            "erfc" => Func::Erfc,
+            _ => return None,
+        })
+    }
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `^` or `**`
+    Pow,
+}
+
+/// A node of a parsed expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    /// A number literal (or the constants `pi`, `e`).
+    Num(f64),
+    /// The independent variable with this index.
+    Var(usize),
+    /// The parameter with this index.
+    Param(usize),
+    /// Unary minus.
+    Neg(Box<Node>),
+    /// A binary operation.
+    Bin(BinOp, Box<Node>, Box<Node>),
+    /// A function call.
+    Call(Func, Box<Node>),
+}
+
+/// A parsed expression with its variables and parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    root: Node,
+    variables: Vec<String>,
+    params: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Num(f64),
+    Name(String),
+    Op(char),
+    Pow,
+    LParen,
+    RParen,
+    End,
+}
+
+#[derive(Clone, Debug)]
+struct Token {
+    tok: Tok,
+    line: usize,
+    column: usize,
+}
+
+fn err(line: usize, column: usize, message: impl Into<String>) -> Error {
+    Error::Parse { line, column, message: message.into() }
+}
+
+fn lex(src: &str) -> Result<Vec<Token>> {
+    let chars: Vec<char> = src.chars().collect();
+    let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
+    let mut out = Vec::new();
+    while i < chars.len() {
+        let c = chars[i];
+        let (tl, tc) = (line, col);
+        if c == '\n' {
+            line += 1;
+            col = 1;
+            i += 1;
+            continue;
+        }
+        if c.is_whitespace() {
+            i += 1;
+            col += 1;
+            continue;
+        }
+        let start = i;
+        let tok = if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+                let mut j = i + 1;
+                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+                    j += 1;
+                }
+                if j < chars.len() && chars[j].is_ascii_digit() {
+                    while j < chars.len() && chars[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    i = j;
+                }
+            }
+            let text: String = chars[start..i].iter().collect();
+            let v: f64 = text.parse().map_err(|_| err(tl, tc, format!("invalid number '{text}'")))?;
+            Tok::Num(v)
+        } else if c.is_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            Tok::Name(chars[start..i].iter().collect())
+        } else {
+            i += 1;
+            match c {
+                '+' | '-' | '/' => Tok::Op(c),
+                '*' if chars.get(i) == Some(&'*') => {
+                    i += 1;
+                    Tok::Pow
+                }
+                '*' => Tok::Op('*'),
+                '^' => Tok::Pow,
+                '(' => Tok::LParen,
+                ')' => Tok::RParen,
+                other => return Err(err(tl, tc, format!("unexpected character '{other}'"))),
+            }
+        };
+        col += i - start;
+        out.push(Token { tok, line: tl, column: tc });
+    }
+    out.push(Token { tok: Tok::End, line, column: col });
+    Ok(out)
+}
+
+struct Parser<'a> {
+    toks: Vec<Token>,
+    pos: usize,
+    variables: &'a [String],
+    params: Vec<String>,
+    fixed_params: bool,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> &Token {
+        &self.toks[self.pos]
+    }
+
+    fn next(&mut self) -> Token {
+        let t = self.toks[self.pos].clone();
+        if self.pos + 1 < self.toks.len() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn expr(&mut self) -> Result<Node> {
+        let mut lhs = self.term()?;
+        while let Tok::Op(c @ ('+' | '-')) = self.peek().tok {
+            self.next();
+            let rhs = self.term()?;
+            let op = if c == '+' { BinOp::Add } else { BinOp::Sub };
+            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn term(&mut self) -> Result<Node> {
+        let mut lhs = self.unary()?;
+        while let Tok::Op(c @ ('*' | '/')) = self.peek().tok {
+            self.next();
+            let rhs = self.unary()?;
+            let op = if c == '*' { BinOp::Mul } else { BinOp::Div };
+            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self) -> Result<Node> {
+        match self.peek().tok {
+            Tok::Op('-') => {
+                self.next();
+                Ok(Node::Neg(Box::new(self.unary()?)))
+            }
+            Tok::Op('+') => {
+                self.next();
+                self.unary()
+            }
+            _ => self.power(),
+        }
+    }
+
+    fn power(&mut self) -> Result<Node> {
+        let base = self.atom()?;
+        if self.peek().tok == Tok::Pow {
+            self.next();
+            let exp = self.unary()?;
+            return Ok(Node::Bin(BinOp::Pow, Box::new(base), Box::new(exp)));
+        }
+        Ok(base)
+    }
+
+    fn atom(&mut self) -> Result<Node> {
+        let t = self.next();
+        match t.tok {
+            Tok::Num(v) => Ok(Node::Num(v)),
+            Tok::LParen => {
+                let inner = self.expr()?;
+                self.expect_rparen(&t)?;
+                Ok(inner)
+            }
+            Tok::Name(name) => {
+                if self.peek().tok == Tok::LParen {
+                    let open = self.next();
+                    let f = Func::from_name(&name).ok_or_else(|| err(t.line, t.column, format!("unknown function '{name}'")))?;
+                    let arg = self.expr()?;
+                    self.expect_rparen(&open)?;
+                    return Ok(Node::Call(f, Box::new(arg)));
+                }
+                if Func::from_name(&name).is_some() {
+                    return Err(err(t.line, t.column, format!("function '{name}' needs an argument in parentheses")));
+                }
+                if let Some(i) = self.variables.iter().position(|v| *v == name) {
+                    return Ok(Node::Var(i));
+                }
+                match name.as_str() {
+                    "pi" => return Ok(Node::Num(std::f64::consts::PI)),
+                    "e" => return Ok(Node::Num(std::f64::consts::E)),
+                    _ => {}
+                }
+                if let Some(i) = self.params.iter().position(|p| *p == name) {
+                    return Ok(Node::Param(i));
+                }
+                if self.fixed_params {
+                    return Err(err(t.line, t.column, format!("unknown name '{name}' (not a variable, parameter, function or constant)")));
+                }
+                self.params.push(name);
+                Ok(Node::Param(self.params.len() - 1))
+            }
+            Tok::End => Err(err(t.line, t.column, "unexpected end of expression")),
+            Tok::RParen => Err(err(t.line, t.column, "unexpected ')'")),
+            Tok::Op(c) => Err(err(t.line, t.column, format!("unexpected '{c}'"))),
+            Tok::Pow => Err(err(t.line, t.column, "unexpected '^'")),
+        }
+    }
+
+    fn expect_rparen(&mut self, open: &Token) -> Result<()> {
+        let t = self.next();
+        match t.tok {
+            Tok::RParen => Ok(()),
+            Tok::End => Err(err(open.line, open.column, "unclosed '('")),
+            _ => Err(err(t.line, t.column, "expected ')'")),
+        }
+    }
+}
+
+impl Expr {
+    /// Parses `src` with the given independent-variable names; every other free name is a
+    /// parameter, numbered in order of first appearance.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] with line and column.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = nlsq::expr::Expr::parse("a * exp(-k * x) + c", &["x"]).unwrap();
+    /// assert_eq!(e.params(), ["a", "k", "c"]);
+    /// ```
+    pub fn parse(src: &str, variables: &[&str]) -> Result<Expr> {
+        Self::parse_impl(src, variables, None)
+    }
+
+    /// Parses with a fixed parameter list (its order is the parameter order); any other free
+    /// name is an error.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] with line and column.
+    pub fn parse_with_params(src: &str, variables: &[&str], params: &[&str]) -> Result<Expr> {
+        Self::parse_impl(src, variables, Some(params))
+    }
+
+    fn parse_impl(src: &str, variables: &[&str], params: Option<&[&str]>) -> Result<Expr> {
+        let variables: Vec<String> = variables.iter().map(|s| s.to_string()).collect();
+        for name in variables.iter().map(String::as_str).chain(params.unwrap_or(&[]).iter().copied()) {
+            if Func::from_name(name).is_some() || name == "pi" || name == "e" {
+                return Err(err(1, 1, format!("'{name}' is a reserved name (function or constant)")));
+            }
+        }
+        let mut p = Parser {
+            toks: lex(src)?,
+            pos: 0,
+            variables: &variables,
+            params: params.map(|ps| ps.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+            fixed_params: params.is_some(),
+        };
+        let root = p.expr()?;
+        let t = p.peek().clone();
+        if t.tok != Tok::End {
+            return Err(err(t.line, t.column, "unexpected token after the end of the expression"));
+        }
+        let params = p.params;
+        Ok(Expr { root, variables, params })
+    }
+
+    /// Parameter names in parameter order.
+    pub fn params(&self) -> &[String] {
+        &self.params
+    }
+
+    /// Independent-variable names.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// The syntax tree.
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(src: &str) -> (usize, usize, String) {
+        match Expr::parse(src, &["x"]) {
+            Err(Error::Parse { line, column, message }) => (line, column, message),
+            other => panic!("expected a parse error for {src:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        let e = Expr::parse("-x^2", &["x"]).unwrap();
+        assert_eq!(e.root(), &Node::Neg(Box::new(Node::Bin(BinOp::Pow, Box::new(Node::Var(0)), Box::new(Node::Num(2.0))))));
+        let e = Expr::parse("2^3^2", &[]).unwrap();
+        assert!(matches!(e.root(), Node::Bin(BinOp::Pow, _, r) if matches!(**r, Node::Bin(BinOp::Pow, _, _))));
+        let e = Expr::parse("x**-2", &["x"]).unwrap();
+        assert!(matches!(e.root(), Node::Bin(BinOp::Pow, _, r) if matches!(**r, Node::Neg(_))));
+        let e = Expr::parse("a - b - c", &[]).unwrap();
+        assert!(matches!(e.root(), Node::Bin(BinOp::Sub, l, _) if matches!(**l, Node::Bin(BinOp::Sub, _, _))));
+    }
+
+    #[test]
+    fn params_in_order_of_first_appearance_and_constants() {
+        let e = Expr::parse("b2*exp(-b1*x) + pi*e + b2", &["x"]).unwrap();
+        assert_eq!(e.params(), ["b2", "b1"]);
+        let e = Expr::parse_with_params("b1*x+b2", &["x"], &["b1", "b2", "b3"]).unwrap();
+        assert_eq!(e.params(), ["b1", "b2", "b3"]);
+        let e = Expr::parse("1.5e-3 + .5 + 2E2", &[]).unwrap();
+        assert!(matches!(e.root(), Node::Bin(BinOp::Add, _, _)));
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        assert_eq!(parse_err("a * (x + 1").0, 1);
+        assert_eq!(parse_err("a * (x + 1").1, 5);
+        let (l, c, m) = parse_err("a +\n  foo(x)");
+        assert_eq!((l, c), (2, 3));
+        assert!(m.contains("unknown function 'foo'"), "{m}");
+        let (l, c, _) = parse_err("a + $");
+        assert_eq!((l, c), (1, 5));
+        let (_, c, m) = parse_err("a b");
+        assert_eq!(c, 3);
+        assert!(m.contains("unexpected token"), "{m}");
+        assert!(parse_err("exp").2.contains("needs an argument"));
+        assert!(parse_err("").2.contains("unexpected end"));
+        assert!(parse_err("a*)").2.contains("unexpected ')'"));
+        match Expr::parse_with_params("b1*x+q", &["x"], &["b1"]) {
+            Err(Error::Parse { column, message, .. }) => {
+                assert_eq!(column, 6);
+                assert!(message.contains("unknown name 'q'"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Expr::parse("x", &["exp"]).is_err());
+    }
+}
