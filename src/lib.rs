@@ -30,10 +30,13 @@
 
 pub mod error;
 pub mod expr;
+pub mod fit;
 pub mod graph;
+pub mod linalg;
 #[allow(unsafe_code)]
 pub mod pjrt;
 pub mod runtime;
+pub mod solve;
 pub mod types;
 
 pub use error::{Error, PjrtCode, Result};

@@ -46,6 +46,7 @@ impl Primitive for Literal {
         "constant"
     }
     fn infer(&self, _ins: &[&TensorType]) -> Result<TensorType> {
+        check_dims("constant", &self.ty.shape)?;
         let n = self.ty.shape.num_elements();
         if self.bits.len() != 1 && self.bits.len() != n {
             return Err(Error::InvalidOp {

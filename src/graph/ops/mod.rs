@@ -23,7 +23,7 @@ pub(crate) mod reduce;
 pub(crate) mod shape;
 
 use crate::error::Result;
-use crate::graph::builder::{NodeId, ScopeId};
+use crate::graph::builder::ScopeId;
 use crate::graph::emit::Emitter;
 use crate::graph::tensor::Tensor;
 use crate::graph::types::TensorType;
@@ -129,10 +129,4 @@ impl Op {
     pub(crate) fn is_unique(&self) -> bool {
         matches!(self, Op::Parameter { .. } | Op::Poison { .. } | Op::While { .. })
     }
-}
-
-/// Helper used by shape rules: all operand ids a node refers to, for cheap reuse.
-#[allow(dead_code)]
-pub(crate) fn ids(ts: &[&Tensor]) -> Vec<NodeId> {
-    ts.iter().map(|t| t.id).collect()
 }

@@ -10,7 +10,7 @@ use crate::graph::jvp::{basis_size, materialize};
 use crate::graph::ops::literal::check_dims;
 use crate::graph::ops::{Primitive, Tangent};
 use crate::graph::tensor::Tensor;
-use crate::graph::types::{DType, Shape, TensorType};
+use crate::graph::types::{Shape, TensorType};
 
 /// `dims` with every entry shifted by one (for tangents, which carry a leading basis axis).
 fn shifted(dims: &[i64]) -> Vec<i64> {
@@ -195,7 +195,7 @@ impl Primitive for Concat {
     fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
         let n = t.iter().flatten().next().map(basis_size)?;
         let parts: Vec<Tensor> = x.iter().zip(t).map(|(x, t)| materialize(t, x, n)).collect();
-        Some(Tensor::concat(&parts, self.0 + 1))
+        Some(x[0].graph().concat(&parts, self.0 + 1))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic("stablehlo.concatenate", args, ins, &[("dimension", Attr::I64(self.0))], out)
@@ -340,10 +340,4 @@ impl Primitive for Take {
             out,
         )
     }
-}
-
-/// Unused helper kept for symmetry with the dtype checks above.
-#[allow(dead_code)]
-fn is_index_dtype(d: DType) -> bool {
-    d.is_int()
 }

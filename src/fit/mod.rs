@@ -1,0 +1,655 @@
+//! `curve_fit` and `least_squares`: validation, the traced program, execution, results.
+//!
+//! A fit traces the model (as private `func.func`s for the residuals and for residuals plus
+//! Jacobian) and the whole solver loop into one StableHLO program whose inputs are the data,
+//! the starting point, the bounds and the tolerances; compiles it once per shape (cached in
+//! memory for the life of the process); and runs it with one `Execute`. Everything the caller
+//! gets back (solution, cost, residuals, Jacobian, gradient, counts, status, cost history, and
+//! the unscaled covariance) comes back from that one execution.
+//!
+//! Input validation happens on the host before anything is traced: bad input is an
+//! [`Error`](crate::Error), never a panic or an XLA abort.
+
+pub mod options;
+pub mod result;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayViewD};
+use once_cell::sync::Lazy;
+
+pub use options::{FitOptions, Sigma, XData};
+pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
+
+use crate::error::{Error, Result};
+use crate::graph::{jacfwd, Graph, Params, Program, Tensor, TensorType};
+use crate::pjrt::LoadedExecutable;
+use crate::solve::termination::NONFINITE_START;
+use crate::solve::{self, Config, Inputs, Loss, Method, Status};
+use crate::types::DType;
+
+/// Length of the in-graph cost history.
+pub const HISTORY_LEN: i64 = 128;
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput { field, reason: reason.into() }
+}
+
+fn check_all_finite(field: &'static str, v: impl IntoIterator<Item = f64>) -> Result<()> {
+    for (i, x) in v.into_iter().enumerate() {
+        if !x.is_finite() {
+            return Err(invalid(field, format!("element {i} is {x} (set check_finite = false to allow it)")));
+        }
+    }
+    Ok(())
+}
+
+/// Bounds expanded to `n` values, validated.
+fn expand_bounds(bounds: &Option<(Vec<f64>, Vec<f64>)>, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let Some((lo, hi)) = bounds else { return Ok((vec![f64::NEG_INFINITY; n], vec![f64::INFINITY; n])) };
+    let expand = |v: &Vec<f64>, field| -> Result<Vec<f64>> {
+        match v.len() {
+            1 => Ok(vec![v[0]; n]),
+            l if l == n => Ok(v.clone()),
+            l => Err(invalid(field, format!("has {l} values, expected 1 or {n} (one per parameter)"))),
+        }
+    };
+    let (lo, hi) = (expand(lo, "bounds.lower")?, expand(hi, "bounds.upper")?);
+    for i in 0..n {
+        if lo[i].is_nan() || hi[i].is_nan() {
+            return Err(invalid("bounds", format!("bound {i} is NaN")));
+        }
+        if lo[i] >= hi[i] {
+            return Err(invalid("bounds", format!("lower bound {i} ({}) must be strictly less than upper bound ({})", lo[i], hi[i])));
+        }
+    }
+    Ok((lo, hi))
+}
+
+/// scipy's `make_strictly_feasible(x0, lb, ub)` with `rstep = 1e-10`.
+fn strictly_feasible(x: &mut [f64], lb: &[f64], ub: &[f64]) {
+    for i in 0..x.len() {
+        if x[i] <= lb[i] {
+            x[i] = lb[i] + 1e-10 * lb[i].abs().max(1.0);
+        } else if x[i] >= ub[i] {
+            x[i] = ub[i] - 1e-10 * ub[i].abs().max(1.0);
+        }
+        if x[i] < lb[i] || x[i] > ub[i] {
+            x[i] = 0.5 * (lb[i] + ub[i]);
+        }
+    }
+}
+
+/// Cholesky factor `L` of a symmetric positive-definite matrix, and `L⁻¹`.
+fn whitening(cov: &Array2<f64>) -> Result<Array2<f64>> {
+    let m = cov.nrows();
+    let mut l = Array2::<f64>::zeros((m, m));
+    for j in 0..m {
+        for i in 0..j {
+            if (cov[[i, j]] - cov[[j, i]]).abs() > 1e-12 * (cov[[i, j]].abs() + cov[[j, i]].abs()).max(f64::MIN_POSITIVE) {
+                return Err(invalid("sigma", format!("covariance matrix is not symmetric at ({i}, {j})")));
+            }
+        }
+        let mut d = cov[[j, j]];
+        for k in 0..j {
+            d -= l[[j, k]] * l[[j, k]];
+        }
+        if !(d > 0.0) || !d.is_finite() {
+            return Err(invalid("sigma", "covariance matrix is not positive definite"));
+        }
+        let djj = d.sqrt();
+        l[[j, j]] = djj;
+        for i in j + 1..m {
+            let mut s = cov[[i, j]];
+            for k in 0..j {
+                s -= l[[i, k]] * l[[j, k]];
+            }
+            l[[i, j]] = s / djj;
+        }
+    }
+    // Invert the lower triangle column by column (forward substitution on the identity).
+    let mut inv = Array2::<f64>::zeros((m, m));
+    for c in 0..m {
+        for i in c..m {
+            let mut s = if i == c { 1.0 } else { 0.0 };
+            for k in c..i {
+                s -= l[[i, k]] * inv[[k, c]];
+            }
+            inv[[i, c]] = s / l[[i, i]];
+        }
+    }
+    Ok(inv)
+}
+
+/// A host array handed to the executable.
+enum HostArg {
+    F64(Vec<f64>, Vec<i64>),
+    I64(i64),
+}
+
+static EXECUTABLES: Lazy<Mutex<HashMap<String, Arc<LoadedExecutable>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// Compiles `program` or takes it from the in-process cache.
+fn executable(program: &Program) -> Result<(Arc<LoadedExecutable>, ExecutableSource)> {
+    if let Some(e) = EXECUTABLES.lock().unwrap_or_else(|p| p.into_inner()).get(&program.text) {
+        return Ok((e.clone(), ExecutableSource::Memory));
+    }
+    let client = crate::runtime::client()?;
+    let exe = Arc::new(client.compile(&program.text)?);
+    EXECUTABLES.lock().unwrap_or_else(|p| p.into_inner()).insert(program.text.clone(), exe.clone());
+    Ok((exe, ExecutableSource::Compiled))
+}
+
+/// The solver inputs as program parameters, in a fixed order after the data parameters.
+fn solver_inputs(g: &Graph, n: i64) -> Inputs {
+    let vec = |name: &str| g.parameter(name, DType::F64, [n]);
+    let scalar = |name: &str| g.parameter(name, DType::F64, []);
+    Inputs {
+        x0: vec("p0"),
+        lb: vec("lower"),
+        ub: vec("upper"),
+        x_scale: vec("x_scale"),
+        ftol: scalar("ftol"),
+        xtol: scalar("xtol"),
+        gtol: scalar("gtol"),
+        f_scale: scalar("f_scale"),
+        max_nfev: g.parameter("max_nfev", DType::I64, []),
+        m_valid: scalar("m_valid"),
+    }
+}
+
+fn outputs_list(o: &solve::Outputs) -> [&Tensor; 15] {
+    [
+        &o.x, &o.cost, &o.fun, &o.jac, &o.grad, &o.optimality, &o.active_mask, &o.nfev, &o.njev, &o.nit, &o.status,
+        &o.history, &o.initial_cost, &o.cov, &o.rank,
+    ]
+}
+
+/// Host values of the solver inputs, in [`solver_inputs`] order.
+struct SolverArgs {
+    p0: Vec<f64>,
+    lb: Vec<f64>,
+    ub: Vec<f64>,
+    x_scale: Vec<f64>,
+    ftol: f64,
+    xtol: f64,
+    gtol: f64,
+    f_scale: f64,
+    max_nfev: i64,
+    m_valid: f64,
+}
+
+impl SolverArgs {
+    fn push(self, args: &mut Vec<HostArg>) {
+        let n = self.p0.len() as i64;
+        for v in [self.p0, self.lb, self.ub, self.x_scale] {
+            args.push(HostArg::F64(v, vec![n]));
+        }
+        for s in [self.ftol, self.xtol, self.gtol, self.f_scale] {
+            args.push(HostArg::F64(vec![s], vec![]));
+        }
+        args.push(HostArg::I64(self.max_nfev));
+        args.push(HostArg::F64(vec![self.m_valid], vec![]));
+    }
+}
+
+/// Everything about a fit that does not depend on the traced program.
+struct Plan {
+    n: usize,
+    m: usize,
+    method: Method,
+    loss: Loss,
+    config: Config,
+    args: SolverArgs,
+}
+
+fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
+    let n = p0.len();
+    if n == 0 {
+        return Err(invalid("p0", "there must be at least one parameter"));
+    }
+    let solver = &options.solver;
+    solver.validate(n)?;
+    if options.check_finite {
+        check_all_finite("p0", p0.iter().copied())?;
+    } else if p0.iter().any(|v| !v.is_finite()) {
+        return Err(invalid("p0", "the starting point must be finite"));
+    }
+    let (lb, ub) = expand_bounds(&options.bounds, n)?;
+    let bounded = lb.iter().any(|v| v.is_finite()) || ub.iter().any(|v| v.is_finite());
+    let method = solver.method.unwrap_or(if bounded { Method::Trf } else { Method::Lm });
+    if method == Method::Lm {
+        if bounded {
+            return Err(Error::InvalidOption { field: "method", value: "lm".into(), constraint: "trf when bounds are given (lm does not support bounds)" });
+        }
+        if m < n {
+            return Err(invalid("ydata", format!("method lm needs at least as many points ({m}) as parameters ({n}); use trf")));
+        }
+        if solver.loss != Loss::Linear {
+            return Err(Error::InvalidOption { field: "loss", value: solver.loss.to_string(), constraint: "linear when method = lm" });
+        }
+    }
+    for i in 0..n {
+        if p0[i] < lb[i] || p0[i] > ub[i] {
+            return Err(invalid("p0", format!("p0[{i}] = {} is outside its bounds [{}, {}]", p0[i], lb[i], ub[i])));
+        }
+    }
+    let mut x0 = p0;
+    if method == Method::Trf {
+        strictly_feasible(&mut x0, &lb, &ub);
+    }
+    let x_scale = solver.x_scale_values(method, n);
+    let config = Config { method, loss: solver.loss, jac_scale: x_scale.is_none(), bounded, history: HISTORY_LEN };
+    let args = SolverArgs {
+        p0: x0,
+        lb,
+        ub,
+        x_scale: x_scale.unwrap_or_else(|| vec![1.0; n]),
+        ftol: solver.ftol,
+        xtol: solver.xtol,
+        gtol: solver.gtol,
+        f_scale: solver.f_scale,
+        max_nfev: solver.max_nfev_or_default(n) as i64,
+        m_valid: m as f64,
+    };
+    Ok(Plan { n, m, method, loss: solver.loss, config, args })
+}
+
+/// Runs the program and reads its results.
+fn execute(program: &Program, args: Vec<HostArg>, plan: &Plan, t0: Instant, trace: std::time::Duration) -> Result<(FitResult, Array2<f64>)> {
+    let t1 = Instant::now();
+    let (exe, source) = executable(program)?;
+    let compile = t1.elapsed();
+    let t2 = Instant::now();
+    let client = exe.client().clone();
+    let buffers = args
+        .iter()
+        .map(|a| match a {
+            HostArg::F64(v, dims) => client.buffer_from_host(v, dims),
+            HostArg::I64(v) => client.buffer_from_host(&[*v], &[]),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<_> = buffers.iter().collect();
+    let out = exe.execute(&refs)?;
+    let f64s = |i: usize| out[i].to_vec::<f64>();
+    let i64s = |i: usize| out[i].to_vec::<i64>();
+    let (n, m_pad) = (plan.n, out[2].dims()?[0] as usize);
+    let x = Array1::from(f64s(0)?);
+    let cost = f64s(1)?[0];
+    let mut fun = f64s(2)?;
+    let jac = f64s(3)?;
+    let grad = Array1::from(f64s(4)?);
+    let optimality = f64s(5)?[0];
+    let active_mask = Array1::from(i64s(6)?);
+    let (nfev, njev, nit) = (i64s(7)?[0], i64s(8)?[0], i64s(9)?[0]);
+    let status_code = i64s(10)?[0];
+    let history_full = f64s(11)?;
+    let initial_cost = f64s(12)?[0];
+    let cov = Array2::from_shape_vec((n, n), f64s(13)?).map_err(|e| invalid("cov", e.to_string()))?;
+    let rank = i64s(14)?[0];
+    let execute = t2.elapsed();
+    if status_code == NONFINITE_START {
+        return Err(invalid("p0", "the residuals (or the Jacobian) are not finite at the initial point"));
+    }
+    let status = Status::from_code(status_code).ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
+    let m = plan.m;
+    fun.truncate(m);
+    let mut jac = Array2::from_shape_vec((m_pad, n), jac).map_err(|e| invalid("jac", e.to_string()))?;
+    if m < m_pad {
+        jac = jac.slice(ndarray::s![..m, ..]).to_owned();
+    }
+    let history: Vec<f64> = history_full.into_iter().take((nit as usize + 1).min(HISTORY_LEN as usize)).collect();
+    let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
+    let result = FitResult {
+        x,
+        cost,
+        fun: Array1::from(fun),
+        jac,
+        grad,
+        optimality,
+        active_mask,
+        nfev: nfev as usize,
+        njev: njev as usize,
+        nit: nit as usize,
+        status,
+        initial_cost,
+        history,
+        rank: rank as usize,
+        method: plan.method,
+        loss: plan.loss,
+        timings: Timings { trace, compile, execute, total: t0.elapsed() },
+        executable: source,
+        device,
+    };
+    Ok((result, cov))
+}
+
+/// Fits `model(x, p)` to `ydata`, like `scipy.optimize.curve_fit`.
+///
+/// `model` is ordinary Rust over traced tensors: `x` is `[m]` (or `[k, m]` for
+/// multi-dimensional `xdata`; `x.row(i)` is coordinate `i`) and `p[i]` are the parameters.
+/// `p0 = None` starts from all ones and needs [`FitOptions::n_params`]. The method defaults to
+/// `lm` without bounds and `trf` with bounds.
+///
+/// # Errors
+/// [`Error::InvalidInput`] / [`Error::InvalidOption`] for bad input (NaN or infinite data when
+/// `check_finite`, length mismatches, too few points for `lm`, `p0` outside the bounds,
+/// `lower >= upper`, `sigma <= 0`, a covariance `sigma` that is not positive definite, `lm`
+/// with bounds, a model that is not finite at `p0`); trace errors naming the op and shapes
+/// for a model of the wrong shape; runtime errors from PJRT.
+///
+/// # Examples
+/// ```no_run
+/// use nlsq::fit::{curve_fit, FitOptions};
+/// use nlsq::graph::{Params, Tensor};
+///
+/// let x: Vec<f64> = (0..50).map(|i| i as f64 * 0.1).collect();
+/// let y: Vec<f64> = x.iter().map(|x| 2.5 * (-1.3 * x).exp() + 0.5).collect();
+/// let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+/// let fit = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default())?;
+/// assert!((fit.popt[1] - 1.3).abs() < 1e-8);
+/// # Ok::<(), nlsq::Error>(())
+/// ```
+pub fn curve_fit<'a, M>(
+    model: &M,
+    xdata: impl Into<XData<'a>>,
+    ydata: impl Into<ArrayView1<'a, f64>>,
+    p0: Option<&[f64]>,
+    options: &FitOptions,
+) -> Result<CurveFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let t0 = Instant::now();
+    let xdata = xdata.into();
+    let ydata = ydata.into();
+    let m = ydata.len();
+    if xdata.len() != m {
+        return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
+    }
+    if m == 0 {
+        return Err(invalid("ydata", "no data points"));
+    }
+    if let XData::D2(x) = &xdata {
+        if x.nrows() == 0 {
+            return Err(invalid("xdata", "a [k, m] xdata needs k >= 1 rows"));
+        }
+    }
+    let p0: Vec<f64> = match (p0, options.n_params) {
+        (Some(p), Some(n)) if p.len() != n => return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len()))),
+        (Some(p), _) => p.to_vec(),
+        (None, Some(n)) => vec![1.0; n],
+        (None, None) => return Err(invalid("p0", "give p0, or the number of parameters with FitOptions::with_n_params")),
+    };
+    if options.check_finite {
+        match &xdata {
+            XData::D1(x) => check_all_finite("xdata", x.iter().copied())?,
+            XData::D2(x) => check_all_finite("xdata", x.iter().copied())?,
+        }
+        check_all_finite("ydata", ydata.iter().copied())?;
+    }
+    let plan = plan(p0, m, options)?;
+    let n = plan.n;
+    let m_pad = m.max(n + 1);
+
+    // Host data, padded to m_pad rows with zero weight (x repeats its first point so the model
+    // stays finite there; the rows are masked out anyway).
+    let mut weights = vec![1.0; m];
+    let mut whiten: Option<Vec<f64>> = None;
+    match &options.sigma {
+        None => {}
+        Some(Sigma::Std(s)) => {
+            if s.len() != m {
+                return Err(invalid("sigma", format!("has {} values but ydata has {m}", s.len())));
+            }
+            for (i, &v) in s.iter().enumerate() {
+                if !(v > 0.0) || !v.is_finite() {
+                    return Err(invalid("sigma", format!("sigma[{i}] = {v}: must be finite and > 0")));
+                }
+                weights[i] = 1.0 / v;
+            }
+        }
+        Some(Sigma::Cov(c)) => {
+            if c.dim() != (m, m) {
+                return Err(invalid("sigma", format!("covariance is {}x{}, expected {m}x{m}", c.nrows(), c.ncols())));
+            }
+            if options.check_finite {
+                check_all_finite("sigma", c.iter().copied())?;
+            }
+            let inv = whitening(c)?;
+            let mut w = vec![0.0; m_pad * m_pad];
+            for i in 0..m {
+                for j in 0..m {
+                    w[i * m_pad + j] = inv[[i, j]];
+                }
+            }
+            whiten = Some(w);
+        }
+    }
+    weights.resize(m_pad, 0.0);
+    let mut y: Vec<f64> = ydata.iter().copied().collect();
+    y.resize(m_pad, 0.0);
+    let (x_host, x_dims): (Vec<f64>, Vec<i64>) = match &xdata {
+        XData::D1(x) => {
+            let mut v: Vec<f64> = x.iter().copied().collect();
+            v.resize(m_pad, x[0]);
+            (v, vec![m_pad as i64])
+        }
+        XData::D2(x) => {
+            let k = x.nrows();
+            let mut v = Vec::with_capacity(k * m_pad);
+            for r in 0..k {
+                let row = x.row(r);
+                v.extend(row.iter().copied());
+                v.extend(std::iter::repeat(row[0]).take(m_pad - m));
+            }
+            (v, vec![k as i64, m_pad as i64])
+        }
+    };
+
+    // Trace.
+    let g = Graph::new();
+    let x_ty = TensorType::new(DType::F64, x_dims.clone());
+    let xt = g.parameter("x", DType::F64, x_dims.clone());
+    let yt = g.parameter("y", DType::F64, [m_pad as i64]);
+    let wt = g.parameter("w", DType::F64, [m_pad as i64]);
+    let wmat = whiten.as_ref().map(|_| g.parameter("whiten", DType::F64, [m_pad as i64, m_pad as i64]));
+    let inputs = solver_inputs(&g, n as i64);
+    let model_f = g.model_function("model", model, x_ty.clone(), n as i64)?;
+    let model_fj = g.model_jac_function("model_jac", model, x_ty, n as i64)?;
+    let valid = wt.gt(0.0);
+    let valid_col = valid.reshape([m_pad as i64, 1]);
+    let weigh = |d: Tensor| match &wmat {
+        Some(w) => w.dot(&d),
+        None => d * &wt,
+    };
+    let fun = |p: &Tensor| {
+        let f = model_f.call(&[&xt, p]).remove(0);
+        valid.select(weigh(f - &yt), 0.0)
+    };
+    let fun_jac = |p: &Tensor| {
+        let mut v = model_fj.call(&[&xt, p]);
+        let j = v.pop().expect("two results");
+        let f = v.pop().expect("two results");
+        let r = valid.select(weigh(f - &yt), 0.0);
+        let jw = match &wmat {
+            Some(w) => w.dot(&j),
+            None => j * wt.reshape([m_pad as i64, 1]),
+        };
+        (r, valid_col.select(jw, 0.0))
+    };
+    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, n: n as i64 };
+    let out = solve::solve(&problem, &inputs, &plan.config);
+    let program = g.finish(outputs_list(&out))?;
+    let trace = t0.elapsed();
+
+    let mut args = vec![HostArg::F64(x_host, x_dims), HostArg::F64(y, vec![m_pad as i64]), HostArg::F64(weights, vec![m_pad as i64])];
+    if let Some(w) = whiten {
+        args.push(HostArg::F64(w, vec![m_pad as i64, m_pad as i64]));
+    }
+    let absolute_sigma = options.absolute_sigma;
+    let plan_ref = &plan;
+    plan.args_clone_into(&mut args);
+    let (result, cov) = execute(&program, args, plan_ref, t0, trace)?;
+
+    // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
+    let mut pcov = cov;
+    if !absolute_sigma {
+        if m > n {
+            let s_sq = 2.0 * result.cost / (m - n) as f64;
+            pcov.mapv_inplace(|v| v * s_sq);
+        } else {
+            pcov.fill(f64::INFINITY);
+        }
+    }
+    if pcov.iter().any(|v| v.is_nan()) {
+        pcov.fill(f64::INFINITY);
+    }
+    let perr = pcov.diag().mapv(|v| v.sqrt());
+    Ok(CurveFit { popt: result.x.clone(), pcov, perr, result })
+}
+
+impl Plan {
+    fn args_clone_into(&self, args: &mut Vec<HostArg>) {
+        let a = &self.args;
+        SolverArgs {
+            p0: a.p0.clone(),
+            lb: a.lb.clone(),
+            ub: a.ub.clone(),
+            x_scale: a.x_scale.clone(),
+            ftol: a.ftol,
+            xtol: a.xtol,
+            gtol: a.gtol,
+            f_scale: a.f_scale,
+            max_nfev: a.max_nfev,
+            m_valid: a.m_valid,
+        }
+        .push(args);
+    }
+}
+
+/// Minimizes `0.5 * sum(rho(f(p, data)²))` for general residuals, like
+/// `scipy.optimize.least_squares`.
+///
+/// `fun(p, data)` maps the parameter vector `[n]` and the traced data arrays (program inputs,
+/// never constants: one executable serves every dataset of the same shapes) to residuals
+/// `[m]`. The Jacobian comes from forward-mode autodiff. `options.sigma` must be `None`;
+/// bounds, method, loss and tolerances apply as in `curve_fit`.
+///
+/// # Errors
+/// As [`curve_fit`]; residuals that are not a vector are a trace error.
+pub fn least_squares<F>(fun: &F, x0: &[f64], data: &[ArrayViewD<'_, f64>], options: &FitOptions) -> Result<FitResult>
+where
+    F: Fn(&Tensor, &[Tensor]) -> Tensor + ?Sized,
+{
+    let t0 = Instant::now();
+    if options.sigma.is_some() {
+        return Err(Error::InvalidOption { field: "sigma", value: "set".into(), constraint: "None for least_squares (weigh the residuals in fun)" });
+    }
+    if options.check_finite {
+        for d in data {
+            check_all_finite("data", d.iter().copied())?;
+        }
+    }
+    let n = x0.len() as i64;
+    // Trace once to learn m.
+    let probe = Graph::new();
+    let pp = probe.parameter("p", DType::F64, [n.max(1)]);
+    let pd: Vec<Tensor> = data.iter().enumerate().map(|(i, d)| probe.parameter(&format!("data{i}"), DType::F64, d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())).collect();
+    let r = probe.try_with(|| fun(&pp, &pd))?;
+    if r.rank() != 1 {
+        return Err(Error::InvalidOp { op: "least_squares", reason: format!("residuals must be a vector, got shape {}", r.shape()) });
+    }
+    let m = r.dims()[0] as usize;
+    if m == 0 {
+        return Err(invalid("fun", "returns no residuals"));
+    }
+    let plan = plan(x0.to_vec(), m, options)?;
+    let m_pad = m.max(plan.n + 1) as i64;
+    let pad = m_pad - m as i64;
+
+    let g = Graph::new();
+    let dts: Vec<Tensor> = data.iter().enumerate().map(|(i, d)| g.parameter(&format!("data{i}"), DType::F64, d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())).collect();
+    let inputs = solver_inputs(&g, n);
+    let mut fn_inputs: Vec<(String, TensorType)> = vec![("p".into(), TensorType::new(DType::F64, [n]))];
+    fn_inputs.extend(dts.iter().enumerate().map(|(i, d)| (format!("data{i}"), d.ty())));
+    let fn_inputs_ref: Vec<(&str, TensorType)> = fn_inputs.iter().map(|(s, t)| (s.as_str(), t.clone())).collect();
+    let pad_rows = |t: Tensor| if pad == 0 { t } else {
+        let mut dims = t.dims();
+        dims[0] = pad;
+        g.concat(&[t.clone(), g.zeros(DType::F64, dims)], 0)
+    };
+    let f_fn = g.function("residuals", &fn_inputs_ref, |a| vec![pad_rows(fun(&a[0], &a[1..]))])?;
+    let mut jac_err = None;
+    let fj_fn = g.function("residuals_jac", &fn_inputs_ref, |a| {
+        let r = fun(&a[0], &a[1..]);
+        match jacfwd(&r, &a[0]) {
+            Ok(j) => vec![pad_rows(r), pad_rows(j)],
+            Err(e) => {
+                jac_err = Some(e);
+                Vec::new()
+            }
+        }
+    })?;
+    if let Some(e) = jac_err {
+        return Err(e);
+    }
+    let call_args = |p: &Tensor| -> Vec<Tensor> { std::iter::once(p.clone()).chain(dts.iter().cloned()).collect() };
+    let fun_g = |p: &Tensor| {
+        let a = call_args(p);
+        let refs: Vec<&Tensor> = a.iter().collect();
+        f_fn.call(&refs).remove(0)
+    };
+    let fun_jac_g = |p: &Tensor| {
+        let a = call_args(p);
+        let refs: Vec<&Tensor> = a.iter().collect();
+        let mut v = fj_fn.call(&refs);
+        let j = v.pop().expect("two results");
+        (v.pop().expect("two results"), j)
+    };
+    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, n };
+    let out = solve::solve(&problem, &inputs, &plan.config);
+    let program = g.finish(outputs_list(&out))?;
+    let trace = t0.elapsed();
+    let mut args: Vec<HostArg> = data.iter().map(|d| HostArg::F64(d.iter().copied().collect(), d.shape().iter().map(|&s| s as i64).collect())).collect();
+    plan.args_clone_into(&mut args);
+    let (result, _cov) = execute(&program, args, &plan, t0, trace)?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whitening_inverts_the_cholesky_factor() {
+        let c = ndarray::arr2(&[[4.0, 2.0, 0.0], [2.0, 5.0, 1.0], [0.0, 1.0, 3.0]]);
+        let w = whitening(&c).unwrap();
+        // w c wᵀ = I
+        let prod = w.dot(&c).dot(&w.t());
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((prod[[i, j]] - if i == j { 1.0 } else { 0.0 }).abs() < 1e-14, "{prod}");
+            }
+        }
+        assert!(whitening(&ndarray::arr2(&[[1.0, 2.0], [2.0, 1.0]])).is_err());
+        assert!(whitening(&ndarray::arr2(&[[1.0, 0.5], [0.0, 1.0]])).is_err());
+    }
+
+    #[test]
+    fn bounds_are_expanded_and_checked() {
+        let (lo, hi) = expand_bounds(&Some((vec![0.0], vec![1.0, 2.0])), 2).unwrap();
+        assert_eq!((lo, hi), (vec![0.0, 0.0], vec![1.0, 2.0]));
+        assert!(expand_bounds(&Some((vec![1.0], vec![1.0])), 1).is_err());
+        assert!(expand_bounds(&Some((vec![0.0; 3], vec![1.0])), 2).is_err());
+    }
+
+    #[test]
+    fn strictly_feasible_moves_points_off_bounds() {
+        let mut x = vec![0.0, 2.0, 0.5];
+        strictly_feasible(&mut x, &[0.0, 0.0, 0.0], &[1.0, 2.0, 1.0]);
+        assert!(x[0] > 0.0 && x[1] < 2.0 && x[2] == 0.5);
+    }
+}

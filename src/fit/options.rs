@@ -1,0 +1,176 @@
+//! Options and inputs of `curve_fit` and `least_squares`.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use crate::solve::{Loss, Method, SolverOptions, XScale};
+
+/// The independent variable: one value per point (`[m]`), or `k` values per point (`[k, m]`,
+/// one row per coordinate, like scipy's `xdata` of shape `(k, M)`).
+#[derive(Clone, Debug)]
+pub enum XData<'a> {
+    /// `[m]`
+    D1(ArrayView1<'a, f64>),
+    /// `[k, m]`
+    D2(ArrayView2<'a, f64>),
+}
+
+impl XData<'_> {
+    /// Number of points `m`.
+    pub fn len(&self) -> usize {
+        match self {
+            XData::D1(v) => v.len(),
+            XData::D2(v) => v.ncols(),
+        }
+    }
+
+    /// True when there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> From<&'a [f64]> for XData<'a> {
+    fn from(v: &'a [f64]) -> Self {
+        XData::D1(ArrayView1::from(v))
+    }
+}
+impl<'a> From<&'a Vec<f64>> for XData<'a> {
+    fn from(v: &'a Vec<f64>) -> Self {
+        XData::D1(ArrayView1::from(v.as_slice()))
+    }
+}
+impl<'a, const N: usize> From<&'a [f64; N]> for XData<'a> {
+    fn from(v: &'a [f64; N]) -> Self {
+        XData::D1(ArrayView1::from(v.as_slice()))
+    }
+}
+impl<'a> From<ArrayView1<'a, f64>> for XData<'a> {
+    fn from(v: ArrayView1<'a, f64>) -> Self {
+        XData::D1(v)
+    }
+}
+impl<'a> From<&'a Array1<f64>> for XData<'a> {
+    fn from(v: &'a Array1<f64>) -> Self {
+        XData::D1(v.view())
+    }
+}
+impl<'a> From<ArrayView2<'a, f64>> for XData<'a> {
+    fn from(v: ArrayView2<'a, f64>) -> Self {
+        XData::D2(v)
+    }
+}
+impl<'a> From<&'a Array2<f64>> for XData<'a> {
+    fn from(v: &'a Array2<f64>) -> Self {
+        XData::D2(v.view())
+    }
+}
+
+/// Uncertainty of `ydata`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sigma {
+    /// Standard deviations, one per point: residuals are `(f - y) / sigma`.
+    Std(Vec<f64>),
+    /// Covariance matrix `[m, m]` (symmetric positive definite): residuals are whitened
+    /// with its Cholesky factor, `L⁻¹ (f - y)` where `sigma = L Lᵀ`.
+    Cov(Array2<f64>),
+}
+
+/// Options of [`crate::fit::curve_fit`], with scipy's names and defaults.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct FitOptions {
+    /// Uncertainty of `ydata`. Default `None` (all ones).
+    pub sigma: Option<Sigma>,
+    /// `sigma` is absolute: `pcov` is not scaled by the residual variance. Default `false`.
+    pub absolute_sigma: bool,
+    /// `(lower, upper)` bounds, each one value for all parameters or one per parameter;
+    /// `±inf` for none. Default `None`.
+    pub bounds: Option<(Vec<f64>, Vec<f64>)>,
+    /// Reject NaN and infinite inputs with an error. Default `true`.
+    pub check_finite: bool,
+    /// Number of parameters when `p0` is not given (then `p0` is all ones). Default `None`.
+    pub n_params: Option<usize>,
+    /// Solver options (method, tolerances, loss, ...).
+    pub solver: SolverOptions,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            sigma: None,
+            absolute_sigma: false,
+            bounds: None,
+            check_finite: true,
+            n_params: None,
+            solver: SolverOptions::default(),
+        }
+    }
+}
+
+impl FitOptions {
+    /// Sets 1-D `sigma` (standard deviations).
+    pub fn with_sigma(mut self, sigma: impl Into<Vec<f64>>) -> Self {
+        self.sigma = Some(Sigma::Std(sigma.into()));
+        self
+    }
+    /// Sets a 2-D `sigma` (covariance matrix).
+    pub fn with_sigma_cov(mut self, cov: Array2<f64>) -> Self {
+        self.sigma = Some(Sigma::Cov(cov));
+        self
+    }
+    /// Sets `absolute_sigma`.
+    pub fn with_absolute_sigma(mut self, v: bool) -> Self {
+        self.absolute_sigma = v;
+        self
+    }
+    /// Sets bounds.
+    pub fn with_bounds(mut self, lower: impl Into<Vec<f64>>, upper: impl Into<Vec<f64>>) -> Self {
+        self.bounds = Some((lower.into(), upper.into()));
+        self
+    }
+    /// Sets `check_finite`.
+    pub fn with_check_finite(mut self, v: bool) -> Self {
+        self.check_finite = v;
+        self
+    }
+    /// Sets the number of parameters (used when `p0` is `None`).
+    pub fn with_n_params(mut self, n: usize) -> Self {
+        self.n_params = Some(n);
+        self
+    }
+    /// Sets the method.
+    pub fn with_method(mut self, m: Method) -> Self {
+        self.solver.method = Some(m);
+        self
+    }
+    /// Sets the loss.
+    pub fn with_loss(mut self, l: Loss) -> Self {
+        self.solver.loss = l;
+        self
+    }
+    /// Sets `f_scale`.
+    pub fn with_f_scale(mut self, v: f64) -> Self {
+        self.solver.f_scale = v;
+        self
+    }
+    /// Sets `ftol`, `xtol` and `gtol` at once.
+    pub fn with_tol(mut self, v: f64) -> Self {
+        self.solver = self.solver.with_tol(v);
+        self
+    }
+    /// Sets `max_nfev`.
+    pub fn with_max_nfev(mut self, v: usize) -> Self {
+        self.solver.max_nfev = Some(v);
+        self
+    }
+    /// Sets `x_scale`.
+    pub fn with_x_scale(mut self, s: XScale) -> Self {
+        self.solver.x_scale = Some(s);
+        self
+    }
+    /// Replaces the solver options.
+    pub fn with_solver(mut self, s: SolverOptions) -> Self {
+        self.solver = s;
+        self
+    }
+}

@@ -1,0 +1,159 @@
+//! Results: scipy's fields, Ceres-style summaries, timings.
+
+use std::fmt;
+use std::time::Duration;
+
+use ndarray::{Array1, Array2};
+
+use crate::solve::{Loss, Method, Status};
+
+/// How the executable of a fit was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExecutableSource {
+    /// Compiled by XLA for this call.
+    Compiled,
+    /// Reused from the in-process cache.
+    Memory,
+}
+
+impl fmt::Display for ExecutableSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExecutableSource::Compiled => "compiled",
+            ExecutableSource::Memory => "memory",
+        })
+    }
+}
+
+/// Where the time of a fit went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Tracing the model and solver and emitting StableHLO.
+    pub trace: Duration,
+    /// Compiling (or fetching from the cache) the executable.
+    pub compile: Duration,
+    /// Copying inputs, executing, and reading the results back.
+    pub execute: Duration,
+    /// Everything, from the call to the result.
+    pub total: Duration,
+}
+
+/// The optimizer's result: scipy `OptimizeResult` fields plus Ceres-style summary data.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FitResult {
+    /// Solution `[n]`.
+    pub x: Array1<f64>,
+    /// Final cost `0.5 * sum(rho(f²))`.
+    pub cost: f64,
+    /// Residuals at the solution `[m]` (weighted by sigma, before the robust loss).
+    pub fun: Array1<f64>,
+    /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`.
+    pub jac: Array2<f64>,
+    /// Gradient of the cost at the solution `[n]`.
+    pub grad: Array1<f64>,
+    /// First-order optimality measure (scaled gradient max-norm for TRF, `‖g‖_inf` for LM).
+    pub optimality: f64,
+    /// -1 / 0 / 1 per parameter: at its lower bound, free, at its upper bound.
+    pub active_mask: Array1<i64>,
+    /// Residual evaluations.
+    pub nfev: usize,
+    /// Jacobian evaluations.
+    pub njev: usize,
+    /// Outer iterations.
+    pub nit: usize,
+    /// Termination status.
+    pub status: Status,
+    /// Cost before the first step.
+    pub initial_cost: f64,
+    /// Cost after each outer iteration (entry 0: initial), at most the history length.
+    pub history: Vec<f64>,
+    /// Numerical rank of the final Jacobian (scipy's cut-off).
+    pub rank: usize,
+    /// The method used.
+    pub method: Method,
+    /// The loss used.
+    pub loss: Loss,
+    /// Where the time went.
+    pub timings: Timings,
+    /// How the executable was obtained.
+    pub executable: ExecutableSource,
+    /// The device that ran the fit.
+    pub device: String,
+}
+
+impl FitResult {
+    /// True when a tolerance was met (`status > 0`).
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// scipy's message for the status.
+    pub fn message(&self) -> &'static str {
+        self.status.message()
+    }
+
+    /// One line: method, costs, evaluations, status, time.
+    pub fn brief_report(&self) -> String {
+        format!(
+            "{}: cost {:.6e} -> {:.6e}, nfev {}, njev {}, {} ({:?})",
+            self.method,
+            self.initial_cost,
+            self.cost,
+            self.nfev,
+            self.njev,
+            self.status.message(),
+            self.timings.total
+        )
+    }
+}
+
+impl fmt::Display for FitResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Solver summary ({}, loss {}, on {})", self.method, self.loss, self.device)?;
+        writeln!(f, "{:<24}{:>14.6e}", "Initial cost", self.initial_cost)?;
+        writeln!(f, "{:<24}{:>14.6e}", "Final cost", self.cost)?;
+        writeln!(f, "{:<24}{:>14.3e}", "Optimality", self.optimality)?;
+        writeln!(f, "{:<24}{:>14}", "Iterations", self.nit)?;
+        writeln!(f, "{:<24}{:>14}", "Residual evaluations", self.nfev)?;
+        writeln!(f, "{:<24}{:>14}", "Jacobian evaluations", self.njev)?;
+        writeln!(f, "{:<24}{:>14}", "Jacobian rank", self.rank)?;
+        writeln!(f, "{:<24}{:>14.3?}", "Trace time", self.timings.trace)?;
+        writeln!(f, "{:<24}{:>14.3?}  ({})", "Compile time", self.timings.compile, self.executable)?;
+        writeln!(f, "{:<24}{:>14.3?}", "Execute time", self.timings.execute)?;
+        writeln!(f, "{:<24}{:>14.3?}", "Total time", self.timings.total)?;
+        write!(f, "Termination: {} (status {})", self.status.message(), self.status.code())
+    }
+}
+
+/// Result of [`crate::fit::curve_fit`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CurveFit {
+    /// Optimal parameters.
+    pub popt: Array1<f64>,
+    /// Estimated covariance of `popt` (all `inf` when it cannot be estimated, e.g. `m <= n`).
+    pub pcov: Array2<f64>,
+    /// One standard deviation errors, `sqrt(diag(pcov))`.
+    pub perr: Array1<f64>,
+    /// The full optimizer result.
+    pub result: FitResult,
+}
+
+impl CurveFit {
+    /// True when the solver met a tolerance.
+    pub fn success(&self) -> bool {
+        self.result.success()
+    }
+}
+
+impl fmt::Display for CurveFit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<10}{:>22}{:>22}", "param", "value", "std error")?;
+        for (i, (p, e)) in self.popt.iter().zip(self.perr.iter()).enumerate() {
+            writeln!(f, "{:<10}{:>22.12e}{:>22.6e}", format!("p[{i}]"), p, e)?;
+        }
+        write!(f, "{}", self.result)
+    }
+}

@@ -1,0 +1,241 @@
+//! Trust-region building blocks shared by TRF and LM, written as graph code.
+//!
+//! All functions take and return traced tensors (f64; vectors `[n]`, scalars `[]`). They
+//! mirror the helpers of scipy's `_lsq/common.py` and MINPACK, so that the traced solvers can
+//! be read side by side with the papers:
+//!
+//! * [`solve_trust_region`]: the exact trust-region subproblem `min ‖J h + f‖` s.t.
+//!   `‖h‖ <= Delta` from the SVD `J = U diag(s) Vᵀ` (Moré & Sorensen 1983; Nocedal & Wright
+//!   §4.3): with `uf = Uᵀ f`, `h(α) = -V (s·uf / (s² + α))`, and `φ(α) = ‖h(α)‖ - Delta`
+//!   is solved for α by Newton's method on `1/‖h‖` safeguarded by `[α_lower, α_upper]`.
+//! * [`update_radius`], [`check_termination`]: scipy's radius update and ftol/xtol tests.
+//! * Coleman–Li scaling, step-to-bound and reflection helpers for the bounded TRF.
+//!
+//! # References
+//! - J. J. Moré, D. C. Sorensen, "Computing a Trust Region Step", SIAM J. Sci. Stat. Comput. 4, 1983.
+//! - M. A. Branch, T. F. Coleman, Y. Li, "A Subspace, Interior, and Conjugate Gradient Method
+//!   for Large-Scale Bound-Constrained Minimization Problems", SIAM J. Sci. Comput. 21, 1999.
+//! - J. Nocedal, S. J. Wright, "Numerical Optimization", 2nd ed., ch. 4 and 10.
+
+use crate::graph::{Graph, Tensor};
+use crate::types::DType;
+
+use super::termination::RUNNING;
+
+/// Euclidean norm of a vector.
+pub(crate) fn norm(v: &Tensor) -> Tensor {
+    v.square().sum().sqrt()
+}
+
+/// Max-norm of a vector.
+pub(crate) fn norm_inf(v: &Tensor) -> Tensor {
+    v.abs().reduce_max(&[0])
+}
+
+/// Dot product of two vectors.
+pub(crate) fn dot(a: &Tensor, b: &Tensor) -> Tensor {
+    (a * b).sum()
+}
+
+/// True where finite (false for ±inf and NaN).
+pub(crate) fn is_finite(v: &Tensor) -> Tensor {
+    v.abs().le(f64::MAX)
+}
+
+/// True when every element is finite.
+pub(crate) fn all_finite(v: &Tensor) -> Tensor {
+    // Sum of squares is finite iff all elements are finite (barring overflow of huge values,
+    // which the solver must treat as non-finite anyway).
+    is_finite(&v.square().sum())
+}
+
+/// An i64 scalar constant.
+pub(crate) fn int(g: &Graph, v: i64) -> Tensor {
+    g.scalar(DType::I64, v as f64)
+}
+
+/// `φ(α) = ‖s·uf / (s² + α)‖ - Delta` and its derivative.
+fn phi_and_derivative(alpha: &Tensor, suf: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
+    let denom = s.square() + alpha;
+    let p_norm = norm(&(suf / &denom));
+    let phi = &p_norm - delta;
+    let phi_prime = -(suf.square() / denom.powi(3)).sum() / &p_norm;
+    (phi, phi_prime)
+}
+
+/// Solution of the trust-region subproblem from the SVD of the (scaled) Jacobian.
+///
+/// Returns `(h, alpha)`: the step and the Levenberg–Marquardt parameter (0 for the
+/// Gauss–Newton step). `m_valid` (f64 scalar) is the number of residuals, used in the rank
+/// threshold `eps * m * s[0]`. Follows scipy's `solve_lsq_trust_region` (rtol 0.01, at most
+/// 10 iterations, final step scaled onto the boundary).
+pub(crate) fn solve_trust_region(
+    uf: &Tensor,
+    s: &Tensor,
+    v: &Tensor,
+    delta: &Tensor,
+    initial_alpha: &Tensor,
+    m_valid: &Tensor,
+) -> (Tensor, Tensor) {
+    let g = uf.graph().clone();
+    let n = s.dims()[0];
+    let suf = s * uf;
+    let threshold = f64::EPSILON * m_valid * s.at(0);
+    let full_rank = m_valid.ge(n as f64).and(&s.at(n - 1).gt(&threshold));
+    let s_safe = full_rank.select(s, 1.0);
+    let p_gn = -(v.dot(&(uf / &s_safe)));
+    let gn_ok = full_rank.and(&norm(&p_gn).le(delta));
+
+    let alpha_upper0 = norm(&suf) / delta;
+    let (phi0, dphi0) = phi_and_derivative(&g.constant(0.0), &suf, &s_safe, delta);
+    let alpha_lower0 = full_rank.select(-&phi0 / &dphi0, 0.0);
+    let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max(&(lo * up).sqrt());
+    let use_guess = full_rank.not().and(&initial_alpha.eq(0.0));
+    let alpha0 = use_guess.select(guess(&alpha_lower0, &alpha_upper0), initial_alpha);
+
+    let rtol = 0.01;
+    let out = g.while_loop(
+        &[alpha0, alpha_lower0, alpha_upper0, int(&g, 0), g.scalar(DType::Bool, 0.0)],
+        |st| st[4].not().and(&st[3].lt(10.0)),
+        |st| {
+            let (alpha, lower, upper, it) = (&st[0], &st[1], &st[2], &st[3]);
+            let out_of_range = alpha.lt(lower).or(&alpha.gt(upper));
+            let alpha = out_of_range.select(guess(lower, upper), alpha);
+            let (phi, dphi) = phi_and_derivative(&alpha, &suf, s, delta);
+            let upper = phi.lt(0.0).select(&alpha, upper);
+            let ratio = &phi / &dphi;
+            let lower = lower.max(&(&alpha - &ratio));
+            let alpha_next = &alpha - (&phi + delta) * &ratio / delta;
+            let done = phi.abs().lt(&(delta * rtol));
+            vec![alpha_next, lower, upper, it + 1.0, done]
+        },
+    );
+    let alpha = out[0].clone();
+    let p = -(v.dot(&(&suf / (s.square() + &alpha))));
+    let pn = norm(&p);
+    let p = pn.gt(0.0).select(&p * (delta / pn.max(f64::MIN_POSITIVE)), &p);
+    (gn_ok.select(&p_gn, &p), gn_ok.select(0.0, &alpha))
+}
+
+/// scipy's `update_tr_radius`: returns `(Delta_new, ratio)`.
+pub(crate) fn update_radius(
+    delta: &Tensor,
+    actual: &Tensor,
+    predicted: &Tensor,
+    step_norm: &Tensor,
+    bound_hit: &Tensor,
+) -> (Tensor, Tensor) {
+    let both_zero = predicted.eq(0.0).and(&actual.eq(0.0));
+    let ratio = predicted.gt(0.0).select(actual / predicted.max(f64::MIN_POSITIVE), both_zero.select(1.0, 0.0));
+    let grow = ratio.gt(0.75).and(bound_hit);
+    let new = ratio.lt(0.25).select(step_norm * 0.25, grow.select(delta * 2.0, delta));
+    (new, ratio)
+}
+
+/// scipy's `check_termination`: status 4 (both), 2 (ftol), 3 (xtol) or [`RUNNING`].
+pub(crate) fn check_termination(
+    d_cost: &Tensor,
+    cost: &Tensor,
+    step_norm: &Tensor,
+    x_norm: &Tensor,
+    ratio: &Tensor,
+    ftol: &Tensor,
+    xtol: &Tensor,
+) -> Tensor {
+    let g = d_cost.graph().clone();
+    let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25));
+    let xtol_ok = step_norm.lt(&(xtol * (xtol + x_norm)));
+    ftol_ok.and(&xtol_ok).select(int(&g, 4), ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))))
+}
+
+/// Column norms of a matrix.
+pub(crate) fn column_norms(a: &Tensor) -> Tensor {
+    a.square().reduce_sum(&[0]).sqrt()
+}
+
+/// True where a bound is finite.
+pub(crate) fn finite_bound(b: &Tensor) -> Tensor {
+    is_finite(b)
+}
+
+/// Coleman–Li scaling vector `v` and its derivative sign `dv` (scipy's `CL_scaling_vector`).
+pub(crate) fn cl_scaling(x: &Tensor, grad: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tensor, Tensor) {
+    let to_upper = grad.lt(0.0).and(&finite_bound(ub));
+    let to_lower = grad.gt(0.0).and(&finite_bound(lb));
+    let v = to_lower.select(x - lb, to_upper.select(ub - x, 1.0));
+    let dv = to_lower.select(1.0, to_upper.select(-1.0, 0.0));
+    (v, dv)
+}
+
+/// Smallest step along `s` from `x` to a bound, and which components hit it (sign of `s`).
+pub(crate) fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tensor, Tensor) {
+    let nonzero = s.ne(0.0);
+    let s_safe = nonzero.select(s, 1.0);
+    let steps = nonzero.select(((lb - x) / &s_safe).max(&((ub - x) / &s_safe)), f64::INFINITY);
+    let min_step = steps.reduce_min(&[0]);
+    let hits = steps.eq(&min_step).select(s.signum(), 0.0);
+    (min_step, hits)
+}
+
+/// All components within `[lb, ub]`.
+pub(crate) fn in_bounds(x: &Tensor, lb: &Tensor, ub: &Tensor) -> Tensor {
+    let ok = x.ge(lb).and(&x.le(ub));
+    ok.select(0.0, 1.0).reduce_max(&[0]).eq(0.0)
+}
+
+/// The two roots `t1 <= t2` of `‖x + t s‖ = Delta` (scipy's `intersect_trust_region`).
+pub(crate) fn intersect_trust_region(x: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
+    let a = dot(s, s);
+    let b = dot(x, s);
+    let c = dot(x, x) - delta.square();
+    let d = (b.square() - &a * &c).max(0.0).sqrt();
+    let q = -(&b + b.ge(0.0).select(&d, -&d));
+    let t1 = &q / &a;
+    let t2 = &c / &q;
+    (t1.min(&t2), t1.max(&t2))
+}
+
+/// Minimum of `a t² + b t + c` on `[lo, hi]`: `(t, value)` (scipy's `minimize_quadratic_1d`).
+pub(crate) fn minimize_quadratic_1d(a: &Tensor, b: &Tensor, lo: &Tensor, hi: &Tensor, c: &Tensor) -> (Tensor, Tensor) {
+    let y = |t: &Tensor| t * (a * t + b) + c;
+    let (y_lo, y_hi) = (y(lo), y(hi));
+    let a_safe = a.ne(0.0).select(a, 1.0);
+    let ext = -0.5 * b / &a_safe;
+    let ext_ok = a.ne(0.0).and(&lo.lt(&ext)).and(&ext.lt(hi));
+    let y_ext = ext_ok.select(y(&ext), f64::INFINITY);
+    let pick_lo = y_lo.le(&y_hi).and(&y_lo.le(&y_ext));
+    let pick_hi = y_hi.le(&y_ext);
+    let t = pick_lo.select(lo, pick_hi.select(hi, &ext));
+    let v = pick_lo.select(&y_lo, pick_hi.select(&y_hi, &y_ext));
+    (t, v)
+}
+
+/// The next representable-ish value from `a` towards `b`: `a ± max(|a| eps, tiny)`.
+///
+/// scipy uses `nextafter`; one or two ulps further keeps the point strictly feasible, which
+/// is all that matters, and avoids subnormals that XLA may flush to zero.
+fn step_towards(a: &Tensor, b: &Tensor) -> Tensor {
+    let ulp = (a.abs() * f64::EPSILON).max(f64::MIN_POSITIVE);
+    b.gt(a).select(a + &ulp, a - &ulp)
+}
+
+/// Moves points on or outside a bound strictly inside (scipy's `make_strictly_feasible`, rstep=0).
+pub(crate) fn make_strictly_feasible(x: &Tensor, lb: &Tensor, ub: &Tensor) -> Tensor {
+    let lower = x.le(lb);
+    let upper = x.ge(ub);
+    let x_new = upper.select(step_towards(ub, lb), lower.select(step_towards(lb, ub), x));
+    let tight = x_new.lt(lb).or(&x_new.gt(ub));
+    tight.select((lb + ub) * 0.5, &x_new)
+}
+
+/// Active-constraint mask: -1 at a lower bound, 1 at an upper bound, 0 otherwise (scipy's
+/// `find_active_constraints` with relative tolerance `rtol`).
+pub(crate) fn active_constraints(x: &Tensor, lb: &Tensor, ub: &Tensor, rtol: &Tensor) -> Tensor {
+    let lower_dist = x - lb;
+    let upper_dist = ub - x;
+    let lower_thr = rtol * lb.abs().max(1.0);
+    let upper_thr = rtol * ub.abs().max(1.0);
+    let lower = finite_bound(lb).and(&lower_dist.le(&upper_dist.min(&lower_thr)));
+    let upper = finite_bound(ub).and(&upper_dist.le(&lower_dist.min(&upper_thr)));
+    upper.select(1.0, lower.select(-1.0, 0.0)).convert(DType::I64)
+}

@@ -1,0 +1,130 @@
+//! The solvers, written as graph code: the whole iteration of a fit is one `stablehlo.while`.
+//!
+//! [`trf`] implements the Trust Region Reflective method of Branch, Coleman & Li (1999) as
+//! scipy's `least_squares(method='trf', tr_solver='exact')` does, for bounded and unbounded
+//! problems and robust losses. [`lm`] implements Levenberg–Marquardt as in MINPACK's `lmder`
+//! (Moré 1978), with the Levenberg–Marquardt parameter found from an SVD instead of a pivoted
+//! QR (the same secular equation, solved the same way).
+//!
+//! Per accepted point both solvers evaluate residuals `f` and the Jacobian `J` once (forward
+//! mode, all `n` tangents at once), factor `[J | f]` with a Householder QR into the small
+//! triangle `R` and `Qᵀf`, and do everything else on `n × n` matrices: an `m`-sized pass per
+//! Jacobian and one per trial residual evaluation, nothing more. The final covariance comes
+//! from the SVD of the last `R`.
+//!
+//! # References
+//! - M. A. Branch, T. F. Coleman, Y. Li, SIAM J. Sci. Comput. 21 (1999) 1–23.
+//! - J. J. Moré, "The Levenberg–Marquardt algorithm: implementation and theory", Numerical
+//!   Analysis, Lecture Notes in Mathematics 630, 1978, 105–116.
+//! - scipy.optimize.least_squares and curve_fit documentation.
+
+pub(crate) mod common;
+pub mod loss;
+pub(crate) mod lm;
+pub mod options;
+pub mod termination;
+pub(crate) mod trf;
+
+pub use options::{Loss, Method, SolverOptions, XScale};
+pub use termination::Status;
+
+use crate::graph::Tensor;
+
+/// The residual function of a problem, as graph code of the parameter vector `p [n]`.
+pub(crate) struct Problem<'a> {
+    /// `p -> f [m]`: weighted residuals, zero on padding rows.
+    pub fun: &'a dyn Fn(&Tensor) -> Tensor,
+    /// `p -> (f [m], J [m, n])`.
+    pub fun_jac: &'a dyn Fn(&Tensor) -> (Tensor, Tensor),
+    /// Number of parameters.
+    pub n: i64,
+}
+
+/// Traced inputs of a solve (program parameters, so one executable serves all values).
+pub(crate) struct Inputs {
+    /// Starting point `[n]` (strictly inside the bounds for TRF).
+    pub x0: Tensor,
+    /// Lower bounds `[n]` (`-inf` for none).
+    pub lb: Tensor,
+    /// Upper bounds `[n]` (`inf` for none).
+    pub ub: Tensor,
+    /// Fixed variable scales `[n]` (ignored with Jacobian scaling).
+    pub x_scale: Tensor,
+    /// Scalar tolerances.
+    pub ftol: Tensor,
+    /// See `ftol`.
+    pub xtol: Tensor,
+    /// See `ftol`.
+    pub gtol: Tensor,
+    /// Loss scale (scalar).
+    pub f_scale: Tensor,
+    /// Maximum residual evaluations (i64 scalar).
+    pub max_nfev: Tensor,
+    /// Number of real (unpadded) residuals, f64 scalar.
+    pub m_valid: Tensor,
+}
+
+/// Static choices that shape the program.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Config {
+    /// Algorithm.
+    pub method: Method,
+    pub loss: Loss,
+    pub jac_scale: bool,
+    pub bounded: bool,
+    /// Length of the cost history (entry 0 is the initial cost, entry k the cost after outer
+    /// iteration k; later iterations overwrite the last entry).
+    pub history: i64,
+}
+
+/// Traced outputs of a solve.
+pub(crate) struct Outputs {
+    pub x: Tensor,
+    pub cost: Tensor,
+    pub fun: Tensor,
+    pub jac: Tensor,
+    pub grad: Tensor,
+    pub optimality: Tensor,
+    pub active_mask: Tensor,
+    pub nfev: Tensor,
+    pub njev: Tensor,
+    pub nit: Tensor,
+    pub status: Tensor,
+    pub history: Tensor,
+    pub initial_cost: Tensor,
+    /// `(JᵀJ)⁺` of the final Jacobian (scipy's cut-off), not yet scaled by the residual variance.
+    pub cov: Tensor,
+    /// Numerical rank of the final Jacobian under that cut-off (i64).
+    pub rank: Tensor,
+}
+
+/// `R [n, n]` and `Qᵀf [n]` of the Householder QR of `[J | f]`.
+pub(crate) fn factor(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
+    let (m, n) = (jac.dims()[0], jac.dims()[1]);
+    let aug = jac.graph().concat(&[jac.clone(), f.reshape([m, 1])], 1);
+    let r_aug = crate::linalg::householder_qr_r(&aug);
+    let r = r_aug.slice(&[0, 0], &[n, n]);
+    let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
+    (r, qtf)
+}
+
+/// scipy curve_fit's covariance `V diag(1/s²) Vᵀ` over singular values above
+/// `eps * max(m, n) * s[0]`, from the triangle `R` of the final Jacobian; and the rank.
+pub(crate) fn covariance(r: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
+    let n = r.dims()[0];
+    let (_u, s, v) = crate::linalg::jacobi_svd(r);
+    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
+    let keep = s.gt(&threshold);
+    let inv_s2 = keep.select(s.max(f64::MIN_POSITIVE).square().recip(), 0.0);
+    let cov = (&v * &inv_s2).dot(&v.t());
+    let rank = keep.select(1.0, 0.0).sum().convert(crate::DType::I64);
+    (cov, rank)
+}
+
+/// Builds the solve for `config.method`.
+pub(crate) fn solve(problem: &Problem<'_>, inputs: &Inputs, config: &Config) -> Outputs {
+    match config.method {
+        Method::Trf => trf::solve(problem, inputs, config),
+        Method::Lm => lm::solve(problem, inputs, config),
+    }
+}

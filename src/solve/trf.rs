@@ -1,0 +1,289 @@
+//! Trust Region Reflective (Branch, Coleman & Li 1999) as one traced `while` loop.
+//!
+//! Notation follows scipy's `_lsq/trf.py`. With Coleman–Li scaling `v` (distance to the bound
+//! the anti-gradient points at; 1 for unbounded components) and variable scales `scale`, the
+//! step is sought in "hat" space `x = x_k + d ∘ h`, `d = sqrt(v) ∘ scale`, where the quadratic
+//! model is `½‖J_h h‖² + ½ hᵀ diag(diag_h) h + g_hᵀ h` with `J_h = J diag(d)`,
+//! `g_h = d ∘ g` and `diag_h = g ∘ dv ∘ scale` (the Coleman–Li term, zero without bounds).
+//! The trust-region subproblem is solved exactly from the SVD of `[R diag(d); diag(diag_h)^½]`
+//! where `R` is the triangle of the QR of `J`. A step that leaves the box is replaced by the
+//! best of: the step truncated strictly inside (`theta`), its reflection off the bound, and the
+//! scaled anti-gradient (scipy's `select_step`). The outer loop accepts points; the inner loop
+//! shrinks the radius until the cost decreases, as in scipy.
+//!
+//! # References
+//! - M. A. Branch, T. F. Coleman, Y. Li, SIAM J. Sci. Comput. 21 (1999) 1–23.
+//! - scipy/optimize/_lsq/trf.py (algorithm description in its module docstring).
+
+use super::common::*;
+use super::loss;
+use super::termination::{NONFINITE_START, RUNNING};
+use super::{covariance, factor, Config, Inputs, Outputs, Problem};
+use crate::graph::Tensor;
+use crate::types::DType;
+
+/// Builds the TRF solve.
+pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
+    let g = inp.x0.graph().clone();
+    let n = pb.n;
+    let loss = cfg.loss;
+    let (lb, ub) = (&inp.lb, &inp.ub);
+
+    // Residuals and Jacobian at a point, scaled for the loss, factored.
+    let eval_jac = |x: &Tensor| {
+        let (f, j) = (pb.fun_jac)(x);
+        let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, &inp.f_scale);
+        let (r, qtf) = factor(&js, &fs);
+        let grad = r.t().dot(&qtf);
+        (f, js, r, qtf, grad, cost)
+    };
+
+    let x0 = inp.x0.clone();
+    let (f0, j0, r0, qtf0, g0, cost0) = eval_jac(&x0);
+    let finite0 = all_finite(&f0).and(&all_finite(&r0.reshape([n * n]))).and(&is_finite(&cost0));
+    let (scale0, scale_inv0) = if cfg.jac_scale {
+        let sinv = column_norms(&r0);
+        let sinv = sinv.eq(0.0).select(1.0, &sinv);
+        (sinv.recip(), sinv)
+    } else {
+        (inp.x_scale.clone(), inp.x_scale.recip())
+    };
+    let (v0, _) = cl_scaling(&x0, &g0, lb, ub);
+    let delta0 = norm(&(&x0 * &scale_inv0 / v0.sqrt()));
+    let delta0 = delta0.eq(0.0).or(&is_finite(&delta0).not()).select(1.0, &delta0);
+    let gnorm0 = norm_inf(&(&g0 * &v0));
+    let status0 = finite0.not().select(
+        int(&g, NONFINITE_START),
+        gnorm0.lt(&inp.gtol).select(int(&g, 1), inp.max_nfev.le(1.0).select(int(&g, 0), int(&g, RUNNING))),
+    );
+    let history0 = g.full(DType::F64, [cfg.history], f64::NAN).set(0, &cost0);
+
+    let init = vec![
+        x0.clone(),          // 0 x
+        f0,                  // 1 f (unscaled residuals)
+        j0,                  // 2 J (loss-scaled)
+        r0,                  // 3 R
+        qtf0,                // 4 Qᵀf
+        cost0.clone(),       // 5 cost
+        g0,                  // 6 gradient
+        scale0,              // 7 scale
+        scale_inv0,          // 8 scale_inv
+        delta0,              // 9 Delta
+        g.constant(0.0),     // 10 alpha
+        int(&g, 1),          // 11 nfev
+        int(&g, 1),          // 12 njev
+        int(&g, 0),          // 13 nit
+        status0,             // 14 status
+        history0,            // 15 cost history
+        gnorm0,              // 16 optimality
+    ];
+
+    let out = g.while_loop(
+        &init,
+        |st| st[14].eq(RUNNING as f64),
+        |st| {
+            let (x, r, qtf, cost, grad) = (&st[0], &st[3], &st[4], &st[5], &st[6]);
+            let (scale, scale_inv) = (&st[7], &st[8]);
+            let gnorm = &st[16];
+
+            let (v, dv) = cl_scaling(x, grad, lb, ub);
+            let v = dv.ne(0.0).select(&v * scale_inv, &v);
+            let d = v.sqrt() * scale;
+            let diag_h = grad * &dv * scale;
+            let g_h = &d * grad;
+            let rd = r * &d;
+            let (rs, c) = if cfg.bounded {
+                let b = g.concat(&[rd.clone(), g.eye(DType::F64, n) * diag_h.sqrt()], 0);
+                let cvec = g.concat(&[qtf.clone(), g.zeros(DType::F64, [n])], 0);
+                factor(&b, &cvec)
+            } else {
+                (rd.clone(), qtf.clone())
+            };
+            let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
+            let uf = u.t().dot(&c);
+            let theta = (-gnorm + 1.0).max(0.995);
+
+            let quad = |sh: &Tensor| {
+                let q = rd.dot(sh);
+                (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
+            };
+
+            let inner_init = vec![
+                st[9].clone(),             // 0 Delta
+                st[10].clone(),            // 1 alpha
+                st[11].clone(),            // 2 nfev
+                int(&g, RUNNING),          // 3 status
+                g.constant(-1.0),          // 4 actual reduction
+                x.clone(),                 // 5 x_new
+                cost.clone(),              // 6 cost_new
+            ];
+            let inner = g.while_loop(
+                &inner_init,
+                |it| it[4].le(0.0).and(&it[2].lt(&inp.max_nfev)).and(&it[3].eq(RUNNING as f64)),
+                |it| {
+                    let (delta, alpha, nfev) = (&it[0], &it[1], &it[2]);
+                    let (p_h, alpha_new) = solve_trust_region(&uf, &s, &vmat, delta, alpha, &inp.m_valid);
+                    let p = &d * &p_h;
+                    let (step, step_h, predicted) = if cfg.bounded {
+                        select_step(x, &rd, &diag_h, &g_h, &p, &p_h, &d, delta, lb, ub, &theta)
+                    } else {
+                        let pv = quad(&p_h);
+                        (p.clone(), p_h.clone(), -pv)
+                    };
+                    let x_new = if cfg.bounded { make_strictly_feasible(&(x + &step), lb, ub) } else { x + &step };
+                    let f_new = (pb.fun)(&x_new);
+                    let nfev = nfev + 1.0;
+                    let step_h_norm = norm(&step_h);
+                    let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
+                    let finite = all_finite(&f_new).and(&is_finite(&cost_new));
+                    let actual = cost - &cost_new;
+                    let bound_hit = step_h_norm.gt(&(delta * 0.95));
+                    let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
+                    let step_norm = norm(&step);
+                    let term = check_termination(&actual, cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol);
+                    let stop = term.ne(RUNNING as f64);
+                    let go_on = finite.and(&stop.not());
+                    vec![
+                        finite.select(stop.select(delta, &delta_new), &step_h_norm * 0.25),
+                        go_on.select(&alpha_new * delta / &delta_new, &alpha_new),
+                        nfev,
+                        finite.select(&term, int(&g, RUNNING)),
+                        finite.select(&actual, -1.0),
+                        x_new,
+                        cost_new,
+                    ]
+                },
+            );
+            let (delta, alpha, nfev, status_in, actual, x_new, cost_new) =
+                (&inner[0], &inner[1], &inner[2], &inner[3], &inner[4], &inner[5], &inner[6]);
+
+            let accepted = actual.gt(0.0);
+            let (f1, j1, r1, qtf1, g1, _) = eval_jac(x_new);
+            let x = accepted.select(x_new, x);
+            let f = accepted.select(&f1, &st[1]);
+            let jac = accepted.select(&j1, &st[2]);
+            let r = accepted.select(&r1, r);
+            let qtf = accepted.select(&qtf1, qtf);
+            let grad = accepted.select(&g1, grad);
+            let cost = accepted.select(cost_new, cost);
+            let njev = &st[12] + accepted.select(1.0, 0.0).convert(DType::I64);
+            let (scale, scale_inv) = if cfg.jac_scale {
+                let sinv = column_norms(&r).max(scale_inv);
+                (sinv.recip(), sinv)
+            } else {
+                (scale.clone(), scale_inv.clone())
+            };
+            let nit = &st[13] + 1.0;
+            let history = st[15].set(&nit, &cost);
+            let (v2, _) = cl_scaling(&x, &grad, lb, ub);
+            let gnorm = norm_inf(&(&grad * &v2));
+            let status = gnorm.lt(&inp.gtol).select(int(&g, 1), status_in);
+            let status = status.eq(RUNNING as f64).and(&nfev.ge(&inp.max_nfev)).select(int(&g, 0), &status);
+            vec![
+                x, f, jac, r, qtf, cost, grad, scale, scale_inv,
+                delta.clone(), alpha.clone(), nfev.clone(), njev, nit, status, history, gnorm,
+            ]
+        },
+    );
+
+    let x = out[0].clone();
+    let (cov, rank) = covariance(&out[3], &inp.m_valid);
+    Outputs {
+        active_mask: active_constraints(&x, lb, ub, &inp.xtol),
+        x,
+        fun: out[1].clone(),
+        jac: out[2].clone(),
+        cost: out[5].clone(),
+        grad: out[6].clone(),
+        nfev: out[11].clone(),
+        njev: out[12].clone(),
+        nit: out[13].clone(),
+        status: out[14].clone(),
+        history: out[15].clone(),
+        optimality: out[16].clone(),
+        initial_cost: cost0,
+        cov,
+        rank,
+    }
+}
+
+/// scipy's `select_step` for the exact trust-region solver: returns `(step, step_h,
+/// predicted_reduction)`.
+#[allow(clippy::too_many_arguments)]
+fn select_step(
+    x: &Tensor,
+    rd: &Tensor,
+    diag_h: &Tensor,
+    g_h: &Tensor,
+    p: &Tensor,
+    p_h: &Tensor,
+    d: &Tensor,
+    delta: &Tensor,
+    lb: &Tensor,
+    ub: &Tensor,
+    theta: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
+    let g = x.graph().clone();
+    let quad = |sh: &Tensor| {
+        let q = rd.dot(sh);
+        (dot(&q, &q) + dot(&(sh * diag_h), sh)) * 0.5 + dot(g_h, sh)
+    };
+    // a, b (and c with s0) of the 1-D quadratic along `s` starting at `s0`.
+    let quad_1d = |sv: &Tensor, s0: Option<&Tensor>| {
+        let v = rd.dot(sv);
+        let a = (dot(&v, &v) + dot(&(sv * diag_h), sv)) * 0.5;
+        let mut b = dot(g_h, sv);
+        let mut c = g.constant(0.0);
+        if let Some(s0) = s0 {
+            let u = rd.dot(s0);
+            b = b + dot(&u, &v) + dot(&(s0 * diag_h), sv);
+            c = dot(&u, &u) * 0.5 + dot(g_h, s0) + dot(&(s0 * diag_h), s0) * 0.5;
+        }
+        (a, b, c)
+    };
+
+    let inside = in_bounds(&(x + p), lb, ub);
+    let p_value_full = quad(p_h);
+
+    let (p_stride, hits) = step_size_to_bound(x, p, lb, ub);
+    let r_h = hits.ne(0.0).select(-p_h, p_h);
+    let r = d * &r_h;
+    let p2 = p * &p_stride;
+    let p_h2 = p_h * &p_stride;
+    let x_on_bound = x + &p2;
+    let (_, to_tr) = intersect_trust_region(&p_h2, &r_h, delta);
+    let (to_bound, _) = step_size_to_bound(&x_on_bound, &r, lb, ub);
+    let r_stride = to_bound.min(&to_tr);
+    let positive = r_stride.gt(0.0);
+    let r_stride_l = positive.select((-theta + 1.0) * &p_stride / r_stride.max(f64::MIN_POSITIVE), 0.0);
+    let r_stride_u = positive.select(r_stride.eq(&to_bound).select(theta * &to_bound, &to_tr), -1.0);
+    let reflect_ok = r_stride_l.le(&r_stride_u);
+    let (a, b, c) = quad_1d(&r_h, Some(&p_h2));
+    let (rs, r_value) = minimize_quadratic_1d(&a, &b, &r_stride_l, &r_stride_u, &c);
+    let r_h_final = &r_h * &rs + &p_h2;
+    let r_final = &r_h_final * d;
+    let r_value = reflect_ok.select(&r_value, f64::INFINITY);
+
+    let p3 = &p2 * theta;
+    let p_h3 = &p_h2 * theta;
+    let p_value = quad(&p_h3);
+
+    let ag_h = -g_h;
+    let ag = d * &ag_h;
+    let to_tr2 = delta / norm(&ag_h).max(f64::MIN_POSITIVE);
+    let (to_bound2, _) = step_size_to_bound(x, &ag, lb, ub);
+    let ag_stride = to_bound2.lt(&to_tr2).select(theta * &to_bound2, &to_tr2);
+    let (a2, b2, _) = quad_1d(&ag_h, None);
+    let zero = g.constant(0.0);
+    let (ags, ag_value) = minimize_quadratic_1d(&a2, &b2, &zero, &ag_stride, &zero);
+    let ag_h = &ag_h * &ags;
+    let ag = &ag * &ags;
+
+    let pick_p = p_value.lt(&r_value).and(&p_value.lt(&ag_value));
+    let pick_r = r_value.lt(&p_value).and(&r_value.lt(&ag_value));
+    let step = pick_p.select(&p3, pick_r.select(&r_final, &ag));
+    let step_h = pick_p.select(&p_h3, pick_r.select(&r_h_final, &ag_h));
+    let value = pick_p.select(&p_value, pick_r.select(&r_value, &ag_value));
+
+    (inside.select(p, &step), inside.select(p_h, &step_h), -inside.select(&p_value_full, &value))
+}
