@@ -4,6 +4,9 @@
 use nlsq::graph::{jacfwd, jacfwd_model, jvp, Graph, Params, Tensor, TensorType};
 use nlsq::{DType, Error};
 
+/// A trace that should fail, with the expected message.
+type Case = (&'static str, Box<dyn Fn(&Graph) -> Tensor>);
+
 fn finish_err(g: &Graph, outs: &[&Tensor]) -> Error {
     g.finish(outs.iter().copied()).expect_err("tracing should have failed")
 }
@@ -18,7 +21,7 @@ fn shape_mismatch_names_op_and_shapes() {
     assert!(matches!(e, Error::ShapeMismatch { op: "add", .. }), "{e:?}");
     assert_eq!(e.to_string(), "add: shape mismatch, lhs [3], rhs [4]");
 
-    let cases: Vec<(&str, Box<dyn Fn(&Graph) -> Tensor>)> = vec![
+    let cases: Vec<Case> = vec![
         ("reshape: shape mismatch, lhs [6], rhs [4]", Box::new(|g| g.zeros(DType::F64, [6]).reshape([4]))),
         ("dot_general: shape mismatch, lhs [2, 3], rhs [2]", Box::new(|g| g.zeros(DType::F64, [2, 3]).dot(&g.zeros(DType::F64, [2])))),
         ("concat: shape mismatch, lhs [2, 3], rhs [2, 4]", Box::new(|g| g.concat(&[g.zeros(DType::F64, [2, 3]), g.zeros(DType::F64, [2, 4])], 0))),
@@ -39,9 +42,9 @@ fn shape_mismatch_names_op_and_shapes() {
 
 #[test]
 fn dtype_mismatch_names_op_and_dtypes() {
-    let cases: Vec<(&str, Box<dyn Fn(&Graph) -> Tensor>)> = vec![
+    let cases: Vec<Case> = vec![
         ("sub: dtype mismatch, lhs f64, rhs f32", Box::new(|g| g.zeros(DType::F64, [2]) - g.zeros(DType::F32, [2]))),
-        ("compare: dtype mismatch, lhs i64, rhs f64", Box::new(|g| g.zeros(DType::I64, [2]).lt(&g.zeros(DType::F64, [2])))),
+        ("compare: dtype mismatch, lhs i64, rhs f64", Box::new(|g| g.zeros(DType::I64, [2]).lt(g.zeros(DType::F64, [2])))),
         ("select: dtype mismatch, lhs f64, rhs bool", Box::new(|g| g.zeros(DType::F64, [2]).select(1.0, 2.0))),
         ("while_loop: dtype mismatch, lhs f64, rhs f32", Box::new(|g| {
             g.while_loop(&[g.constant(0.0)], |s| s[0].lt(1.0), |s| vec![s[0].convert(DType::F32)]).remove(0)
@@ -61,7 +64,7 @@ fn dtype_mismatch_names_op_and_dtypes() {
 
 #[test]
 fn invalid_axis_names_op_axis_and_rank() {
-    let cases: Vec<(&str, Box<dyn Fn(&Graph) -> Tensor>)> = vec![
+    let cases: Vec<Case> = vec![
         ("reduce_sum: axis 2 out of range for rank 1", Box::new(|g| g.zeros(DType::F64, [3]).reduce_sum(&[2]))),
         ("reduce_max: axis -3 out of range for rank 2", Box::new(|g| g.zeros(DType::F64, [3, 2]).reduce_max(&[-3]))),
         ("transpose: axis 2 out of range for rank 2", Box::new(|g| g.zeros(DType::F64, [3, 2]).transpose(&[0, 2]))),
@@ -84,7 +87,7 @@ fn invalid_axis_names_op_axis_and_rank() {
 
 #[test]
 fn invalid_ops_are_reported() {
-    let cases: Vec<(&str, Box<dyn Fn(&Graph) -> Tensor>)> = vec![
+    let cases: Vec<Case> = vec![
         ("exp: needs a float tensor (f32 or f64), got i64", Box::new(|g| g.zeros(DType::I64, [3]).exp())),
         ("slice: bounds 1..5 step 1 invalid for axis 0 of shape [3]", Box::new(|g| g.zeros(DType::F64, [3]).slice(&[1], &[5]))),
         ("literal: a non-integral number cannot be combined with an integer tensor (0.5)", Box::new(|g| g.zeros(DType::I64, [3]) + 0.5)),
@@ -156,7 +159,7 @@ fn autodiff_errors() {
     let g = Graph::new();
     let p = g.parameter("p", DType::F64, [2]);
     // JVP through a loop is refused.
-    let out = g.while_loop(&[p.clone()], |s| s[0].sum().lt(10.0), |s| vec![&s[0] * 2.0]);
+    let out = g.while_loop(std::slice::from_ref(&p), |s| s[0].sum().lt(10.0), |s| vec![&s[0] * 2.0]);
     let e = jacfwd(&out[0].sum(), &p).unwrap_err();
     assert_eq!(e.to_string(), "jvp: cannot differentiate through a while_loop");
     // Jacobians need a parameter vector.

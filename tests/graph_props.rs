@@ -206,7 +206,7 @@ fn build(e: &E, x: &Tensor, p: &Params) -> Tensor {
         E::Powi(k, a) => build(a, x, p).powi(*k),
         E::Powf(c, a) => build(a, x, p).powf(*c),
         E::Clamp(a) => build(a, x, p).clamp(-1.0, 1.0),
-        E::Where(a, b, c, d) => build(a, x, p).gt(&build(b, x, p)).select(build(c, x, p), build(d, x, p)),
+        E::Where(a, b, c, d) => build(a, x, p).gt(build(b, x, p)).select(build(c, x, p), build(d, x, p)),
         E::Sum(a) => vec_of(build(a, x, p)).sum(),
         E::Max(a) => vec_of(build(a, x, p)).reduce_max(&[0]),
         E::Rev(a) => {
@@ -453,8 +453,10 @@ fn host(e: &E, x: &[f64], p: &[f64]) -> (Vec<f64>, Host) {
     (v, h)
 }
 
-/// d f / d p_j by central differences with one Richardson step (error O(h^4)).
-fn fd_column(e: &E, x: &[f64], p: &[f64], j: usize) -> Vec<f64> {
+/// d f / d p_j by central differences with one Richardson step (error O(h^4)), at two step
+/// sizes. A point where the two estimates disagree (the function varies on a scale finer
+/// than the step, e.g. `sin` of a large argument) has no trustworthy reference: `None`.
+fn fd_column(e: &E, x: &[f64], p: &[f64], j: usize, scale: f64) -> Vec<Option<f64>> {
     let d = |h: f64| {
         let (mut lo, mut hi) = (p.to_vec(), p.to_vec());
         lo[j] -= h;
@@ -462,9 +464,16 @@ fn fd_column(e: &E, x: &[f64], p: &[f64], j: usize) -> Vec<f64> {
         let (a, b) = (host(e, x, &hi).0, host(e, x, &lo).0);
         a.iter().zip(&b).map(|(a, b)| (a - b) / (2.0 * h)).collect::<Vec<f64>>()
     };
-    let h = 1e-3;
-    let (d1, d2) = (d(h), d(h / 2.0));
-    d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect()
+    let richardson = |h: f64| {
+        let (d1, d2) = (d(h), d(h / 2.0));
+        d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect::<Vec<f64>>()
+    };
+    let (coarse, fine) = (richardson(2e-3), richardson(5e-4));
+    coarse
+        .iter()
+        .zip(&fine)
+        .map(|(&c, &f)| if (c - f).abs() <= 1e-8 * (f.abs() + scale) { Some(f) } else { None })
+        .collect()
 }
 
 // ---- the property ------------------------------------------------------------------------------
@@ -491,11 +500,12 @@ fn run(program: &Program, x: &[f64], p: &[f64]) -> Vec<Vec<f64>> {
     exe.execute(&[&xb, &pb]).unwrap().iter().map(|b| b.to_vec::<f64>().unwrap()).collect()
 }
 
-/// Checks of one case; returns (expressions, value checks, Jacobian checks, ops).
-fn check(exprs: &[E], x: &[f64], p: &[f64]) -> Result<[usize; 4], TestCaseError> {
+/// Checks of one case; returns (expressions, value checks, Jacobian checks, ops, Jacobian
+/// entries without a trustworthy finite-difference reference).
+fn check(exprs: &[E], x: &[f64], p: &[f64]) -> Result<[usize; 5], TestCaseError> {
     let prog = program(exprs);
     let out = run(&prog, x, p);
-    let mut counts = [0; 4];
+    let mut counts = [0; 5];
     for (k, e) in exprs.iter().enumerate() {
         let (want, h) = host(e, x, p);
         if want.iter().any(|v| !v.is_finite()) || h.mag > 1e12 {
@@ -520,9 +530,13 @@ fn check(exprs: &[E], x: &[f64], p: &[f64]) -> Result<[usize; 4], TestCaseError>
         if h.kink > 1e-2 {
             counts[2] += 1;
             for j in 0..N {
-                let col = fd_column(e, x, p, j);
+                let col = fd_column(e, x, p, j, scale);
                 for i in 0..M {
-                    let (a, b) = (jac[i * N + j], col[i]);
+                    let Some(b) = col[i] else {
+                        counts[4] += 1;
+                        continue;
+                    };
+                    let a = jac[i * N + j];
                     let tol = 1e-6 * b.abs() + 1e-8 * scale;
                     prop_assert!((a - b).abs() <= tol, "J[{i},{j}]: xla {a} fd {b} (tol {tol:e})\nexpr {e:?}");
                 }
@@ -538,7 +552,7 @@ fn values_and_jacobians_match_host_f64() {
     use std::cell::Cell;
 
     let mut runner = TestRunner::new(Config { cases: CASES, max_shrink_iters: 64, ..Config::default() });
-    let totals = Cell::new([0usize; 5]);
+    let totals = Cell::new([0usize; 6]);
     let strategy = (
         prop::collection::vec(expr(DEPTH), EXPRS),
         prop::collection::vec(-2.0..2.0f64, M),
@@ -548,7 +562,7 @@ fn values_and_jacobians_match_host_f64() {
         let c = check(&exprs, &x, &p)?;
         let mut t = totals.get();
         t[0] += 1;
-        for k in 0..4 {
+        for k in 0..5 {
             t[k + 1] += c[k];
         }
         totals.set(t);
@@ -557,9 +571,12 @@ fn values_and_jacobians_match_host_f64() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    let [cases, exprs, values, jacs, ops] = totals.get();
+    let [cases, exprs, values, jacs, ops, unreliable] = totals.get();
     eprintln!(
-        "graph_props: {cases} programs, {exprs} expressions ({ops} ops), {values} value checks, {jacs} Jacobian checks"
+        "graph_props: {cases} programs, {exprs} expressions ({ops} ops), {values} value checks, \
+         {jacs} Jacobian checks ({unreliable} of {} entries without a stable FD reference)",
+        jacs * M * N
     );
     assert!(values * 10 >= exprs * 8 && jacs * 10 >= exprs * 6, "too many skipped checks");
 }
+

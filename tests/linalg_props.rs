@@ -225,7 +225,7 @@ fn check_svd(a: &Mat, d: &Svd) -> (f64, f64, f64) {
 }
 
 fn check_qr(a: &Mat, d: &Qr) -> (f64, f64) {
-    let (m, k) = (a.rows, a.cols);
+    let k = a.cols;
     assert_eq!(d.r, d.r_only, "householder_qr_r differs from householder_qr's R");
     for i in 0..k {
         assert!(d.r.at(i, i) >= 0.0, "negative diagonal R[{i},{i}] = {}", d.r.at(i, i));
@@ -236,7 +236,6 @@ fn check_qr(a: &Mat, d: &Qr) -> (f64, f64) {
     assert!(d.q.data.iter().chain(&d.r.data).all(|x| x.is_finite()), "non-finite Q or R");
     let rec_err = a.sub(&d.q.mul(&d.r)).fro() / a.fro().max(f64::MIN_POSITIVE);
     let q_err = d.q.t().mul(&d.q).sub(&Mat::eye(k)).max_abs();
-    let _ = m;
     (rec_err, q_err)
 }
 
@@ -304,9 +303,9 @@ proptest! {
                 prop_assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
             }
         }
-        for i in 0..n {
-            prop_assert!((o[2][i] - up.at(i, 0)).abs() <= 1e-12 * (1.0 + up.at(i, 0).abs()));
-            prop_assert!((o[3][i] - lo.at(i, 0)).abs() <= 1e-12 * (1.0 + lo.at(i, 0).abs()));
+        for (i, (x_up, x_lo)) in o[2].iter().zip(&o[3]).enumerate() {
+            prop_assert!((x_up - up.at(i, 0)).abs() <= 1e-12 * (1.0 + up.at(i, 0).abs()));
+            prop_assert!((x_lo - lo.at(i, 0)).abs() <= 1e-12 * (1.0 + lo.at(i, 0).abs()));
         }
     }
 
@@ -389,6 +388,24 @@ fn svd_of_special_matrices() {
                 assert!((d.s[n - 1] / 1.111_538_966_207_4e-10 - 1.0).abs() <= 1e-6, "{:e}", d.s[n - 1]);
             }
             _ => {}
+        }
+    }
+}
+
+/// Overall scale does not matter to the SVD: entries near 1e±200 square to 1e±400, which
+/// the internal scaling by max |a_ij| avoids.
+#[test]
+fn svd_is_scale_invariant() {
+    let base = Mat::from_fn(8, 8, |i, j| ((i * 5 + j * 3) % 7) as f64 - 3.0 + 0.5 * (i == j) as u8 as f64);
+    let d0 = svd(&base);
+    for scale in [1e200, 1e-200, 1e-305] {
+        let a = Mat::new(8, 8, base.data.iter().map(|x| x * scale).collect());
+        let mut d = svd(&a);
+        d.s.iter_mut().for_each(|s| *s /= scale); // the host check would overflow at 1e200
+        let (rec, v_err, u_err) = check_svd(&base, &d);
+        assert!(rec <= 1e-14 && v_err <= 1e-14 && u_err <= 1e-13, "scale {scale:e}: {rec:e} {v_err:e} {u_err:e}");
+        for (x, y) in d.s.iter().zip(&d0.s) {
+            assert!((x - y).abs() <= 1e-14 * d0.s[0], "scale {scale:e}: {x:e} vs {y:e}");
         }
     }
 }

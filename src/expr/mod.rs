@@ -23,6 +23,7 @@
 //! - Operator precedence as in Fortran/Python (`**` binds tighter than unary minus).
 
 use crate::error::{Error, Result};
+use crate::graph::{Params, Tensor};
 
 /// A function of the expression language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -392,6 +393,82 @@ impl Expr {
     /// The syntax tree.
     pub fn root(&self) -> &Node {
         &self.root
+    }
+}
+
+impl Node {
+    fn trace(&self, vars: &[Tensor], p: &Params, anchor: &Tensor) -> Tensor {
+        match self {
+            Node::Num(v) => anchor.graph().constant(*v),
+            Node::Var(i) => vars[*i].clone(),
+            Node::Param(i) => p[*i].clone(),
+            Node::Neg(a) => -a.trace(vars, p, anchor),
+            Node::Bin(op, a, b) => {
+                let l = a.trace(vars, p, anchor);
+                if let (BinOp::Pow, Node::Num(e)) = (op, &**b) {
+                    // Integer powers use repeated multiplication (exact, and defined for x < 0).
+                    if e.fract() == 0.0 && e.abs() <= 64.0 {
+                        return l.powi(*e as i32);
+                    }
+                    return l.powf(*e);
+                }
+                let r = b.trace(vars, p, anchor);
+                match op {
+                    BinOp::Add => l + r,
+                    BinOp::Sub => l - r,
+                    BinOp::Mul => l * r,
+                    BinOp::Div => l / r,
+                    BinOp::Pow => l.pow(&r),
+                }
+            }
+            Node::Call(f, a) => {
+                let a = a.trace(vars, p, anchor);
+                match f {
+                    Func::Exp => a.exp(),
+                    Func::Ln => a.ln(),
+                    Func::Sqrt => a.sqrt(),
+                    Func::Sin => a.sin(),
+                    Func::Cos => a.cos(),
+                    Func::Tan => a.tan(),
+                    Func::Asin => a.asin(),
+                    Func::Acos => a.acos(),
+                    Func::Atan => a.atan(),
+                    Func::Sinh => a.sinh(),
+                    Func::Cosh => a.cosh(),
+                    Func::Tanh => a.tanh(),
+                    Func::Abs => a.abs(),
+                    Func::Erf => a.erf(),
+                    Func::Erfc => a.erfc(),
+                }
+            }
+        }
+    }
+}
+
+impl Expr {
+    /// Traces the expression into the graph of `p`: `vars[i]` is the tensor of variable `i`.
+    /// Errors (wrong number of variables or parameters) are recorded in the graph, like any
+    /// other trace error, and returned by `Graph::finish`.
+    pub fn trace(&self, vars: &[Tensor], p: &Params) -> Tensor {
+        let anchor = p.vector().clone();
+        if vars.len() != self.variables.len() {
+            anchor.graph().record(Error::InvalidOp {
+                op: "expr",
+                reason: format!("expression has {} variables but {} were given", self.variables.len(), vars.len()),
+            });
+            return anchor.graph().constant(f64::NAN);
+        }
+        self.root.trace(vars, p, &anchor)
+    }
+
+    /// The expression as a `curve_fit` model: `x` is `[m]` for one variable, `[k, m]` for `k`
+    /// variables (row `i` is variable `i`).
+    pub fn model(&self) -> impl Fn(&Tensor, &Params) -> Tensor + '_ {
+        move |x: &Tensor, p: &Params| {
+            let vars: Vec<Tensor> =
+                if x.rank() == 2 { (0..x.dims()[0]).map(|i| x.row(i)).collect() } else { vec![x.clone()] };
+            self.trace(&vars, p)
+        }
     }
 }
 

@@ -199,6 +199,11 @@ impl Inner {
         let name = op.name();
         let depth = self.visible(name, &args)?;
         let ty = self.infer(&op, &args)?;
+        let (op, args) = match self.fold(&op, &args, &ty) {
+            Some(lit) => (Op::Constant(lit), Vec::new()),
+            None => (op, args),
+        };
+        let depth = if args.is_empty() { None } else { depth };
         let structural = matches!(op, Op::While { .. } | Op::Call { .. } | Op::Get { .. } | Op::Parameter { .. });
         let (scope, remat) = match (&op, depth) {
             (Op::Poison { .. }, _) => (ROOT, true),
@@ -221,6 +226,51 @@ impl Inner {
         }
         self.nodes.push(Node { op, args, ty, scope, remat });
         Ok(id)
+    }
+
+    /// Constant folding of layout ops on literals (keeps seeds and splats readable and
+    /// avoids broadcasting constants at run time). Dense results are limited in size.
+    fn fold(&self, op: &Op, args: &[NodeId], ty: &TensorType) -> Option<Literal> {
+        const MAX_DENSE: usize = 4096;
+        let lit = match args {
+            [a] => match &self.nodes[*a].op {
+                Op::Constant(l) => l,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let splat = lit.is_splat();
+        match op {
+            Op::Broadcast(_) | Op::Reshape(_) | Op::Slice(_) | Op::Transpose(_) if splat => {
+                Some(Literal::splat(ty.clone(), lit.bits[0]))
+            }
+            Op::Reshape(_) => Some(Literal { ty: ty.clone(), bits: lit.bits.clone() }),
+            Op::Convert(_) => {
+                let from = lit.ty.dtype;
+                let bits = lit.bits.iter().map(|&b| Literal::encode(ty.dtype, Literal::decode(from, b))).collect();
+                Some(Literal { ty: ty.clone(), bits })
+            }
+            Op::Slice(s) if lit.bits.len() <= MAX_DENSE => {
+                let dims = lit.ty.dims();
+                let n = ty.shape.num_elements();
+                let mut bits = Vec::with_capacity(n);
+                let mut idx: Vec<i64> = s.start.clone();
+                for _ in 0..n {
+                    let flat = idx.iter().zip(dims).fold(0i64, |acc, (&i, &d)| acc * d + i);
+                    bits.push(lit.bits[flat as usize]);
+                    // Odometer over the output positions.
+                    for k in (0..idx.len()).rev() {
+                        idx[k] += s.stride[k];
+                        if idx[k] < s.limit[k] {
+                            break;
+                        }
+                        idx[k] = s.start[k];
+                    }
+                }
+                Some(Literal { ty: ty.clone(), bits })
+            }
+            _ => None,
+        }
     }
 
     fn open_scope(&mut self, kind: ScopeKind, types: &[TensorType]) -> (ScopeId, Vec<NodeId>) {
@@ -519,8 +569,13 @@ impl Graph {
         self.node(Op::Iota(Iota { ty: TensorType::new(dtype, shape), axis }), &[])
     }
 
-    /// The `n x n` identity matrix.
+    /// The `n x n` identity matrix (a literal for `n <= 64`, iota-built above).
     pub fn eye(&self, dtype: DType, n: i64) -> Tensor {
+        if (0..=64).contains(&n) {
+            let nu = n as usize;
+            let data: Vec<f64> = (0..nu * nu).map(|k| if k / nu == k % nu { 1.0 } else { 0.0 }).collect();
+            return self.constant_array_of(dtype, &data, [n, n]);
+        }
         let r = self.iota(DType::I64, [n, n], 0);
         let c = self.iota(DType::I64, [n, n], 1);
         r.eq(&c).convert(dtype)
@@ -770,5 +825,45 @@ impl Function {
         }
         let call = self.graph.try_node(Op::Call { func: self.id }, args)?;
         (0..self.result_types().len()).map(|index| self.graph.try_node(Op::Get { index }, &[&call])).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_consing_merges_equal_nodes_and_constants() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [3]);
+        let a = (&x * 2.0).exp();
+        let b = (&x * 2.0).exp();
+        assert_eq!(a.id, b.id);
+        assert_eq!(g.constant(1.5).id, g.constant(1.5).id);
+        assert_ne!(g.constant(1.5).id, g.scalar(DType::F32, 1.5).id);
+        // Parameters are never merged.
+        assert_ne!(g.parameter("y", DType::F64, [3]).id, g.parameter("y", DType::F64, [3]).id);
+    }
+
+    #[test]
+    fn loop_invariant_code_is_hoisted_and_constants_fold() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [3]);
+        let inner = std::cell::Cell::new(0);
+        let out = g.while_loop(&[g.constant(0.0)], |s| s[0].lt(3.0), |s| {
+            let e = x.exp(); // depends only on the outer x
+            inner.set(e.id);
+            vec![&s[0] + e.sum()]
+        });
+        let node_scope = g.inner.borrow().nodes[inner.get()].scope;
+        assert_eq!(node_scope, ROOT);
+        let text = g.finish([&out[0]]).unwrap().text;
+        let (before, after) = text.split_once("stablehlo.while").unwrap();
+        assert!(before.contains("stablehlo.exponential") && !after.contains("stablehlo.exponential"), "{text}");
+        // Layout ops on literals fold to literals.
+        let row = g.eye(DType::F64, 3).row(1);
+        assert!(matches!(g.inner.borrow().nodes[row.id].op, Op::Constant(_)));
+        let splat = g.constant(2.0).broadcast_to([4, 5]);
+        assert!(matches!(g.inner.borrow().nodes[splat.id].op, Op::Constant(ref l) if l.is_splat()));
     }
 }

@@ -226,3 +226,35 @@ pub fn jacfwd(f: &Tensor, p: &Tensor) -> Result<Tensor> {
     let perm: Vec<i64> = (1..r).chain(std::iter::once(0)).collect();
     g.try_with(|| t.transpose(&perm))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ops::Op;
+    use crate::types::DType;
+
+    #[test]
+    fn independent_outputs_get_symbolic_zero_tangents() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [4]);
+        let p = g.parameter("p", DType::F64, [2]);
+        let before = g.num_nodes();
+        let t = jvp(&[x.sin()], &[(p.clone(), g.eye(DType::F64, 2))]).unwrap().remove(0);
+        assert_eq!(t.dims(), vec![2, 4]);
+        // Only the primal, the seed and a zero literal were built: no rule ran.
+        assert!(matches!(g.inner.borrow().nodes[t.id].op, Op::Constant(ref l) if l.is_splat()));
+        assert!(g.num_nodes() - before <= 3);
+    }
+
+    #[test]
+    fn jacobian_has_data_by_parameter_layout() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [2, 7]);
+        let p = g.parameter("p", DType::F64, [3]);
+        let f = (&x * &p.get(0)).sum() + p.get(1) * p.get(2);
+        assert_eq!(jacfwd(&f, &p).unwrap().dims(), vec![3]);
+        let f = x.row(1) * p.get(2);
+        assert_eq!(jacfwd(&f, &p).unwrap().dims(), vec![7, 3]);
+        assert_eq!(jacfwd(&(&x * p.get(0)), &p).unwrap().dims(), vec![2, 7, 3]);
+    }
+}

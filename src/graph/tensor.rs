@@ -140,19 +140,15 @@ impl IndexArg for Tensor {
 /// numpy broadcasting of two shapes.
 pub(crate) fn broadcast_shapes(op: &'static str, a: &Shape, b: &Shape) -> crate::Result<Shape> {
     let r = a.rank().max(b.rank());
-    let mut out = vec![0; r];
-    for i in 0..r {
-        let da = if i + a.rank() >= r { a.dims()[i + a.rank() - r] } else { 1 };
-        let db = if i + b.rank() >= r { b.dims()[i + b.rank() - r] } else { 1 };
-        out[i] = if da == db || db == 1 {
-            da
-        } else if da == 1 {
-            db
-        } else {
-            return Err(Error::ShapeMismatch { op, lhs: a.clone(), rhs: b.clone() });
-        };
-    }
-    Ok(Shape(out))
+    let dim = |s: &Shape, i: usize| if i + s.rank() >= r { s.dims()[i + s.rank() - r] } else { 1 };
+    (0..r)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (da, db) if da == db || db == 1 => Ok(da),
+            (1, db) => Ok(db),
+            _ => Err(Error::ShapeMismatch { op, lhs: a.clone(), rhs: b.clone() }),
+        })
+        .collect::<crate::Result<Vec<i64>>>()
+        .map(Shape)
 }
 
 /// Normalises possibly negative axes; sorted and deduplicated.

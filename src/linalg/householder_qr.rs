@@ -176,7 +176,7 @@ fn householder_qr_loop(a: &Tensor, m: i64, k: i64) -> (Tensor, Tensor) {
     let g = a.graph().clone();
     let (r, refl) = factor_loop(a, m, k, true);
     let [vs, betas] = refl.as_slice() else { return (g.zeros(DType::F64, [m, k]), r) }; // never: requested
-    let eye = g.iota(DType::I64, [m, k], 0).eq(&g.iota(DType::I64, [m, k], 1)).convert(DType::F64);
+    let eye = g.iota(DType::I64, [m, k], 0).eq(g.iota(DType::I64, [m, k], 1)).convert(DType::F64);
     let out = g.while_loop(
         &[g.scalar(DType::I64, (k - 1) as f64), eye],
         |st| st[0].ge(0.0),

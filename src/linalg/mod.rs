@@ -44,10 +44,10 @@
 //! * SciPy `curve_fit` (`scipy/optimize/_minpack_py.py`): covariance from the SVD of the
 //!   Jacobian with the cut-off `eps · max(m, n) · s₀`.
 
-mod householder_qr;
-mod jacobi_svd;
-mod lstsq;
-mod triangular;
+pub mod householder_qr;
+pub mod jacobi_svd;
+pub mod lstsq;
+pub mod triangular;
 
 pub use householder_qr::{householder_qr, householder_qr_r};
 pub use jacobi_svd::{jacobi_svd, jacobi_svd_with, JacobiOptions, JacobiSvd};

@@ -133,6 +133,13 @@ pub(crate) fn update_radius(
 }
 
 /// scipy's `check_termination`: status 4 (both), 2 (ftol), 3 (xtol) or [`RUNNING`].
+///
+/// One addition to scipy's ftol test: it also requires `model_ok`, that the local model
+/// predicts no more than `ftol * F` further reduction from a full (Gauss–Newton) step (see
+/// [`gauss_newton_reduction`]). Without it a step that was merely cut short by a small trust
+/// radius can report `ftol` convergence far from the minimum (NIST ENSO and MGH09 at the
+/// default tolerances).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_termination(
     d_cost: &Tensor,
     cost: &Tensor,
@@ -141,11 +148,41 @@ pub(crate) fn check_termination(
     ratio: &Tensor,
     ftol: &Tensor,
     xtol: &Tensor,
+    model_ok: &Tensor,
 ) -> Tensor {
     let g = d_cost.graph().clone();
-    let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25));
+    let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25)).and(model_ok);
     let xtol_ok = step_norm.lt(&(xtol * (xtol + x_norm)));
     ftol_ok.and(&xtol_ok).select(int(&g, 4), ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))))
+}
+
+/// Reduction of `½‖J h + f‖²` that the full Gauss–Newton step achieves, `½ Σ uf_i²` over the
+/// singular values above `eps * m * s[0]` (from the SVD `J = U diag(s) Vᵀ`, `uf = Uᵀ f`).
+pub(crate) fn gauss_newton_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
+    let n = s.dims()[0];
+    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
+    s.gt(&threshold).select(uf.square(), 0.0).sum() * 0.5
+}
+
+/// True when the full Gauss–Newton step `x + d ∘ h`, `h = -V (uf / s)` over the singular
+/// values above `eps * m * s[0]`, changes every parameter by at most `sqrt(ftol) |x_i| + ftol`:
+/// the parameters have converged to about half the digits of `ftol`.
+pub(crate) fn gauss_newton_converged(
+    uf: &Tensor,
+    s: &Tensor,
+    v: &Tensor,
+    d: &Tensor,
+    x: &Tensor,
+    ftol: &Tensor,
+    m_valid: &Tensor,
+) -> Tensor {
+    let n = s.dims()[0];
+    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
+    let keep = s.gt(&threshold);
+    let h = -(v.dot(&keep.select(uf / keep.select(s, 1.0), 0.0)));
+    let step = (d * h).abs();
+    let allowed = ftol.sqrt() * x.abs() + ftol;
+    step.le(&allowed).select(0.0, 1.0).reduce_max(&[0]).eq(0.0)
 }
 
 /// Column norms of a matrix.

@@ -23,7 +23,7 @@ use crate::types::DType;
 const P1: f64 = 0.1;
 const P0001: f64 = 1e-4;
 /// MINPACK's `factor`: initial step bound is `factor * ‖D x0‖` (or `factor` when that is 0).
-const FACTOR: f64 = 100.0;
+const FACTOR: f64 = 1.0;
 
 /// `lmpar` via the SVD: returns `(q, par)` with `q = D p` the scaled step.
 fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
@@ -144,6 +144,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let rs = r / &diag;
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
             let uf = u.t().dot(qtf);
+            // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
+            // `common::check_termination`); MINPACK's reductions are relative to ‖f‖².
+            let gn_rel = gauss_newton_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(f64::MIN_POSITIVE);
+            let model_ok = gn_rel
+                .le(&inp.ftol)
+                .and(&gauss_newton_converged(&uf, &s, &vmat, &diag.recip(), x, &inp.ftol, &inp.m_valid));
 
             let inner_init = vec![
                 st[7].clone(),              // 0 Δ
@@ -191,7 +197,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let xnorm = success.select(norm(&(&diag * &x_new)), xnorm);
                     let first = success.select(false_(&g), first);
                     // Convergence tests (MINPACK info 1..3), then 5..8.
-                    let ftol_ok = actred.abs().le(&inp.ftol).and(&prered.le(&inp.ftol)).and(&(&ratio * 0.5).le(1.0));
+                    let ftol_ok = actred.abs().le(&inp.ftol).and(&prered.le(&inp.ftol)).and(&(&ratio * 0.5).le(1.0)).and(&model_ok);
                     let xtol_ok = delta_new.le(&(&inp.xtol * &xnorm));
                     let status = ftol_ok
                         .and(&xtol_ok)

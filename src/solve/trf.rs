@@ -101,6 +101,10 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             };
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
             let uf = u.t().dot(&c);
+            let gn_reduction = gauss_newton_reduction(&uf, &s, &inp.m_valid);
+            let model_ok = gn_reduction
+                .le(&(&inp.ftol * cost))
+                .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
             let theta = (-gnorm + 1.0).max(0.995);
 
             let quad = |sh: &Tensor| {
@@ -140,7 +144,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
                     let step_norm = norm(&step);
-                    let term = check_termination(&actual, cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol);
+                    let term = check_termination(&actual, cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol, &model_ok);
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
                     vec![

@@ -30,6 +30,15 @@ impl Literal {
         }
     }
 
+    /// Decodes raw bits of `dtype` to f64.
+    pub(crate) fn decode(dtype: DType, bits: u64) -> f64 {
+        match dtype {
+            DType::F64 | DType::F32 => f64::from_bits(bits),
+            DType::I64 | DType::I32 => bits as i64 as f64,
+            DType::Bool => (bits != 0) as u8 as f64,
+        }
+    }
+
     /// A splat of `v` (already encoded) with type `ty`.
     pub(crate) fn splat(ty: TensorType, bits: u64) -> Self {
         Literal { ty, bits: vec![bits] }

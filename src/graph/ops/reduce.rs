@@ -97,7 +97,7 @@ impl Primitive for Reduce {
             ReduceKind::Sum => t.reduce_sum(&shifted),
             ReduceKind::Prod => (t * (back(y) / x)).reduce_sum(&shifted),
             ReduceKind::Max | ReduceKind::Min => {
-                let mask = x.eq(&back(y)).convert(x.dtype());
+                let mask = x.eq(back(y)).convert(x.dtype());
                 (t * &mask).reduce_sum(&shifted) / mask.reduce_sum(&self.axes)
             }
         })

@@ -319,25 +319,42 @@ impl Primitive for Take {
     fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
         Some(t[0].as_ref()?.take(self.0 + 1, &x[1]))
     }
+    /// Emitted as the canonical batch-major gather (index axes first, then the operand's
+    /// remaining axes) followed by a transpose into numpy order when `axis > 0`. The pinned
+    /// XLA CPU plugin mis-lays-out the result of a gather whose offset axes come before its
+    /// batch axes when the gather is constant-folded (an all-constant tangent gathered
+    /// along axis 1, then added, came back transposed); the canonical form avoids that.
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         let (x, idx) = (ins[0], ins[1]);
         let (a, r, ir) = (self.0, x.rank() as i64, idx.rank() as i64);
-        let offset_dims: Vec<i64> = (0..a).chain(a + ir..r - 1 + ir).collect();
         let mut slice_sizes = x.dims().to_vec();
         slice_sizes[a as usize] = 1;
-        e.generic(
+        let mut canonical = idx.dims().to_vec();
+        canonical.extend(x.dims().iter().enumerate().filter(|&(i, _)| i as i64 != a).map(|(_, &d)| d));
+        let gathered_ty = out.with_shape(canonical);
+        let gathered = e.generic(
             "stablehlo.gather",
             args,
             ins,
             &[
                 (
                     "dimension_numbers",
-                    Attr::Gather { offset_dims, collapsed_slice_dims: vec![a], start_index_map: vec![a], index_vector_dim: ir },
+                    Attr::Gather {
+                        offset_dims: (ir..ir + r - 1).collect(),
+                        collapsed_slice_dims: vec![a],
+                        start_index_map: vec![a],
+                        index_vector_dim: ir,
+                    },
                 ),
                 ("indices_are_sorted", Attr::Bool(false)),
                 ("slice_sizes", Attr::I64s(slice_sizes)),
             ],
-            out,
-        )
+            &gathered_ty,
+        );
+        if a == 0 || ir == 0 {
+            return gathered;
+        }
+        let perm: Vec<i64> = (ir..ir + a).chain(0..ir).chain(ir + a..ir + r - 1).collect();
+        e.generic("stablehlo.transpose", &[&gathered], &[&gathered_ty], &[("permutation", Attr::I64s(perm))], out)
     }
 }
