@@ -1,61 +1,53 @@
-//! Quickstart: loads the PJRT runtime (provisioning the pinned CPU plugin on first use), prints
-//! the platform and its devices, compiles a small StableHLO program (a Gauss–Newton style
-//! while loop computing sqrt(a) by Newton's iteration), runs it and checks the answer.
+//! Quickstart: fit a 3-parameter exponential decay to 1,000 noisy points.
 //!
-//! Run with `cargo run --release --example quickstart`. Curve fitting arrives with the solver.
+//! The model is ordinary Rust over traced tensors; nlsq traces it and the whole solver into
+//! one XLA program, compiles it once per shape (the first run of a shape pays that), and runs
+//! the fit as one execution. Run with `cargo run --release --example quickstart`.
 
-use std::time::Instant;
+use anyhow::Result;
+use nlsq::fit::{curve_fit, FitOptions};
+use nlsq::graph::{Params, Tensor};
 
-use anyhow::{ensure, Context, Result};
-
-const NEWTON_SQRT: &str = r#"
-func.func @main(%a: tensor<4xf64>) -> (tensor<4xf64>, tensor<i64>) {
-  %zero = stablehlo.constant dense<0> : tensor<i64>
-  %one = stablehlo.constant dense<1> : tensor<i64>
-  %iters = stablehlo.constant dense<60> : tensor<i64>
-  %half = stablehlo.constant dense<0.5> : tensor<4xf64>
-  %r:2 = stablehlo.while(%i = %zero, %x = %a) : tensor<i64>, tensor<4xf64>
-    cond {
-      %lt = stablehlo.compare LT, %i, %iters : (tensor<i64>, tensor<i64>) -> tensor<i1>
-      stablehlo.return %lt : tensor<i1>
-    } do {
-      %q = stablehlo.divide %a, %x : tensor<4xf64>
-      %s = stablehlo.add %x, %q : tensor<4xf64>
-      %x2 = stablehlo.multiply %s, %half : tensor<4xf64>
-      %i2 = stablehlo.add %i, %one : tensor<i64>
-      stablehlo.return %i2, %x2 : tensor<i64>, tensor<4xf64>
+/// A small deterministic pseudo-random generator (xorshift64*) and Box–Muller normals, so the
+/// example needs no extra crates and prints the same numbers every run.
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
-  return %r#1, %r#0 : tensor<4xf64>, tensor<i64>
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
 }
-"#;
 
 fn main() -> Result<()> {
-    let t0 = Instant::now();
-    let client = nlsq::runtime::client().context("starting the PJRT runtime")?;
-    let load = t0.elapsed();
-    let plugin = client.plugin();
-    println!("plugin    {} (PJRT C API {}.{})", plugin.path().display(), plugin.api_version().0, plugin.api_version().1);
-    println!("platform  {} {}", client.platform_name(), client.platform_version());
-    for d in client.devices() {
-        println!("device    {d}");
-    }
+    // y = a * exp(-k * x) + c with a = 2.5, k = 1.3, c = 0.5, noise sd 0.05.
+    let (a, k, c) = (2.5, 1.3, 0.5);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let x: Vec<f64> = (0..1000).map(|i| 5.0 * i as f64 / 999.0).collect();
+    let y: Vec<f64> = x.iter().map(|&x| a * (-k * x).exp() + c + 0.05 * rng.normal()).collect();
 
-    let t1 = Instant::now();
-    let exe = client.compile(NEWTON_SQRT)?;
-    let compile = t1.elapsed();
-    let a = [2.0f64, 9.0, 1e-6, 12345.678];
-    let input = client.buffer_from_host(&a, &[4])?;
-    let t2 = Instant::now();
-    let out = exe.execute(&[&input])?;
-    let roots = out[0].to_vec::<f64>()?;
-    let execute = t2.elapsed();
-    let iterations = out[1].to_vec::<i64>()?[0];
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let options = FitOptions::default();
 
-    println!("\nNewton iteration for sqrt inside one stablehlo.while ({iterations} iterations):");
-    for (x, r) in a.iter().zip(&roots) {
-        println!("  sqrt({x:<10}) = {r:.15}   (std: {:.15})", x.sqrt());
-        ensure!((r - x.sqrt()).abs() <= 1e-15 * x.sqrt(), "wrong root for {x}");
+    let fit = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &options)?;
+    println!("y = a * exp(-k * x) + c, 1,000 points, true a = {a}, k = {k}, c = {c}\n");
+    for (name, (value, err)) in ["a", "k", "c"].iter().zip(fit.popt.iter().zip(&fit.perr)) {
+        println!("  {name} = {value:>12.6} ± {err:.6}");
     }
-    println!("\nload {load:.2?}, compile {compile:.2?}, execute + read back {execute:.2?}");
+    println!("\n{}\n", fit.result);
+
+    // The same shape again: the executable is reused, only the execution is paid.
+    let y2: Vec<f64> = x.iter().map(|&x| 1.7 * (-0.4 * x).exp() - 0.2 + 0.05 * rng.normal()).collect();
+    let again = curve_fit(&model, &x, &y2, Some(&[1.0, 1.0, 1.0]), &options)?;
+    println!("second dataset (same shape): popt = {:.6}, {}", again.popt, again.result.brief_report());
+    println!(
+        "executable: {}, compile {:.3?}, execute {:.3?}",
+        again.result.executable, again.result.timings.compile, again.result.timings.execute
+    );
     Ok(())
 }
