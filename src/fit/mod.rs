@@ -10,22 +10,20 @@
 //! Input validation happens on the host before anything is traced: bad input is an
 //! [`Error`](crate::Error), never a panic or an XLA abort.
 
+pub mod cache;
 pub mod options;
 pub mod result;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewD};
-use once_cell::sync::Lazy;
 
+pub use cache::{CacheKey, ExecutableCache};
 pub use options::{FitOptions, Sigma, XData};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
 
 use crate::error::{Error, Result};
 use crate::graph::{jacfwd, Graph, Params, Program, Tensor, TensorType};
-use crate::pjrt::LoadedExecutable;
 use crate::solve::termination::NONFINITE_START;
 use crate::solve::{self, Config, Inputs, Loss, Method, Status};
 use crate::types::DType;
@@ -127,19 +125,6 @@ fn whitening(cov: &Array2<f64>) -> Result<Array2<f64>> {
 enum HostArg {
     F64(Vec<f64>, Vec<i64>),
     I64(i64),
-}
-
-static EXECUTABLES: Lazy<Mutex<HashMap<String, Arc<LoadedExecutable>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
-
-/// Compiles `program` or takes it from the in-process cache.
-fn executable(program: &Program) -> Result<(Arc<LoadedExecutable>, ExecutableSource)> {
-    if let Some(e) = EXECUTABLES.lock().unwrap_or_else(|p| p.into_inner()).get(&program.text) {
-        return Ok((e.clone(), ExecutableSource::Memory));
-    }
-    let client = crate::runtime::client()?;
-    let exe = Arc::new(client.compile(&program.text)?);
-    EXECUTABLES.lock().unwrap_or_else(|p| p.into_inner()).insert(program.text.clone(), exe.clone());
-    Ok((exe, ExecutableSource::Compiled))
 }
 
 /// The solver inputs as program parameters, in a fixed order after the data parameters.
@@ -258,10 +243,15 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
 }
 
 /// Runs the program and reads its results.
-fn execute(program: &Program, args: Vec<HostArg>, plan: &Plan, t0: Instant, trace: std::time::Duration) -> Result<(FitResult, Array2<f64>)> {
-    let t1 = Instant::now();
-    let (exe, source) = executable(program)?;
-    let compile = t1.elapsed();
+fn execute(
+    exe: &cache::CachedExecutable,
+    args: Vec<HostArg>,
+    plan: &Plan,
+    t0: Instant,
+    trace: Duration,
+    compile: Duration,
+) -> Result<(FitResult, Array2<f64>)> {
+    let (source, exe) = (exe.source, &exe.executable);
     let t2 = Instant::now();
     let client = exe.client().clone();
     let buffers = args
@@ -326,12 +316,222 @@ fn execute(program: &Program, args: Vec<HostArg>, plan: &Plan, t0: Instant, trac
     Ok((result, cov))
 }
 
+/// The bucket ladder for the number of residual rows: the smallest of `16·2^k` and
+/// `24·2^k` (k >= 0) that holds `rows`. Consecutive buckets differ by at most 1.5×, so padding
+/// costs at most a third of the work, and lengths from 100 to 10,000 share 14 executables.
+pub fn bucket(rows: usize) -> usize {
+    let mut b = 16usize;
+    loop {
+        if rows <= b {
+            return b;
+        }
+        if rows <= b / 2 * 3 {
+            return b / 2 * 3;
+        }
+        b *= 2;
+    }
+}
+
+/// What shapes the traced program of a `curve_fit` (everything else is an input).
+#[derive(Clone, Debug, PartialEq)]
+struct CurveSpec {
+    /// `None` for `xdata [m]`, `Some(k)` for `[k, m]`.
+    x_rows: Option<usize>,
+    m_pad: usize,
+    n: usize,
+    config: Config,
+    cov_sigma: bool,
+}
+
+/// Validated, padded host data of one `curve_fit` call.
+struct CurveData {
+    spec: CurveSpec,
+    plan: Plan,
+    m: usize,
+    args: Vec<HostArg>,
+    absolute_sigma: bool,
+}
+
+/// Validates the inputs and lays them out for a program with `m_pad` rows (`None`: choose).
+fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, options: &FitOptions, m_pad: Option<usize>) -> Result<CurveData> {
+    let m = ydata.len();
+    if xdata.len() != m {
+        return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
+    }
+    if m == 0 {
+        return Err(invalid("ydata", "no data points"));
+    }
+    if let XData::D2(x) = xdata {
+        if x.nrows() == 0 {
+            return Err(invalid("xdata", "a [k, m] xdata needs k >= 1 rows"));
+        }
+    }
+    let p0: Vec<f64> = match (p0, options.n_params) {
+        (Some(p), Some(n)) if p.len() != n => return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len()))),
+        (Some(p), _) => p.to_vec(),
+        (None, Some(n)) => vec![1.0; n],
+        (None, None) => return Err(invalid("p0", "give p0, or the number of parameters with FitOptions::with_n_params")),
+    };
+    if options.check_finite {
+        match xdata {
+            XData::D1(x) => check_all_finite("xdata", x.iter().copied())?,
+            XData::D2(x) => check_all_finite("xdata", x.iter().copied())?,
+        }
+        check_all_finite("ydata", ydata.iter().copied())?;
+    }
+    let plan = plan(p0, m, options)?;
+    let n = plan.n;
+    let rows = m.max(n + 1);
+    let m_pad = match m_pad {
+        Some(cap) if cap < rows => {
+            return Err(invalid("ydata", format!("{m} points (with {n} parameters) do not fit a fitter built for {} rows", cap)))
+        }
+        Some(cap) => cap,
+        None if options.bucket => bucket(rows),
+        None => rows,
+    };
+
+    // Host data, padded to m_pad rows with zero weight (x repeats its first point so the model
+    // stays finite there; the rows are masked out anyway).
+    let mut weights = vec![1.0; m];
+    let mut whiten: Option<Vec<f64>> = None;
+    match &options.sigma {
+        None => {}
+        Some(Sigma::Std(s)) => {
+            if s.len() != m {
+                return Err(invalid("sigma", format!("has {} values but ydata has {m}", s.len())));
+            }
+            for (i, &v) in s.iter().enumerate() {
+                if !(v > 0.0) || !v.is_finite() {
+                    return Err(invalid("sigma", format!("sigma[{i}] = {v}: must be finite and > 0")));
+                }
+                weights[i] = 1.0 / v;
+            }
+        }
+        Some(Sigma::Cov(c)) => {
+            if c.dim() != (m, m) {
+                return Err(invalid("sigma", format!("covariance is {}x{}, expected {m}x{m}", c.nrows(), c.ncols())));
+            }
+            if options.check_finite {
+                check_all_finite("sigma", c.iter().copied())?;
+            }
+            let inv = whitening(c)?;
+            let mut w = vec![0.0; m_pad * m_pad];
+            for i in 0..m {
+                for j in 0..=i {
+                    w[i * m_pad + j] = inv[[i, j]];
+                }
+            }
+            whiten = Some(w);
+        }
+    }
+    weights.resize(m_pad, 0.0);
+    let mut y: Vec<f64> = ydata.iter().copied().collect();
+    y.resize(m_pad, 0.0);
+    let (x_host, x_dims, x_rows): (Vec<f64>, Vec<i64>, Option<usize>) = match xdata {
+        XData::D1(x) => {
+            let mut v: Vec<f64> = x.iter().copied().collect();
+            v.resize(m_pad, x[0]);
+            (v, vec![m_pad as i64], None)
+        }
+        XData::D2(x) => {
+            let k = x.nrows();
+            let mut v = Vec::with_capacity(k * m_pad);
+            for r in 0..k {
+                let row = x.row(r);
+                v.extend(row.iter().copied());
+                v.extend(std::iter::repeat(row[0]).take(m_pad - m));
+            }
+            (v, vec![k as i64, m_pad as i64], Some(k))
+        }
+    };
+    let mut args = vec![HostArg::F64(x_host, x_dims), HostArg::F64(y, vec![m_pad as i64]), HostArg::F64(weights, vec![m_pad as i64])];
+    let cov_sigma = whiten.is_some();
+    if let Some(w) = whiten {
+        args.push(HostArg::F64(w, vec![m_pad as i64, m_pad as i64]));
+    }
+    plan.args_clone_into(&mut args);
+    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma };
+    Ok(CurveData { spec, plan, m, args, absolute_sigma: options.absolute_sigma })
+}
+
+/// Traces model and solver into the program of `spec`.
+fn trace_curve<M>(model: &M, spec: &CurveSpec) -> Result<Program>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let (m_pad, n) = (spec.m_pad as i64, spec.n as i64);
+    let x_dims: Vec<i64> = match spec.x_rows {
+        None => vec![m_pad],
+        Some(k) => vec![k as i64, m_pad],
+    };
+    let g = Graph::new();
+    let x_ty = TensorType::new(DType::F64, x_dims.clone());
+    let xt = g.parameter("x", DType::F64, x_dims);
+    let yt = g.parameter("y", DType::F64, [m_pad]);
+    let wt = g.parameter("w", DType::F64, [m_pad]);
+    let wmat = spec.cov_sigma.then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
+    let inputs = solver_inputs(&g, n);
+    let model_f = g.model_function("model", model, x_ty.clone(), n)?;
+    let model_fj = g.model_jac_function("model_jac", model, x_ty, n)?;
+    let valid = wt.gt(0.0);
+    let valid_col = valid.reshape([m_pad, 1]);
+    let weigh = |d: Tensor| match &wmat {
+        Some(w) => w.dot(&d),
+        None => d * &wt,
+    };
+    let fun = |p: &Tensor| {
+        let f = model_f.call(&[&xt, p]).remove(0);
+        valid.select(weigh(f - &yt), 0.0)
+    };
+    let fun_jac = |p: &Tensor| {
+        let mut v = model_fj.call(&[&xt, p]);
+        let j = v.pop().expect("two results");
+        let f = v.pop().expect("two results");
+        let r = valid.select(weigh(f - &yt), 0.0);
+        let jw = match &wmat {
+            Some(w) => w.dot(&j),
+            None => j * wt.reshape([m_pad, 1]),
+        };
+        (r, valid_col.select(jw, 0.0))
+    };
+    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, n };
+    let out = solve::solve(&problem, &inputs, &spec.config);
+    g.finish(outputs_list(&out))
+}
+
+/// Runs a prepared fit on an executable and applies scipy's covariance rules.
+fn run_curve(exe: &cache::CachedExecutable, data: CurveData, t0: Instant, trace: Duration, compile: Duration) -> Result<CurveFit> {
+    let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
+    let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
+    // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
+    let mut pcov = cov;
+    if !absolute_sigma {
+        if m > n {
+            let s_sq = 2.0 * result.cost / (m - n) as f64;
+            pcov.mapv_inplace(|v| v * s_sq);
+        } else {
+            pcov.fill(f64::INFINITY);
+        }
+    }
+    if pcov.iter().any(|v| v.is_nan()) {
+        pcov.fill(f64::INFINITY);
+    }
+    let perr = pcov.diag().mapv(|v| v.sqrt());
+    Ok(CurveFit { popt: result.x.clone(), pcov, perr, result })
+}
+
 /// Fits `model(x, p)` to `ydata`, like `scipy.optimize.curve_fit`.
 ///
 /// `model` is ordinary Rust over traced tensors: `x` is `[m]` (or `[k, m]` for
 /// multi-dimensional `xdata`; `x.row(i)` is coordinate `i`) and `p[i]` are the parameters.
 /// `p0 = None` starts from all ones and needs [`FitOptions::n_params`]. The method defaults to
 /// `lm` without bounds and `trf` with bounds.
+///
+/// Every call traces the model (about a millisecond or two); the compiled executable comes from
+/// the cache when the same program was compiled before, in this process or (through the disk
+/// cache) an earlier one. The number of points is padded up to a [`bucket`], so most lengths
+/// reuse an executable. To fit many datasets of one shape, build a [`CurveFitter`] once.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] / [`Error::InvalidOption`] for bad input (NaN or infinite data when
@@ -363,153 +563,161 @@ where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
     let t0 = Instant::now();
-    let xdata = xdata.into();
-    let ydata = ydata.into();
-    let m = ydata.len();
-    if xdata.len() != m {
-        return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
-    }
-    if m == 0 {
-        return Err(invalid("ydata", "no data points"));
-    }
-    if let XData::D2(x) = &xdata {
-        if x.nrows() == 0 {
-            return Err(invalid("xdata", "a [k, m] xdata needs k >= 1 rows"));
-        }
-    }
-    let p0: Vec<f64> = match (p0, options.n_params) {
-        (Some(p), Some(n)) if p.len() != n => return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len()))),
-        (Some(p), _) => p.to_vec(),
-        (None, Some(n)) => vec![1.0; n],
-        (None, None) => return Err(invalid("p0", "give p0, or the number of parameters with FitOptions::with_n_params")),
-    };
-    if options.check_finite {
-        match &xdata {
-            XData::D1(x) => check_all_finite("xdata", x.iter().copied())?,
-            XData::D2(x) => check_all_finite("xdata", x.iter().copied())?,
-        }
-        check_all_finite("ydata", ydata.iter().copied())?;
-    }
-    let plan = plan(p0, m, options)?;
-    let n = plan.n;
-    let m_pad = m.max(n + 1);
-
-    // Host data, padded to m_pad rows with zero weight (x repeats its first point so the model
-    // stays finite there; the rows are masked out anyway).
-    let mut weights = vec![1.0; m];
-    let mut whiten: Option<Vec<f64>> = None;
-    match &options.sigma {
-        None => {}
-        Some(Sigma::Std(s)) => {
-            if s.len() != m {
-                return Err(invalid("sigma", format!("has {} values but ydata has {m}", s.len())));
-            }
-            for (i, &v) in s.iter().enumerate() {
-                if !(v > 0.0) || !v.is_finite() {
-                    return Err(invalid("sigma", format!("sigma[{i}] = {v}: must be finite and > 0")));
-                }
-                weights[i] = 1.0 / v;
-            }
-        }
-        Some(Sigma::Cov(c)) => {
-            if c.dim() != (m, m) {
-                return Err(invalid("sigma", format!("covariance is {}x{}, expected {m}x{m}", c.nrows(), c.ncols())));
-            }
-            if options.check_finite {
-                check_all_finite("sigma", c.iter().copied())?;
-            }
-            let inv = whitening(c)?;
-            let mut w = vec![0.0; m_pad * m_pad];
-            for i in 0..m {
-                for j in 0..m {
-                    w[i * m_pad + j] = inv[[i, j]];
-                }
-            }
-            whiten = Some(w);
-        }
-    }
-    weights.resize(m_pad, 0.0);
-    let mut y: Vec<f64> = ydata.iter().copied().collect();
-    y.resize(m_pad, 0.0);
-    let (x_host, x_dims): (Vec<f64>, Vec<i64>) = match &xdata {
-        XData::D1(x) => {
-            let mut v: Vec<f64> = x.iter().copied().collect();
-            v.resize(m_pad, x[0]);
-            (v, vec![m_pad as i64])
-        }
-        XData::D2(x) => {
-            let k = x.nrows();
-            let mut v = Vec::with_capacity(k * m_pad);
-            for r in 0..k {
-                let row = x.row(r);
-                v.extend(row.iter().copied());
-                v.extend(std::iter::repeat(row[0]).take(m_pad - m));
-            }
-            (v, vec![k as i64, m_pad as i64])
-        }
-    };
-
-    // Trace.
-    let g = Graph::new();
-    let x_ty = TensorType::new(DType::F64, x_dims.clone());
-    let xt = g.parameter("x", DType::F64, x_dims.clone());
-    let yt = g.parameter("y", DType::F64, [m_pad as i64]);
-    let wt = g.parameter("w", DType::F64, [m_pad as i64]);
-    let wmat = whiten.as_ref().map(|_| g.parameter("whiten", DType::F64, [m_pad as i64, m_pad as i64]));
-    let inputs = solver_inputs(&g, n as i64);
-    let model_f = g.model_function("model", model, x_ty.clone(), n as i64)?;
-    let model_fj = g.model_jac_function("model_jac", model, x_ty, n as i64)?;
-    let valid = wt.gt(0.0);
-    let valid_col = valid.reshape([m_pad as i64, 1]);
-    let weigh = |d: Tensor| match &wmat {
-        Some(w) => w.dot(&d),
-        None => d * &wt,
-    };
-    let fun = |p: &Tensor| {
-        let f = model_f.call(&[&xt, p]).remove(0);
-        valid.select(weigh(f - &yt), 0.0)
-    };
-    let fun_jac = |p: &Tensor| {
-        let mut v = model_fj.call(&[&xt, p]);
-        let j = v.pop().expect("two results");
-        let f = v.pop().expect("two results");
-        let r = valid.select(weigh(f - &yt), 0.0);
-        let jw = match &wmat {
-            Some(w) => w.dot(&j),
-            None => j * wt.reshape([m_pad as i64, 1]),
-        };
-        (r, valid_col.select(jw, 0.0))
-    };
-    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, n: n as i64 };
-    let out = solve::solve(&problem, &inputs, &plan.config);
-    let program = g.finish(outputs_list(&out))?;
+    let data = prepare(&xdata.into(), ydata.into(), p0, options, None)?;
+    let program = trace_curve(model, &data.spec)?;
     let trace = t0.elapsed();
-
-    let mut args = vec![HostArg::F64(x_host, x_dims), HostArg::F64(y, vec![m_pad as i64]), HostArg::F64(weights, vec![m_pad as i64])];
-    if let Some(w) = whiten {
-        args.push(HostArg::F64(w, vec![m_pad as i64, m_pad as i64]));
-    }
-    let absolute_sigma = options.absolute_sigma;
-    let plan_ref = &plan;
-    plan.args_clone_into(&mut args);
-    let (result, cov) = execute(&program, args, plan_ref, t0, trace)?;
-
-    // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
-    let mut pcov = cov;
-    if !absolute_sigma {
-        if m > n {
-            let s_sq = 2.0 * result.cost / (m - n) as f64;
-            pcov.mapv_inplace(|v| v * s_sq);
-        } else {
-            pcov.fill(f64::INFINITY);
-        }
-    }
-    if pcov.iter().any(|v| v.is_nan()) {
-        pcov.fill(f64::INFINITY);
-    }
-    let perr = pcov.diag().mapv(|v| v.sqrt());
-    Ok(CurveFit { popt: result.x.clone(), pcov, perr, result })
+    let exe = cache::executable(&program.text)?;
+    let compile = exe.load_time;
+    run_curve(&exe, data, t0, trace, compile)
 }
+
+/// A `curve_fit` compiled once for a model and a shape, reused for many datasets.
+///
+/// Built for `capacity` rows (padded up to a [`bucket`] unless `options.bucket` is off), it
+/// fits any dataset with up to that many points (and at least `n + 1` rows after padding):
+/// only the execution is paid per fit. Data, `p0`, bounds values, tolerances, `max_nfev`,
+/// `f_scale` and `sigma` values may change from call to call through [`CurveFitter::fit_with`];
+/// what shapes the program (method, loss, whether there are bounds, 1-D vs 2-D sigma, the
+/// kind of `x_scale`, the number of parameters and of `x` rows) must stay as built.
+///
+/// # Examples
+/// ```no_run
+/// use nlsq::fit::{CurveFitter, FitOptions};
+/// use nlsq::graph::{Params, Tensor};
+///
+/// let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+/// let fitter = CurveFitter::new(model, None, 100, 3, FitOptions::default())?;
+/// let x: Vec<f64> = (0..100).map(|i| i as f64 * 0.05).collect();
+/// for k in [0.5, 1.0, 2.0] {
+///     let y: Vec<f64> = x.iter().map(|x| 2.0 * (-k * x).exp() + 0.1).collect();
+///     let fit = fitter.fit(&x, &y, Some(&[1.0, 1.0, 0.0]))?;
+///     assert!((fit.popt[1] - k).abs() < 1e-6);
+/// }
+/// # Ok::<(), nlsq::Error>(())
+/// ```
+pub struct CurveFitter<M> {
+    model: M,
+    spec: CurveSpec,
+    options: FitOptions,
+    exe: cache::CachedExecutable,
+    trace: Duration,
+}
+
+impl<M> std::fmt::Debug for CurveFitter<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurveFitter")
+            .field("rows", &self.spec.m_pad)
+            .field("n", &self.spec.n)
+            .field("method", &self.spec.config.method)
+            .field("executable", &self.exe.source)
+            .finish()
+    }
+}
+
+impl<M> CurveFitter<M>
+where
+    M: Fn(&Tensor, &Params) -> Tensor,
+{
+    /// Traces and compiles (or loads from the caches) the program for `n` parameters, `m`
+    /// points, and `x_rows` coordinates per point (`None` for 1-D `xdata`).
+    ///
+    /// # Errors
+    /// Invalid options, trace errors of the model, compile errors.
+    pub fn new(model: M, x_rows: Option<usize>, m: usize, n: usize, options: FitOptions) -> Result<Self> {
+        let t0 = Instant::now();
+        if m == 0 || n == 0 || x_rows == Some(0) {
+            return Err(invalid("shape", format!("a fitter needs m >= 1, n >= 1 and x_rows >= 1 (got m {m}, n {n}, x_rows {x_rows:?})")));
+        }
+        // Validate the options and derive the program shape from a placeholder dataset of the
+        // right size (values never reach the solver: only the shape is traced).
+        let probe_p0 = vec![0.0; n];
+        let mut probe_options = options.clone();
+        probe_options.sigma = match &options.sigma {
+            Some(Sigma::Cov(_)) => Some(Sigma::Cov(Array2::eye(m))),
+            Some(Sigma::Std(_)) => Some(Sigma::Std(vec![1.0; m])),
+            None => None,
+        };
+        probe_options.check_finite = false;
+        let (lb, ub) = expand_bounds(&options.bounds, n)?;
+        let probe_p0: Vec<f64> = probe_p0.iter().zip(lb.iter().zip(&ub)).map(|(_, (l, u))| {
+            match (l.is_finite(), u.is_finite()) {
+                (true, true) => 0.5 * (l + u),
+                (true, false) => l + 1.0,
+                (false, true) => u - 1.0,
+                (false, false) => 0.0,
+            }
+        }).collect();
+        let xs = vec![0.0; m * x_rows.unwrap_or(1)];
+        let ys = vec![0.0; m];
+        let x2;
+        let xd = match x_rows {
+            None => XData::D1(ArrayView1::from(xs.as_slice())),
+            Some(k) => {
+                x2 = Array2::from_shape_vec((k, m), xs.clone()).map_err(|e| invalid("xdata", e.to_string()))?;
+                XData::D2(x2.view())
+            }
+        };
+        let data = prepare(&xd, ArrayView1::from(ys.as_slice()), Some(&probe_p0), &probe_options, None)?;
+        let spec = data.spec;
+        let program = trace_curve(&model, &spec)?;
+        let trace = t0.elapsed();
+        let exe = cache::executable(&program.text)?;
+        Ok(CurveFitter { model, spec, options, exe, trace })
+    }
+
+    /// Rows of the compiled program (the most points one fit can take).
+    pub fn capacity(&self) -> usize {
+        self.spec.m_pad
+    }
+
+    /// How the executable was obtained when the fitter was built, and how long that took.
+    pub fn executable_source(&self) -> (ExecutableSource, Duration) {
+        (self.exe.source, self.exe.load_time)
+    }
+
+    /// Time spent tracing when the fitter was built.
+    pub fn trace_time(&self) -> Duration {
+        self.trace
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Fits one dataset with the fitter's options.
+    ///
+    /// # Errors
+    /// As [`curve_fit`], plus [`Error::InvalidInput`] when the data do not fit the shape.
+    pub fn fit<'a>(&self, xdata: impl Into<XData<'a>>, ydata: impl Into<ArrayView1<'a, f64>>, p0: Option<&[f64]>) -> Result<CurveFit> {
+        self.fit_with(xdata, ydata, p0, &self.options)
+    }
+
+    /// Fits one dataset with other option values (same program shape).
+    ///
+    /// # Errors
+    /// As [`CurveFitter::fit`], plus [`Error::InvalidOption`] when the options would need a
+    /// different program.
+    pub fn fit_with<'a>(
+        &self,
+        xdata: impl Into<XData<'a>>,
+        ydata: impl Into<ArrayView1<'a, f64>>,
+        p0: Option<&[f64]>,
+        options: &FitOptions,
+    ) -> Result<CurveFit> {
+        let t0 = Instant::now();
+        let data = prepare(&xdata.into(), ydata.into(), p0, options, Some(self.spec.m_pad))?;
+        if data.spec != self.spec {
+            return Err(Error::InvalidOption {
+                field: "options",
+                value: format!("{:?}", data.spec.config),
+                constraint: "the shape the fitter was built for (build another CurveFitter)",
+            });
+        }
+        run_curve(&self.exe, data, t0, Duration::ZERO, Duration::ZERO)
+    }
+}
+
 
 impl Plan {
     fn args_clone_into(&self, args: &mut Vec<HostArg>) {
@@ -615,7 +823,9 @@ where
     let trace = t0.elapsed();
     let mut args: Vec<HostArg> = data.iter().map(|d| HostArg::F64(d.iter().copied().collect(), d.shape().iter().map(|&s| s as i64).collect())).collect();
     plan.args_clone_into(&mut args);
-    let (result, _cov) = execute(&program, args, &plan, t0, trace)?;
+    let exe = cache::executable(&program.text)?;
+    let compile = exe.load_time;
+    let (result, _cov) = execute(&exe, args, &plan, t0, trace, compile)?;
     Ok(result)
 }
 

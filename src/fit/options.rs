@@ -90,6 +90,10 @@ pub struct FitOptions {
     pub check_finite: bool,
     /// Number of parameters when `p0` is not given (then `p0` is all ones). Default `None`.
     pub n_params: Option<usize>,
+    /// Pad the number of points up to a bucket ([`crate::fit::bucket`]) so that varying
+    /// lengths reuse a few executables. Padded rows have zero weight and change no result.
+    /// Default `true`.
+    pub bucket: bool,
     /// Solver options (method, tolerances, loss, ...).
     pub solver: SolverOptions,
 }
@@ -102,6 +106,7 @@ impl Default for FitOptions {
             bounds: None,
             check_finite: true,
             n_params: None,
+            bucket: true,
             solver: SolverOptions::default(),
         }
     }
@@ -136,6 +141,11 @@ impl FitOptions {
     /// Sets the number of parameters (used when `p0` is `None`).
     pub fn with_n_params(mut self, n: usize) -> Self {
         self.n_params = Some(n);
+        self
+    }
+    /// Turns bucket padding on or off.
+    pub fn with_bucket(mut self, v: bool) -> Self {
+        self.bucket = v;
         self
     }
     /// Sets the method.

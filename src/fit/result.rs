@@ -15,6 +15,8 @@ pub enum ExecutableSource {
     Compiled,
     /// Reused from the in-process cache.
     Memory,
+    /// Loaded from the persistent cache on disk (compiled by an earlier process).
+    Disk,
 }
 
 impl fmt::Display for ExecutableSource {
@@ -22,6 +24,7 @@ impl fmt::Display for ExecutableSource {
         f.write_str(match self {
             ExecutableSource::Compiled => "compiled",
             ExecutableSource::Memory => "memory",
+            ExecutableSource::Disk => "disk",
         })
     }
 }
@@ -31,7 +34,8 @@ impl fmt::Display for ExecutableSource {
 pub struct Timings {
     /// Tracing the model and solver and emitting StableHLO.
     pub trace: Duration,
-    /// Compiling (or fetching from the cache) the executable.
+    /// Compiling, loading from disk, or fetching from memory the executable (see
+    /// [`FitResult::executable`]).
     pub compile: Duration,
     /// Copying inputs, executing, and reading the results back.
     pub execute: Duration,

@@ -1,0 +1,328 @@
+//! `nlsq`: fit an expression to columns of a data file, or run the NIST StRD suite.
+//!
+//! `nlsq --help` documents the commands; exit codes are 0 success, 1 a fit that ran but did
+//! not converge, 2 bad input, 3 a runtime failure (plugin, XLA). Every error is one line on
+//! stderr, starting with `error:`.
+
+mod args;
+mod data;
+mod nist;
+mod output;
+mod plot;
+mod predict;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::Array2;
+use nlsq::expr::{Expr, Func};
+use nlsq::fit::{curve_fit, FitOptions};
+use nlsq::solve::{Loss, Method};
+
+use args::{ColSpec, Command, FitArgs, ParamValues};
+use data::{Column, Table};
+
+/// Exit code of an error: 3 when the runtime failed, 2 for everything the user can fix.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<nlsq::Error>() {
+            return match err {
+                nlsq::Error::Provision(_)
+                | nlsq::Error::PluginLoad { .. }
+                | nlsq::Error::ApiVersion { .. }
+                | nlsq::Error::Pjrt { .. }
+                | nlsq::Error::MissingFunction { .. }
+                | nlsq::Error::BufferDType { .. }
+                | nlsq::Error::InvalidArgument { .. }
+                | nlsq::Error::Io { .. } => 3,
+                _ => 2,
+            };
+        }
+    }
+    2
+}
+
+/// One line: the error and its causes joined by ": ".
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Prints to stdout; a closed pipe (`nlsq ... | head`) is not an error.
+fn print(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        _ => Ok(()),
+    }
+}
+
+fn warn(msg: &str) {
+    eprintln!("warning: {msg}");
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+        && Func::from_name(s).is_none()
+        && s != "pi"
+        && s != "e"
+}
+
+/// An independent variable: its name in the model and its column.
+struct Variable {
+    name: String,
+    column: Column,
+}
+
+fn resolve_variables(table: &Table, specs: &[ColSpec]) -> Result<Vec<Variable>> {
+    let k = specs.len();
+    let fallback = |i: usize| if k == 1 { "x".to_string() } else { format!("x{}", i + 1) };
+    let mut vars: Vec<Variable> = Vec::with_capacity(k);
+    for (i, spec) in specs.iter().enumerate() {
+        let column = table.column(&spec.col, "--x")?;
+        let name = match &spec.alias {
+            Some(a) if is_identifier(a) => a.clone(),
+            Some(a) => bail!("--x {a}={}: '{a}' cannot name a variable (use letters, digits and _, not a function or constant name)", spec.col),
+            None => match &table.header {
+                Some(h) if is_identifier(&h[column.index]) => h[column.index].clone(),
+                _ => fallback(i),
+            },
+        };
+        if vars.iter().any(|v| v.name == name) {
+            bail!("--x: two independent variables are called '{name}' (name them with NAME=COLUMN)");
+        }
+        vars.push(Variable { name, column });
+    }
+    Ok(vars)
+}
+
+/// Expands `NAME=VALUE` lists to one value per parameter.
+fn per_param(opt: &str, values: &ParamValues, names: &[String], default: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+    for (n, _) in &values.named {
+        if !names.contains(n) {
+            bail!("{opt}: '{n}' is not a parameter of the model (parameters: {})", names.join(", "));
+        }
+    }
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| values.named.iter().find(|(m, _)| m == n).map(|(_, v)| *v).or(values.all).unwrap_or_else(|| default(i)))
+        .collect())
+}
+
+fn run_fit(a: &FitArgs) -> Result<u8> {
+    let src = match a.model.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
+        None => a.model.clone(),
+    };
+    if src.trim().is_empty() {
+        bail!("--model is empty");
+    }
+    let table = Table::read(&a.data, a.header)?;
+
+    // Columns.
+    let specs = a.x.clone().unwrap_or_else(|| match &table.header {
+        Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec { alias: None, col: "x".into() }],
+        _ => vec![ColSpec { alias: Some("x".into()), col: "1".into() }],
+    });
+    let vars = resolve_variables(&table, &specs)?;
+    let y_col = match &a.y {
+        Some(c) => table.column(c, "--y")?,
+        None => {
+            let last = vars.iter().map(|v| v.column.index).max().unwrap_or(0);
+            if last + 1 >= table.n_columns {
+                bail!("{} has no column after column {} for y; choose one with --y", table.name, last + 1);
+            }
+            table.column(&(last + 2).to_string(), "y")?
+        }
+    };
+    let sigma_col = a.sigma.as_ref().map(|c| table.column(c, "--sigma")).transpose()?;
+    let x_rows: Vec<Vec<f64>> = vars.iter().map(|v| table.values(&v.column, &format!("x '{}'", v.name))).collect::<Result<_>>()?;
+    let y = table.values(&y_col, "y")?;
+    let sigma = sigma_col.as_ref().map(|c| table.values(c, "sigma")).transpose()?;
+    if let (Some(s), Some(c)) = (&sigma, &sigma_col) {
+        if let Some(i) = s.iter().position(|v| *v <= 0.0) {
+            bail!("{}: sigma (column {}) must be > 0, but data row {} has {}", table.name, c.index + 1, i + 1, s[i]);
+        }
+    }
+
+    // Model and parameters.
+    let var_names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+    let expr = Expr::parse(&src, &var_names).map_err(|e| match e {
+        nlsq::Error::Parse { line, column, message } => anyhow!("invalid --model expression at {line}:{column}: {message}"),
+        other => anyhow!("invalid --model expression: {other}"),
+    })?;
+    let names: Vec<String> = expr.params().to_vec();
+    if names.is_empty() {
+        bail!("the model has no parameters (every name in it is a variable ({}), a function or a constant)", var_names.join(", "));
+    }
+    if let Some(h) = &table.header {
+        let used: Vec<usize> = vars.iter().map(|v| v.column.index).chain([y_col.index]).chain(sigma_col.as_ref().map(|c| c.index)).collect();
+        for (i, col) in h.iter().enumerate() {
+            if !used.contains(&i) && names.contains(col) {
+                warn(&format!("'{col}' is a column of {} but a parameter of the model (select it with --x {col})", table.name));
+            }
+        }
+    }
+    let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
+    let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
+    for (i, n) in names.iter().enumerate() {
+        if !(lower[i] < upper[i]) {
+            bail!("the lower bound of '{n}' ({}) must be less than its upper bound ({})", lower[i], upper[i]);
+        }
+    }
+    // scipy's curve_fit: p0 defaults to 1, or to a point inside the bounds.
+    let p0 = per_param("--p0", &a.p0, &names, |i| match (lower[i].is_finite(), upper[i].is_finite()) {
+        (true, true) => 0.5 * (lower[i] + upper[i]),
+        (true, false) => lower[i].max(0.0) + 1.0,
+        (false, true) => upper[i].min(0.0) - 1.0,
+        (false, false) => 1.0,
+    })?;
+    for (i, n) in names.iter().enumerate() {
+        if !p0[i].is_finite() {
+            bail!("--p0: the starting value of '{n}' must be finite");
+        }
+        if p0[i] < lower[i] || p0[i] > upper[i] {
+            bail!("p0 of '{n}' = {} is outside its bounds [{}, {}]", p0[i], lower[i], upper[i]);
+        }
+    }
+    let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
+
+    // Options.
+    let loss = a.loss.unwrap_or(Loss::Linear);
+    let mut opts = FitOptions::default().with_absolute_sigma(a.absolute_sigma).with_loss(loss);
+    if let Some(s) = &sigma {
+        opts = opts.with_sigma(s.clone());
+    }
+    if bounded {
+        opts = opts.with_bounds(lower.clone(), upper.clone());
+    }
+    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear { Method::Trf } else { Method::Lm });
+    if method == Method::Lm && loss != Loss::Linear {
+        bail!("--loss {loss} needs --method trf (lm supports only the linear loss)");
+    }
+    if method == Method::Lm && bounded {
+        bail!("--method lm does not support bounds; use --method trf");
+    }
+    opts = opts.with_method(method);
+    if let Some(f) = a.f_scale {
+        opts = opts.with_f_scale(f);
+    }
+    if let Some(n) = a.max_nfev {
+        opts = opts.with_max_nfev(n);
+    }
+    if let Some(v) = a.ftol {
+        opts.solver.ftol = v;
+    }
+    if let Some(v) = a.xtol {
+        opts.solver.xtol = v;
+    }
+    if let Some(v) = a.gtol {
+        opts.solver.gtol = v;
+    }
+
+    // Fit.
+    let model = expr.model();
+    let fit = if x_rows.len() == 1 {
+        curve_fit(&model, &x_rows[0], &y, Some(&p0), &opts)
+    } else {
+        let x = Array2::from_shape_vec((x_rows.len(), y.len()), x_rows.concat()).map_err(|e| anyhow!("building the x matrix: {e}"))?;
+        curve_fit(&model, &x, &y, Some(&p0), &opts)
+    }
+    .map_err(|e| match e {
+        nlsq::Error::InvalidInput { field: "p0", reason } if reason.contains("not finite") => {
+            anyhow!("the model is not finite at the starting point (p0: {}); give other --p0 values", fmt_params(&names, &p0))
+        }
+        other => anyhow::Error::new(other).context("fit failed"),
+    })?;
+
+    // Output.
+    if a.json {
+        print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit))? + "\n"))?;
+    } else {
+        let xs: Vec<String> = vars.iter().map(|v| format!("{} = {}", v.name, v.column.describe())).collect();
+        let mut context = format!(
+            "model  {}\ndata   {}: {} points; {}; y = {}",
+            src.split_whitespace().collect::<Vec<_>>().join(" "),
+            table.name,
+            y.len(),
+            xs.join(", "),
+            y_col.describe()
+        );
+        if let Some(c) = &sigma_col {
+            context.push_str(&format!("; sigma = {}{}", c.describe(), if a.absolute_sigma { " (absolute)" } else { "" }));
+        }
+        print(&output::fit_table(&names, &fit, &context))?;
+    }
+    if let Some(path) = &a.plot {
+        let popt: Vec<f64> = fit.popt.to_vec();
+        let (x, curve, fitted) = if x_rows.len() == 1 {
+            let x = &x_rows[0];
+            let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+            const GRID: usize = 512;
+            let grid: Vec<f64> = (0..GRID).map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64).collect();
+            let both: Vec<f64> = grid.iter().chain(x.iter()).copied().collect();
+            let mut f = predict::evaluate(&expr, &[both], &popt).context("evaluating the fitted model for the plot")?;
+            let at_data = f.split_off(GRID);
+            (Some(x.clone()), Some((grid, f)), at_data)
+        } else {
+            (None, None, predict::evaluate(&expr, &x_rows, &popt).context("evaluating the fitted model for the plot")?)
+        };
+        let title = format!("{}   (cost {}, status {})", src.split_whitespace().collect::<Vec<_>>().join(" "), output::sci(fit.result.cost, 4), fit.result.status.code());
+        let data = plot::PlotData {
+            x,
+            y: y.clone(),
+            sigma: sigma.clone(),
+            fitted,
+            curve,
+            title,
+            x_label: vars[0].name.clone(),
+            y_label: y_col.label.clone(),
+        };
+        if let Some(w) = plot::write(path, &data)? {
+            warn(&w);
+        }
+    }
+    if !fit.success() {
+        eprintln!("error: the fit did not converge (status {}: {})", fit.result.status.code(), fit.result.message());
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn fmt_params(names: &[String], v: &[f64]) -> String {
+    names.iter().zip(v).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn run() -> Result<u8> {
+    match args::parse(std::env::args().skip(1).collect())? {
+        Command::Help(text) => print(text).map(|_| 0),
+        Command::Version => print(&format!("nlsq {}\n", env!("CARGO_PKG_VERSION"))).map(|_| 0),
+        Command::Fit(a) => run_fit(&a),
+        Command::Nist(a) => print(&nist::run(&a)?).map(|_| 0),
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error: {}{at} (please report it)", msg.replace('\n', " "));
+        std::process::exit(3);
+    }));
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Human-readable tables and JSON for `nlsq fit`.
+
+use std::time::Duration;
+
+use nlsq::fit::CurveFit;
+use serde_json::{json, Map, Value};
+
+/// A JSON number, or `null` when not finite (JSON has no NaN or infinity).
+pub fn num(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `--json` object: exactly the keys the issue lists, in that order.
+pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
+    let r = &fit.result;
+    let params: Map<String, Value> = names.iter().zip(fit.popt.iter()).map(|(n, v)| (n.clone(), num(*v))).collect();
+    let stderr: Map<String, Value> = names.iter().zip(fit.perr.iter()).map(|(n, v)| (n.clone(), num(*v))).collect();
+    let pcov: Vec<Value> = fit.pcov.rows().into_iter().map(|row| Value::Array(row.iter().map(|v| num(*v)).collect())).collect();
+    json!({
+        "params": params,
+        "stderr": stderr,
+        "pcov": pcov,
+        "param_names": names,
+        "cost": num(r.cost),
+        "nfev": r.nfev,
+        "njev": r.njev,
+        "status": r.status.code(),
+        "message": r.message(),
+        "success": r.success(),
+        "timing": {
+            "compile_ms": ms(r.timings.compile),
+            "execute_ms": ms(r.timings.execute),
+            "cache": r.executable.to_string(),
+            "trace_ms": ms(r.timings.trace),
+            "total_ms": ms(r.timings.total),
+        },
+    })
+}
+
+/// `v` in C's `%.{digits}e` style: `2.5000000000e+00`.
+pub fn sci(v: f64, digits: usize) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let s = format!("{v:.digits$e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let e: i32 = exp.parse().unwrap_or(0);
+            format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+        }
+        None => s,
+    }
+}
+
+pub fn fmt_ms(d: Duration) -> String {
+    let ms = ms(d);
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{:.1} µs", ms * 1e3)
+    }
+}
+
+/// The table: parameters, then status, cost, evaluations and timing.
+pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
+    let r = &fit.result;
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(9);
+    let mut s = String::new();
+    s.push_str(context);
+    s.push('\n');
+    s.push_str(&format!("\n{:<width$}  {:>18}  {:>12}  {:>9}\n", "parameter", "value", "std error", "rel error"));
+    for (i, name) in names.iter().enumerate() {
+        let (v, e) = (fit.popt[i], fit.perr[i]);
+        let rel = if v != 0.0 && e.is_finite() { format!("{:.2}%", 100.0 * (e / v).abs()) } else { "-".to_string() };
+        s.push_str(&format!("{name:<width$}  {:>18}  {:>12}  {:>9}\n", sci(v, 10), sci(e, 4), rel));
+    }
+    if fit.perr.iter().any(|e| !e.is_finite()) {
+        s.push_str("(the covariance could not be estimated: too few points, or a parameter the data do not determine)\n");
+    }
+    let t = &r.timings;
+    s.push_str(&format!(
+        "\nstatus   {} ({})\ncost     {}  (initial {})\nnfev     {}  (njev {}, iterations {})\nmethod   {}, loss {}, on {}\ntime     total {} = trace {} + compile {} ({}) + execute {}\n",
+        r.status.code(),
+        r.message(),
+        sci(r.cost, 6),
+        sci(r.initial_cost, 6),
+        r.nfev,
+        r.njev,
+        r.nit,
+        r.method,
+        r.loss,
+        if r.device.is_empty() { "the default device" } else { &r.device },
+        fmt_ms(t.total),
+        fmt_ms(t.trace),
+        fmt_ms(t.compile),
+        r.executable,
+        fmt_ms(t.execute),
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sci_matches_c_style() {
+        assert_eq!(sci(2.5, 3), "2.500e+00");
+        assert_eq!(sci(-1.25e-12, 2), "-1.25e-12");
+        assert_eq!(sci(f64::INFINITY, 2), "inf");
+    }
+}

@@ -1,0 +1,323 @@
+//! Compile once per shape: the executable cache, in memory and on disk.
+//!
+//! **Key.** sha256 over the emitted program text, the encoded compile options, and the
+//! plugin's identity (platform name and version, C API version, and the plugin file's sha256
+//! for the pinned plugin or its canonical path, size and modification time for a plugin given
+//! with `NLSQ_PJRT_PLUGIN`). Programs are deterministic, so two models that trace to the same
+//! program share an entry, and anything that changes the program changes the key. The dtype is
+//! part of the program text.
+//!
+//! **Memory.** A bounded LRU map of loaded executables shared by all threads; two threads
+//! asking for the same missing key compile once (the second waits for the first).
+//!
+//! **Disk.** `NLSQ_CACHE_DIR/executables/<key>.nlsqx`: a header (magic, format version, the
+//! key, the payload length, the payload's sha256) and the serialized executable. Entries are
+//! written to a temporary file and renamed into place, so readers never see a partial entry
+//! and several processes can share the folder. An entry that is truncated, corrupt, written
+//! for another key, or rejected by the plugin is deleted and recompiled — never a crash, never
+//! a wrong program: the checksum is verified before any byte reaches PJRT. The folder is kept
+//! under a size bound (`NLSQ_CACHE_MAX_BYTES`, default 1 GiB) by deleting the least recently
+//! used entries (a hit refreshes the entry's modification time). `NLSQ_DISK_CACHE=0` turns the
+//! disk cache off.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use once_cell::sync::{Lazy, OnceCell};
+use sha2::{Digest, Sha256};
+
+use super::result::ExecutableSource;
+use crate::error::Result;
+use crate::pjrt::{Client, CompileOptions, LoadedExecutable};
+
+const MAGIC: &[u8; 8] = b"NLSQXC01";
+const HEADER_LEN: usize = 8 + 32 + 8 + 32;
+/// Default bound of the disk cache.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default number of executables kept loaded in memory.
+pub const DEFAULT_MEMORY_ENTRIES: usize = 64;
+
+/// A cache key: sha256 of everything that determines the executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    /// Lowercase hex.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Identity of the plugin behind a client, as bytes for the key.
+fn plugin_identity(client: &Client) -> Vec<u8> {
+    let plugin = client.plugin();
+    let (major, minor) = plugin.api_version();
+    let mut id = format!("{}\n{}\n{major}.{minor}\n", client.platform_name(), client.platform_version());
+    match crate::runtime::plugin_location().ok().and_then(|p| p.sha256.filter(|_| p.plugin == plugin.path())) {
+        Some(sha) => id.push_str(&sha),
+        None => {
+            let meta = fs::metadata(plugin.path()).ok();
+            let mtime = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
+            id.push_str(&format!("{}\n{:?}\n{:?}", plugin.path().display(), meta.map(|m| m.len()), mtime));
+        }
+    }
+    id.into_bytes()
+}
+
+/// The key of `program` compiled with `options` on `client`'s plugin.
+pub fn cache_key(client: &Client, program: &str, options: &CompileOptions) -> CacheKey {
+    static IDENTITY: OnceCell<Vec<u8>> = OnceCell::new();
+    let identity = IDENTITY.get_or_init(|| plugin_identity(client));
+    let mut h = Sha256::new();
+    for part in [identity.as_slice(), &options.encode(), program.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    CacheKey(h.finalize().into())
+}
+
+/// Settings of the cache, read from the environment once.
+#[derive(Clone, Debug)]
+struct Settings {
+    dir: Option<PathBuf>,
+    max_bytes: u64,
+}
+
+fn settings() -> &'static Settings {
+    static S: Lazy<Settings> = Lazy::new(|| {
+        let off = std::env::var("NLSQ_DISK_CACHE").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
+        let dir = if off { None } else { xla_build::default_cache_root().ok().map(|r| r.join("executables")) };
+        let max_bytes = std::env::var("NLSQ_CACHE_MAX_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_BYTES);
+        Settings { dir, max_bytes }
+    });
+    &S
+}
+
+/// A loaded executable and how it was obtained.
+#[derive(Clone, Debug)]
+pub struct CachedExecutable {
+    /// The executable.
+    pub executable: Arc<LoadedExecutable>,
+    /// Compiled now, taken from memory, or loaded from disk.
+    pub source: ExecutableSource,
+    /// Time to compile or load it (zero-ish for a memory hit).
+    pub load_time: Duration,
+    /// The key.
+    pub key: CacheKey,
+}
+
+type Slot = Arc<OnceCell<Arc<LoadedExecutable>>>;
+
+/// The process-wide executable cache.
+pub struct ExecutableCache {
+    slots: Mutex<HashMap<CacheKey, (Slot, u64)>>,
+    tick: std::sync::atomic::AtomicU64,
+    capacity: usize,
+    dir: Option<PathBuf>,
+    max_bytes: u64,
+}
+
+impl ExecutableCache {
+    /// A cache with an explicit disk folder (`None`: memory only) and bounds.
+    pub fn new(dir: Option<PathBuf>, max_bytes: u64, capacity: usize) -> ExecutableCache {
+        ExecutableCache { slots: Mutex::new(HashMap::new()), tick: Default::default(), capacity: capacity.max(1), dir, max_bytes }
+    }
+
+    /// The process-wide cache configured from the environment.
+    pub fn global() -> &'static ExecutableCache {
+        static C: Lazy<ExecutableCache> = Lazy::new(|| {
+            let s = settings();
+            ExecutableCache::new(s.dir.clone(), s.max_bytes, DEFAULT_MEMORY_ENTRIES)
+        });
+        &C
+    }
+
+    /// The disk folder, if the disk cache is on.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Number of executables loaded in memory.
+    pub fn memory_len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|(s, _)| s.get().is_some()).count()
+    }
+
+    /// Drops every executable held in memory (the disk entries stay).
+    pub fn clear_memory(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The executable of `program`: from memory, else from disk, else compiled (and stored).
+    ///
+    /// # Errors
+    /// Compilation errors. Disk problems are never errors: a bad entry is recompiled, and a
+    /// failed write only costs the next process a compile.
+    pub fn get_or_compile(&self, client: &Client, program: &str) -> Result<CachedExecutable> {
+        let t0 = Instant::now();
+        let options = CompileOptions::default();
+        let key = cache_key(client, program, &options);
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let tick = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let slot = slots.entry(key).or_insert_with(|| (Arc::new(OnceCell::new()), tick));
+            slot.1 = tick;
+            let s = slot.0.clone();
+            self.evict_memory(&mut slots);
+            s
+        };
+        if let Some(exe) = slot.get() {
+            return Ok(CachedExecutable { executable: exe.clone(), source: ExecutableSource::Memory, load_time: t0.elapsed(), key });
+        }
+        let mut source = ExecutableSource::Memory;
+        let result = slot.get_or_try_init(|| -> Result<Arc<LoadedExecutable>> {
+            if let Some(exe) = self.load_from_disk(client, &key) {
+                source = ExecutableSource::Disk;
+                return Ok(Arc::new(exe));
+            }
+            let exe = client.compile_with(program, &options)?;
+            source = ExecutableSource::Compiled;
+            self.store_to_disk(&key, &exe);
+            Ok(Arc::new(exe))
+        });
+        match result {
+            Ok(exe) => Ok(CachedExecutable { executable: exe.clone(), source, load_time: t0.elapsed(), key }),
+            Err(e) => {
+                // Do not keep a failed slot: a later call may succeed (e.g. after a fix).
+                self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    fn evict_memory(&self, slots: &mut HashMap<CacheKey, (Slot, u64)>) {
+        while slots.len() > self.capacity {
+            let Some(oldest) = slots.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            slots.remove(&oldest);
+        }
+    }
+
+    /// Path of the entry of `key`.
+    pub fn entry_path(&self, key: &CacheKey) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{}.nlsqx", key.hex())))
+    }
+
+    fn load_from_disk(&self, client: &Client, key: &CacheKey) -> Option<LoadedExecutable> {
+        let path = self.entry_path(key)?;
+        let bytes = fs::read(&path).ok()?;
+        match decode_entry(&bytes, key) {
+            Some(payload) => match client.deserialize(payload) {
+                Ok(exe) => {
+                    // Refresh the entry for LRU eviction.
+                    if let Ok(f) = fs::File::options().write(true).open(&path) {
+                        let _ = f.set_modified(SystemTime::now());
+                    }
+                    Some(exe)
+                }
+                Err(_) => {
+                    let _ = fs::remove_file(&path);
+                    None
+                }
+            },
+            None => {
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    fn store_to_disk(&self, key: &CacheKey, exe: &LoadedExecutable) {
+        let (Some(dir), Some(path)) = (self.dir.as_ref(), self.entry_path(key)) else { return };
+        let Ok(payload) = exe.serialize() else { return };
+        if fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let entry = encode_entry(key, &payload);
+        let tmp = dir.join(format!(".{}.{}.{:?}.tmp", key.hex(), std::process::id(), std::thread::current().id()));
+        let written = fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&entry)?;
+            f.sync_all()
+        });
+        if written.is_err() || fs::rename(&tmp, &path).is_err() {
+            let _ = fs::remove_file(&tmp);
+            return;
+        }
+        self.enforce_size_bound();
+    }
+
+    /// Deletes least recently used entries until the folder is within the size bound.
+    pub fn enforce_size_bound(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        let mut entries: Vec<(SystemTime, u64, PathBuf)> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "nlsqx"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(len);
+            }
+        }
+    }
+}
+
+fn encode_entry(key: &CacheKey, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&key.0);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a well-formed entry for `key`, or `None`.
+fn decode_entry<'a>(bytes: &'a [u8], key: &CacheKey) -> Option<&'a [u8]> {
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC || bytes[8..40] != key.0 {
+        return None;
+    }
+    let len = u64::from_le_bytes(bytes[40..48].try_into().ok()?) as usize;
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() != len || Sha256::digest(payload).as_slice() != &bytes[48..80] {
+        return None;
+    }
+    Some(payload)
+}
+
+/// Compiles or fetches `program` through the global cache.
+pub(crate) fn executable(program: &str) -> Result<CachedExecutable> {
+    let client = crate::runtime::client()?;
+    ExecutableCache::global().get_or_compile(&client, program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_reject_damage() {
+        let key = CacheKey([7; 32]);
+        let payload = b"serialized executable bytes".to_vec();
+        let e = encode_entry(&key, &payload);
+        assert_eq!(decode_entry(&e, &key), Some(payload.as_slice()));
+        assert_eq!(decode_entry(&e, &CacheKey([8; 32])), None, "foreign key");
+        assert_eq!(decode_entry(&e[..e.len() - 1], &key), None, "truncated");
+        let mut flipped = e.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x10;
+        assert_eq!(decode_entry(&flipped, &key), None, "bit flip");
+        assert_eq!(decode_entry(b"short", &key), None);
+    }
+}
