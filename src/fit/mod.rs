@@ -495,7 +495,7 @@ where
         };
         (r, valid_col.select(jw, 0.0))
     };
-    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, n };
+    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n };
     let out = solve::solve(&problem, &inputs, &spec.config);
     g.finish(outputs_list(&out))
 }
@@ -817,7 +817,7 @@ where
         let j = v.pop().expect("two results");
         (v.pop().expect("two results"), j)
     };
-    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, n };
+    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, m: m_pad, n };
     let out = solve::solve(&problem, &inputs, &plan.config);
     let program = g.finish(outputs_list(&out))?;
     let trace = t0.elapsed();

@@ -16,7 +16,7 @@
 
 use super::common::*;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance, factor, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, factor, Config, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -78,17 +78,14 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
     (gn_ok.select(&q_gn, &q), par)
 }
 
-/// Builds the LM solve.
+/// Builds the LM solve. As in TRF, the Jacobian is evaluated in one place only, at the top
+/// of the outer loop body (MINPACK's outer iteration); a final pass after termination records
+/// the Jacobian at the solution and the SVD of its `R` for the covariance.
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
-    let n = pb.n;
+    let (m, n) = (pb.m, pb.n);
     let eps = f64::EPSILON;
 
-    let eval_jac = |x: &Tensor| {
-        let (f, j) = (pb.fun_jac)(x);
-        let (r, qtf) = factor(&j, &f);
-        (f, j, r, qtf)
-    };
     // MINPACK's gnorm: max_j |(Jᵀf)_j| / (‖f‖ ‖J_j‖).
     let gnorm_of = |r: &Tensor, qtf: &Tensor, fnorm: &Tensor| {
         let jtf = r.t().dot(qtf);
@@ -97,53 +94,60 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    let x0 = inp.x0.clone();
-    let (f0, j0, r0, qtf0) = eval_jac(&x0);
-    let fnorm0 = norm(&f0);
-    let finite0 = all_finite(&f0).and(&all_finite(&r0.reshape([n * n])));
-    let acnorm0 = column_norms(&r0);
-    let diag0 = if cfg.jac_scale { acnorm0.eq(0.0).select(1.0, &acnorm0) } else { inp.x_scale.recip() };
-    let xnorm0 = norm(&(&diag0 * &x0));
-    let delta0 = &xnorm0 * FACTOR;
-    let delta0 = delta0.eq(0.0).select(FACTOR, &delta0);
-    let gnorm0 = gnorm_of(&r0, &qtf0, &fnorm0);
-    let status0 = finite0.not().select(
-        int(&g, NONFINITE_START),
-        gnorm0.le(&inp.gtol).select(int(&g, 1), inp.max_nfev.le(1.0).select(int(&g, 0), int(&g, RUNNING))),
-    );
-    let cost0 = fnorm0.square() * 0.5;
-    let history0 = g.full(DType::F64, [cfg.history], f64::NAN).set(0, &cost0);
-
     let init = vec![
-        x0.clone(),       // 0 x
-        f0,               // 1 f
-        j0,               // 2 J
-        r0,               // 3 R
-        qtf0,             // 4 Qᵀf
-        fnorm0,           // 5 ‖f‖
-        diag0,            // 6 D
-        delta0,           // 7 Δ
-        g.constant(0.0),  // 8 par
-        int(&g, 1),       // 9 nfev
-        int(&g, 1),       // 10 njev
-        int(&g, 0),       // 11 nit
-        status0,          // 12 status
-        history0,         // 13 history
-        xnorm0,           // 14 ‖D x‖
-        g.scalar(DType::Bool, 1.0), // 15 no successful step yet
-        gnorm0,           // 16 gnorm
+        inp.x0.clone(),                              // 0 x
+        g.zeros(DType::F64, [m]),                    // 1 f at x
+        g.zeros(DType::F64, [m, n]),                 // 2 J at x
+        g.constant(0.0),                             // 3 ‖f‖ at x
+        g.zeros(DType::F64, [n]),                    // 4 D
+        g.constant(0.0),                             // 5 Δ
+        g.constant(0.0),                             // 6 par
+        int(&g, 0),                                  // 7 nfev
+        int(&g, 0),                                  // 8 njev
+        int(&g, 0),                                  // 9 nit
+        int(&g, RUNNING),                            // 10 status
+        g.full(DType::F64, [cfg.history], f64::NAN), // 11 history
+        g.constant(0.0),                             // 12 ‖D x‖
+        g.scalar(DType::Bool, 1.0),                  // 13 no successful step yet
+        g.constant(0.0),                             // 14 gradient max-norm at x
+        g.scalar(DType::Bool, 0.0),                  // 15 done
+        g.scalar(DType::Bool, 1.0),                  // 16 first pass
+        g.constant(0.0),                             // 17 initial cost
+        g.zeros(DType::F64, [n, n]),                 // 18 covariance at x
+        int(&g, 0),                                  // 19 rank at x
+        g.zeros(DType::F64, [n]),                    // 20 gradient at x
     ];
 
     let out = g.while_loop(
         &init,
-        |st| st[12].eq(RUNNING as f64),
+        |st| st[15].not(),
         |st| {
-            let (x, r, qtf, fnorm) = (&st[0], &st[3], &st[4], &st[5]);
-            let gnorm = &st[16];
-            let diag = if cfg.jac_scale { st[6].max(&column_norms(r)) } else { st[6].clone() };
-            let rs = r / &diag;
+            let (x, first_pass) = (&st[0], &st[16]);
+            let (f, j) = (pb.fun_jac)(x);
+            let (r, qtf) = factor(&j, &f);
+            let fnorm_here = norm(&f);
+            let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n])));
+            let nfev = first_pass.select(int(&g, 1), &st[7]);
+            let fnorm = first_pass.select(&fnorm_here, &st[3]);
+            let acnorm = column_norms(&r);
+            let diag_init = if cfg.jac_scale { acnorm.eq(0.0).select(1.0, &acnorm) } else { inp.x_scale.recip() };
+            let diag = first_pass.select(&diag_init, &st[4]);
+            let xnorm_init = norm(&(&diag * x));
+            let xnorm = first_pass.select(&xnorm_init, &st[12]);
+            let delta_init = &xnorm_init * FACTOR;
+            let delta_init = delta_init.eq(0.0).select(FACTOR, &delta_init);
+            let delta = first_pass.select(&delta_init, &st[5]);
+            let initial_cost = first_pass.select(fnorm_here.square() * 0.5, &st[17]);
+            let history = first_pass.select(st[11].set(0, &(fnorm_here.square() * 0.5)), &st[11]);
+            let gnorm = gnorm_of(&r, &qtf, &fnorm);
+            let status = first_pass.and(&finite.not()).select(int(&g, NONFINITE_START), &st[10]);
+            let status = status.eq(RUNNING as f64).and(&gnorm.le(&inp.gtol)).select(int(&g, 1), &status);
+            let done = status.ne(RUNNING as f64);
+            let diag = if cfg.jac_scale { done.select(&diag, diag.max(&acnorm)) } else { diag };
+            // On the final pass the SVD is of R itself (for the covariance).
+            let rs = done.select(&r, &r / &diag);
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
-            let uf = u.t().dot(qtf);
+            let uf = u.t().dot(&qtf);
             // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
             // `common::check_termination`); MINPACK's reductions are relative to ‖f‖².
             let gn_rel = gauss_newton_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(f64::MIN_POSITIVE);
@@ -152,15 +156,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 .and(&gauss_newton_converged(&uf, &s, &vmat, &diag.recip(), x, &inp.ftol, &inp.m_valid));
 
             let inner_init = vec![
-                st[7].clone(),              // 0 Δ
-                st[8].clone(),              // 1 par
-                st[9].clone(),              // 2 nfev
-                int(&g, RUNNING),           // 3 status
+                delta.clone(),              // 0 Δ
+                st[6].clone(),              // 1 par
+                nfev.clone(),               // 2 nfev
+                status.clone(),             // 3 status (the loop runs only while RUNNING)
                 g.constant(0.0),            // 4 ratio
                 x.clone(),                  // 5 x (accepted or current)
                 fnorm.clone(),              // 6 ‖f‖ at that x
-                st[14].clone(),             // 7 ‖D x‖
-                st[15].clone(),             // 8 first
+                xnorm.clone(),              // 7 ‖D x‖
+                st[13].clone(),             // 8 no successful step yet
                 g.scalar(DType::Bool, 0.0), // 9 success
             ];
             let inner = g.while_loop(
@@ -177,15 +181,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let nfev = nfev + 1.0;
                     let fnorm1 = norm(&f_new);
                     let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
-                    let actred = (&fnorm1 * P1).lt(fnorm).select(-(&fnorm1 / fnorm).square() + 1.0, -1.0);
-                    let temp1 = norm(&r.dot(&p)) / fnorm;
-                    let temp2 = par.sqrt() * &pnorm / fnorm;
+                    let actred = (&fnorm1 * P1).lt(&fnorm).select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
+                    let temp1 = norm(&r.dot(&p)) / &fnorm;
+                    let temp2 = par.sqrt() * &pnorm / &fnorm;
                     let prered = temp1.square() + temp2.square() / 0.5;
                     let dirder = -(temp1.square() + temp2.square());
                     let ratio = prered.ne(0.0).select(&actred / prered.max(f64::MIN_POSITIVE), 0.0);
                     // Radius and λ updates.
                     let temp = actred.ge(0.0).select(0.5, &dirder * 0.5 / (&dirder + &actred * 0.5));
-                    let temp = (&fnorm1 * P1).ge(fnorm).or(&temp.lt(P1)).select(P1, &temp);
+                    let temp = (&fnorm1 * P1).ge(&fnorm).or(&temp.lt(P1)).select(P1, &temp);
                     let shrink = ratio.le(0.25);
                     let grow = par.eq(0.0).or(&ratio.ge(0.75));
                     let delta_new = shrink.select(&temp * delta.min(&(&pnorm / P1)), grow.select(&pnorm / 0.5, &delta));
@@ -193,7 +197,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     // Acceptance.
                     let success = ratio.ge(P0001);
                     let x_acc = success.select(&x_new, x);
-                    let fnorm_acc = success.select(&fnorm1, fnorm);
+                    let fnorm_acc = success.select(&fnorm1, &fnorm);
                     let xnorm = success.select(norm(&(&diag * &x_new)), xnorm);
                     let first = success.select(false_(&g), first);
                     // Convergence tests (MINPACK info 1..3), then 5..8.
@@ -214,49 +218,55 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     vec![delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success]
                 },
             );
-            let (delta, par, nfev, status_in) = (&inner[0], &inner[1], &inner[2], &inner[3]);
-            let (x_new, xnorm, first, success) = (&inner[5], &inner[7], &inner[8], &inner[9]);
-
-            let (f1, j1, r1, qtf1) = eval_jac(x_new);
-            let x = success.select(x_new, x);
-            let f = success.select(&f1, &st[1]);
-            let jac = success.select(&j1, &st[2]);
-            let r = success.select(&r1, r);
-            let qtf = success.select(&qtf1, qtf);
-            let fnorm = success.select(norm(&f1), fnorm);
-            let njev = &st[10] + success.select(1.0, 0.0).convert(DType::I64);
-            let nit = &st[11] + 1.0;
-            let history = st[13].set(&nit, &(fnorm.square() * 0.5));
-            let gnorm = success.select(gnorm_of(&r, &qtf, &fnorm), gnorm);
-            let status = status_in.eq(RUNNING as f64).and(&gnorm.le(&inp.gtol)).select(int(&g, 1), status_in);
+            let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
+            let njev = &st[8] + done.not().select(1.0, 0.0).convert(DType::I64);
+            let nit = &st[9] + done.not().select(1.0, 0.0).convert(DType::I64);
+            let fnorm_next = &inner[6];
+            let history = done.select(&history, history.set(&nit, &(fnorm_next.square() * 0.5)));
+            let grad = r.t().dot(&qtf);
             vec![
-                x, f, jac, r, qtf, fnorm, diag, delta.clone(), par.clone(), nfev.clone(), njev, nit, status, history,
-                xnorm.clone(), first.clone(), gnorm,
+                inner[5].clone(),
+                f,
+                j,
+                fnorm_next.clone(),
+                diag,
+                inner[0].clone(),
+                inner[1].clone(),
+                inner[2].clone(),
+                njev,
+                nit,
+                done.select(&status, &inner[3]),
+                history,
+                inner[7].clone(),
+                inner[8].clone(),
+                norm_inf(&grad),
+                done,
+                g.scalar(DType::Bool, 0.0),
+                initial_cost,
+                cov,
+                rank,
+                grad,
             ]
         },
     );
 
     let x = out[0].clone();
-    let f = out[1].clone();
-    let r = out[3].clone();
-    let grad = r.t().dot(&out[4]);
-    let (cov, rank) = covariance(&r, &inp.m_valid);
     Outputs {
         active_mask: (&x * 0.0).convert(DType::I64),
-        optimality: norm_inf(&grad),
-        cost: out[5].square() * 0.5,
         x,
-        fun: f,
+        fun: out[1].clone(),
         jac: out[2].clone(),
-        grad,
-        nfev: out[9].clone(),
-        njev: out[10].clone(),
-        nit: out[11].clone(),
-        status: out[12].clone(),
-        history: out[13].clone(),
-        initial_cost: cost0,
-        cov,
-        rank,
+        cost: out[3].square() * 0.5,
+        grad: out[20].clone(),
+        optimality: out[14].clone(),
+        nfev: out[7].clone(),
+        njev: out[8].clone(),
+        nit: out[9].clone(),
+        status: out[10].clone(),
+        history: out[11].clone(),
+        initial_cost: out[17].clone(),
+        cov: out[18].clone(),
+        rank: out[19].clone(),
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Problem<'a> {
     pub fun: &'a dyn Fn(&Tensor) -> Tensor,
     /// `p -> (f [m], J [m, n])`.
     pub fun_jac: &'a dyn Fn(&Tensor) -> (Tensor, Tensor),
+    /// Static number of residual rows (at least `n + 1`; extra rows are zero padding).
+    pub m: i64,
     /// Number of parameters.
     pub n: i64,
 }
@@ -109,14 +111,13 @@ pub(crate) fn factor(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
 }
 
 /// scipy curve_fit's covariance `V diag(1/s²) Vᵀ` over singular values above
-/// `eps * max(m, n) * s[0]`, from the triangle `R` of the final Jacobian; and the rank.
-pub(crate) fn covariance(r: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
-    let n = r.dims()[0];
-    let (_u, s, v) = crate::linalg::jacobi_svd(r);
+/// `eps * max(m, n) * s[0]`, from the SVD of the final Jacobian (`s`, `V`); and the rank.
+pub(crate) fn covariance_from(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
+    let n = s.dims()[0];
     let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
     let keep = s.gt(&threshold);
     let inv_s2 = keep.select(s.max(f64::MIN_POSITIVE).square().recip(), 0.0);
-    let cov = (&v * &inv_s2).dot(&v.t());
+    let cov = (v * &inv_s2).dot(&v.t());
     let rank = keep.select(1.0, 0.0).sum().convert(crate::DType::I64);
     (cov, rank)
 }

@@ -18,80 +18,92 @@
 use super::common::*;
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance, factor, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, factor, Config, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
 /// Builds the TRF solve.
+///
+/// The program evaluates the Jacobian in exactly one place: at the top of the outer loop body,
+/// at the current point (the start, then each accepted point). A loop iteration that finds the
+/// solve already terminated only records that evaluation (the final `J`, gradient and the SVD
+/// of `R` for the covariance) and ends the loop. Keeping one copy of the model, the QR and the
+/// SVD in the program halves its size, and with it compile and load time.
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
     let n = pb.n;
     let loss = cfg.loss;
     let (lb, ub) = (&inp.lb, &inp.ub);
-
-    // Residuals and Jacobian at a point, scaled for the loss, factored.
-    let eval_jac = |x: &Tensor| {
-        let (f, j) = (pb.fun_jac)(x);
-        let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, &inp.f_scale);
-        let (r, qtf) = factor(&js, &fs);
-        let grad = r.t().dot(&qtf);
-        (f, js, r, qtf, grad, cost)
-    };
-
     let x0 = inp.x0.clone();
-    let (f0, j0, r0, qtf0, g0, cost0) = eval_jac(&x0);
-    let finite0 = all_finite(&f0).and(&all_finite(&r0.reshape([n * n]))).and(&is_finite(&cost0));
-    let (scale0, scale_inv0) = if cfg.jac_scale {
-        let sinv = column_norms(&r0);
-        let sinv = sinv.eq(0.0).select(1.0, &sinv);
-        (sinv.recip(), sinv)
-    } else {
-        (inp.x_scale.clone(), inp.x_scale.recip())
-    };
-    let (v0, _) = cl_scaling(&x0, &g0, lb, ub);
-    let delta0 = norm(&(&x0 * &scale_inv0 / v0.sqrt()));
-    let delta0 = delta0.eq(0.0).or(&is_finite(&delta0).not()).select(1.0, &delta0);
-    let gnorm0 = norm_inf(&(&g0 * &v0));
-    let status0 = finite0.not().select(
-        int(&g, NONFINITE_START),
-        gnorm0.lt(&inp.gtol).select(int(&g, 1), inp.max_nfev.le(1.0).select(int(&g, 0), int(&g, RUNNING))),
-    );
-    let history0 = g.full(DType::F64, [cfg.history], f64::NAN).set(0, &cost0);
-
+    let m = pb.m;
+    let zeros_n = || g.zeros(DType::F64, [n]);
     let init = vec![
-        x0.clone(),          // 0 x
-        f0,                  // 1 f (unscaled residuals)
-        j0,                  // 2 J (loss-scaled)
-        r0,                  // 3 R
-        qtf0,                // 4 Qᵀf
-        cost0.clone(),       // 5 cost
-        g0,                  // 6 gradient
-        scale0,              // 7 scale
-        scale_inv0,          // 8 scale_inv
-        delta0,              // 9 Delta
-        g.constant(0.0),     // 10 alpha
-        int(&g, 1),          // 11 nfev
-        int(&g, 1),          // 12 njev
-        int(&g, 0),          // 13 nit
-        status0,             // 14 status
-        history0,            // 15 cost history
-        gnorm0,              // 16 optimality
+        x0.clone(),                                       // 0 x
+        g.zeros(DType::F64, [m]),                         // 1 f at x (unscaled)
+        g.zeros(DType::F64, [m, n]),                      // 2 J at x (loss-scaled)
+        g.constant(0.0),                                  // 3 cost at x
+        zeros_n(),                                        // 4 gradient
+        zeros_n(),                                        // 5 scale
+        zeros_n(),                                        // 6 scale_inv
+        g.constant(1.0),                                  // 7 Delta
+        g.constant(0.0),                                  // 8 alpha
+        int(&g, 0),                                       // 9 nfev
+        int(&g, 0),                                       // 10 njev
+        int(&g, 0),                                       // 11 nit
+        int(&g, RUNNING),                                 // 12 status
+        g.full(DType::F64, [cfg.history], f64::NAN),      // 13 history
+        g.constant(0.0),                                  // 14 optimality
+        g.scalar(DType::Bool, 0.0),                       // 15 done
+        g.scalar(DType::Bool, 1.0),                       // 16 first iteration
+        g.scalar(DType::Bool, 1.0),                       // 17 x changed since the last J
+        g.constant(0.0),                                  // 18 initial cost
+        g.zeros(DType::F64, [n, n]),                      // 19 covariance (JᵀJ)⁺ at x
+        int(&g, 0),                                       // 20 rank of J at x
     ];
 
     let out = g.while_loop(
         &init,
-        |st| st[14].eq(RUNNING as f64),
+        |st| st[15].not(),
         |st| {
-            let (x, r, qtf, cost, grad) = (&st[0], &st[3], &st[4], &st[5], &st[6]);
-            let (scale, scale_inv) = (&st[7], &st[8]);
-            let gnorm = &st[16];
+            let (x, first, changed) = (&st[0], &st[16], &st[17]);
+            // The one evaluation of residuals and Jacobian, at the current point.
+            let (f, j) = (pb.fun_jac)(x);
+            let (fs, js, cost_here) = loss::scale_for_loss(loss, &f, &j, &inp.f_scale);
+            let (r, qtf) = factor(&js, &fs);
+            let grad = r.t().dot(&qtf);
+            let nfev = first.select(int(&g, 1), &st[9]);
+            let njev = &st[10] + changed.select(1.0, 0.0).convert(DType::I64);
+            let cost = first.select(&cost_here, &st[3]);
+            let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n]))).and(&is_finite(&cost_here));
+            let (scale, scale_inv) = if cfg.jac_scale {
+                let norms = column_norms(&r);
+                let init = norms.eq(0.0).select(1.0, &norms);
+                let sinv = first.select(&init, norms.max(&st[6]));
+                (sinv.recip(), sinv)
+            } else {
+                (inp.x_scale.clone(), inp.x_scale.recip())
+            };
+            let (v, dv) = cl_scaling(x, &grad, lb, ub);
+            let gnorm = norm_inf(&(&grad * &v));
+            let delta_init = norm(&(x * &scale_inv / v.sqrt()));
+            let delta_init = delta_init.eq(0.0).or(&is_finite(&delta_init).not()).select(1.0, &delta_init);
+            let delta = first.select(&delta_init, &st[7]);
+            let initial_cost = first.select(&cost_here, &st[18]);
+            let history = first.select(st[13].set(0, &cost_here), &st[13]);
+            // Status at the top of the iteration (scipy): gtol, then max_nfev.
+            let status = first.and(&finite.not()).select(int(&g, NONFINITE_START), &st[12]);
+            // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
+            let status = status.ne(NONFINITE_START as f64).and(&gnorm.lt(&inp.gtol)).select(int(&g, 1), &status);
+            let status = status.eq(RUNNING as f64).and(&nfev.ge(&inp.max_nfev)).select(int(&g, 0), &status);
+            let done = status.ne(RUNNING as f64);
 
-            let (v, dv) = cl_scaling(x, grad, lb, ub);
-            let v = dv.ne(0.0).select(&v * scale_inv, &v);
-            let d = v.sqrt() * scale;
-            let diag_h = grad * &dv * scale;
-            let g_h = &d * grad;
-            let rd = r * &d;
+            // Hat-space quantities; on the final pass (done) d = 1 and no Coleman–Li term, so
+            // the SVD below is that of R itself, for the covariance.
+            let v = dv.ne(0.0).select(&v * &scale_inv, &v);
+            let d = done.select(1.0, v.sqrt() * &scale);
+            let diag_h = done.select(0.0, &grad * &dv * &scale);
+            let g_h = &d * &grad;
+            let rd = &r * &d;
             let (rs, c) = if cfg.bounded {
                 let b = g.concat(&[rd.clone(), g.eye(DType::F64, n) * diag_h.sqrt()], 0);
                 let cvec = g.concat(&[qtf.clone(), g.zeros(DType::F64, [n])], 0);
@@ -103,20 +115,19 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let uf = u.t().dot(&c);
             let gn_reduction = gauss_newton_reduction(&uf, &s, &inp.m_valid);
             let model_ok = gn_reduction
-                .le(&(&inp.ftol * cost))
+                .le(&(&inp.ftol * &cost))
                 .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
-            let theta = (-gnorm + 1.0).max(0.995);
-
+            let theta = (-&gnorm + 1.0).max(0.995);
             let quad = |sh: &Tensor| {
                 let q = rd.dot(sh);
                 (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
             };
 
             let inner_init = vec![
-                st[9].clone(),             // 0 Delta
-                st[10].clone(),            // 1 alpha
-                st[11].clone(),            // 2 nfev
-                int(&g, RUNNING),          // 3 status
+                delta.clone(),             // 0 Delta
+                st[8].clone(),             // 1 alpha
+                nfev.clone(),              // 2 nfev
+                status.clone(),            // 3 status (the loop runs only while RUNNING)
                 g.constant(-1.0),          // 4 actual reduction
                 x.clone(),                 // 5 x_new
                 cost.clone(),              // 6 cost_new
@@ -140,11 +151,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let step_h_norm = norm(&step_h);
                     let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
                     let finite = all_finite(&f_new).and(&is_finite(&cost_new));
-                    let actual = cost - &cost_new;
+                    let actual = &cost - &cost_new;
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
                     let step_norm = norm(&step);
-                    let term = check_termination(&actual, cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol, &model_ok);
+                    let term = check_termination(&actual, &cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol, &model_ok);
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
                     vec![
@@ -158,54 +169,59 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     ]
                 },
             );
-            let (delta, alpha, nfev, status_in, actual, x_new, cost_new) =
-                (&inner[0], &inner[1], &inner[2], &inner[3], &inner[4], &inner[5], &inner[6]);
-
-            let accepted = actual.gt(0.0);
-            let (f1, j1, r1, qtf1, g1, _) = eval_jac(x_new);
-            let x = accepted.select(x_new, x);
-            let f = accepted.select(&f1, &st[1]);
-            let jac = accepted.select(&j1, &st[2]);
-            let r = accepted.select(&r1, r);
-            let qtf = accepted.select(&qtf1, qtf);
-            let grad = accepted.select(&g1, grad);
-            let cost = accepted.select(cost_new, cost);
-            let njev = &st[12] + accepted.select(1.0, 0.0).convert(DType::I64);
-            let (scale, scale_inv) = if cfg.jac_scale {
-                let sinv = column_norms(&r).max(scale_inv);
-                (sinv.recip(), sinv)
-            } else {
-                (scale.clone(), scale_inv.clone())
-            };
-            let nit = &st[13] + 1.0;
-            let history = st[15].set(&nit, &cost);
-            let (v2, _) = cl_scaling(&x, &grad, lb, ub);
-            let gnorm = norm_inf(&(&grad * &v2));
-            let status = gnorm.lt(&inp.gtol).select(int(&g, 1), status_in);
-            let status = status.eq(RUNNING as f64).and(&nfev.ge(&inp.max_nfev)).select(int(&g, 0), &status);
+            let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
+            let accepted = inner[4].gt(0.0);
+            let status_after = inner[3].clone();
+            // An inner loop that ran out of evaluations leaves the status RUNNING: the next
+            // pass reports max_nfev (after its gtol check), as scipy does.
+            let x_next = accepted.select(&inner[5], x);
+            let cost_next = accepted.select(&inner[6], &cost);
+            let nit = &st[11] + done.not().select(1.0, 0.0).convert(DType::I64);
+            let history = done.select(&history, history.set(&nit, &cost_next));
             vec![
-                x, f, jac, r, qtf, cost, grad, scale, scale_inv,
-                delta.clone(), alpha.clone(), nfev.clone(), njev, nit, status, history, gnorm,
+                x_next,
+                f,
+                js,
+                cost_next,
+                grad,
+                scale,
+                scale_inv,
+                inner[0].clone(),
+                inner[1].clone(),
+                inner[2].clone(),
+                njev,
+                nit,
+                done.select(&status, &status_after),
+                history,
+                gnorm,
+                done,
+                g.scalar(DType::Bool, 0.0),
+                accepted,
+                initial_cost,
+                // The covariance from this pass's SVD: of R itself on the final pass.
+                cov,
+                rank,
             ]
         },
     );
 
     let x = out[0].clone();
-    let (cov, rank) = covariance(&out[3], &inp.m_valid);
+    let cov = out[19].clone();
+    let rank = out[20].clone();
     Outputs {
         active_mask: active_constraints(&x, lb, ub, &inp.xtol),
         x,
         fun: out[1].clone(),
         jac: out[2].clone(),
-        cost: out[5].clone(),
-        grad: out[6].clone(),
-        nfev: out[11].clone(),
-        njev: out[12].clone(),
-        nit: out[13].clone(),
-        status: out[14].clone(),
-        history: out[15].clone(),
-        optimality: out[16].clone(),
-        initial_cost: cost0,
+        cost: out[3].clone(),
+        grad: out[4].clone(),
+        nfev: out[9].clone(),
+        njev: out[10].clone(),
+        nit: out[11].clone(),
+        status: out[12].clone(),
+        history: out[13].clone(),
+        optimality: out[14].clone(),
+        initial_cost: out[18].clone(),
         cov,
         rank,
     }
