@@ -125,3 +125,34 @@ fn loops_in_functions_and_calls_in_loops() {
         assert_eq!(r[2][2 * i + 1], 3.0);
     }
 }
+
+#[test]
+fn gauss_newton_with_jacobian_inside_the_loop_body() {
+    // Fit y = a * exp(-k x) with Gauss-Newton; the body differentiates the model inline and
+    // captures the data (x, y) from the enclosing graph. Exact data: converges to (a, k).
+    let g = Graph::new();
+    let x = g.parameter("x", DType::F64, [20]);
+    let y = g.parameter("y", DType::F64, [20]);
+    let p0 = g.parameter("p0", DType::F64, [2]);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp();
+    let out = g.while_loop(
+        &[p0.clone(), g.scalar(DType::I64, 0.0)],
+        |s| s[1].lt(30.0),
+        |s| {
+            let (f, jac) = nlsq::graph::jacfwd_model(&model, &x, &s[0]).unwrap();
+            let r = &f - &y;
+            let jtj = jac.t().dot(&jac); // [2, 2]
+            let jtr = jac.t().dot(&r); // [2]
+            let (a, b, c, d) = (jtj.at(0).at(0), jtj.at(0).at(1), jtj.at(1).at(0), jtj.at(1).at(1));
+            let det = &a * &d - &b * &c;
+            let (g0, g1) = (jtr.get(0), jtr.get(1));
+            let step = g.concat(&[((&d * &g0 - &b * &g1) / &det).reshape([1]), ((&a * &g1 - &c * &g0) / &det).reshape([1])], 0);
+            vec![&s[0] - step, &s[1] + 1.0]
+        },
+    );
+    let program = g.finish([&out[0]]).unwrap();
+    let xs: Vec<f64> = (0..20).map(|i| i as f64 * 0.25).collect();
+    let ys: Vec<f64> = xs.iter().map(|x| 2.5 * (-0.7 * x).exp()).collect();
+    let r = run(&program, &[&xs, &ys, &[2.0, 0.5]]);
+    assert!((r[0][0] - 2.5).abs() < 1e-12 && (r[0][1] - 0.7).abs() < 1e-12, "{:?}", r[0]);
+}

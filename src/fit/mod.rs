@@ -564,11 +564,53 @@ where
 {
     let t0 = Instant::now();
     let data = prepare(&xdata.into(), ydata.into(), p0, options, None)?;
+    // The solver part of the program is a function of the spec alone, so the model's own
+    // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
+    // call skips tracing the solver.
+    let fingerprint = model_fingerprint(model, &data.spec)?;
+    if let Some(exe) = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned() {
+        let trace = t0.elapsed();
+        let exe = cache::CachedExecutable { source: ExecutableSource::Memory, load_time: Duration::ZERO, ..exe };
+        return run_curve(&exe, data, t0, trace, Duration::ZERO);
+    }
     let program = trace_curve(model, &data.spec)?;
     let trace = t0.elapsed();
     let exe = cache::executable(&program.text)?;
     let compile = exe.load_time;
+    {
+        let mut programs = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
+        if programs.len() >= 256 {
+            programs.clear();
+        }
+        programs.insert(fingerprint, exe.clone());
+    }
     run_curve(&exe, data, t0, trace, compile)
+}
+
+/// Executables by model fingerprint (see [`model_fingerprint`]); bounded, cleared when full.
+static PROGRAMS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>> =
+    once_cell::sync::Lazy::new(Default::default);
+
+/// sha256 of the model's own traced residuals and Jacobian (emitted text) and the program spec.
+fn model_fingerprint<M>(model: &M, spec: &CurveSpec) -> Result<[u8; 32]>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    use sha2::{Digest, Sha256};
+    let (m_pad, n) = (spec.m_pad as i64, spec.n as i64);
+    let x_dims: Vec<i64> = match spec.x_rows {
+        None => vec![m_pad],
+        Some(k) => vec![k as i64, m_pad],
+    };
+    let g = Graph::new();
+    let x = g.parameter("x", DType::F64, x_dims);
+    let p = g.parameter("p", DType::F64, [n]);
+    let (f, j) = crate::graph::jacfwd_model(model, &x, &p)?;
+    let text = g.finish([&f, &j])?.text;
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.update(format!("{spec:?}").as_bytes());
+    Ok(h.finalize().into())
 }
 
 /// A `curve_fit` compiled once for a model and a shape, reused for many datasets.

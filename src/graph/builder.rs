@@ -105,6 +105,13 @@ pub(crate) struct Inner {
 /// let program = g.finish([&y]).unwrap();
 /// assert!(program.text.contains("func.func @main(%x: tensor<5xf64>) -> tensor<5xf64>"));
 /// ```
+///
+/// Graphs are single-threaded (trace on one thread, then send the emitted text anywhere):
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<nlsq::graph::Graph>();
+/// ```
 #[derive(Clone)]
 pub struct Graph {
     pub(crate) inner: Rc<RefCell<Inner>>,

@@ -22,8 +22,9 @@ Exit codes: 0 success; 1 the fit ran but did not converge (status <= 0); 2 bad i
 (unreadable file, bad column, bad expression, NaN data, p0 outside bounds, bad option, ...);
 3 the runtime failed (PJRT plugin not found or not loadable, XLA error).
 
-Environment: NLSQ_PJRT_PLUGIN (a PJRT plugin .so to run on, e.g. a GPU plugin),
-NLSQ_CACHE_DIR (where the CPU plugin is cached), NLSQ_PLOT_FONT (a .ttf/.otf for plot text).
+Environment: NLSQ_PJRT_PLUGIN (a PJRT plugin .so to run on, e.g. a GPU plugin);
+NLSQ_CACHE_DIR (where the CPU plugin and compiled executables are cached; NLSQ_DISK_CACHE=0
+turns the executable cache off); NLSQ_PLOT_FONT (a .ttf/.otf for plot text).
 ";
 
 pub const FIT_HELP: &str = "\
@@ -51,7 +52,8 @@ Model and data:
   --absolute-sigma        sigma is absolute: pcov is not scaled by the reduced chi-square.
 
 Parameters:
-  --p0 NAME=VALUE,...     starting values (default 1 for each parameter not given).
+  --p0 NAME=VALUE,...     starting values. A parameter not given starts at 1, or inside its
+                          bounds as scipy does (midpoint; lower + 1; upper - 1).
   --lower NAME=VALUE,...  lower bounds (default -inf); a bare VALUE applies to every parameter.
   --upper NAME=VALUE,...  upper bounds (default inf); a bare VALUE applies to every parameter.
 
@@ -247,7 +249,10 @@ fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
                 }
                 out.named.push((k.to_string(), parse_f64(name, val)?));
             }
-            None if out.all.is_none() => out.all = Some(parse_f64(name, item).with_context(|| format!("option {name} takes NAME=VALUE pairs (or one value for all)"))?),
+            None if out.all.is_none() => {
+                out.all =
+                    Some(parse_f64(name, item).with_context(|| format!("option {name} takes NAME=VALUE pairs (or one value for all)"))?)
+            }
             None => bail!("option {name}: only one value without a name is allowed"),
         }
     }
@@ -313,13 +318,19 @@ fn parse_fit(items: Vec<String>) -> Result<Command> {
             "--method" => once(&mut method, &name, t.value(&name, inline)?)?,
             "--loss" => {
                 let v = t.value(&name, inline)?;
-                let loss = v.parse::<Loss>().map_err(|_| anyhow!("option --loss: '{v}' is not one of linear, soft_l1, huber, cauchy, arctan"))?;
+                let loss =
+                    v.parse::<Loss>().map_err(|_| anyhow!("option --loss: '{v}' is not one of linear, soft_l1, huber, cauchy, arctan"))?;
                 once(&mut a.loss, &name, loss)?
             }
             "--f-scale" => once(&mut a.f_scale, &name, parse_f64(&name, &t.value(&name, inline)?)?)?,
             "--max-nfev" => {
                 let v = t.value(&name, inline)?;
-                let n = v.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| anyhow!("option --max-nfev: '{v}' is not a positive integer"))?;
+                let n = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| anyhow!("option --max-nfev: '{v}' is not a positive integer"))?;
                 once(&mut a.max_nfev, &name, n)?
             }
             "--ftol" => once(&mut a.ftol, &name, parse_f64(&name, &t.value(&name, inline)?)?)?,
@@ -375,7 +386,12 @@ fn parse_nist(items: Vec<String>) -> Result<Command> {
             "--gtol" => once(&mut gtol, &name, parse_f64(&name, &t.value(&name, inline)?)?)?,
             "--max-nfev" => {
                 let v = t.value(&name, inline)?;
-                let n = v.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| anyhow!("option --max-nfev: '{v}' is not a positive integer"))?;
+                let n = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| anyhow!("option --max-nfev: '{v}' is not a positive integer"))?;
                 once(&mut max_nfev, &name, n)?
             }
             "--problem" => {

@@ -77,7 +77,8 @@ impl Table {
             std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
         } else {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {name}"))?;
-            text = String::from_utf8(bytes).map_err(|e| anyhow!("data file {name} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+            text = String::from_utf8(bytes)
+                .map_err(|e| anyhow!("data file {name} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
         }
         if let Some(rest) = text.strip_prefix('\u{feff}') {
             text = rest.to_string();
@@ -142,7 +143,11 @@ impl Table {
         }
         match &self.header {
             Some(_) => bail!("{what} column '{spec}' not found in {} (columns: {})", self.name, self.columns_list()),
-            None => bail!("{what} column '{spec}': {} has no header line, so give a 1-based index (1..{}), or --header", self.name, self.n_columns),
+            None => bail!(
+                "{what} column '{spec}': {} has no header line, so give a 1-based index (1..{}), or --header",
+                self.name,
+                self.n_columns
+            ),
         }
     }
 
@@ -159,7 +164,11 @@ impl Table {
                 Ok(v) => v,
                 Err(_) if field.is_empty() => bail!("{}:{line_no}: {what} (column {}) is empty", self.name, col.index + 1),
                 Err(_) => {
-                    let hint = if *line_no == self.rows[0].0 && self.header.is_none() { " (use --header if the first line names the columns)" } else { "" };
+                    let hint = if *line_no == self.rows[0].0 && self.header.is_none() {
+                        " (use --header if the first line names the columns)"
+                    } else {
+                        ""
+                    };
                     bail!("{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}", self.name, col.index + 1)
                 }
             };

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
-use nlsq::expr::{Expr, Func};
+use nlsq::expr::{Expr, Func, Node};
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::solve::{Loss, Method};
 
@@ -84,7 +84,9 @@ fn resolve_variables(table: &Table, specs: &[ColSpec]) -> Result<Vec<Variable>> 
         let column = table.column(&spec.col, "--x")?;
         let name = match &spec.alias {
             Some(a) if is_identifier(a) => a.clone(),
-            Some(a) => bail!("--x {a}={}: '{a}' cannot name a variable (use letters, digits and _, not a function or constant name)", spec.col),
+            Some(a) => {
+                bail!("--x {a}={}: '{a}' cannot name a variable (use letters, digits and _, not a function or constant name)", spec.col)
+            }
             None => match &table.header {
                 Some(h) if is_identifier(&h[column.index]) => h[column.index].clone(),
                 _ => fallback(i),
@@ -158,8 +160,17 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     if names.is_empty() {
         bail!("the model has no parameters (every name in it is a variable ({}), a function or a constant)", var_names.join(", "));
     }
+    if !uses_a_variable(expr.root()) {
+        warn(&format!(
+            "the model does not use the independent variable{} {} (its names are parameters: {})",
+            if var_names.len() > 1 { "s" } else { "" },
+            var_names.join(", "),
+            names.join(", ")
+        ));
+    }
     if let Some(h) = &table.header {
-        let used: Vec<usize> = vars.iter().map(|v| v.column.index).chain([y_col.index]).chain(sigma_col.as_ref().map(|c| c.index)).collect();
+        let used: Vec<usize> =
+            vars.iter().map(|v| v.column.index).chain([y_col.index]).chain(sigma_col.as_ref().map(|c| c.index)).collect();
         for (i, col) in h.iter().enumerate() {
             if !used.contains(&i) && names.contains(col) {
                 warn(&format!("'{col}' is a column of {} but a parameter of the model (select it with --x {col})", table.name));
@@ -169,15 +180,16 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
     let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
     for (i, n) in names.iter().enumerate() {
-        if !(lower[i] < upper[i]) {
+        if lower[i] >= upper[i] {
             bail!("the lower bound of '{n}' ({}) must be less than its upper bound ({})", lower[i], upper[i]);
         }
     }
-    // scipy's curve_fit: p0 defaults to 1, or to a point inside the bounds.
+    // scipy's curve_fit (`_initialize_feasible`): p0 defaults to 1 without bounds, the
+    // midpoint with both bounds, lower + 1 or upper - 1 with one.
     let p0 = per_param("--p0", &a.p0, &names, |i| match (lower[i].is_finite(), upper[i].is_finite()) {
         (true, true) => 0.5 * (lower[i] + upper[i]),
-        (true, false) => lower[i].max(0.0) + 1.0,
-        (false, true) => upper[i].min(0.0) - 1.0,
+        (true, false) => lower[i] + 1.0,
+        (false, true) => upper[i] - 1.0,
         (false, false) => 1.0,
     })?;
     for (i, n) in names.iter().enumerate() {
@@ -270,7 +282,12 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         } else {
             (None, None, predict::evaluate(&expr, &x_rows, &popt).context("evaluating the fitted model for the plot")?)
         };
-        let title = format!("{}   (cost {}, status {})", src.split_whitespace().collect::<Vec<_>>().join(" "), output::sci(fit.result.cost, 4), fit.result.status.code());
+        let title = format!(
+            "{}   (cost {}, status {})",
+            src.split_whitespace().collect::<Vec<_>>().join(" "),
+            output::sci(fit.result.cost, 4),
+            fit.result.status.code()
+        );
         let data = plot::PlotData {
             x,
             y: y.clone(),
@@ -290,6 +307,15 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+fn uses_a_variable(node: &Node) -> bool {
+    match node {
+        Node::Var(_) => true,
+        Node::Num(_) | Node::Param(_) => false,
+        Node::Neg(a) | Node::Call(_, a) => uses_a_variable(a),
+        Node::Bin(_, a, b) => uses_a_variable(a) || uses_a_variable(b),
+    }
 }
 
 fn fmt_params(names: &[String], v: &[f64]) -> String {

@@ -33,7 +33,9 @@ fn floats(p: &Value, key: &str, name: &str) -> Result<Vec<f64>> {
 
 fn strings(p: &Value, key: &str, name: &str) -> Result<Vec<String>> {
     let arr = p[key].as_array().ok_or_else(|| anyhow!("problem {name}: '{key}' is missing or not an array"))?;
-    arr.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a string"))).collect()
+    arr.iter()
+        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a string")))
+        .collect()
 }
 
 fn load_problem(p: &Value) -> Result<Problem> {
@@ -138,7 +140,8 @@ pub fn run(a: &NistArgs) -> Result<String> {
     if problems.is_empty() {
         bail!("{} holds no problems", path.display());
     }
-    let runs: Vec<Run> = problems.iter().flat_map(|p| a.starts.indices().iter().map(move |&s| (p, s))).map(|(p, s)| run_one(p, s, a, cap)).collect();
+    let runs: Vec<Run> =
+        problems.iter().flat_map(|p| a.starts.indices().iter().map(move |&s| (p, s))).map(|(p, s)| run_one(p, s, a, cap)).collect();
     let method = a.method.to_string();
     if a.json {
         let arr: Vec<Value> = runs
@@ -159,7 +162,15 @@ pub fn run(a: &NistArgs) -> Result<String> {
             (None, false) => "  not converged (scores 0)".to_string(),
             _ => String::new(),
         };
-        s.push_str(&format!("{:<10} {:>5} {:>7.1} {:>6} {:>6} {:>10}{note}\n", r.problem, r.start, r.lre_min, r.status, r.nfev, fmt_ms(r.time)));
+        s.push_str(&format!(
+            "{:<10} {:>5} {:>7.1} {:>6} {:>6} {:>10}{note}\n",
+            r.problem,
+            r.start,
+            r.lre_min,
+            r.status,
+            r.nfev,
+            fmt_ms(r.time)
+        ));
     }
     let total: Duration = runs.iter().map(|r| r.time).sum();
     s.push_str(&format!(

@@ -95,7 +95,7 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: bool) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
-    let (w, h) = root.dim_in_pixel();
+    let (_, h) = root.dim_in_pixel();
     let (top, bottom) = root.split_vertically((h as f64 * 0.68) as u32);
     let stride = d.y.len().div_ceil(MAX_POINTS).max(1);
     let idx: Vec<usize> = (0..d.y.len()).step_by(stride).collect();
@@ -142,12 +142,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(err)?;
+    if !text {
+        chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], BLACK.mix(0.6)))).map_err(err)?;
+    }
     for (x, lo, hi) in &bars {
         chart.draw_series(std::iter::once(PathElement::new(vec![(*x, *lo), (*x, *hi)], data_color.mix(0.5)))).map_err(err)?;
     }
-    let data_series = chart
-        .draw_series(xs.iter().zip(&ys).map(|(&x, &y)| Circle::new((x, y), point_size, data_color.filled())))
-        .map_err(err)?;
+    let data_series =
+        chart.draw_series(xs.iter().zip(&ys).map(|(&x, &y)| Circle::new((x, y), point_size, data_color.filled()))).map_err(err)?;
     if text {
         let label = if d.x.is_some() { "data" } else { "observed vs fitted" };
         data_series.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 3, data_color.filled()));
@@ -160,7 +162,13 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         }
     }
     if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 13)).draw().map_err(err)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
     }
 
     // Lower panel: residuals y - f against x (one variable) or the point index (several).
@@ -186,9 +194,11 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(err)?;
+    if !text {
+        chart.draw_series(std::iter::once(Rectangle::new([(rx0, ry0), (rx1, ry1)], BLACK.mix(0.6)))).map_err(err)?;
+    }
     chart.draw_series(LineSeries::new(vec![(rx0, 0.0), (rx1, 0.0)], BLACK.mix(0.6))).map_err(err)?;
     chart.draw_series(rx.iter().zip(&ry).map(|(&x, &y)| Circle::new((x, y), point_size.min(2), data_color.filled()))).map_err(err)?;
-    let _ = w;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -196,9 +206,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
 /// Writes the plot to `path` (`.svg` or `.png`). Returns a warning to print, if any.
 pub fn write(path: &Path, d: &PlotData) -> Result<Option<String>> {
     let text = register_font()?;
-    let warning = (!text).then(|| {
-        "no TrueType font found for the plot's text (set NLSQ_PLOT_FONT to a .ttf file); it has no labels".to_string()
-    });
+    let warning =
+        (!text).then(|| "no TrueType font found for the plot's text (set NLSQ_PLOT_FONT to a .ttf file); it has no labels".to_string());
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("svg") => {

@@ -1,10 +1,12 @@
 //! Evaluating a fitted model at new points, through the same tracer and runtime as the fit.
 //!
 //! The library has no `predict` yet, so this traces `model(x, p)` alone into a small program
-//! (x and p are inputs), compiles it and runs it once.
+//! (x and p are inputs), takes it from the executable cache (memory, disk) or compiles it, and
+//! runs it once.
 
 use anyhow::{Context, Result};
 use nlsq::expr::Expr;
+use nlsq::fit::ExecutableCache;
 use nlsq::graph::{eval_model, Graph};
 use nlsq::DType;
 
@@ -21,7 +23,7 @@ pub fn evaluate(expr: &Expr, x_rows: &[Vec<f64>], popt: &[f64]) -> Result<Vec<f6
     let f = eval_model(&model, &x, &p).context("tracing the model for evaluation")?;
     let program = g.finish([&f]).context("tracing the model for evaluation")?;
     let client = nlsq::runtime::client()?;
-    let exe = client.compile(&program.text)?;
+    let exe = ExecutableCache::global().get_or_compile(&client, &program.text)?.executable;
     let flat: Vec<f64> = x_rows.concat();
     let xb = client.buffer_from_host(&flat, &x_dims)?;
     let pb = client.buffer_from_host(popt, &[n as i64])?;

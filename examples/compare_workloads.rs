@@ -1,0 +1,112 @@
+//! The nlsq side of `scripts/compare.py`: runs one workload on data files written by the
+//! script (raw little-endian f64) and prints one JSON line with its timings.
+//!
+//! ```text
+//! compare_workloads warm  X.bin Y.bin METHOD REPEATS   # median of warm fits (executable reused)
+//! compare_workloads first X.bin Y.bin METHOD           # the first fit of this process
+//! compare_workloads lengths DIR COUNT METHOD           # DIR/len_{i}_x.bin, len_{i}_y.bin, i < COUNT
+//! ```
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use nlsq::fit::{curve_fit, ExecutableSource, FitOptions};
+use nlsq::graph::{Params, Tensor};
+use nlsq::solve::Method;
+
+fn read_f64(path: &str) -> Result<Vec<f64>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    if bytes.len() % 8 != 0 {
+        bail!("{path}: size {} is not a multiple of 8", bytes.len());
+    }
+    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+fn model(x: &Tensor, p: &Params) -> Tensor {
+    &p[0] * (-&p[1] * x).exp() + &p[2]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let method: Method = args.get(3).map(String::as_str).unwrap_or("lm").parse()?;
+    let opts = FitOptions::default().with_method(method);
+    let p0 = [1.0, 1.0, 1.0];
+    let t_load = Instant::now();
+    let client = nlsq::runtime::client()?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    match args.first().map(String::as_str) {
+        Some("warm") => {
+            let (x, y) = (read_f64(&args[1])?, read_f64(&args[2])?);
+            let repeats: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(20);
+            let first = curve_fit(&model, &x, &y, Some(&p0), &opts)?;
+            let mut times = Vec::new();
+            let mut exec = Vec::new();
+            for _ in 0..repeats {
+                let t = Instant::now();
+                let f = curve_fit(&model, &x, &y, Some(&p0), &opts)?;
+                times.push(t.elapsed().as_secs_f64());
+                exec.push(f.result.timings.execute.as_secs_f64());
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": "warm", "m": x.len(), "method": method.to_string(),
+                    "median_s": median(times), "execute_median_s": median(exec),
+                    "nfev": first.result.nfev, "njev": first.result.njev, "status": first.result.status.code(),
+                    "popt": first.popt.to_vec(), "cost": first.result.cost,
+                    "first_compile_s": first.result.timings.compile.as_secs_f64(),
+                    "first_source": first.result.executable.to_string(),
+                    "device": client.default_device()?.to_string(),
+                })
+            );
+        }
+        Some("first") => {
+            let (x, y) = (read_f64(&args[1])?, read_f64(&args[2])?);
+            let t = Instant::now();
+            let f = curve_fit(&model, &x, &y, Some(&p0), &opts)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": "first", "m": x.len(), "method": method.to_string(),
+                    "plugin_load_s": load_s, "first_fit_s": t.elapsed().as_secs_f64(),
+                    "trace_s": f.result.timings.trace.as_secs_f64(), "compile_or_load_s": f.result.timings.compile.as_secs_f64(),
+                    "execute_s": f.result.timings.execute.as_secs_f64(), "source": f.result.executable.to_string(),
+                    "popt": f.popt.to_vec(),
+                })
+            );
+        }
+        Some("lengths") => {
+            let count: usize = args[2].parse()?;
+            let t = Instant::now();
+            let mut compiled = 0;
+            let mut from_disk = 0;
+            let mut popts = Vec::new();
+            for i in 0..count {
+                let x = read_f64(&format!("{}/len_{i}_x.bin", args[1]))?;
+                let y = read_f64(&format!("{}/len_{i}_y.bin", args[1]))?;
+                let f = curve_fit(&model, &x, &y, Some(&p0), &opts)?;
+                match f.result.executable {
+                    ExecutableSource::Compiled => compiled += 1,
+                    ExecutableSource::Disk => from_disk += 1,
+                    _ => {}
+                }
+                popts.push(f.popt.to_vec());
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": "lengths", "count": count, "method": method.to_string(),
+                    "total_s": t.elapsed().as_secs_f64(), "compiled": compiled, "loaded_from_disk": from_disk,
+                    "popts": popts,
+                })
+            );
+        }
+        _ => bail!("usage: compare_workloads warm|first|lengths ..."),
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Side-by-side comparison of nlsq with scipy.optimize.curve_fit, NLSQ (JAX) and optimistix.
+
+Same seeded data for every library, in one run; prints medians and ratios.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 scripts/compare.py [--quick] [--json OUT]
+
+Python packages: the pinned set in ../shared/compare-requirements.txt (scipy and numpy are
+required; NLSQ and optimistix are skipped when they do not import). The nlsq side runs
+`target/release/examples/compare_workloads` (built here with cargo if missing).
+
+Workloads (3-parameter exponential decay y = a exp(-k x) + c, noise sd 0.05):
+  warm    the executable/jit reused: median time of a fit at m = 1e3, 1e5, 1e6 (lm and trf)
+  first   the first fit of a new process: cold compile (empty cache), then warm disk cache
+  lengths 50 fits at 50 lengths from 100 to 10,000 points in a new process
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXE = os.path.join(ROOT, "target", "release", "examples", "compare_workloads")
+P0 = [1.0, 1.0, 1.0]
+
+
+def make_data(m, seed):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 5.0, m)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * rng.standard_normal(m)
+    return x, y
+
+
+def write(path, a):
+    np.ascontiguousarray(a, dtype="<f8").tofile(path)
+
+
+def model_np(x, a, k, c):
+    return a * np.exp(-k * x) + c
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up (and jit for the JAX libraries)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def run_nlsq(args, env=None):
+    out = subprocess.run([EXE] + [str(a) for a in args], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"compare_workloads {args} failed: {out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scipy_fit(x, y, method):
+    from scipy.optimize import curve_fit
+    return curve_fit(model_np, x, y, p0=P0, method=method)
+
+
+def nlsq_jax_fitter():
+    try:
+        os.environ.setdefault("NLSQ_DISABLE_PERSISTENT_CACHE", "1")
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        from nlsq import CurveFit
+    except Exception as e:  # noqa: BLE001
+        print(f"# NLSQ (JAX) unavailable: {e}", file=sys.stderr)
+        return None
+
+    def model(x, a, k, c):
+        return a * jnp.exp(-k * x) + c
+
+    cf = CurveFit()
+    return lambda x, y: cf.curve_fit(model, x, y, p0=P0)
+
+
+def optimistix_fitter():
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        import optimistix as optx
+    except Exception as e:  # noqa: BLE001
+        print(f"# optimistix unavailable: {e}", file=sys.stderr)
+        return None
+
+    def residuals(p, args):
+        x, y = args
+        return p[0] * jnp.exp(-p[1] * x) + p[2] - y
+
+    solver = optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8)
+
+    @jax.jit
+    def fit(x, y):
+        return optx.least_squares(residuals, solver, jnp.asarray(P0), args=(x, y), max_steps=300, throw=False).value
+
+    return lambda x, y: fit(jnp.asarray(x), jnp.asarray(y)).block_until_ready()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--no-jax", action="store_true", help="skip NLSQ and optimistix")
+    a = ap.parse_args()
+    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
+        print("# warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set; they slow numpy/scipy here "
+              "(run with env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)", file=sys.stderr)
+    if not os.path.exists(EXE):
+        subprocess.run(["cargo", "build", "--release", "--example", "compare_workloads"], cwd=ROOT, check=True)
+    import scipy
+    results = {"scipy": scipy.__version__, "numpy": np.__version__, "rows": []}
+    rows = results["rows"]
+    work = tempfile.mkdtemp(prefix="nlsq-compare-")
+    nlsq_fit = None if a.no_jax else nlsq_jax_fitter()
+    optx_fit = None if a.no_jax else optimistix_fitter()
+
+    sizes = [1_000, 100_000] if a.quick else [1_000, 100_000, 1_000_000]
+    for m in sizes:
+        x, y = make_data(m, seed=m)
+        xp, yp = os.path.join(work, f"x{m}.bin"), os.path.join(work, f"y{m}.bin")
+        write(xp, x)
+        write(yp, y)
+        reps = 20 if m <= 100_000 else 5
+        if a.quick:
+            reps = max(3, reps // 4)
+        for method in ["lm", "trf"]:
+            ours = run_nlsq(["warm", xp, yp, method, reps])
+            theirs = median_time(lambda: scipy_fit(x, y, method), reps)
+            rows.append({"workload": f"warm m={m}", "method": method, "nlsq_s": ours["median_s"],
+                         "nlsq_execute_s": ours["execute_median_s"], "nlsq_nfev": ours["nfev"],
+                         "scipy_s": theirs, "ratio_scipy_over_nlsq": theirs / ours["median_s"]})
+        if nlsq_fit is not None:
+            rows.append({"workload": f"warm m={m}", "method": "NLSQ CurveFit (trf)", "other_s": median_time(lambda: nlsq_fit(x, y), max(3, reps // 2))})
+        if optx_fit is not None:
+            rows.append({"workload": f"warm m={m}", "method": "optimistix LM (jit)", "other_s": median_time(lambda: optx_fit(x, y), reps)})
+
+    # First fit of a new process: cold compile, then warm disk cache.
+    x, y = make_data(1000, seed=1000)
+    xp, yp = os.path.join(work, "x1000.bin"), os.path.join(work, "y1000.bin")
+    cache = tempfile.mkdtemp(prefix="nlsq-cache-")
+    env = dict(os.environ, NLSQ_CACHE_DIR=cache)
+    # Share the provisioned plugin with the empty executable cache folder.
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nlsq", "pjrt")
+    if os.path.isdir(default):
+        os.symlink(default, os.path.join(cache, "pjrt"))
+    for label in ["cold compile", "warm disk cache", "warm disk cache"]:
+        t = time.perf_counter()
+        r = run_nlsq(["first", xp, yp, "lm"], env=env)
+        r["process_s"] = time.perf_counter() - t
+        rows.append({"workload": f"first fit, new process ({label})", "method": "lm", "nlsq_s": r["first_fit_s"],
+                     "plugin_load_s": r["plugin_load_s"], "process_s": r["process_s"], "source": r["source"],
+                     "compile_or_load_s": r["compile_or_load_s"]})
+
+    # 50 fits at 50 lengths in a new process.
+    lengths = np.unique(np.geomspace(100, 10_000, 50).astype(int))
+    ldir = tempfile.mkdtemp(prefix="nlsq-lengths-")
+    data = []
+    for i, m in enumerate(lengths):
+        x, y = make_data(int(m), seed=int(m))
+        write(os.path.join(ldir, f"len_{i}_x.bin"), x)
+        write(os.path.join(ldir, f"len_{i}_y.bin"), y)
+        data.append((x, y))
+    for method in ["lm", "trf"]:
+        cache2 = tempfile.mkdtemp(prefix="nlsq-cache-")
+        env2 = dict(env, NLSQ_CACHE_DIR=cache2)
+        default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nlsq", "pjrt")
+        if os.path.isdir(default):
+            os.symlink(default, os.path.join(cache2, "pjrt"))
+        t = time.perf_counter()
+        r = run_nlsq(["lengths", ldir, len(lengths), method], env=env2)
+        ours_process = time.perf_counter() - t
+        t = time.perf_counter()
+        for x, y in data:
+            scipy_fit(x, y, method)
+        theirs = time.perf_counter() - t
+        rows.append({"workload": f"{len(lengths)} fits at {len(lengths)} lengths 100..10000", "method": method,
+                     "nlsq_s": r["total_s"], "nlsq_process_s": ours_process, "compiled": r["compiled"],
+                     "scipy_s": theirs, "ratio_scipy_over_nlsq": theirs / r["total_s"]})
+
+    print(f"scipy {results['scipy']}, numpy {results['numpy']}")
+    for row in rows:
+        print(json.dumps(row))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
