@@ -286,8 +286,12 @@ fn execute(
     let status = Status::from_code(status_code).ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
     let m = plan.m;
     fun.truncate(m);
-    let mut jac = Array2::from_shape_vec((m_pad, n), jac).map_err(|e| invalid("jac", e.to_string()))?;
-    if m < m_pad {
+    let jac_rows = jac.len() / n.max(1);
+    let mut jac = Array2::from_shape_vec((jac_rows, n), jac).map_err(|e| invalid("jac", e.to_string()))?;
+    if jac_rows != m_pad {
+        // Chunked: the Jacobian was never materialised.
+        jac = Array2::zeros((0, n));
+    } else if m < m_pad {
         jac = jac.slice(ndarray::s![..m, ..]).to_owned();
     }
     let history: Vec<f64> = history_full.into_iter().take((nit as usize + 1).min(HISTORY_LEN as usize)).collect();
@@ -341,7 +345,14 @@ struct CurveSpec {
     n: usize,
     config: Config,
     cov_sigma: bool,
+    /// Rows per chunk of the Jacobian evaluation, when chunked.
+    chunk: Option<usize>,
 }
+
+/// Rows per chunk when chunking is automatic.
+pub const AUTO_CHUNK_ROWS: usize = 16_384;
+/// Point count from which chunking is automatic.
+pub const AUTO_CHUNK_FROM: usize = 65_536;
 
 /// Validated, padded host data of one `curve_fit` call.
 struct CurveData {
@@ -382,14 +393,34 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
     let plan = plan(p0, m, options)?;
     let n = plan.n;
     let rows = m.max(n + 1);
+    let cov_sigma = matches!(options.sigma, Some(Sigma::Cov(_)));
+    let chunk = match options.chunk_rows {
+        Some(0) => None,
+        Some(c) => Some(c),
+        None if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(AUTO_CHUNK_ROWS),
+        None => None,
+    };
+    if chunk.is_some() && cov_sigma {
+        return Err(Error::InvalidOption { field: "chunk_rows", value: format!("{chunk:?}"), constraint: "0 (no chunking) with a 2-D sigma" });
+    }
     let m_pad = match m_pad {
         Some(cap) if cap < rows => {
             return Err(invalid("ydata", format!("{m} points (with {n} parameters) do not fit a fitter built for {} rows", cap)))
         }
         Some(cap) => cap,
-        None if options.bucket => bucket(rows),
-        None => rows,
+        None => {
+            let r = if options.bucket { bucket(rows) } else { rows };
+            match chunk {
+                Some(c) => r.div_ceil(c) * c,
+                None => r,
+            }
+        }
     };
+    if let Some(c) = chunk {
+        if m_pad % c != 0 {
+            return Err(invalid("ydata", format!("{m_pad} rows are not a multiple of the chunk size {c}")));
+        }
+    }
 
     // Host data, padded to m_pad rows with zero weight (x repeats its first point so the model
     // stays finite there; the rows are masked out anyway).
@@ -446,12 +477,11 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
         }
     };
     let mut args = vec![HostArg::F64(x_host, x_dims), HostArg::F64(y, vec![m_pad as i64]), HostArg::F64(weights, vec![m_pad as i64])];
-    let cov_sigma = whiten.is_some();
     if let Some(w) = whiten {
         args.push(HostArg::F64(w, vec![m_pad as i64, m_pad as i64]));
     }
     plan.args_clone_into(&mut args);
-    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma };
+    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma, chunk };
     Ok(CurveData { spec, plan, m, args, absolute_sigma: options.absolute_sigma })
 }
 
@@ -495,7 +525,35 @@ where
         };
         (r, valid_col.select(jw, 0.0))
     };
-    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n };
+    // Chunked Jacobian: the model and its Jacobian traced for one chunk of rows.
+    let chunk_fj = match spec.chunk {
+        Some(c) => {
+            let c_dims: Vec<i64> = match spec.x_rows {
+                None => vec![c as i64],
+                Some(k) => vec![k as i64, c as i64],
+            };
+            Some((c as i64, g.model_jac_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?))
+        }
+        None => None,
+    };
+    let fun_jac_chunk = |p: &Tensor, start: &Tensor| {
+        let (c, fj) = chunk_fj.as_ref().expect("chunked");
+        let xs = match spec.x_rows {
+            None => xt.dynamic_slice(&[start.clone()], &[*c]),
+            Some(k) => xt.dynamic_slice(&[g.scalar(DType::I64, 0.0), start.clone()], &[k as i64, *c]),
+        };
+        let ys = yt.dynamic_slice(&[start.clone()], &[*c]);
+        let ws = wt.dynamic_slice(&[start.clone()], &[*c]);
+        let mut v = fj.call(&[&xs, p]);
+        let j = v.pop().expect("two results");
+        let f = v.pop().expect("two results");
+        let ok = ws.gt(0.0);
+        let r = ok.select((f - &ys) * &ws, 0.0);
+        let jw = ok.reshape([*c, 1]).select(j * ws.reshape([*c, 1]), 0.0);
+        (r, jw)
+    };
+    let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks { size: *c, count: m_pad / *c, fun_jac: &fun_jac_chunk });
+    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n, chunks };
     let out = solve::solve(&problem, &inputs, &spec.config);
     g.finish(outputs_list(&out))
 }
@@ -859,7 +917,7 @@ where
         let j = v.pop().expect("two results");
         (v.pop().expect("two results"), j)
     };
-    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, m: m_pad, n };
+    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, m: m_pad, n, chunks: None };
     let out = solve::solve(&problem, &inputs, &plan.config);
     let program = g.finish(outputs_list(&out))?;
     let trace = t0.elapsed();

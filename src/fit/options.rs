@@ -94,6 +94,12 @@ pub struct FitOptions {
     /// lengths reuse a few executables. Padded rows have zero weight and change no result.
     /// Default `true`.
     pub bucket: bool,
+    /// Walk the data in chunks of this many rows when evaluating the Jacobian (TSQR), so that
+    /// the `m × n` Jacobian is never materialised: `None` (default) chunks by 16,384 rows when
+    /// there are at least 65,536 points; `Some(0)` never chunks; `Some(c)` always chunks by `c`
+    /// (the point count is padded to a multiple of `c`). A chunked fit returns no Jacobian
+    /// (`jac` is `0 × n`). Not available with a 2-D `sigma`.
+    pub chunk_rows: Option<usize>,
     /// Solver options (method, tolerances, loss, ...).
     pub solver: SolverOptions,
 }
@@ -107,6 +113,7 @@ impl Default for FitOptions {
             check_finite: true,
             n_params: None,
             bucket: true,
+            chunk_rows: None,
             solver: SolverOptions::default(),
         }
     }
@@ -146,6 +153,11 @@ impl FitOptions {
     /// Turns bucket padding on or off.
     pub fn with_bucket(mut self, v: bool) -> Self {
         self.bucket = v;
+        self
+    }
+    /// Sets the chunk size of the Jacobian evaluation (`0`: never chunk).
+    pub fn with_chunk_rows(mut self, rows: usize) -> Self {
+        self.chunk_rows = Some(rows);
         self
     }
     /// Sets the method.

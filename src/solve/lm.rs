@@ -16,7 +16,7 @@
 
 use super::common::*;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, factor, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, Config, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -97,7 +97,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [m]),                    // 1 f at x
-        g.zeros(DType::F64, [m, n]),                 // 2 J at x
+        g.zeros(DType::F64, [pb.jac_rows(), n]),     // 2 J at x
         g.constant(0.0),                             // 3 ‖f‖ at x
         g.zeros(DType::F64, [n]),                    // 4 D
         g.constant(0.0),                             // 5 Δ
@@ -123,8 +123,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| st[15].not(),
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
-            let (f, j) = (pb.fun_jac)(x);
-            let (r, qtf) = factor(&j, &f);
+            let ev = evaluate(pb, x, super::Loss::Linear, &inp.f_scale);
+            let (f, j, r, qtf) = (ev.f, ev.jac, ev.r, ev.qtf);
             let fnorm_here = norm(&f);
             let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n])));
             let nfev = first_pass.select(int(&g, 1), &st[7]);

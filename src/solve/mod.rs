@@ -30,6 +30,18 @@ pub use termination::Status;
 
 use crate::graph::Tensor;
 
+/// Chunked evaluation of the Jacobian for large `m`: the data are walked in `count` chunks of
+/// `size` rows inside the graph, and the triangle of `[J | f]` is accumulated chunk by chunk
+/// (TSQR: the QR of the running `R` stacked on the chunk's rows), so `J` is never materialised.
+pub(crate) struct Chunks<'a> {
+    /// Rows per chunk.
+    pub size: i64,
+    /// Number of chunks (`size * count = m`).
+    pub count: i64,
+    /// `(p, first_row) -> (f_chunk [size], J_chunk [size, n])`, weighted and masked like `fun_jac`.
+    pub fun_jac: &'a dyn Fn(&Tensor, &Tensor) -> (Tensor, Tensor),
+}
+
 /// The residual function of a problem, as graph code of the parameter vector `p [n]`.
 pub(crate) struct Problem<'a> {
     /// `p -> f [m]`: weighted residuals, zero on padding rows.
@@ -40,6 +52,67 @@ pub(crate) struct Problem<'a> {
     pub m: i64,
     /// Number of parameters.
     pub n: i64,
+    /// Chunked Jacobian evaluation (large `m`), or `None` to evaluate `J [m, n]` whole.
+    pub chunks: Option<Chunks<'a>>,
+}
+
+/// Residuals, Jacobian and factorization at one point.
+pub(crate) struct Evaluation {
+    /// Residuals `[m]` (before the robust loss).
+    pub f: Tensor,
+    /// The loss-scaled Jacobian `[m, n]`, or a `[1, n]` placeholder when chunked.
+    pub jac: Tensor,
+    /// Triangle `R [n, n]` of the loss-scaled Jacobian.
+    pub r: Tensor,
+    /// `Qᵀ f_scaled [n]`.
+    pub qtf: Tensor,
+    /// Cost `0.5 Σ rho(f²)`.
+    pub cost: Tensor,
+}
+
+/// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).
+pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tensor) -> Evaluation {
+    let Some(chunks) = &pb.chunks else {
+        let (f, j) = (pb.fun_jac)(x);
+        let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, f_scale);
+        let (r, qtf) = factor(&js, &fs);
+        return Evaluation { f, jac: js, r, qtf, cost };
+    };
+    let g = x.graph().clone();
+    let n = pb.n;
+    let k = n + 1;
+    let size = chunks.size;
+    // One pass over the data: each chunk's residuals are written into f, and its rows of
+    // [J | f] (loss-scaled) are folded into the running triangle.
+    let out = g.while_loop(
+        &[g.scalar(crate::DType::I64, 0.0), g.zeros(crate::DType::F64, [k, k]), g.zeros(crate::DType::F64, [pb.m])],
+        |st| st[0].lt(chunks.count as f64),
+        |st| {
+            let start = &st[0] * size as f64;
+            let (fc, jc) = (chunks.fun_jac)(x, &start);
+            let f_all = st[2].dynamic_update_slice(&fc, &[start.clone()]);
+            let (fs, js, _) = loss::scale_for_loss(loss, &fc, &jc, f_scale);
+            let a = g.concat(&[st[1].clone(), g.concat(&[js, fs.reshape([size, 1])], 1)], 0);
+            vec![&st[0] + 1.0, crate::linalg::householder_qr_r(&a), f_all]
+        },
+    );
+    let f = out[2].clone();
+    let cost = loss::cost(loss, &f, f_scale);
+    let r_aug = &out[1];
+    let r = r_aug.slice(&[0, 0], &[n, n]);
+    let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
+    Evaluation { f, jac: g.zeros(crate::DType::F64, [1, n]), r, qtf, cost }
+}
+
+impl Problem<'_> {
+    /// Rows of the Jacobian output (`m`, or 1 when chunked).
+    pub(crate) fn jac_rows(&self) -> i64 {
+        if self.chunks.is_some() {
+            1
+        } else {
+            self.m
+        }
+    }
 }
 
 /// Traced inputs of a solve (program parameters, so one executable serves all values).

@@ -18,7 +18,7 @@
 use super::common::*;
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, factor, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, factor, Config, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -40,7 +40,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let init = vec![
         x0.clone(),                                       // 0 x
         g.zeros(DType::F64, [m]),                         // 1 f at x (unscaled)
-        g.zeros(DType::F64, [m, n]),                      // 2 J at x (loss-scaled)
+        g.zeros(DType::F64, [pb.jac_rows(), n]),          // 2 J at x (loss-scaled)
         g.constant(0.0),                                  // 3 cost at x
         zeros_n(),                                        // 4 gradient
         zeros_n(),                                        // 5 scale
@@ -67,9 +67,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
             // The one evaluation of residuals and Jacobian, at the current point.
-            let (f, j) = (pb.fun_jac)(x);
-            let (fs, js, cost_here) = loss::scale_for_loss(loss, &f, &j, &inp.f_scale);
-            let (r, qtf) = factor(&js, &fs);
+            let ev = evaluate(pb, x, loss, &inp.f_scale);
+            let (f, js, r, qtf, cost_here) = (ev.f, ev.jac, ev.r, ev.qtf, ev.cost);
             let grad = r.t().dot(&qtf);
             let nfev = first.select(int(&g, 1), &st[9]);
             let njev = &st[10] + changed.select(1.0, 0.0).convert(DType::I64);
