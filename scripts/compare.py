@@ -9,10 +9,15 @@ Python packages: the pinned set in ../shared/compare-requirements.txt (scipy and
 required; NLSQ and optimistix are skipped when they do not import). The nlsq side runs
 `target/release/examples/compare_workloads` (built here with cargo if missing).
 
+Run it through `scripts/compare`, which creates the pinned virtualenv.
+
 Workloads (3-parameter exponential decay y = a exp(-k x) + c, noise sd 0.05):
   warm    the executable/jit reused: median time of a fit at m = 1e3, 1e5, 1e6 (lm and trf)
   first   the first fit of a new process: cold compile (empty cache), then warm disk cache
   lengths 50 fits at 50 lengths from 100 to 10,000 points in a new process
+  large   (--large) one fit of 20,000,000 points
+nlsq times are measured inside its process (fit call to result), excluding process start and
+plugin load, which are reported separately in the "first fit" rows.
 """
 import argparse
 import json
@@ -114,6 +119,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--no-jax", action="store_true", help="skip NLSQ and optimistix")
+    ap.add_argument("--large", action="store_true", help="also one fit of 20,000,000 points (needs ~4 GB for scipy)")
     a = ap.parse_args()
     if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
         print("# warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set; they slow numpy/scipy here "
@@ -164,6 +170,27 @@ def main():
                      "plugin_load_s": r["plugin_load_s"], "process_s": r["process_s"], "source": r["source"],
                      "compile_or_load_s": r["compile_or_load_s"]})
 
+    # First call in a new Python process for the JAX libraries (import, trace, compile, run).
+    if not a.no_jax:
+        for lib, code in [
+            ("NLSQ CurveFit", "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp\n"
+             "from nlsq import CurveFit\n"
+             "def model(x, a, k, c): return a * jnp.exp(-k * x) + c\n"
+             "t = time.perf_counter(); CurveFit().curve_fit(model, x, y, p0=[1.0, 1.0, 1.0]); first = time.perf_counter() - t\n"),
+            ("optimistix LM", "import jax; jax.config.update('jax_enable_x64', True); import jax.numpy as jnp; import optimistix as optx\n"
+             "def res(p, args): return p[0] * jnp.exp(-p[1] * args[0]) + p[2] - args[1]\n"
+             "t = time.perf_counter(); optx.least_squares(res, optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8), jnp.asarray([1.0, 1.0, 1.0]), args=(jnp.asarray(x), jnp.asarray(y)), max_steps=300, throw=False).value.block_until_ready(); first = time.perf_counter() - t\n"),
+        ]:
+            script = ("import time, numpy as np\nt0 = time.perf_counter()\n"
+                      f"x = np.fromfile({xp!r}); y = np.fromfile({yp!r})\n" + code +
+                      "print(first, time.perf_counter() - t0)\n")
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu", NLSQ_DISABLE_PERSISTENT_CACHE="1"))
+            if out.returncode == 0:
+                first, total = map(float, out.stdout.split()[-2:])
+                rows.append({"workload": "first fit, new process", "method": lib, "other_s": first, "process_s": total})
+            else:
+                print(f"# {lib} first call failed: {out.stderr[-300:]}", file=sys.stderr)
+
     # 50 fits at 50 lengths in a new process.
     lengths = np.unique(np.geomspace(100, 10_000, 50).astype(int))
     ldir = tempfile.mkdtemp(prefix="nlsq-lengths-")
@@ -189,6 +216,24 @@ def main():
         rows.append({"workload": f"{len(lengths)} fits at {len(lengths)} lengths 100..10000", "method": method,
                      "nlsq_s": r["total_s"], "nlsq_process_s": ours_process, "compiled": r["compiled"],
                      "scipy_s": theirs, "ratio_scipy_over_nlsq": theirs / r["total_s"]})
+
+    if a.large:
+        m = 20_000_000
+        x, y = make_data(m, seed=m)
+        xp, yp = os.path.join(work, "x20m.bin"), os.path.join(work, "y20m.bin")
+        write(xp, x)
+        write(yp, y)
+        for method in ["lm", "trf"]:
+            t = time.perf_counter()
+            r = run_nlsq(["first", xp, yp, method])
+            ours_process = time.perf_counter() - t
+            t = time.perf_counter()
+            scipy_fit(x, y, method)
+            theirs = time.perf_counter() - t
+            rows.append({"workload": "m=20,000,000 (one fit)", "method": method, "nlsq_s": r["first_fit_s"],
+                         "nlsq_execute_s": r["execute_s"], "nlsq_process_s": ours_process, "scipy_s": theirs,
+                         "ratio_scipy_over_nlsq": theirs / r["first_fit_s"]})
+        del x, y
 
     print(f"scipy {results['scipy']}, numpy {results['numpy']}")
     for row in rows:

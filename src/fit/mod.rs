@@ -122,9 +122,40 @@ fn whitening(cov: &Array2<f64>) -> Result<Array2<f64>> {
 }
 
 /// A host array handed to the executable.
-enum HostArg {
+enum HostArg<'a> {
+    /// An owned array and its dimensions.
     F64(Vec<f64>, Vec<i64>),
+    /// An i64 scalar.
     I64(i64),
+    /// Borrowed rows (row-major `[rows, len]`, or `[len]` for one row with `dims` of rank 1),
+    /// each padded to `len` with `fill` or, when `fill` is `None`, with its first value. Copied
+    /// only when padding or layout requires it, one array at a time.
+    Rows { rows: Vec<ArrayView1<'a, f64>>, len: usize, fill: Option<f64>, dims: Vec<i64> },
+}
+
+impl HostArg<'_> {
+    fn upload(self, client: &crate::pjrt::Client) -> Result<crate::pjrt::Buffer> {
+        match self {
+            HostArg::F64(v, dims) => client.buffer_from_host(&v, &dims),
+            HostArg::I64(v) => client.buffer_from_host(&[v], &[]),
+            HostArg::Rows { rows, len, fill, dims } => {
+                if let [row] = rows.as_slice() {
+                    if row.len() == len {
+                        if let Some(slice) = row.as_slice() {
+                            return client.buffer_from_host(slice, &dims);
+                        }
+                    }
+                }
+                let mut v = Vec::with_capacity(rows.len() * len);
+                for row in &rows {
+                    v.extend(row.iter().copied());
+                    let pad = fill.unwrap_or_else(|| row.first().copied().unwrap_or(0.0));
+                    v.resize(v.len() + (len - row.len()), pad);
+                }
+                client.buffer_from_host(&v, &dims)
+            }
+        }
+    }
 }
 
 /// The solver inputs as program parameters, in a fixed order after the data parameters.
@@ -167,7 +198,7 @@ struct SolverArgs {
 }
 
 impl SolverArgs {
-    fn push(self, args: &mut Vec<HostArg>) {
+    fn push(self, args: &mut Vec<HostArg<'_>>) {
         let n = self.p0.len() as i64;
         for v in [self.p0, self.lb, self.ub, self.x_scale] {
             args.push(HostArg::F64(v, vec![n]));
@@ -245,7 +276,7 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
 /// Runs the program and reads its results.
 fn execute(
     exe: &cache::CachedExecutable,
-    args: Vec<HostArg>,
+    args: Vec<HostArg<'_>>,
     plan: &Plan,
     t0: Instant,
     trace: Duration,
@@ -254,18 +285,15 @@ fn execute(
     let (source, exe) = (exe.source, &exe.executable);
     let t2 = Instant::now();
     let client = exe.client().clone();
-    let buffers = args
-        .iter()
-        .map(|a| match a {
-            HostArg::F64(v, dims) => client.buffer_from_host(v, dims),
-            HostArg::I64(v) => client.buffer_from_host(&[*v], &[]),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // Each host array is dropped as soon as it is on the device, to keep the peak low.
+    let buffers = args.into_iter().map(|a| a.upload(&client)).collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
     let out = exe.execute(&refs)?;
     let f64s = |i: usize| out[i].to_vec::<f64>();
     let i64s = |i: usize| out[i].to_vec::<i64>();
     let (n, m_pad) = (plan.n, out[2].dims()?[0] as usize);
+    // A chunked program returns one-row placeholders (real outputs have m_pad >= n + 1 >= 2 rows).
+    let chunked = m_pad == 1;
     let x = Array1::from(f64s(0)?);
     let cost = f64s(1)?[0];
     let mut fun = f64s(2)?;
@@ -285,10 +313,15 @@ fn execute(
     }
     let status = Status::from_code(status_code).ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
     let m = plan.m;
-    fun.truncate(m);
+    if chunked {
+        // The residual vector was never materialised.
+        fun.clear();
+    } else {
+        fun.truncate(m);
+    }
     let jac_rows = jac.len() / n.max(1);
     let mut jac = Array2::from_shape_vec((jac_rows, n), jac).map_err(|e| invalid("jac", e.to_string()))?;
-    if jac_rows != m_pad {
+    if chunked {
         // Chunked: the Jacobian was never materialised.
         jac = Array2::zeros((0, n));
     } else if m < m_pad {
@@ -345,6 +378,9 @@ struct CurveSpec {
     n: usize,
     config: Config,
     cov_sigma: bool,
+    /// Residuals are weighted by `1 / sigma` (a `w` input); without it, no weight array is
+    /// passed and padding rows are masked by their index.
+    weighted: bool,
     /// Rows per chunk of the Jacobian evaluation, when chunked.
     chunk: Option<usize>,
 }
@@ -355,16 +391,16 @@ pub const AUTO_CHUNK_ROWS: usize = 16_384;
 pub const AUTO_CHUNK_FROM: usize = 65_536;
 
 /// Validated, padded host data of one `curve_fit` call.
-struct CurveData {
+struct CurveData<'a> {
     spec: CurveSpec,
     plan: Plan,
     m: usize,
-    args: Vec<HostArg>,
+    args: Vec<HostArg<'a>>,
     absolute_sigma: bool,
 }
 
 /// Validates the inputs and lays them out for a program with `m_pad` rows (`None`: choose).
-fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, options: &FitOptions, m_pad: Option<usize>) -> Result<CurveData> {
+fn prepare<'a>(xdata: &XData<'a>, ydata: ArrayView1<'a, f64>, p0: Option<&[f64]>, options: &FitOptions, m_pad: Option<usize>) -> Result<CurveData<'a>> {
     let m = ydata.len();
     if xdata.len() != m {
         return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
@@ -408,13 +444,13 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
             return Err(invalid("ydata", format!("{m} points (with {n} parameters) do not fit a fitter built for {} rows", cap)))
         }
         Some(cap) => cap,
-        None => {
-            let r = if options.bucket { bucket(rows) } else { rows };
-            match chunk {
-                Some(c) => r.div_ceil(c) * c,
-                None => r,
-            }
-        }
+        // Chunked (large) fits pad to a multiple of the chunk only: a bucket could add half
+        // again as much memory and work.
+        None => match chunk {
+            Some(c) => rows.div_ceil(c) * c,
+            None if options.bucket => bucket(rows),
+            None => rows,
+        },
     };
     if let Some(c) = chunk {
         if m_pad % c != 0 {
@@ -424,7 +460,7 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
 
     // Host data, padded to m_pad rows with zero weight (x repeats its first point so the model
     // stays finite there; the rows are masked out anyway).
-    let mut weights = vec![1.0; m];
+    let mut weights: Vec<f64> = Vec::new();
     let mut whiten: Option<Vec<f64>> = None;
     match &options.sigma {
         None => {}
@@ -432,12 +468,14 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
             if s.len() != m {
                 return Err(invalid("sigma", format!("has {} values but ydata has {m}", s.len())));
             }
+            weights = Vec::with_capacity(m_pad);
             for (i, &v) in s.iter().enumerate() {
                 if !(v > 0.0) || !v.is_finite() {
                     return Err(invalid("sigma", format!("sigma[{i}] = {v}: must be finite and > 0")));
                 }
-                weights[i] = 1.0 / v;
+                weights.push(1.0 / v);
             }
+            weights.resize(m_pad, 0.0);
         }
         Some(Sigma::Cov(c)) => {
             if c.dim() != (m, m) {
@@ -456,32 +494,25 @@ fn prepare(xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, op
             whiten = Some(w);
         }
     }
-    weights.resize(m_pad, 0.0);
-    let mut y: Vec<f64> = ydata.iter().copied().collect();
-    y.resize(m_pad, 0.0);
-    let (x_host, x_dims, x_rows): (Vec<f64>, Vec<i64>, Option<usize>) = match xdata {
-        XData::D1(x) => {
-            let mut v: Vec<f64> = x.iter().copied().collect();
-            v.resize(m_pad, x[0]);
-            (v, vec![m_pad as i64], None)
-        }
+    let (x_arg, x_rows) = match xdata {
+        XData::D1(x) => (HostArg::Rows { rows: vec![x.clone()], len: m_pad, fill: None, dims: vec![m_pad as i64] }, None),
         XData::D2(x) => {
             let k = x.nrows();
-            let mut v = Vec::with_capacity(k * m_pad);
-            for r in 0..k {
-                let row = x.row(r);
-                v.extend(row.iter().copied());
-                v.extend(std::iter::repeat(row[0]).take(m_pad - m));
-            }
-            (v, vec![k as i64, m_pad as i64], Some(k))
+            let rows = (0..k).map(|r| x.clone().index_axis_move(ndarray::Axis(0), r)).collect();
+            (HostArg::Rows { rows, len: m_pad, fill: None, dims: vec![k as i64, m_pad as i64] }, Some(k))
         }
     };
-    let mut args = vec![HostArg::F64(x_host, x_dims), HostArg::F64(y, vec![m_pad as i64]), HostArg::F64(weights, vec![m_pad as i64])];
+    let y_arg = HostArg::Rows { rows: vec![ydata], len: m_pad, fill: Some(0.0), dims: vec![m_pad as i64] };
+    let mut args = vec![x_arg, y_arg];
+    if matches!(options.sigma, Some(Sigma::Std(_))) {
+        args.push(HostArg::F64(weights, vec![m_pad as i64]));
+    }
     if let Some(w) = whiten {
         args.push(HostArg::F64(w, vec![m_pad as i64, m_pad as i64]));
     }
     plan.args_clone_into(&mut args);
-    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma, chunk };
+    let weighted = matches!(options.sigma, Some(Sigma::Std(_)));
+    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma, weighted, chunk };
     Ok(CurveData { spec, plan, m, args, absolute_sigma: options.absolute_sigma })
 }
 
@@ -499,16 +530,26 @@ where
     let x_ty = TensorType::new(DType::F64, x_dims.clone());
     let xt = g.parameter("x", DType::F64, x_dims);
     let yt = g.parameter("y", DType::F64, [m_pad]);
-    let wt = g.parameter("w", DType::F64, [m_pad]);
+    let wt = spec.weighted.then(|| g.parameter("w", DType::F64, [m_pad]));
     let wmat = spec.cov_sigma.then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
     let inputs = solver_inputs(&g, n);
+    // Rows at or past the real point count are padding.
+    let valid_rows = |start: Option<&Tensor>, len: i64| {
+        let idx = g.iota(DType::F64, [len], 0);
+        let idx = match start {
+            Some(s) => idx + s.convert(DType::F64),
+            None => idx,
+        };
+        idx.lt(&inputs.m_valid)
+    };
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
     let model_fj = g.model_jac_function("model_jac", model, x_ty, n)?;
-    let valid = wt.gt(0.0);
+    let valid = valid_rows(None, m_pad);
     let valid_col = valid.reshape([m_pad, 1]);
-    let weigh = |d: Tensor| match &wmat {
-        Some(w) => w.dot(&d),
-        None => d * &wt,
+    let weigh = |d: Tensor| match (&wmat, &wt) {
+        (Some(w), _) => w.dot(&d),
+        (None, Some(w)) => d * w,
+        (None, None) => d,
     };
     let fun = |p: &Tensor| {
         let f = model_f.call(&[&xt, p]).remove(0);
@@ -519,9 +560,10 @@ where
         let j = v.pop().expect("two results");
         let f = v.pop().expect("two results");
         let r = valid.select(weigh(f - &yt), 0.0);
-        let jw = match &wmat {
-            Some(w) => w.dot(&j),
-            None => j * wt.reshape([m_pad, 1]),
+        let jw = match (&wmat, &wt) {
+            (Some(w), _) => w.dot(&j),
+            (None, Some(w)) => j * w.reshape([m_pad, 1]),
+            (None, None) => j,
         };
         (r, valid_col.select(jw, 0.0))
     };
@@ -543,14 +585,18 @@ where
             Some(k) => xt.dynamic_slice(&[g.scalar(DType::I64, 0.0), start.clone()], &[k as i64, *c]),
         };
         let ys = yt.dynamic_slice(&[start.clone()], &[*c]);
-        let ws = wt.dynamic_slice(&[start.clone()], &[*c]);
         let mut v = fj.call(&[&xs, p]);
         let j = v.pop().expect("two results");
         let f = v.pop().expect("two results");
-        let ok = ws.gt(0.0);
-        let r = ok.select((f - &ys) * &ws, 0.0);
-        let jw = ok.reshape([*c, 1]).select(j * ws.reshape([*c, 1]), 0.0);
-        (r, jw)
+        let ok = valid_rows(Some(start), *c);
+        let (r, jw) = match &wt {
+            Some(w) => {
+                let ws = w.dynamic_slice(&[start.clone()], &[*c]);
+                ((f - &ys) * &ws, j * ws.reshape([*c, 1]))
+            }
+            None => (f - &ys, j),
+        };
+        (ok.select(r, 0.0), ok.reshape([*c, 1]).select(jw, 0.0))
     };
     let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks { size: *c, count: m_pad / *c, fun_jac: &fun_jac_chunk });
     let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n, chunks };
@@ -559,7 +605,7 @@ where
 }
 
 /// Runs a prepared fit on an executable and applies scipy's covariance rules.
-fn run_curve(exe: &cache::CachedExecutable, data: CurveData, t0: Instant, trace: Duration, compile: Duration) -> Result<CurveFit> {
+fn run_curve(exe: &cache::CachedExecutable, data: CurveData<'_>, t0: Instant, trace: Duration, compile: Duration) -> Result<CurveFit> {
     let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
     let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
     // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
@@ -820,7 +866,7 @@ where
 
 
 impl Plan {
-    fn args_clone_into(&self, args: &mut Vec<HostArg>) {
+    fn args_clone_into(&self, args: &mut Vec<HostArg<'_>>) {
         let a = &self.args;
         SolverArgs {
             p0: a.p0.clone(),

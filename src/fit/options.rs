@@ -97,8 +97,9 @@ pub struct FitOptions {
     /// Walk the data in chunks of this many rows when evaluating the Jacobian (TSQR), so that
     /// the `m × n` Jacobian is never materialised: `None` (default) chunks by 16,384 rows when
     /// there are at least 65,536 points; `Some(0)` never chunks; `Some(c)` always chunks by `c`
-    /// (the point count is padded to a multiple of `c`). A chunked fit returns no Jacobian
-    /// (`jac` is `0 × n`). Not available with a 2-D `sigma`.
+    /// (the point count is padded to a multiple of `c`). A chunked fit returns neither the
+    /// Jacobian (`jac` is `0 × n`) nor the residual vector (`fun` is empty): keeping memory a
+    /// small multiple of the data is the point. Not available with a 2-D `sigma`.
     pub chunk_rows: Option<usize>,
     /// Solver options (method, tolerances, loss, ...).
     pub solver: SolverOptions,

@@ -83,7 +83,7 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 /// the Jacobian at the solution and the SVD of its `R` for the covariance.
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
-    let (m, n) = (pb.m, pb.n);
+    let n = pb.n;
     let eps = f64::EPSILON;
 
     // MINPACK's gnorm: max_j |(Jᵀf)_j| / (‖f‖ ‖J_j‖).
@@ -96,7 +96,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
 
     let init = vec![
         inp.x0.clone(),                              // 0 x
-        g.zeros(DType::F64, [m]),                    // 1 f at x
+        g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
         g.zeros(DType::F64, [pb.jac_rows(), n]),     // 2 J at x
         g.constant(0.0),                             // 3 ‖f‖ at x
         g.zeros(DType::F64, [n]),                    // 4 D
@@ -124,9 +124,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
             let ev = evaluate(pb, x, super::Loss::Linear, &inp.f_scale);
-            let (f, j, r, qtf) = (ev.f, ev.jac, ev.r, ev.qtf);
-            let fnorm_here = norm(&f);
-            let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n])));
+            let (f, j, r, qtf, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.finite);
+            let fnorm_here = (&ev.cost * 2.0).sqrt();
             let nfev = first_pass.select(int(&g, 1), &st[7]);
             let fnorm = first_pass.select(&fnorm_here, &st[3]);
             let acnorm = column_norms(&r);

@@ -58,7 +58,7 @@ pub(crate) struct Problem<'a> {
 
 /// Residuals, Jacobian and factorization at one point.
 pub(crate) struct Evaluation {
-    /// Residuals `[m]` (before the robust loss).
+    /// Residuals `[m]` (before the robust loss), or a `[1]` placeholder when chunked.
     pub f: Tensor,
     /// The loss-scaled Jacobian `[m, n]`, or a `[1, n]` placeholder when chunked.
     pub jac: Tensor,
@@ -68,44 +68,47 @@ pub(crate) struct Evaluation {
     pub qtf: Tensor,
     /// Cost `0.5 Σ rho(f²)`.
     pub cost: Tensor,
+    /// True when residuals, cost and `R` are finite.
+    pub finite: Tensor,
 }
 
 /// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).
 pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tensor) -> Evaluation {
+    use common::{all_finite, is_finite};
+    let n = pb.n;
     let Some(chunks) = &pb.chunks else {
         let (f, j) = (pb.fun_jac)(x);
         let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, f_scale);
         let (r, qtf) = factor(&js, &fs);
-        return Evaluation { f, jac: js, r, qtf, cost };
+        let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n]))).and(&is_finite(&cost));
+        return Evaluation { f, jac: js, r, qtf, cost, finite };
     };
     let g = x.graph().clone();
-    let n = pb.n;
     let k = n + 1;
     let size = chunks.size;
-    // One pass over the data: each chunk's residuals are written into f, and its rows of
-    // [J | f] (loss-scaled) are folded into the running triangle.
+    // One pass over the data: each chunk's rows of [J | f] (loss-scaled) are folded into the
+    // running triangle and its cost is added up; neither J nor f is kept.
     let out = g.while_loop(
-        &[g.scalar(crate::DType::I64, 0.0), g.zeros(crate::DType::F64, [k, k]), g.zeros(crate::DType::F64, [pb.m])],
+        &[g.scalar(crate::DType::I64, 0.0), g.zeros(crate::DType::F64, [k, k]), g.constant(0.0)],
         |st| st[0].lt(chunks.count as f64),
         |st| {
             let start = &st[0] * size as f64;
             let (fc, jc) = (chunks.fun_jac)(x, &start);
-            let f_all = st[2].dynamic_update_slice(&fc, &[start.clone()]);
-            let (fs, js, _) = loss::scale_for_loss(loss, &fc, &jc, f_scale);
+            let (fs, js, cost) = loss::scale_for_loss(loss, &fc, &jc, f_scale);
             let a = g.concat(&[st[1].clone(), g.concat(&[js, fs.reshape([size, 1])], 1)], 0);
-            vec![&st[0] + 1.0, crate::linalg::householder_qr_r(&a), f_all]
+            vec![&st[0] + 1.0, crate::linalg::householder_qr_r(&a), &st[2] + cost]
         },
     );
-    let f = out[2].clone();
-    let cost = loss::cost(loss, &f, f_scale);
     let r_aug = &out[1];
+    let cost = out[2].clone();
     let r = r_aug.slice(&[0, 0], &[n, n]);
     let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
-    Evaluation { f, jac: g.zeros(crate::DType::F64, [1, n]), r, qtf, cost }
+    let finite = is_finite(&cost).and(&all_finite(&r_aug.reshape([k * k])));
+    Evaluation { f: g.zeros(crate::DType::F64, [1]), jac: g.zeros(crate::DType::F64, [1, n]), r, qtf, cost, finite }
 }
 
 impl Problem<'_> {
-    /// Rows of the Jacobian output (`m`, or 1 when chunked).
+    /// Rows of the Jacobian and residual outputs (`m`, or 1 when chunked).
     pub(crate) fn jac_rows(&self) -> i64 {
         if self.chunks.is_some() {
             1

@@ -35,11 +35,10 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let loss = cfg.loss;
     let (lb, ub) = (&inp.lb, &inp.ub);
     let x0 = inp.x0.clone();
-    let m = pb.m;
     let zeros_n = || g.zeros(DType::F64, [n]);
     let init = vec![
         x0.clone(),                                       // 0 x
-        g.zeros(DType::F64, [m]),                         // 1 f at x (unscaled)
+        g.zeros(DType::F64, [pb.jac_rows()]),             // 1 f at x (unscaled)
         g.zeros(DType::F64, [pb.jac_rows(), n]),          // 2 J at x (loss-scaled)
         g.constant(0.0),                                  // 3 cost at x
         zeros_n(),                                        // 4 gradient
@@ -68,12 +67,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
             // The one evaluation of residuals and Jacobian, at the current point.
             let ev = evaluate(pb, x, loss, &inp.f_scale);
-            let (f, js, r, qtf, cost_here) = (ev.f, ev.jac, ev.r, ev.qtf, ev.cost);
+            let (f, js, r, qtf, cost_here, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.cost, ev.finite);
             let grad = r.t().dot(&qtf);
             let nfev = first.select(int(&g, 1), &st[9]);
             let njev = &st[10] + changed.select(1.0, 0.0).convert(DType::I64);
             let cost = first.select(&cost_here, &st[3]);
-            let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n]))).and(&is_finite(&cost_here));
             let (scale, scale_inv) = if cfg.jac_scale {
                 let norms = column_norms(&r);
                 let init = norms.eq(0.0).select(1.0, &norms);
