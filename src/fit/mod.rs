@@ -10,6 +10,9 @@
 //! Input validation happens on the host before anything is traced: bad input is an
 //! [`Error`](crate::Error), never a panic or an XLA abort.
 
+// `!(v > 0.0)` is deliberate throughout: it is true for NaN, which must be rejected too.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod cache;
 pub mod options;
 pub mod result;
@@ -495,10 +498,10 @@ fn prepare<'a>(xdata: &XData<'a>, ydata: ArrayView1<'a, f64>, p0: Option<&[f64]>
         }
     }
     let (x_arg, x_rows) = match xdata {
-        XData::D1(x) => (HostArg::Rows { rows: vec![x.clone()], len: m_pad, fill: None, dims: vec![m_pad as i64] }, None),
+        XData::D1(x) => (HostArg::Rows { rows: vec![*x], len: m_pad, fill: None, dims: vec![m_pad as i64] }, None),
         XData::D2(x) => {
             let k = x.nrows();
-            let rows = (0..k).map(|r| x.clone().index_axis_move(ndarray::Axis(0), r)).collect();
+            let rows = (0..k).map(|r| (*x).index_axis_move(ndarray::Axis(0), r)).collect();
             (HostArg::Rows { rows, len: m_pad, fill: None, dims: vec![k as i64, m_pad as i64] }, Some(k))
         }
     };
@@ -581,17 +584,17 @@ where
     let fun_jac_chunk = |p: &Tensor, start: &Tensor| {
         let (c, fj) = chunk_fj.as_ref().expect("chunked");
         let xs = match spec.x_rows {
-            None => xt.dynamic_slice(&[start.clone()], &[*c]),
+            None => xt.dynamic_slice(std::slice::from_ref(start), &[*c]),
             Some(k) => xt.dynamic_slice(&[g.scalar(DType::I64, 0.0), start.clone()], &[k as i64, *c]),
         };
-        let ys = yt.dynamic_slice(&[start.clone()], &[*c]);
+        let ys = yt.dynamic_slice(std::slice::from_ref(start), &[*c]);
         let mut v = fj.call(&[&xs, p]);
         let j = v.pop().expect("two results");
         let f = v.pop().expect("two results");
         let ok = valid_rows(Some(start), *c);
         let (r, jw) = match &wt {
             Some(w) => {
-                let ws = w.dynamic_slice(&[start.clone()], &[*c]);
+                let ws = w.dynamic_slice(std::slice::from_ref(start), &[*c]);
                 ((f - &ys) * &ws, j * ws.reshape([*c, 1]))
             }
             None => (f - &ys, j),

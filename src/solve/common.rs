@@ -89,7 +89,7 @@ pub(crate) fn solve_trust_region(
     let alpha_upper0 = norm(&suf) / delta;
     let (phi0, dphi0) = phi_and_derivative(&g.constant(0.0), &suf, &s_safe, delta);
     let alpha_lower0 = full_rank.select(-&phi0 / &dphi0, 0.0);
-    let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max(&(lo * up).sqrt());
+    let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max((lo * up).sqrt());
     let use_guess = full_rank.not().and(&initial_alpha.eq(0.0));
     let alpha0 = use_guess.select(guess(&alpha_lower0, &alpha_upper0), initial_alpha);
 
@@ -272,7 +272,7 @@ pub(crate) fn active_constraints(x: &Tensor, lb: &Tensor, ub: &Tensor, rtol: &Te
     let upper_dist = ub - x;
     let lower_thr = rtol * lb.abs().max(1.0);
     let upper_thr = rtol * ub.abs().max(1.0);
-    let lower = finite_bound(lb).and(&lower_dist.le(&upper_dist.min(&lower_thr)));
-    let upper = finite_bound(ub).and(&upper_dist.le(&lower_dist.min(&upper_thr)));
+    let lower = finite_bound(lb).and(&lower_dist.le(upper_dist.min(&lower_thr)));
+    let upper = finite_bound(ub).and(&upper_dist.le(lower_dist.min(&upper_thr)));
     upper.select(1.0, lower.select(-1.0, 0.0)).convert(DType::I64)
 }

@@ -1,5 +1,8 @@
 //! Solver options, with scipy's names, defaults and meanings.
 
+// `!(v > 0.0)` is deliberate throughout: it is true for NaN, which must be rejected too.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::fmt;
 
 use crate::error::{Error, Result};
