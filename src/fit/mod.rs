@@ -8,7 +8,7 @@
 //! the unscaled covariance) comes back from that one execution.
 //!
 //! Input validation happens on the host before anything is traced: bad input is an
-//! [`Error`](crate::Error), never a panic or an XLA abort.
+//! [`Error`], never a panic or an XLA abort.
 
 // `!(v > 0.0)` is deliberate throughout: it is true for NaN, which must be rejected too.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]

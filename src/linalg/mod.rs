@@ -36,7 +36,7 @@
 //! |---|---|---|---|
 //! | [`householder_qr_r`] `1000 × 4` / `1000 × 12` / `80 × 64` | 13 per column | ≈ 0.2 s | 48 / 59 / 130 µs |
 //! | [`householder_qr_r`] `100000 × 4` | 13 per column | ≈ 0.2 s | 1.3 ms |
-//! | [`jacobi_svd`] `8 × 8` / `16 × 16` / `64 × 64` | ≈ 6 per round, 4 rounds per step | 0.35 / 0.45 / 0.7 s | 45 / 90 µs / 5.2 ms |
+//! | [`jacobi_svd()`] `8 × 8` / `16 × 16` / `64 × 64` | ≈ 6 per round, 4 rounds per step | 0.35 / 0.45 / 0.7 s | 45 / 90 µs / 5.2 ms |
 //! | [`solve_upper_triangular`] `8 × 8` / `64 × 64` | 4 per row | 45 / 75 ms | 22 / 25 µs |
 //! | [`cholesky`] `8 × 8` / `64 × 64` | 6 per column | ≈ 0.1 s | 41 / 82 µs |
 //!

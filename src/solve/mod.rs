@@ -1,8 +1,8 @@
 //! The solvers, written as graph code: the whole iteration of a fit is one `stablehlo.while`.
 //!
-//! [`trf`] implements the Trust Region Reflective method of Branch, Coleman & Li (1999) as
+//! The `trf` module implements the Trust Region Reflective method of Branch, Coleman & Li (1999) as
 //! scipy's `least_squares(method='trf', tr_solver='exact')` does, for bounded and unbounded
-//! problems and robust losses. [`lm`] implements Levenberg–Marquardt as in MINPACK's `lmder`
+//! problems and robust losses. The `lm` module implements Levenberg–Marquardt as in MINPACK's `lmder`
 //! (Moré 1978), with the Levenberg–Marquardt parameter found from an SVD instead of a pivoted
 //! QR (the same secular equation, solved the same way).
 //!
