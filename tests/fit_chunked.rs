@@ -100,3 +100,18 @@ fn automatic_chunking_at_large_m() {
         assert_same(&auto, &whole, &format!("{method} 100k"));
     }
 }
+
+#[test]
+fn chunked_fitter_takes_smaller_datasets() {
+    use nlsq::fit::CurveFitter;
+    let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
+    let fitter = CurveFitter::new(expr.model(), None, 70_000, 3, FitOptions::default()).unwrap();
+    assert_eq!(fitter.capacity() % 16_384, 0);
+    for m in [70_000usize, 20_000, 500] {
+        let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
+        let y: Vec<f64> = x.iter().enumerate().map(|(i, &x)| 1.5 * (-0.7 * x).exp() + 0.2 + 0.01 * noise(i)).collect();
+        let a = fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).unwrap();
+        let b = curve_fit(&expr.model(), &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_chunk_rows(0)).unwrap();
+        assert_same(&a, &b, &format!("fitter m={m}"));
+    }
+}

@@ -1,7 +1,7 @@
 //! Compile once per shape: the executable cache, in memory and on disk.
 //!
 //! **Key.** sha256 over the emitted program text, the encoded compile options, and the
-//! plugin's identity (platform name and version, C API version, and the plugin file's sha256
+//! plugin's identity (platform name and version, C API version, `XLA_FLAGS`, and the plugin file's sha256
 //! for the pinned plugin or its canonical path, size and modification time for a plugin given
 //! with `NLSQ_PJRT_PLUGIN`). Programs are deterministic, so two models that trace to the same
 //! program share an entry, and anything that changes the program changes the key. The dtype is
@@ -56,7 +56,9 @@ impl CacheKey {
 fn plugin_identity(client: &Client) -> Vec<u8> {
     let plugin = client.plugin();
     let (major, minor) = plugin.api_version();
-    let mut id = format!("{}\n{}\n{major}.{minor}\n", client.platform_name(), client.platform_version());
+    // XLA_FLAGS change the compiled code (the plugin reads them when it starts).
+    let flags = std::env::var("XLA_FLAGS").unwrap_or_default();
+    let mut id = format!("{}\n{}\n{major}.{minor}\nXLA_FLAGS={flags}\n", client.platform_name(), client.platform_version());
     match crate::runtime::plugin_location().ok().and_then(|p| p.sha256.filter(|_| p.plugin == plugin.path())) {
         Some(sha) => id.push_str(&sha),
         None => {

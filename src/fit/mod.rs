@@ -403,7 +403,15 @@ struct CurveData<'a> {
 }
 
 /// Validates the inputs and lays them out for a program with `m_pad` rows (`None`: choose).
-fn prepare<'a>(xdata: &XData<'a>, ydata: ArrayView1<'a, f64>, p0: Option<&[f64]>, options: &FitOptions, m_pad: Option<usize>) -> Result<CurveData<'a>> {
+/// `fixed`: the rows and chunking of an existing program (a [`CurveFitter`]'s), or `None` to
+/// choose them from the data.
+fn prepare<'a>(
+    xdata: &XData<'a>,
+    ydata: ArrayView1<'a, f64>,
+    p0: Option<&[f64]>,
+    options: &FitOptions,
+    fixed: Option<(usize, Option<usize>)>,
+) -> Result<CurveData<'a>> {
     let m = ydata.len();
     if xdata.len() != m {
         return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
@@ -433,16 +441,17 @@ fn prepare<'a>(xdata: &XData<'a>, ydata: ArrayView1<'a, f64>, p0: Option<&[f64]>
     let n = plan.n;
     let rows = m.max(n + 1);
     let cov_sigma = matches!(options.sigma, Some(Sigma::Cov(_)));
-    let chunk = match options.chunk_rows {
-        Some(0) => None,
-        Some(c) => Some(c),
-        None if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(AUTO_CHUNK_ROWS),
-        None => None,
+    let chunk = match (fixed, options.chunk_rows) {
+        (Some((_, chunk)), _) => chunk,
+        (None, Some(0)) => None,
+        (None, Some(c)) => Some(c),
+        (None, None) if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(AUTO_CHUNK_ROWS),
+        (None, None) => None,
     };
     if chunk.is_some() && cov_sigma {
         return Err(Error::InvalidOption { field: "chunk_rows", value: format!("{chunk:?}"), constraint: "0 (no chunking) with a 2-D sigma" });
     }
-    let m_pad = match m_pad {
+    let m_pad = match fixed.map(|f| f.0) {
         Some(cap) if cap < rows => {
             return Err(invalid("ydata", format!("{m} points (with {n} parameters) do not fit a fitter built for {} rows", cap)))
         }
@@ -855,7 +864,7 @@ where
         options: &FitOptions,
     ) -> Result<CurveFit> {
         let t0 = Instant::now();
-        let data = prepare(&xdata.into(), ydata.into(), p0, options, Some(self.spec.m_pad))?;
+        let data = prepare(&xdata.into(), ydata.into(), p0, options, Some((self.spec.m_pad, self.spec.chunk)))?;
         if data.spec != self.spec {
             return Err(Error::InvalidOption {
                 field: "options",
