@@ -13,6 +13,7 @@
 // `!(v > 0.0)` is deliberate throughout: it is true for NaN, which must be rejected too.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod batch;
 pub mod cache;
 pub mod options;
 pub mod result;
@@ -183,6 +184,14 @@ fn outputs_list(o: &solve::Outputs) -> [&Tensor; 15] {
     [
         &o.x, &o.cost, &o.fun, &o.jac, &o.grad, &o.optimality, &o.active_mask, &o.nfev, &o.njev, &o.nit, &o.status,
         &o.history, &o.initial_cost, &o.cov, &o.rank,
+    ]
+}
+
+/// The outputs a batch keeps per problem (all but the Jacobian), in `batch::trace_batch` order.
+fn outputs_list_batch(o: &solve::Outputs) -> [&Tensor; 14] {
+    [
+        &o.x, &o.cost, &o.fun, &o.grad, &o.optimality, &o.active_mask, &o.nfev, &o.njev, &o.nit, &o.status, &o.history,
+        &o.initial_cost, &o.cov, &o.rank,
     ]
 }
 

@@ -1,0 +1,463 @@
+//! Batched fitting: `B` independent problems sharing one model and one padded length, in one
+//! executable per chunk of problems.
+//!
+//! # Design (current)
+//!
+//! The program traces the **unbatched** solver of [`curve_fit`](super::curve_fit) once, inside
+//! an outer `stablehlo.while` over the problems of a chunk: iteration `b` slices problem
+//! `b`'s data, starting point, bounds, weights and valid length out of the `[C, …]` inputs,
+//! runs the whole solver on it, and writes its results into row `b` of the `[C, …]` outputs.
+//! Every problem therefore keeps its own trust radius, iteration count and termination status,
+//! and gets exactly the arithmetic of a single fit (same traced code; only the padded length
+//! can differ, in a ragged batch). The number of problems in a chunk is a runtime input, so
+//! one executable (compiled for a capacity `C`) serves every chunk of up to `C` problems.
+//!
+//! This removes the per-fit host overhead (validation, uploads, one `Execute` per fit) but
+//! not the per-kernel cost of the solver's loops: the problems run one after another on the
+//! device. A batch-polymorphic solver (leading batch axis on the solver state, per-problem
+//! masks) is the planned next step for throughput; see the module's tests for the equality
+//! contract that any such rewrite must keep.
+
+use std::time::{Duration, Instant};
+
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+
+use super::{bucket, cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan, Timings, HISTORY_LEN};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Params, Program, Tensor, TensorType};
+use crate::solve::termination::NONFINITE_START;
+use crate::solve::{self, Config, Inputs, Status};
+use crate::types::DType;
+
+/// Default number of problems per execution.
+pub const DEFAULT_BATCH_CHUNK: usize = 1024;
+
+/// The x values of a batch.
+#[derive(Clone, Copy, Debug)]
+pub enum BatchX<'a> {
+    /// One x vector `[m]` shared by all problems.
+    Shared(ArrayView1<'a, f64>),
+    /// One row per problem `[B, m]`.
+    PerProblem(ArrayView2<'a, f64>),
+}
+
+/// The data of a batch of problems (see [`curve_fit_batch`]).
+#[derive(Clone, Debug)]
+pub struct Batch<'a> {
+    x: BatchX<'a>,
+    y: ArrayView2<'a, f64>,
+    p0: ArrayView2<'a, f64>,
+    lengths: Option<Vec<usize>>,
+    bounds: Option<(ArrayView2<'a, f64>, ArrayView2<'a, f64>)>,
+    sigma: Option<ArrayView2<'a, f64>>,
+    chunk: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// `B` problems with ydata `y [B, m]` and starting points `p0 [B, n]`, sharing `x [m]`.
+    pub fn shared_x(x: ArrayView1<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
+        Batch { x: BatchX::Shared(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK }
+    }
+
+    /// `B` problems with their own `x [B, m]`.
+    pub fn new(x: ArrayView2<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
+        Batch { x: BatchX::PerProblem(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK }
+    }
+
+    /// Ragged batch: problem `b` uses the first `lengths[b]` points of its rows.
+    pub fn with_lengths(mut self, lengths: impl Into<Vec<usize>>) -> Self {
+        self.lengths = Some(lengths.into());
+        self
+    }
+
+    /// Per-problem bounds `[B, n]` each (overrides `FitOptions::bounds`).
+    pub fn with_bounds(mut self, lower: ArrayView2<'a, f64>, upper: ArrayView2<'a, f64>) -> Self {
+        self.bounds = Some((lower, upper));
+        self
+    }
+
+    /// Per-problem standard deviations `[B, m]` (1-D sigma of each problem).
+    pub fn with_sigma(mut self, sigma: ArrayView2<'a, f64>) -> Self {
+        self.sigma = Some(sigma);
+        self
+    }
+
+    /// Problems per execution (default [`DEFAULT_BATCH_CHUNK`]); larger batches are split.
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
+    /// Number of problems.
+    pub fn len(&self) -> usize {
+        self.y.nrows()
+    }
+
+    /// True when there are no problems.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn x_row(&self, b: usize, len: usize) -> ArrayView1<'a, f64> {
+        match self.x {
+            BatchX::Shared(x) => x.slice_move(s![..len]),
+            BatchX::PerProblem(x) => x.index_axis_move(ndarray::Axis(0), b).slice_move(s![..len]),
+        }
+    }
+}
+
+/// One validated problem of a batch.
+struct Prepared {
+    index: usize,
+    m: usize,
+    plan: Plan,
+    weights: Option<Vec<f64>>,
+}
+
+/// Program shape of a batch chunk.
+#[derive(Clone, Debug, PartialEq)]
+struct BatchSpec {
+    capacity: usize,
+    m_pad: usize,
+    n: usize,
+    shared_x: bool,
+    weighted: bool,
+    config: Config,
+}
+
+/// Fits every problem of `batch` with `model`, like calling [`curve_fit`](super::curve_fit)
+/// on each (same options: method, loss, tolerances, `absolute_sigma`, shared bounds unless the
+/// batch has its own), but in one execution per chunk of problems.
+///
+/// Returns one result per problem, in order: a problem with invalid input, or whose model is
+/// not finite at its `p0`, gets the same error a single fit would, without affecting the
+/// others. Batch-level problems (shape mismatches, a 2-D `sigma` in `options`, chunking
+/// options) are an outer error.
+///
+/// Differences from single fits: `result.jac` is empty (`0 × n`), and in a batch mixing
+/// bounded and unbounded problems all run the bounded TRF code path. All problems must resolve
+/// to the same method.
+pub fn curve_fit_batch<M>(model: &M, batch: &Batch<'_>, options: &FitOptions) -> Result<Vec<Result<CurveFit>>>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let t0 = Instant::now();
+    let nb = batch.len();
+    let (m_all, n) = (batch.y.ncols(), batch.p0.ncols());
+    if batch.p0.nrows() != nb {
+        return Err(invalid("p0", format!("has {} rows but y has {nb}", batch.p0.nrows())));
+    }
+    match batch.x {
+        BatchX::Shared(x) if x.len() != m_all => return Err(invalid("xdata", format!("has {} points but y rows have {m_all}", x.len()))),
+        BatchX::PerProblem(x) if x.dim() != (nb, m_all) => {
+            return Err(invalid("xdata", format!("is {:?} but y is {:?}", x.dim(), batch.y.dim())))
+        }
+        _ => {}
+    }
+    if let Some(l) = &batch.lengths {
+        if l.len() != nb {
+            return Err(invalid("lengths", format!("has {} values for {nb} problems", l.len())));
+        }
+    }
+    if let Some((lo, hi)) = &batch.bounds {
+        if lo.dim() != (nb, n) || hi.dim() != (nb, n) {
+            return Err(invalid("bounds", format!("must be [{nb}, {n}] each")));
+        }
+    }
+    if let Some(sg) = &batch.sigma {
+        if sg.dim() != (nb, m_all) {
+            return Err(invalid("sigma", format!("is {:?} but y is {:?}", sg.dim(), batch.y.dim())));
+        }
+    }
+    if options.sigma.is_some() {
+        return Err(Error::InvalidOption { field: "sigma", value: "set".into(), constraint: "unset for a batch (use Batch::with_sigma)" });
+    }
+
+    // Per-problem validation, as a single fit would do it.
+    let mut results: Vec<Option<Result<CurveFit>>> = (0..nb).map(|_| None).collect();
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(nb);
+    for b in 0..nb {
+        let m = batch.lengths.as_ref().map_or(m_all, |l| l[b]);
+        let r = (|| -> Result<Prepared> {
+            if m == 0 {
+                return Err(invalid("ydata", "no data points"));
+            }
+            if m > m_all {
+                return Err(invalid("lengths", format!("{m} is more than the {m_all} columns of y")));
+            }
+            let y = batch.y.row(b).slice_move(s![..m]);
+            if options.check_finite {
+                check_all_finite("xdata", batch.x_row(b, m).iter().copied())?;
+                check_all_finite("ydata", y.iter().copied())?;
+            }
+            let mut opts = options.clone();
+            if let Some((lo, hi)) = &batch.bounds {
+                opts.bounds = Some((lo.row(b).to_vec(), hi.row(b).to_vec()));
+            }
+            let p0 = batch.p0.row(b).to_vec();
+            let plan = plan(p0, m, &opts)?;
+            let weights = match &batch.sigma {
+                None => None,
+                Some(sg) => {
+                    let mut w = Vec::with_capacity(m);
+                    for (i, &v) in sg.row(b).slice(s![..m]).iter().enumerate() {
+                        if !(v > 0.0) || !v.is_finite() {
+                            return Err(invalid("sigma", format!("sigma[{i}] = {v}: must be finite and > 0")));
+                        }
+                        w.push(1.0 / v);
+                    }
+                    Some(w)
+                }
+            };
+            Ok(Prepared { index: b, m, plan, weights })
+        })();
+        match r {
+            Ok(p) => prepared.push(p),
+            Err(e) => results[b] = Some(Err(e)),
+        }
+    }
+
+    if !prepared.is_empty() {
+        // Shared program configuration: bounded if any problem is.
+        let bounded = prepared.iter().any(|p| p.plan.config.bounded);
+        let method = prepared[0].plan.method;
+        if prepared.iter().any(|p| p.plan.method != method) {
+            return Err(Error::InvalidOption { field: "method", value: "mixed".into(), constraint: "one method for the whole batch (set it, or give all problems bounds or none)" });
+        }
+        let mut config = prepared[0].plan.config.clone();
+        config.bounded = bounded;
+        let rows = prepared.iter().map(|p| p.m.max(n + 1)).max().unwrap_or(n + 1);
+        let m_pad = if options.bucket { bucket(rows) } else { rows };
+        let capacity = prepared.len().next_power_of_two().min(batch.chunk);
+        let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
+        let program = trace_batch(model, &spec)?;
+        let trace = t0.elapsed();
+        let exe = cache::executable(&program.text)?;
+        let compile = exe.load_time;
+        for chunk in prepared.chunks(capacity) {
+            let fits = run_chunk(&exe, &spec, batch, chunk, options.absolute_sigma, t0, trace, compile)?;
+            for (p, f) in chunk.iter().zip(fits) {
+                results[p.index] = Some(f);
+            }
+        }
+    }
+    Ok(results.into_iter().map(|r| r.expect("every problem has a result")).collect())
+}
+
+/// The program of a chunk: an outer loop over the problems, each solved by the unbatched
+/// solver on its row of the inputs.
+fn trace_batch<M>(model: &M, spec: &BatchSpec) -> Result<Program>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
+    let g = Graph::new();
+    let xs = if spec.shared_x { g.parameter("x", DType::F64, [m_pad]) } else { g.parameter("x", DType::F64, [c, m_pad]) };
+    let ys = g.parameter("y", DType::F64, [c, m_pad]);
+    let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
+    let p0s = g.parameter("p0", DType::F64, [c, n]);
+    let lbs = g.parameter("lower", DType::F64, [c, n]);
+    let ubs = g.parameter("upper", DType::F64, [c, n]);
+    let x_scale = g.parameter("x_scale", DType::F64, [n]);
+    let scalar = |name: &str| g.parameter(name, DType::F64, []);
+    let (ftol, xtol, gtol, f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
+    let max_nfev = g.parameter("max_nfev", DType::I64, []);
+    let m_valids = g.parameter("m_valid", DType::F64, [c]);
+    let count = g.parameter("count", DType::I64, []);
+
+    let x_ty = TensorType::new(DType::F64, [m_pad]);
+    let model_f = g.model_function("model", model, x_ty.clone(), n)?;
+    let model_fj = g.model_jac_function("model_jac", model, x_ty, n)?;
+    let h = spec.config.history;
+    let f64z = |shape: Vec<i64>| g.zeros(DType::F64, shape);
+    let i64z = |shape: Vec<i64>| g.zeros(DType::I64, shape);
+    let init = vec![
+        g.scalar(DType::I64, 0.0), // 0 b
+        f64z(vec![c, n]),          // 1 x
+        f64z(vec![c]),             // 2 cost
+        f64z(vec![c, m_pad]),      // 3 fun
+        f64z(vec![c, n]),          // 4 grad
+        f64z(vec![c]),             // 5 optimality
+        i64z(vec![c, n]),          // 6 active mask
+        i64z(vec![c]),             // 7 nfev
+        i64z(vec![c]),             // 8 njev
+        i64z(vec![c]),             // 9 nit
+        i64z(vec![c]),             // 10 status
+        f64z(vec![c, h]),          // 11 history
+        f64z(vec![c]),             // 12 initial cost
+        f64z(vec![c, n, n]),       // 13 cov
+        i64z(vec![c]),             // 14 rank
+    ];
+    let out = g.while_loop(
+        &init,
+        |st| st[0].lt(&count),
+        |st| {
+            let b = &st[0];
+            let xt = if spec.shared_x { xs.clone() } else { xs.at(b) };
+            let yt = ys.at(b);
+            let wt = ws.as_ref().map(|w| w.at(b));
+            let m_valid = m_valids.at(b);
+            let valid = g.iota(DType::F64, [m_pad], 0).lt(&m_valid);
+            let valid_col = valid.reshape([m_pad, 1]);
+            let fun = |p: &Tensor| {
+                let f = model_f.call(&[&xt, p]).remove(0);
+                let d = f - &yt;
+                let d = match &wt {
+                    Some(w) => d * w,
+                    None => d,
+                };
+                valid.select(d, 0.0)
+            };
+            let fun_jac = |p: &Tensor| {
+                let mut v = model_fj.call(&[&xt, p]);
+                let j = v.pop().expect("two results");
+                let f = v.pop().expect("two results");
+                let (r, jw) = match &wt {
+                    Some(w) => ((f - &yt) * w, j * w.reshape([m_pad, 1])),
+                    None => (f - &yt, j),
+                };
+                (valid.select(r, 0.0), valid_col.select(jw, 0.0))
+            };
+            let inputs = Inputs {
+                x0: p0s.at(b),
+                lb: lbs.at(b),
+                ub: ubs.at(b),
+                x_scale: x_scale.clone(),
+                ftol: ftol.clone(),
+                xtol: xtol.clone(),
+                gtol: gtol.clone(),
+                f_scale: f_scale.clone(),
+                max_nfev: max_nfev.clone(),
+                m_valid,
+            };
+            let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n, chunks: None };
+            let o = solve::solve(&problem, &inputs, &spec.config);
+            let vals = outputs_list_batch(&o);
+            let mut next = vec![b + 1.0];
+            for (k, v) in vals.iter().enumerate() {
+                next.push(st[k + 1].set(b, v));
+            }
+            next
+        },
+    );
+    g.finish(out[1..].iter())
+}
+
+/// Uploads one chunk, runs it, and reads the results of its problems.
+#[allow(clippy::too_many_arguments)]
+fn run_chunk<'a>(
+    exe: &cache::CachedExecutable,
+    spec: &BatchSpec,
+    batch: &Batch<'a>,
+    chunk: &[Prepared],
+    absolute_sigma: bool,
+    t0: Instant,
+    trace: Duration,
+    compile: Duration,
+) -> Result<Vec<Result<CurveFit>>> {
+    let (c, m_pad, n) = (spec.capacity, spec.m_pad, spec.n);
+    let k = chunk.len();
+    // Slots past `k` repeat the first problem; the loop never reaches them.
+    let slot = |i: usize| &chunk[if i < k { i } else { 0 }];
+    let mut args: Vec<HostArg<'a>> = Vec::new();
+    let x_arg = match batch.x {
+        BatchX::Shared(x) => HostArg::Rows { rows: vec![x], len: m_pad, fill: None, dims: vec![m_pad as i64] },
+        BatchX::PerProblem(_) => {
+            let rows = (0..c).map(|i| { let p = slot(i); batch.x_row(p.index, p.m) }).collect();
+            HostArg::Rows { rows, len: m_pad, fill: None, dims: vec![c as i64, m_pad as i64] }
+        }
+    };
+    args.push(x_arg);
+    let yrows = (0..c).map(|i| { let p = slot(i); batch.y.index_axis_move(ndarray::Axis(0), p.index).slice_move(s![..p.m]) }).collect();
+    args.push(HostArg::Rows { rows: yrows, len: m_pad, fill: Some(0.0), dims: vec![c as i64, m_pad as i64] });
+    if spec.weighted {
+        let mut w = Vec::with_capacity(c * m_pad);
+        for i in 0..c {
+            let p = slot(i);
+            w.extend_from_slice(p.weights.as_deref().unwrap_or(&[]));
+            w.resize((i + 1) * m_pad, 0.0);
+        }
+        args.push(HostArg::F64(w, vec![c as i64, m_pad as i64]));
+    }
+    let per = |f: &dyn Fn(&Plan) -> &Vec<f64>| {
+        let mut v = Vec::with_capacity(c * n);
+        for i in 0..c {
+            v.extend_from_slice(f(&slot(i).plan));
+        }
+        HostArg::F64(v, vec![c as i64, n as i64])
+    };
+    args.push(per(&|p| &p.args.p0));
+    args.push(per(&|p| &p.args.lb));
+    args.push(per(&|p| &p.args.ub));
+    let a0 = &chunk[0].plan.args;
+    args.push(HostArg::F64(a0.x_scale.clone(), vec![n as i64]));
+    for v in [a0.ftol, a0.xtol, a0.gtol, a0.f_scale] {
+        args.push(HostArg::F64(vec![v], vec![]));
+    }
+    args.push(HostArg::I64(a0.max_nfev));
+    args.push(HostArg::F64((0..c).map(|i| slot(i).plan.args.m_valid).collect(), vec![c as i64]));
+    args.push(HostArg::I64(k as i64));
+
+    let t2 = Instant::now();
+    let executable = &exe.executable;
+    let client = executable.client().clone();
+    let buffers = args.into_iter().map(|a| a.upload(&client)).collect::<Result<Vec<_>>>()?;
+    let refs: Vec<_> = buffers.iter().collect();
+    let out = executable.execute(&refs)?;
+    let f64s = |i: usize| out[i].to_vec::<f64>();
+    let i64s = |i: usize| out[i].to_vec::<i64>();
+    let (x, cost, fun, grad, optimality) = (f64s(0)?, f64s(1)?, f64s(2)?, f64s(3)?, f64s(4)?);
+    let (active, nfev, njev, nit, status) = (i64s(5)?, i64s(6)?, i64s(7)?, i64s(8)?, i64s(9)?);
+    let (history, initial_cost, cov, rank) = (f64s(10)?, f64s(11)?, f64s(12)?, i64s(13)?);
+    let execute = t2.elapsed();
+    let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
+    let h = spec.config.history as usize;
+    let mut fits = Vec::with_capacity(k);
+    for (i, p) in chunk.iter().enumerate() {
+        if status[i] == NONFINITE_START {
+            fits.push(Err(invalid("p0", "the residuals (or the Jacobian) are not finite at the initial point")));
+            continue;
+        }
+        let Some(st) = Status::from_code(status[i]) else {
+            fits.push(Err(invalid("status", format!("solver ended with unknown status {}", status[i]))));
+            continue;
+        };
+        let m = p.m;
+        let result = FitResult {
+            x: Array1::from(x[i * n..(i + 1) * n].to_vec()),
+            cost: cost[i],
+            fun: Array1::from(fun[i * m_pad..i * m_pad + m].to_vec()),
+            jac: Array2::zeros((0, n)),
+            grad: Array1::from(grad[i * n..(i + 1) * n].to_vec()),
+            optimality: optimality[i],
+            active_mask: Array1::from(active[i * n..(i + 1) * n].to_vec()),
+            nfev: nfev[i] as usize,
+            njev: njev[i] as usize,
+            nit: nit[i] as usize,
+            status: st,
+            initial_cost: initial_cost[i],
+            history: history[i * h..(i + 1) * h].iter().copied().take((nit[i] as usize + 1).min(HISTORY_LEN as usize)).collect(),
+            rank: rank[i] as usize,
+            method: p.plan.method,
+            loss: p.plan.loss,
+            timings: Timings { trace, compile, execute, total: t0.elapsed() },
+            executable: exe.source,
+            device: device.clone(),
+        };
+        let mut pcov = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec()).map_err(|e| invalid("cov", e.to_string()))?;
+        if !absolute_sigma {
+            if m > n {
+                let s_sq = 2.0 * result.cost / (m - n) as f64;
+                pcov.mapv_inplace(|v| v * s_sq);
+            } else {
+                pcov.fill(f64::INFINITY);
+            }
+        }
+        if pcov.iter().any(|v| v.is_nan()) {
+            pcov.fill(f64::INFINITY);
+        }
+        let perr = pcov.diag().mapv(|v| v.sqrt());
+        fits.push(Ok(CurveFit { popt: result.x.clone(), pcov, perr, result }));
+    }
+    Ok(fits)
+}
