@@ -5,6 +5,7 @@
 //! compare_workloads warm  X.bin Y.bin METHOD REPEATS   # median of warm fits (executable reused)
 //! compare_workloads first X.bin Y.bin METHOD           # the first fit of this process
 //! compare_workloads lengths DIR COUNT METHOD           # DIR/len_{i}_x.bin, len_{i}_y.bin, i < COUNT
+//! compare_workloads batch X.bin Y.bin METHOD REPEATS B  # B curves: shared x [m], y [B, m] (row-major)
 //! ```
 
 use std::time::Instant;
@@ -106,7 +107,41 @@ fn main() -> Result<()> {
                 })
             );
         }
-        _ => bail!("usage: compare_workloads warm|first|lengths ..."),
+        Some("batch") => {
+            let (x, y) = (read_f64(&args[1])?, read_f64(&args[2])?);
+            let repeats: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
+            let nb: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(1000);
+            let m = x.len();
+            if y.len() != nb * m {
+                bail!("y has {} values, expected {nb} x {m}", y.len());
+            }
+            let x = ndarray::Array1::from(x);
+            let y = ndarray::Array2::from_shape_vec((nb, m), y)?;
+            let p0 = ndarray::Array2::from_shape_fn((nb, 3), |(_, j)| p0[j]);
+            let batch = nlsq::fit::batch::Batch::shared_x(x.view(), y.view(), p0.view());
+            let t = Instant::now();
+            let first = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts)?;
+            let first_s = t.elapsed().as_secs_f64();
+            let mut times = Vec::new();
+            let mut last = first;
+            for _ in 0..repeats {
+                let t = Instant::now();
+                last = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts)?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            let ok = last.iter().filter(|f| f.as_ref().map(|f| f.success()).unwrap_or(false)).count();
+            let popts: Vec<Vec<f64>> = last.iter().map(|f| f.as_ref().map(|f| f.popt.to_vec()).unwrap_or_default()).collect();
+            let nfev: usize = last.iter().map(|f| f.as_ref().map(|f| f.result.nfev).unwrap_or(0)).sum();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": "batch", "m": m, "count": nb, "method": method.to_string(),
+                    "first_s": first_s, "median_s": if times.is_empty() { first_s } else { median(times) },
+                    "converged": ok, "total_nfev": nfev, "popts": popts,
+                })
+            );
+        }
+        _ => bail!("usage: compare_workloads warm|first|lengths|batch ..."),
     }
     Ok(())
 }
