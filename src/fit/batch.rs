@@ -230,7 +230,11 @@ where
         let m_pad = if options.bucket { bucket(rows) } else { rows };
         let capacity = prepared.len().next_power_of_two().min(batch.chunk);
         let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
-        let program = trace_batch(model, &spec)?;
+        let program = if spec.config.method == crate::solve::Method::Lm && !batch_sequential() {
+            trace_batch_lm(model, &spec)?
+        } else {
+            trace_batch(model, &spec)?
+        };
         let trace = t0.elapsed();
         let exe = cache::executable(&program.text)?;
         let compile = exe.load_time;
@@ -460,4 +464,83 @@ fn run_chunk<'a>(
         fits.push(Ok(CurveFit { popt: result.x.clone(), pcov, perr, result }));
     }
     Ok(fits)
+}
+
+/// `NLSQ_BATCH_SEQUENTIAL=1` forces the sequential (one problem after another) program for lm too.
+fn batch_sequential() -> bool {
+    std::env::var("NLSQ_BATCH_SEQUENTIAL").is_ok_and(|v| v == "1")
+}
+
+/// The batch-polymorphic LM program: all problems advance together (`solve::lm_batch`).
+fn trace_batch_lm<M>(model: &M, spec: &BatchSpec) -> Result<Program>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
+    let g = Graph::new();
+    let x_ty = if spec.shared_x { TensorType::new(DType::F64, [m_pad]) } else { TensorType::new(DType::F64, [c, m_pad]) };
+    let xs = g.parameter("x", DType::F64, x_ty.dims().to_vec());
+    let ys = g.parameter("y", DType::F64, [c, m_pad]);
+    let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
+    let p0s = g.parameter("p0", DType::F64, [c, n]);
+    let _lbs = g.parameter("lower", DType::F64, [c, n]);
+    let _ubs = g.parameter("upper", DType::F64, [c, n]);
+    let x_scale = g.parameter("x_scale", DType::F64, [n]);
+    let scalar = |name: &str| g.parameter(name, DType::F64, []);
+    let (ftol, xtol, gtol, _f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
+    let max_nfev = g.parameter("max_nfev", DType::I64, []);
+    let m_valids = g.parameter("m_valid", DType::F64, [c]);
+    let count = g.parameter("count", DType::I64, []);
+
+    let p_ty = TensorType::new(DType::F64, [c, n]);
+    let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
+    let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| vec![eval(&a[0], &a[1])])?;
+    let mut jac_err = None;
+    let model_fj = g.function("model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
+        let f = eval(&a[0], &a[1]);
+        let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
+        match crate::graph::jvp(&[f.clone()], &[(a[1].clone(), seeds)]) {
+            Ok(mut t) => vec![f, t.remove(0).transpose(&[1, 2, 0])],
+            Err(e) => {
+                jac_err = Some(e);
+                Vec::new()
+            }
+        }
+    })?;
+    if let Some(e) = jac_err {
+        return Err(e);
+    }
+    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(&m_valids.reshape([c, 1]));
+    let valid3 = valid.reshape([c, m_pad, 1]);
+    let fun = |p: &Tensor| {
+        let d = model_f.call(&[&xs, p]).remove(0) - &ys;
+        let d = match &ws {
+            Some(w) => d * w,
+            None => d,
+        };
+        valid.select(d, 0.0)
+    };
+    let fun_jac = |p: &Tensor| {
+        let mut v = model_fj.call(&[&xs, p]);
+        let j = v.pop().expect("two results");
+        let f = v.pop().expect("two results");
+        let (r, jw) = match &ws {
+            Some(w) => ((f - &ys) * w, j * w.reshape([c, m_pad, 1])),
+            None => (f - &ys, j),
+        };
+        (valid.select(r, 0.0), valid3.select(jw, 0.0))
+    };
+    let inputs = solve::lm_batch::BatchInputs {
+        x0: p0s,
+        x_scale,
+        ftol,
+        xtol,
+        gtol,
+        max_nfev,
+        m_valid: m_valids,
+        active: g.iota(DType::I64, [c], 0).lt(&count),
+    };
+    let problem = solve::lm_batch::BatchProblem { fun: &fun, fun_jac: &fun_jac, b: c, m: m_pad, n };
+    let out = solve::lm_batch::solve(&problem, &inputs, spec.config.jac_scale, spec.config.history);
+    g.finish(out.list.iter())
 }

@@ -49,6 +49,21 @@ impl Params {
         Params { vector: p.clone(), elems, poison }
     }
 
+    /// Parameters of a batch of problems: `p` is `[B, n]` and element `i` is its column
+    /// `i` as a `[B, 1]` tensor, so that an elementwise model of `x [m]` (or `[B, m]`)
+    /// evaluates all problems at once as a `[B, m]` result.
+    pub fn from_columns(p: &Tensor) -> Params {
+        let g = p.graph();
+        let ty = p.ty();
+        let poison = g.poison(TensorType::scalar(ty.dtype));
+        if ty.rank() != 2 {
+            g.record(Error::InvalidOp { op: "params", reason: format!("batched parameters must be [B, n], got {ty}") });
+            return Params { vector: p.clone(), elems: Vec::new(), poison };
+        }
+        let elems = (0..ty.dims()[1]).map(|i| p.slice_axis(1, i, i + 1)).collect();
+        Params { vector: p.clone(), elems, poison }
+    }
+
     /// Number of parameters.
     pub fn len(&self) -> usize {
         self.elems.len()

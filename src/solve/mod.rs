@@ -21,6 +21,7 @@
 pub(crate) mod common;
 pub mod loss;
 pub(crate) mod lm;
+pub(crate) mod lm_batch;
 pub mod options;
 pub mod termination;
 pub(crate) mod trf;
