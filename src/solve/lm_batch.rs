@@ -77,13 +77,18 @@ fn pick(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
 }
 
 /// `a [B, r, k] · x [B, k] -> [B, r]`.
+///
+/// Written as a product and a reduction rather than a batched `dot_general`: XLA:CPU runs
+/// tiny batched matrix products one batch element at a time, while this fuses into one loop.
 fn mv(a: &Tensor, x: &Tensor) -> Tensor {
-    a.dot_general(x, &[0], &[0], &[2], &[1])
+    let d = x.dims();
+    (a * x.reshape([d[0], 1, d[1]])).reduce_sum(&[2])
 }
 
 /// `a [B, k, r]ᵀ · x [B, k] -> [B, r]`.
 fn mtv(a: &Tensor, x: &Tensor) -> Tensor {
-    a.dot_general(x, &[0], &[0], &[1], &[1])
+    let d = x.dims();
+    (a * x.reshape([d[0], d[1], 1])).reduce_sum(&[1])
 }
 
 fn norm(v: &Tensor) -> Tensor {
@@ -99,36 +104,38 @@ fn column_norms(r: &Tensor) -> Tensor {
     r.square().reduce_sum(&[1]).sqrt()
 }
 
-/// `R [B, k, k]` of the Householder QR of each `A [B, m, k]` (as `linalg::householder_qr_r`).
+/// `R [B, k, k]` of the Householder QR of each `A [B, m, k]`: the reflectors of
+/// `linalg::householder_qr_r` (Parlett's choice, `diag(R) >= 0`), with the `k` column steps
+/// unrolled so that step `j` updates only the `k - j - 1` columns right of `j` (static
+/// shapes; `k = n + 1` is small).
 pub(crate) fn qr_r(a: &Tensor) -> Tensor {
     let g = a.graph().clone();
     let d = a.dims();
     let (b, m, k) = (d[0], d[1], d[2]);
     let rows = g.iota(DType::I64, [m], 0);
-    let cols = g.iota(DType::I64, [k, 1], 0);
-    let out = g.while_loop(
-        &[g.scalar(DType::I64, 0.0), a.transpose(&[0, 2, 1])],
-        |st| st[0].lt(k as f64),
-        |st| {
-            let (j, at) = (&st[0], &st[1]);
-            let x = at.at_axis(1, j); // [B, m]
-            let below = rows.gt(j);
-            let tail = below.select(&x, 0.0);
-            let sigma = (&tail * &tail).reduce_sum(&[1]);
-            let x0 = x.at_axis(1, j);
-            let mu = (&x0 * &x0 + &sigma).sqrt();
-            let v0 = x0.gt(0.0).select(-&sigma / (&x0 + &mu).max(TINY), &x0 - &mu);
-            let vtv = &v0 * &v0 + &sigma;
-            let beta = vtv.gt(0.0).select(2.0 / vtv.max(TINY), 0.0);
-            let v = rows.eq(j).select(col(&v0), &tail);
-            let w = mv(at, &(&v * col(&beta))); // [B, k]
-            let w = cols.gt(j).select(w.reshape([b, k, 1]), 0.0);
-            let c = rows.lt(j).select(&x, rows.eq(j).select(col(&mu), 0.0));
-            let at = cols.eq(j).select(c.reshape([b, 1, m]), at - w * v.reshape([b, 1, m]));
-            vec![j + 1.0, at]
-        },
-    );
-    out[1].slice_axis(2, 0, k).transpose(&[0, 2, 1])
+    // Aᵀ, one row per column of A: finished rows (columns of R) and the rows still to update.
+    let mut done: Vec<Tensor> = Vec::with_capacity(k as usize);
+    let mut rest = a.transpose(&[0, 2, 1]); // [B, k - j, m]
+    for j in 0..k {
+        let x = rest.slice_axis(1, 0, 1).reshape([b, m]);
+        let tail = rows.gt(j as f64).select(&x, 0.0);
+        let sigma = (&tail * &tail).reduce_sum(&[1]);
+        let x0 = x.slice_axis(1, j, j + 1).reshape([b]);
+        let mu = (&x0 * &x0 + &sigma).sqrt();
+        let c = rows.lt(j as f64).select(&x, rows.eq(j as f64).select(col(&mu), 0.0));
+        done.push(c.reshape([b, 1, m]));
+        if j + 1 == k {
+            break;
+        }
+        let v0 = x0.gt(0.0).select(-&sigma / (&x0 + &mu).max(TINY), &x0 - &mu);
+        let vtv = &v0 * &v0 + &sigma;
+        let beta = vtv.gt(0.0).select(2.0 / vtv.max(TINY), 0.0);
+        let v = rows.eq(j as f64).select(col(&v0), &tail);
+        let right = rest.slice_axis(1, 1, k - j);
+        let w = mv(&right, &(&v * col(&beta))); // [B, k - j - 1]
+        rest = &right - w.reshape([b, k - j - 1, 1]) * v.reshape([b, 1, m]);
+    }
+    g.concat(&done, 1).slice_axis(2, 0, k).transpose(&[0, 2, 1])
 }
 
 /// One Jacobi round on `w [B, m + np, np]` (as `linalg::jacobi_svd`'s `round`).
@@ -217,9 +224,14 @@ pub(crate) fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
     let rank = before.convert(DType::I64).reduce_sum(&[2]); // [B, np]
     let onehot = rank.reshape([b, np, 1]).eq(&jj); // [B, i, k]
     let s = onehot.select(s.reshape([b, np, 1]), 0.0).reduce_sum(&[1]).slice_axis(1, 0, n);
-    let perm = onehot.select(1.0, 0.0);
-    let gm = gm.dot_general(&perm, &[0], &[0], &[2], &[1]).slice_axis(2, 0, n); // [B, m, n]
-    let v = vm.dot_general(&perm, &[0], &[0], &[2], &[1]).slice(&[0, 0, 0], &[b, n, n]);
+    // Column k of the result is the column i with rank k: a one-hot selection and a sum
+    // (exact: one term, the others zero).
+    let permute = |a: &Tensor| {
+        let r = a.dims()[1];
+        onehot.reshape([b, 1, np, np]).select(a.reshape([b, r, np, 1]), 0.0).reduce_sum(&[2])
+    };
+    let gm = permute(&gm).slice_axis(2, 0, n); // [B, m, n]
+    let v = permute(&vm).slice(&[0, 0, 0], &[b, n, n]);
     let pos = s.gt(0.0);
     let u = pos.reshape([b, 1, n]).select(&gm / pos.select(&s, 1.0).reshape([b, 1, n]), 0.0);
     let s = s * col(&scale);
@@ -302,7 +314,7 @@ fn covariance(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
     let keep = s.gt(&col(&threshold));
     let inv_s2 = keep.select(s.max(TINY).square().recip(), 0.0);
     let vw = v * inv_s2.reshape([b, 1, n]);
-    let cov = vw.dot_general(v, &[0], &[0], &[2], &[2]);
+    let cov = (vw.reshape([b, n, 1, n]) * v.reshape([b, 1, n, n])).reduce_sum(&[3]);
     let rank = keep.select(1.0, 0.0).reduce_sum(&[1]).convert(DType::I64);
     (cov, rank)
 }
