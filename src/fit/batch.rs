@@ -230,14 +230,27 @@ where
         let m_pad = if options.bucket { bucket(rows) } else { rows };
         let capacity = prepared.len().next_power_of_two().min(batch.chunk);
         let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
-        let program = if spec.config.method == crate::solve::Method::Lm && !batch_sequential() {
-            trace_batch_lm(model, &spec)?
-        } else {
-            trace_batch(model, &spec)?
+        let polymorphic = spec.config.method == crate::solve::Method::Lm && !batch_sequential();
+        let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
+        let cached = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
+        let (exe, trace, compile) = match cached {
+            Some(exe) => {
+                let exe = cache::CachedExecutable { source: super::ExecutableSource::Memory, load_time: Duration::ZERO, ..exe };
+                (exe, t0.elapsed(), Duration::ZERO)
+            }
+            None => {
+                let program = if polymorphic { trace_batch_lm(model, &spec)? } else { trace_batch(model, &spec)? };
+                let trace = t0.elapsed();
+                let exe = cache::executable(&program.text)?;
+                let compile = exe.load_time;
+                let mut programs = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
+                if programs.len() >= 64 {
+                    programs.clear();
+                }
+                programs.insert(fingerprint, exe.clone());
+                (exe, trace, compile)
+            }
         };
-        let trace = t0.elapsed();
-        let exe = cache::executable(&program.text)?;
-        let compile = exe.load_time;
         for chunk in prepared.chunks(capacity) {
             let fits = run_chunk(&exe, &spec, batch, chunk, options.absolute_sigma, t0, trace, compile)?;
             for (p, f) in chunk.iter().zip(fits) {
@@ -464,6 +477,29 @@ fn run_chunk<'a>(
         fits.push(Ok(CurveFit { popt: result.x.clone(), pcov, perr, result }));
     }
     Ok(fits)
+}
+
+/// Batch executables by [`batch_fingerprint`]; bounded, cleared when full.
+static BATCH_PROGRAMS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>> =
+    once_cell::sync::Lazy::new(Default::default);
+
+/// sha256 of the model's traced batched evaluation (emitted text) and the program spec: the
+/// rest of the program is a function of the spec alone.
+fn batch_fingerprint<M>(model: &M, spec: &BatchSpec, polymorphic: bool) -> Result<[u8; 32]>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    use sha2::{Digest, Sha256};
+    let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
+    let g = Graph::new();
+    let x = if spec.shared_x { g.parameter("x", DType::F64, [m_pad]) } else { g.parameter("x", DType::F64, [c, m_pad]) };
+    let p = g.parameter("p", DType::F64, [c, n]);
+    let f = g.try_with(|| model(&x, &Params::from_columns(&p)))?;
+    let text = g.finish([&f])?.text;
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.update(format!("{spec:?} {polymorphic}").as_bytes());
+    Ok(h.finalize().into())
 }
 
 /// `NLSQ_BATCH_SEQUENTIAL=1` forces the sequential (one problem after another) program for lm too.
