@@ -536,7 +536,7 @@ where
         let f = eval(&a[0], &a[1]);
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
         match crate::graph::jvp(&[f.clone()], &[(a[1].clone(), seeds)]) {
-            Ok(mut t) => vec![f, t.remove(0).transpose(&[1, 2, 0])],
+            Ok(mut t) => vec![f, t.remove(0).transpose(&[1, 0, 2])],
             Err(e) => {
                 jac_err = Some(e);
                 Vec::new()
@@ -547,7 +547,7 @@ where
         return Err(e);
     }
     let valid = g.iota(DType::F64, [c, m_pad], 1).lt(&m_valids.reshape([c, 1]));
-    let valid3 = valid.reshape([c, m_pad, 1]);
+    let valid3 = valid.reshape([c, 1, m_pad]);
     let fun = |p: &Tensor| {
         let d = model_f.call(&[&xs, p]).remove(0) - &ys;
         let d = match &ws {
@@ -561,7 +561,7 @@ where
         let j = v.pop().expect("two results");
         let f = v.pop().expect("two results");
         let (r, jw) = match &ws {
-            Some(w) => ((f - &ys) * w, j * w.reshape([c, m_pad, 1])),
+            Some(w) => ((f - &ys) * w, j * w.reshape([c, 1, m_pad])),
             None => (f - &ys, j),
         };
         (valid.select(r, 0.0), valid3.select(jw, 0.0))

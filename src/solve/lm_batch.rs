@@ -26,7 +26,7 @@ const UNROLL_ROUNDS: i64 = 4;
 pub(crate) struct BatchProblem<'a> {
     /// `p [B, n] -> f [B, m]` (weighted, zero on padding rows).
     pub fun: &'a dyn Fn(&Tensor) -> Tensor,
-    /// `p [B, n] -> (f [B, m], J [B, m, n])`.
+    /// `p [B, n] -> (f [B, m], Jᵀ [B, n, m])` (the Jacobian transposed, one row per parameter).
     pub fun_jac: &'a dyn Fn(&Tensor) -> (Tensor, Tensor),
     pub b: i64,
     pub m: i64,
@@ -104,18 +104,18 @@ fn column_norms(r: &Tensor) -> Tensor {
     r.square().reduce_sum(&[1]).sqrt()
 }
 
-/// `R [B, k, k]` of the Householder QR of each `A [B, m, k]`: the reflectors of
+/// `R [B, k, k]` of the Householder QR of each `A [B, m, k]`, given as `Aᵀ [B, k, m]`: the reflectors of
 /// `linalg::householder_qr_r` (Parlett's choice, `diag(R) >= 0`), with the `k` column steps
 /// unrolled so that step `j` updates only the `k - j - 1` columns right of `j` (static
 /// shapes; `k = n + 1` is small).
 pub(crate) fn qr_r(a: &Tensor) -> Tensor {
     let g = a.graph().clone();
     let d = a.dims();
-    let (b, m, k) = (d[0], d[1], d[2]);
+    let (b, k, m) = (d[0], d[1], d[2]);
     let rows = g.iota(DType::I64, [m], 0);
     // Aᵀ, one row per column of A: finished rows (columns of R) and the rows still to update.
     let mut done: Vec<Tensor> = Vec::with_capacity(k as usize);
-    let mut rest = a.transpose(&[0, 2, 1]); // [B, k - j, m]
+    let mut rest = a.clone(); // [B, k - j, m]
     for j in 0..k {
         let x = rest.slice_axis(1, 0, 1).reshape([b, m]);
         let tail = rows.gt(j as f64).select(&x, 0.0);
@@ -362,8 +362,8 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
         |st| {
             let (x, first_pass) = (&st[0], &st[15]);
             let (f, j) = (pb.fun_jac)(x);
-            let aug = g.concat(&[j, f.reshape([b, m, 1])], 2);
-            let r_aug = qr_r(&aug);
+            let aug_t = g.concat(&[j, f.reshape([b, 1, m])], 1);
+            let r_aug = qr_r(&aug_t);
             let r = r_aug.slice(&[0, 0, 0], &[b, n, n]);
             let qtf = r_aug.slice(&[0, 0, n], &[b, n, n + 1]).reshape([b, n]);
             let cost_here = f.square().reduce_sum(&[1]) * 0.5;
