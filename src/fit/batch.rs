@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 
-use super::{bucket, cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan, Timings, HISTORY_LEN};
+use super::{cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan, Timings, HISTORY_LEN};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::termination::NONFINITE_START;
@@ -227,7 +227,9 @@ where
         let mut config = prepared[0].plan.config.clone();
         config.bounded = bounded;
         let rows = prepared.iter().map(|p| p.m.max(n + 1)).max().unwrap_or(n + 1);
-        let m_pad = if options.bucket { bucket(rows) } else { rows };
+        // A batch pads to a multiple of 8 rows only: a bucket could add half again as much work
+        // to every problem, and a batch is usually fitted many times at one length.
+        let m_pad = if options.bucket { rows.next_multiple_of(8) } else { rows };
         let capacity = prepared.len().next_power_of_two().min(batch.chunk);
         let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
         let polymorphic = spec.config.method == crate::solve::Method::Lm && !batch_sequential();

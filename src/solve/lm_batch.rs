@@ -513,3 +513,64 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
     let _ = int; // (shared helper kept for symmetry with lm.rs)
     BatchOutputs { list }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    fn time_program(g: &Graph, outs: &[Tensor], inputs: &[(Vec<f64>, Vec<i64>)]) -> f64 {
+        let program = g.finish(outs.iter()).unwrap();
+        let exe = crate::fit::cache::executable(&program.text).unwrap();
+        let client = exe.executable.client().clone();
+        let bufs: Vec<_> = inputs.iter().map(|(v, d)| client.buffer_from_host(v, d).unwrap()).collect();
+        let refs: Vec<_> = bufs.iter().collect();
+        let mut ts = Vec::new();
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            let out = exe.executable.execute(&refs).unwrap();
+            let _ = out[0].to_vec::<f64>().unwrap();
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        ts.sort_by(|a, b| a.total_cmp(b));
+        ts[ts.len() / 2]
+    }
+
+    fn rnd(len: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect()
+    }
+
+    /// `cargo test --release --lib lm_batch::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parts() {
+        let (b, m, n) = (1024i64, 104i64, 3i64);
+        let g = Graph::new();
+        let a = g.parameter("a", DType::F64, [b, n + 1, m]);
+        let r = qr_r(&a);
+        println!("qr [B, 4, 104]: {:.3} ms", 1e3 * time_program(&g, &[r], &[(rnd((b * (n + 1) * m) as usize, 1), vec![b, n + 1, m])]));
+        let g = Graph::new();
+        let a = g.parameter("a", DType::F64, [b, n, n]);
+        let (u, s, v) = svd(&a);
+        println!("svd [B, 3, 3]: {:.3} ms", 1e3 * time_program(&g, &[s, u, v], &[(rnd((b * n * n) as usize, 2), vec![b, n, n])]));
+        let g = Graph::new();
+        let a = g.parameter("a", DType::F64, [b, n, n]);
+        let uf = g.parameter("uf", DType::F64, [b, n]);
+        let (u, s, v) = svd(&a);
+        let _ = u;
+        let delta = g.full(DType::F64, [b], 0.01);
+        let par0 = g.zeros(DType::F64, [b]);
+        let mv_ = g.full(DType::F64, [b], 100.0);
+        let (q, par) = lmpar(&uf, &s, &v, &delta, &par0, &mv_);
+        println!("svd + lmpar: {:.3} ms", 1e3 * time_program(&g, &[q, par], &[(rnd((b * n * n) as usize, 2), vec![b, n, n]), (rnd((b * n) as usize, 3), vec![b, n])]));
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [b, m]);
+        let f = (x.exp() * 2.0 + 1.0).square().reduce_sum(&[1]);
+        println!("exp + reduce [B, 104]: {:.3} ms", 1e3 * time_program(&g, &[f], &[(rnd((b * m) as usize, 4), vec![b, m])]));
+    }
+}
