@@ -118,7 +118,10 @@ fn main() -> Result<()> {
             let x = ndarray::Array1::from(x);
             let y = ndarray::Array2::from_shape_vec((nb, m), y)?;
             let p0 = ndarray::Array2::from_shape_fn((nb, 3), |(_, j)| p0[j]);
-            let batch = nlsq::fit::batch::Batch::shared_x(x.view(), y.view(), p0.view());
+            let mut batch = nlsq::fit::batch::Batch::shared_x(x.view(), y.view(), p0.view());
+            if let Some(c) = args.get(6) {
+                batch = batch.with_chunk(c.parse()?);
+            }
             let t = Instant::now();
             let first = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts)?;
             let first_s = t.elapsed().as_secs_f64();

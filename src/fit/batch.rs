@@ -29,8 +29,14 @@ use crate::solve::termination::NONFINITE_START;
 use crate::solve::{self, Config, Inputs, Status};
 use crate::types::DType;
 
-/// Default number of problems per execution.
+/// Default largest number of problems per execution.
 pub const DEFAULT_BATCH_CHUNK: usize = 1024;
+
+/// Target size of one chunk's `[J | f]` for the batch-polymorphic solver (chunk size chosen
+/// automatically unless set with [`Batch::with_chunk`]).
+const WORKING_SET_BYTES: usize = 4 << 20;
+/// Smallest automatic chunk.
+const MIN_AUTO_CHUNK: usize = 16;
 
 /// The x values of a batch.
 #[derive(Clone, Copy, Debug)]
@@ -51,17 +57,18 @@ pub struct Batch<'a> {
     bounds: Option<(ArrayView2<'a, f64>, ArrayView2<'a, f64>)>,
     sigma: Option<ArrayView2<'a, f64>>,
     chunk: usize,
+    chunk_set: bool,
 }
 
 impl<'a> Batch<'a> {
     /// `B` problems with ydata `y [B, m]` and starting points `p0 [B, n]`, sharing `x [m]`.
     pub fn shared_x(x: ArrayView1<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
-        Batch { x: BatchX::Shared(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK }
+        Batch { x: BatchX::Shared(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK, chunk_set: false }
     }
 
     /// `B` problems with their own `x [B, m]`.
     pub fn new(x: ArrayView2<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
-        Batch { x: BatchX::PerProblem(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK }
+        Batch { x: BatchX::PerProblem(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK, chunk_set: false }
     }
 
     /// Ragged batch: problem `b` uses the first `lengths[b]` points of its rows.
@@ -82,8 +89,11 @@ impl<'a> Batch<'a> {
         self
     }
 
-    /// Problems per execution (default [`DEFAULT_BATCH_CHUNK`]); larger batches are split.
+    /// Problems per execution; larger batches are split into several executions (results in
+    /// order). Default: automatic, at most [`DEFAULT_BATCH_CHUNK`], fewer for long curves so
+    /// that one chunk's Jacobian stays about 4 MiB.
     pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk_set = true;
         self.chunk = chunk.max(1);
         self
     }
@@ -230,9 +240,17 @@ where
         // A batch pads to a multiple of 8 rows only: a bucket could add half again as much work
         // to every problem, and a batch is usually fitted many times at one length.
         let m_pad = if options.bucket { rows.next_multiple_of(8) } else { rows };
-        let capacity = prepared.len().next_power_of_two().min(batch.chunk);
+        let polymorphic = config.method == crate::solve::Method::Lm && !batch_sequential();
+        let mut capacity = prepared.len().next_power_of_two().min(batch.chunk);
+        if polymorphic && !batch.chunk_set {
+            // All problems of a chunk advance together, each step streaming `[J | f]` of the
+            // whole chunk: keep that within about 4 MiB so that it stays in cache.
+            let per_problem = (n + 1) * m_pad * 8;
+            let fit = (WORKING_SET_BYTES / per_problem).max(1);
+            let fit = if fit.is_power_of_two() { fit } else { fit.next_power_of_two() / 2 };
+            capacity = capacity.min(fit.max(MIN_AUTO_CHUNK));
+        }
         let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
-        let polymorphic = spec.config.method == crate::solve::Method::Lm && !batch_sequential();
         let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
         let cached = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
         let (exe, trace, compile) = match cached {
