@@ -56,6 +56,13 @@ fn lm_batch_equals_single_fits() {
         assert!(single.success());
         assert_same(fit, &single, &format!("lm problem {b}"));
     }
+    // The same with one x row per problem (x of problem b stretched by 1 + b/10).
+    let xs = Array2::from_shape_fn((6, 100), |(b, i)| x[i] * (1.0 + 0.1 * b as f64));
+    let fits = curve_fit_batch(&exp_model, &Batch::new(xs.view(), y.view(), p0.view()), &opts).unwrap();
+    for (b, fit) in fits.iter().enumerate() {
+        let single = curve_fit(&exp_model, &xs.row(b).to_owned(), &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+        assert_same(fit.as_ref().unwrap(), &single, &format!("lm problem {b}, own x"));
+    }
 }
 
 #[test]
