@@ -10,6 +10,8 @@ nlsq: nonlinear least-squares curve fitting, compiled to one XLA program per fit
 
 Usage:
   nlsq fit --model EXPR --data FILE [options]   fit an expression to columns of a data file
+  nlsq batch --model EXPR --data FILE... [--group COL] [options]
+                                                 fit many datasets in one batched program
   nlsq nist DIR [options]                        run the NIST StRD nonlinear suite in DIR
   nlsq --help | nlsq COMMAND --help | nlsq --version
 
@@ -82,6 +84,33 @@ Examples:
 Exit codes: 0 converged; 1 ran but did not converge (status <= 0; results are still printed);
 2 bad input; 3 runtime failure.
 ";
+
+pub const BATCH_HELP: &str = "\
+nlsq batch: fit one model to many datasets at once (one batched XLA program per chunk of
+datasets), printing one JSON line per dataset.
+Usage: nlsq batch --model EXPR --data FILE [--data FILE ...] [--group COL] [options]
+  --data FILE             a data file; repeat it for one dataset per file.
+  --group COL             a long-format file: the rows of each value of column COL (any text)
+                          form one dataset, in order of first appearance.
+  All options of nlsq fit apply to every dataset (--model, --header, --x with one column, --y,
+  --sigma, --absolute-sigma, --p0, --lower, --upper, --method, --loss, --f-scale, --max-nfev,
+  --ftol, --xtol, --gtol), except --plot and --json (the output is always JSON lines).
+Output: one line per dataset: {\"dataset\": FILE or group value, \"n_points\", \"params\",
+\"stderr\", \"pcov\", \"param_names\", \"cost\", \"nfev\", \"njev\", \"status\", \"message\",
+\"success\", \"timing\"}, or {\"dataset\", \"error\"} for a dataset that could not be fitted.
+Exit codes: 0 every dataset converged; 1 some did not (their lines are still printed);
+2 bad input; 3 runtime failure.
+Examples:
+  nlsq batch --model 'a*exp(-k*x) + c' --data curves.csv --group id --x t --y v --p0 a=2,k=1,c=0
+  nlsq batch --model 'a*exp(-k*x) + c' --data run1.csv --data run2.csv --data run3.csv
+";
+
+/// Options of `nlsq batch`: those of `fit`, the data files and the group column.
+pub struct BatchArgs {
+    pub fit: FitArgs,
+    pub files: Vec<PathBuf>,
+    pub group: Option<String>,
+}
 
 pub const NIST_HELP: &str = "\
 nlsq nist: run the NIST StRD nonlinear regression problems and score them by the log relative
@@ -184,6 +213,7 @@ pub enum Command {
     Version,
     Fit(Box<FitArgs>),
     Nist(NistArgs),
+    Batch(Box<BatchArgs>),
 }
 
 /// Splits `--name=value` and hands out values.
@@ -430,6 +460,43 @@ fn parse_nist(items: Vec<String>) -> Result<Command> {
     }))
 }
 
+/// `nlsq batch`: takes out `--data` (repeatable) and `--group`, parses the rest as `fit`.
+fn parse_batch(items: Vec<String>) -> Result<Command> {
+    let (mut files, mut group, mut rest) = (Vec::new(), None, Vec::new());
+    let mut it = items.into_iter();
+    while let Some(t) = it.next() {
+        let (name, inline) = match t.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (t.clone(), None),
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(BATCH_HELP)),
+            "--data" | "--group" => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next().ok_or_else(|| anyhow!("option {name} needs a value (see nlsq batch --help)"))?,
+                };
+                if name == "--data" {
+                    files.push(PathBuf::from(v));
+                } else {
+                    once(&mut group, "--group", v)?;
+                }
+            }
+            "--plot" | "--json" => bail!("option {name} is not available for nlsq batch (the output is JSON lines)"),
+            _ => rest.push(t),
+        }
+    }
+    if files.is_empty() {
+        bail!("nlsq batch needs --data FILE (see nlsq batch --help)");
+    }
+    rest.extend(["--data".to_string(), files[0].to_string_lossy().into_owned()]);
+    let fit = match parse_fit(rest)? {
+        Command::Fit(a) => *a,
+        other => return Ok(other),
+    };
+    Ok(Command::Batch(Box::new(BatchArgs { fit, files, group })))
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<String>) -> Result<Command> {
     let mut it = args.into_iter();
@@ -439,12 +506,14 @@ pub fn parse(args: Vec<String>) -> Result<Command> {
         "-h" | "--help" | "help" => Ok(Command::Help(match rest.first().map(String::as_str) {
             Some("fit") => FIT_HELP,
             Some("nist") => NIST_HELP,
+            Some("batch") => BATCH_HELP,
             _ => MAIN_HELP,
         })),
         "-V" | "--version" => Ok(Command::Version),
         "fit" => parse_fit(rest),
         "nist" => parse_nist(rest),
-        other => bail!("unknown command '{other}' (commands: fit, nist; see nlsq --help)"),
+        "batch" => parse_batch(rest),
+        other => bail!("unknown command '{other}' (commands: fit, batch, nist; see nlsq --help)"),
     }
 }
 

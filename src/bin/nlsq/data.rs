@@ -151,6 +151,19 @@ impl Table {
         }
     }
 
+    /// The fields of one column as text (for a group column).
+    pub fn strings(&self, col: &Column, what: &str) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(self.rows.len());
+        for (line_no, range) in &self.rows {
+            let fields = split(&self.text[range.clone()], self.delimiter);
+            let Some(field) = fields.get(col.index) else {
+                bail!("{}:{line_no}: has {} fields, but {what} is column {} ('{}')", self.name, fields.len(), col.index + 1, col.label);
+            };
+            out.push(unquote(field).to_string());
+        }
+        Ok(out)
+    }
+
     /// The values of one column, all finite.
     pub fn values(&self, col: &Column, what: &str) -> Result<Vec<f64>> {
         let mut out = Vec::with_capacity(self.rows.len());

@@ -20,7 +20,7 @@ use nlsq::expr::{Expr, Func, Node};
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::solve::{Loss, Method};
 
-use args::{ColSpec, Command, FitArgs, ParamValues};
+use args::{BatchArgs, ColSpec, Command, FitArgs, ParamValues};
 use data::{Column, Table};
 
 /// Exit code of an error: 3 when the runtime failed, 2 for everything the user can fix.
@@ -309,6 +309,176 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `nlsq batch`: every dataset (a file, or a group of rows) fitted by one batched call.
+fn run_batch(b: &BatchArgs) -> Result<u8> {
+    let a = &b.fit;
+    let src = match a.model.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
+        None => a.model.clone(),
+    };
+    if src.trim().is_empty() {
+        bail!("--model is empty");
+    }
+    // Datasets: (label, x, y, sigma).
+    let mut sets: Vec<(String, Vec<f64>, Vec<f64>, Option<Vec<f64>>)> = Vec::new();
+    let mut var_name = None;
+    for path in &b.files {
+        let table = Table::read(path, a.header)?;
+        let specs = a.x.clone().unwrap_or_else(|| match &table.header {
+            Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec { alias: None, col: "x".into() }],
+            _ => vec![ColSpec { alias: Some("x".into()), col: "1".into() }],
+        });
+        let vars = resolve_variables(&table, &specs)?;
+        if vars.len() != 1 {
+            bail!("nlsq batch supports one --x column");
+        }
+        var_name.get_or_insert_with(|| vars[0].name.clone());
+        let group_col = b.group.as_ref().map(|g| table.column(g, "--group")).transpose()?;
+        let y_col = match &a.y {
+            Some(c) => table.column(c, "--y")?,
+            None => {
+                let mut next = vars[0].column.index + 1;
+                if group_col.as_ref().is_some_and(|g| g.index == next) {
+                    next += 1;
+                }
+                if next >= table.n_columns {
+                    bail!("{} has no column for y; choose one with --y", table.name);
+                }
+                table.column(&(next + 1).to_string(), "y")?
+            }
+        };
+        let x = table.values(&vars[0].column, &format!("x '{}'", vars[0].name))?;
+        let y = table.values(&y_col, "y")?;
+        let sigma = a.sigma.as_ref().map(|c| table.column(c, "--sigma").and_then(|c| table.values(&c, "sigma"))).transpose()?;
+        if let Some(s) = &sigma {
+            if let Some(i) = s.iter().position(|v| *v <= 0.0) {
+                bail!("{}: sigma must be > 0, but data row {} has {}", table.name, i + 1, s[i]);
+            }
+        }
+        match &group_col {
+            None => sets.push((table.name.clone(), x, y, sigma)),
+            Some(gc) => {
+                let keys = table.strings(gc, "--group")?;
+                let mut order: Vec<String> = Vec::new();
+                let mut index = std::collections::HashMap::new();
+                let first = sets.len();
+                for (i, k) in keys.iter().enumerate() {
+                    let slot = *index.entry(k.clone()).or_insert_with(|| {
+                        order.push(k.clone());
+                        sets.push((k.clone(), Vec::new(), Vec::new(), sigma.as_ref().map(|_| Vec::new())));
+                        sets.len() - 1
+                    });
+                    let set = &mut sets[slot];
+                    set.1.push(x[i]);
+                    set.2.push(y[i]);
+                    if let (Some(s), Some(all)) = (&mut set.3, &sigma) {
+                        s.push(all[i]);
+                    }
+                }
+                if b.files.len() > 1 {
+                    for set in &mut sets[first..] {
+                        set.0 = format!("{}:{}", table.name, set.0);
+                    }
+                }
+            }
+        }
+    }
+    let var_name = var_name.unwrap_or_else(|| "x".into());
+    let expr = Expr::parse(&src, &[var_name.as_str()]).map_err(|e| match e {
+        nlsq::Error::Parse { line, column, message } => anyhow!("invalid --model expression at {line}:{column}: {message}"),
+        other => anyhow!("invalid --model expression: {other}"),
+    })?;
+    let names: Vec<String> = expr.params().to_vec();
+    if names.is_empty() {
+        bail!("the model has no parameters");
+    }
+    let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
+    let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
+    let p0 = per_param("--p0", &a.p0, &names, |i| match (lower[i].is_finite(), upper[i].is_finite()) {
+        (true, true) => 0.5 * (lower[i] + upper[i]),
+        (true, false) => lower[i] + 1.0,
+        (false, true) => upper[i] - 1.0,
+        (false, false) => 1.0,
+    })?;
+    let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
+    let loss = a.loss.unwrap_or(Loss::Linear);
+    let mut opts = FitOptions::default().with_absolute_sigma(a.absolute_sigma).with_loss(loss);
+    if bounded {
+        opts = opts.with_bounds(lower.clone(), upper.clone());
+    }
+    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear { Method::Trf } else { Method::Lm });
+    if method == Method::Lm && (bounded || loss != Loss::Linear) {
+        bail!("--method lm supports neither bounds nor robust losses; use --method trf");
+    }
+    opts = opts.with_method(method);
+    if let Some(f) = a.f_scale {
+        opts = opts.with_f_scale(f);
+    }
+    if let Some(n) = a.max_nfev {
+        opts = opts.with_max_nfev(n);
+    }
+    if let Some(v) = a.ftol {
+        opts.solver.ftol = v;
+    }
+    if let Some(v) = a.xtol {
+        opts.solver.xtol = v;
+    }
+    if let Some(v) = a.gtol {
+        opts.solver.gtol = v;
+    }
+
+    // Ragged arrays padded to the longest dataset.
+    let (nb, n) = (sets.len(), names.len());
+    let m = sets.iter().map(|s| s.2.len()).max().unwrap_or(0);
+    let mut x = Array2::zeros((nb, m));
+    let mut y = Array2::zeros((nb, m));
+    let mut sigma = Array2::ones((nb, m));
+    for (i, set) in sets.iter().enumerate() {
+        for j in 0..set.2.len() {
+            x[[i, j]] = set.1[j];
+            y[[i, j]] = set.2[j];
+            if let Some(s) = &set.3 {
+                sigma[[i, j]] = s[j];
+            }
+        }
+    }
+    let p0s = Array2::from_shape_fn((nb, n), |(_, j)| p0[j]);
+    let lengths: Vec<usize> = sets.iter().map(|s| s.2.len()).collect();
+    let mut batch = nlsq::fit::batch::Batch::new(x.view(), y.view(), p0s.view()).with_lengths(lengths);
+    if a.sigma.is_some() {
+        batch = batch.with_sigma(sigma.view());
+    }
+    // One variable: x is that variable for every problem (`[B, m]` rows are problems).
+    let model = |x: &nlsq::graph::Tensor, p: &nlsq::graph::Params| expr.trace(std::slice::from_ref(x), p);
+    let fits = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts).context("batch fit failed")?;
+    let mut out = String::new();
+    let mut all_ok = true;
+    for (set, fit) in sets.iter().zip(&fits) {
+        let line = match fit {
+            Ok(f) => {
+                all_ok &= f.success();
+                let mut v = output::fit_json(&names, f);
+                if let serde_json::Value::Object(map) = &mut v {
+                    map.insert("n_points".into(), set.2.len().into());
+                    let mut with_name = serde_json::Map::new();
+                    with_name.insert("dataset".into(), set.0.clone().into());
+                    with_name.extend(std::mem::take(map));
+                    *map = with_name;
+                }
+                v
+            }
+            Err(e) => {
+                all_ok = false;
+                serde_json::json!({ "dataset": set.0, "error": e.to_string() })
+            }
+        };
+        out.push_str(&serde_json::to_string(&line)?);
+        out.push('\n');
+    }
+    print(&out)?;
+    Ok(if all_ok { 0 } else { 1 })
+}
+
 fn uses_a_variable(node: &Node) -> bool {
     match node {
         Node::Var(_) => true,
@@ -328,6 +498,7 @@ fn run() -> Result<u8> {
         Command::Version => print(&format!("nlsq {}\n", env!("CARGO_PKG_VERSION"))).map(|_| 0),
         Command::Fit(a) => run_fit(&a),
         Command::Nist(a) => print(&nist::run(&a)?).map(|_| 0),
+        Command::Batch(a) => run_batch(&a),
     }
 }
 
