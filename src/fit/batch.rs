@@ -555,7 +555,7 @@ where
     let model_fj = g.function("model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
         let f = eval(&a[0], &a[1]);
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
-        match crate::graph::jvp(&[f.clone()], &[(a[1].clone(), seeds)]) {
+        match crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)]) {
             Ok(mut t) => vec![f, t.remove(0).transpose(&[1, 0, 2])],
             Err(e) => {
                 jac_err = Some(e);
@@ -566,7 +566,7 @@ where
     if let Some(e) = jac_err {
         return Err(e);
     }
-    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(&m_valids.reshape([c, 1]));
+    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(m_valids.reshape([c, 1]));
     let valid3 = valid.reshape([c, 1, m_pad]);
     let fun = |p: &Tensor| {
         let d = model_f.call(&[&xs, p]).remove(0) - &ys;

@@ -206,7 +206,7 @@ pub(crate) fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
                 let (next, cos2) = round(&g, &w, m, np, tol);
                 w = next;
                 quiet = cos2.gt(0.0).select(0.0, &quiet + 1.0);
-                rounds = rounds + 1.0;
+                rounds += 1.0;
             }
             vec![pick(&active, &w, &st[0]), pick(&active, &rounds, &st[1]), pick(&active, &quiet, &st[2])]
         },
@@ -244,7 +244,7 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
     let (b, n) = (s.dims()[0], s.dims()[1]);
     let suf = s * uf;
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
-    let nonsingular = s.gt(&col(&threshold));
+    let nonsingular = s.gt(col(&threshold));
     let full_rank = nonsingular.select(0.0, 1.0).reduce_max(&[1]).eq(0.0);
     let s_safe = nonsingular.select(s, 1.0);
     let q_gn = -(mv(v, &nonsingular.select(uf / &s_safe, 0.0)));
@@ -292,7 +292,7 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
     let n = s.dims()[1];
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
-    s.gt(&col(&threshold)).select(uf.square(), 0.0).reduce_sum(&[1]) * 0.5
+    s.gt(col(&threshold)).select(uf.square(), 0.0).reduce_sum(&[1]) * 0.5
 }
 
 /// `gauss_newton_converged` per problem.
@@ -300,7 +300,7 @@ fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
 fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, ftol: &Tensor, m_valid: &Tensor) -> Tensor {
     let n = s.dims()[1];
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
-    let keep = s.gt(&col(&threshold));
+    let keep = s.gt(col(&threshold));
     let h = -(mv(v, &keep.select(uf / keep.select(s, 1.0), 0.0)));
     let step = (d * h).abs();
     let allowed = ftol.sqrt() * x.abs() + ftol;
@@ -311,7 +311,7 @@ fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, fto
 fn covariance(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
     let (b, n) = (s.dims()[0], s.dims()[1]);
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
-    let keep = s.gt(&col(&threshold));
+    let keep = s.gt(col(&threshold));
     let inv_s2 = keep.select(s.max(TINY).square().recip(), 0.0);
     let vw = v * inv_s2.reshape([b, 1, n]);
     let cov = (vw.reshape([b, n, 1, n]) * v.reshape([b, 1, n, n])).reduce_sum(&[3]);
@@ -329,8 +329,8 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
     let const_i = |v: i64| g.full(DType::I64, [b], v as f64);
     let hist_idx = g.iota(DType::I64, [history_len], 0);
     let set_hist = |h: &Tensor, idx: &Tensor, value: &Tensor| {
-        let idx = idx.min(&g.scalar(DType::I64, (history_len - 1) as f64));
-        hist_idx.eq(&col(&idx)).select(col(value), h)
+        let idx = idx.min(g.scalar(DType::I64, (history_len - 1) as f64));
+        hist_idx.eq(col(&idx)).select(col(value), h)
     };
 
     let init = vec![

@@ -320,7 +320,8 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         bail!("--model is empty");
     }
     // Datasets: (label, x, y, sigma).
-    let mut sets: Vec<(String, Vec<f64>, Vec<f64>, Option<Vec<f64>>)> = Vec::new();
+    type Dataset = (String, Vec<f64>, Vec<f64>, Option<Vec<f64>>);
+    let mut sets: Vec<Dataset> = Vec::new();
     let mut var_name = None;
     for path in &b.files {
         let table = Table::read(path, a.header)?;
