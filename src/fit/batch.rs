@@ -240,7 +240,7 @@ where
         // A batch pads to a multiple of 8 rows only: a bucket could add half again as much work
         // to every problem, and a batch is usually fitted many times at one length.
         let m_pad = if options.bucket { rows.next_multiple_of(8) } else { rows };
-        let polymorphic = config.method == crate::solve::Method::Lm && !batch_sequential();
+        let polymorphic = !batch_sequential();
         let mut capacity = prepared.len().next_power_of_two().min(batch.chunk);
         if polymorphic && !batch.chunk_set {
             // All problems of a chunk advance together, each step streaming `[J | f]` of the
@@ -259,7 +259,7 @@ where
                 (exe, t0.elapsed(), Duration::ZERO)
             }
             None => {
-                let program = if polymorphic { trace_batch_lm(model, &spec)? } else { trace_batch(model, &spec)? };
+                let program = if polymorphic { trace_batch_poly(model, &spec)? } else { trace_batch(model, &spec)? };
                 let trace = t0.elapsed();
                 let exe = cache::executable(&program.text)?;
                 let compile = exe.load_time;
@@ -522,13 +522,14 @@ where
     Ok(h.finalize().into())
 }
 
-/// `NLSQ_BATCH_SEQUENTIAL=1` forces the sequential (one problem after another) program for lm too.
+/// `NLSQ_BATCH_SEQUENTIAL=1` forces the sequential program (one problem after another).
 fn batch_sequential() -> bool {
     std::env::var("NLSQ_BATCH_SEQUENTIAL").is_ok_and(|v| v == "1")
 }
 
-/// The batch-polymorphic LM program: all problems advance together (`solve::lm_batch`).
-fn trace_batch_lm<M>(model: &M, spec: &BatchSpec) -> Result<Program>
+/// The batch-polymorphic program: all problems advance together (`solve::lm_batch`,
+/// `solve::trf_batch`).
+fn trace_batch_poly<M>(model: &M, spec: &BatchSpec) -> Result<Program>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
@@ -539,11 +540,11 @@ where
     let ys = g.parameter("y", DType::F64, [c, m_pad]);
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
     let p0s = g.parameter("p0", DType::F64, [c, n]);
-    let _lbs = g.parameter("lower", DType::F64, [c, n]);
-    let _ubs = g.parameter("upper", DType::F64, [c, n]);
+    let lbs = g.parameter("lower", DType::F64, [c, n]);
+    let ubs = g.parameter("upper", DType::F64, [c, n]);
     let x_scale = g.parameter("x_scale", DType::F64, [n]);
     let scalar = |name: &str| g.parameter(name, DType::F64, []);
-    let (ftol, xtol, gtol, _f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
+    let (ftol, xtol, gtol, f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
     let max_nfev = g.parameter("max_nfev", DType::I64, []);
     let m_valids = g.parameter("m_valid", DType::F64, [c]);
     let count = g.parameter("count", DType::I64, []);
@@ -586,17 +587,32 @@ where
         };
         (valid.select(r, 0.0), valid3.select(jw, 0.0))
     };
-    let inputs = solve::lm_batch::BatchInputs {
-        x0: p0s,
-        x_scale,
-        ftol,
-        xtol,
-        gtol,
-        max_nfev,
-        m_valid: m_valids,
-        active: g.iota(DType::I64, [c], 0).lt(&count),
-    };
     let problem = solve::lm_batch::BatchProblem { fun: &fun, fun_jac: &fun_jac, b: c, m: m_pad, n };
-    let out = solve::lm_batch::solve(&problem, &inputs, spec.config.jac_scale, spec.config.history);
+    let active = g.iota(DType::I64, [c], 0).lt(&count);
+    let out = if spec.config.method == crate::solve::Method::Lm {
+        let inputs = solve::lm_batch::BatchInputs { x0: p0s, x_scale, ftol, xtol, gtol, max_nfev, m_valid: m_valids, active };
+        solve::lm_batch::solve(&problem, &inputs, spec.config.jac_scale, spec.config.history)
+    } else {
+        let inputs = solve::trf_batch::TrfInputs {
+            x0: p0s,
+            lb: lbs,
+            ub: ubs,
+            x_scale,
+            ftol,
+            xtol,
+            gtol,
+            f_scale,
+            max_nfev,
+            m_valid: m_valids,
+            active,
+        };
+        let cfg = solve::trf_batch::TrfConfig {
+            loss: spec.config.loss,
+            jac_scale: spec.config.jac_scale,
+            bounded: spec.config.bounded,
+            history: spec.config.history,
+        };
+        solve::trf_batch::solve(&problem, &inputs, &cfg)
+    };
     g.finish(out.list.iter())
 }

@@ -51,12 +51,12 @@ pub(crate) struct BatchOutputs {
     pub list: Vec<Tensor>,
 }
 
-fn any(mask: &Tensor) -> Tensor {
+pub(super) fn any(mask: &Tensor) -> Tensor {
     mask.select(1.0, 0.0).reduce_max(&[0]).gt(0.0)
 }
 
 /// `[B] -> [B, 1]`.
-fn col(t: &Tensor) -> Tensor {
+pub(super) fn col(t: &Tensor) -> Tensor {
     let b = t.dims()[0];
     t.reshape([b, 1])
 }
@@ -68,7 +68,7 @@ fn col3(t: &Tensor) -> Tensor {
 }
 
 /// Selects per problem (`mask [B]`) between tensors with a leading batch axis.
-fn pick(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+pub(super) fn pick(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
     let r = on_true.rank();
     let b = mask.dims()[0];
     let mut shape = vec![b];
@@ -80,27 +80,27 @@ fn pick(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Tensor {
 ///
 /// Written as a product and a reduction rather than a batched `dot_general`: XLA:CPU runs
 /// tiny batched matrix products one batch element at a time, while this fuses into one loop.
-fn mv(a: &Tensor, x: &Tensor) -> Tensor {
+pub(super) fn mv(a: &Tensor, x: &Tensor) -> Tensor {
     let d = x.dims();
     (a * x.reshape([d[0], 1, d[1]])).reduce_sum(&[2])
 }
 
 /// `a [B, k, r]ᵀ · x [B, k] -> [B, r]`.
-fn mtv(a: &Tensor, x: &Tensor) -> Tensor {
+pub(super) fn mtv(a: &Tensor, x: &Tensor) -> Tensor {
     let d = x.dims();
     (a * x.reshape([d[0], d[1], 1])).reduce_sum(&[1])
 }
 
-fn norm(v: &Tensor) -> Tensor {
+pub(super) fn norm(v: &Tensor) -> Tensor {
     v.square().reduce_sum(&[1]).sqrt()
 }
 
-fn first_col(s: &Tensor) -> Tensor {
+pub(super) fn first_col(s: &Tensor) -> Tensor {
     let b = s.dims()[0];
     s.slice_axis(1, 0, 1).reshape([b])
 }
 
-fn column_norms(r: &Tensor) -> Tensor {
+pub(super) fn column_norms(r: &Tensor) -> Tensor {
     r.square().reduce_sum(&[1]).sqrt()
 }
 
@@ -289,7 +289,7 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 }
 
 /// `gauss_newton_reduction` per problem.
-fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
+pub(super) fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
     let n = s.dims()[1];
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
     s.gt(col(&threshold)).select(uf.square(), 0.0).reduce_sum(&[1]) * 0.5
@@ -297,7 +297,7 @@ fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
 
 /// `gauss_newton_converged` per problem.
 #[allow(clippy::too_many_arguments)]
-fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, ftol: &Tensor, m_valid: &Tensor) -> Tensor {
+pub(super) fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, ftol: &Tensor, m_valid: &Tensor) -> Tensor {
     let n = s.dims()[1];
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
     let keep = s.gt(col(&threshold));
@@ -308,7 +308,7 @@ fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, fto
 }
 
 /// `covariance_from` per problem: `(cov [B, n, n], rank [B])`.
-fn covariance(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
+pub(super) fn covariance(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
     let (b, n) = (s.dims()[0], s.dims()[1]);
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
     let keep = s.gt(col(&threshold));

@@ -25,6 +25,7 @@ pub(crate) mod lm_batch;
 pub mod options;
 pub mod termination;
 pub(crate) mod trf;
+pub(crate) mod trf_batch;
 
 pub use options::{Loss, Method, SolverOptions, XScale};
 pub use termination::Status;
