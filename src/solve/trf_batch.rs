@@ -71,7 +71,7 @@ fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tens
     let s_safe = nonzero.select(s, 1.0);
     let steps = nonzero.select(((lb - x) / &s_safe).max(&((ub - x) / &s_safe)), f64::INFINITY);
     let min_step = steps.reduce_min(&[1]);
-    let hits = steps.eq(&col(&min_step)).select(s.signum(), 0.0);
+    let hits = steps.eq(col(&min_step)).select(s.signum(), 0.0);
     (min_step, hits)
 }
 
@@ -109,7 +109,7 @@ fn solve_trust_region(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, initi
     let alpha_upper0 = norm(&suf) / delta;
     let (phi0, dphi0) = phi_and_derivative(&g.zeros(DType::F64, [b]), &suf, &s_safe, delta);
     let alpha_lower0 = full_rank.select(-&phi0 / &dphi0, 0.0);
-    let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max(&(lo * up).sqrt());
+    let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max((lo * up).sqrt());
     let use_guess = full_rank.not().and(&initial_alpha.eq(0.0));
     let alpha0 = use_guess.select(guess(&alpha_lower0, &alpha_upper0), initial_alpha);
 
@@ -233,8 +233,8 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
     let history_len = cfg.history;
     let hist_idx = g.iota(DType::I64, [history_len], 0);
     let set_hist = |h: &Tensor, idx: &Tensor, value: &Tensor| {
-        let idx = idx.min(&g.scalar(DType::I64, (history_len - 1) as f64));
-        hist_idx.eq(&col(&idx)).select(col(value), h)
+        let idx = idx.min(g.scalar(DType::I64, (history_len - 1) as f64));
+        hist_idx.eq(col(&idx)).select(col(value), h)
     };
     let init = vec![
         inp.x0.clone(),                                 // 0 x
