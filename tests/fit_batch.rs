@@ -207,3 +207,17 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
         assert_same(fit.as_ref().unwrap(), &single, &format!("unbounded trf problem {b}"));
     }
 }
+
+#[test]
+fn fixed_x_scale_and_tolerances_equal_single_fits() {
+    use nlsq::solve::XScale;
+    let (x, y, p0) = dataset(4, 70);
+    for method in [Method::Lm, Method::Trf] {
+        let opts = FitOptions::default().with_method(method).with_x_scale(XScale::Values(vec![1.0, 0.5, 2.0])).with_tol(1e-10);
+        let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
+        for (b, fit) in fits.iter().enumerate() {
+            let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+            assert_same(fit.as_ref().unwrap(), &single, &format!("{method} x_scale problem {b}"));
+        }
+    }
+}
