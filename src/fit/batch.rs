@@ -485,7 +485,7 @@ fn run_chunk<'a>(
             rank: rank[i] as usize,
             method: p.plan.method,
             loss: p.plan.loss,
-            timings: Timings { trace, compile, execute, total: t0.elapsed() },
+            timings: Timings { trace, compile, execute, total: t0.elapsed(), ..Timings::default() },
             executable: exe.source,
             device: device.clone(),
         };

@@ -358,7 +358,7 @@ fn execute(
         rank: rank as usize,
         method: plan.method,
         loss: plan.loss,
-        timings: Timings { trace, compile, execute, total: t0.elapsed() },
+        timings: Timings { trace, compile, execute, total: t0.elapsed(), ..Timings::default() },
         executable: source,
         device,
     };
@@ -687,6 +687,10 @@ pub fn curve_fit<'a, M>(
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
+    // The runtime (plugin and client) is loaded once per process; its cost is reported apart.
+    let t_runtime = Instant::now();
+    crate::runtime::client()?;
+    let runtime = t_runtime.elapsed();
     let t0 = Instant::now();
     let data = prepare(&xdata.into(), ydata.into(), p0, options, None)?;
     // The solver part of the program is a function of the spec alone, so the model's own
@@ -696,7 +700,9 @@ where
     if let Some(exe) = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned() {
         let trace = t0.elapsed();
         let exe = cache::CachedExecutable { source: ExecutableSource::Memory, load_time: Duration::ZERO, ..exe };
-        return run_curve(&exe, data, t0, trace, Duration::ZERO);
+        let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO)?;
+        fit.result.timings.runtime = runtime;
+        return Ok(fit);
     }
     let program = trace_curve(model, &data.spec)?;
     let trace = t0.elapsed();
@@ -709,7 +715,9 @@ where
         }
         programs.insert(fingerprint, exe.clone());
     }
-    run_curve(&exe, data, t0, trace, compile)
+    let mut fit = run_curve(&exe, data, t0, trace, compile)?;
+    fit.result.timings.runtime = runtime;
+    Ok(fit)
 }
 
 /// Executables by model fingerprint (see [`model_fingerprint`]); bounded, cleared when full.

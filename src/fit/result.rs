@@ -32,6 +32,9 @@ impl fmt::Display for ExecutableSource {
 /// Where the time of a fit went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timings {
+    /// Loading the PJRT plugin and creating the client, when this call was the first use of the
+    /// runtime in the process (zero afterwards). Not part of `total`.
+    pub runtime: Duration,
     /// Tracing the model and solver and emitting StableHLO.
     pub trace: Duration,
     /// Compiling, loading from disk, or fetching from memory the executable (see
@@ -123,6 +126,9 @@ impl fmt::Display for FitResult {
         writeln!(f, "{:<24}{:>14}", "Residual evaluations", self.nfev)?;
         writeln!(f, "{:<24}{:>14}", "Jacobian evaluations", self.njev)?;
         writeln!(f, "{:<24}{:>14}", "Jacobian rank", self.rank)?;
+        if !self.timings.runtime.is_zero() {
+            writeln!(f, "{:<24}{:>14.3?}", "Runtime load", self.timings.runtime)?;
+        }
         writeln!(f, "{:<24}{:>14.3?}", "Trace time", self.timings.trace)?;
         writeln!(f, "{:<24}{:>14.3?}  ({})", "Compile time", self.timings.compile, self.executable)?;
         writeln!(f, "{:<24}{:>14.3?}", "Execute time", self.timings.execute)?;
