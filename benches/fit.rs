@@ -61,7 +61,12 @@ fn double_gaussian_host(x: f64, p: &[f64]) -> f64 {
 
 fn print_device() {
     let client = nlsq::runtime::client().expect("runtime");
-    println!("device: {} ({} {})", client.default_device().expect("device"), client.platform_name(), client.platform_version());
+    println!(
+        "device: {} ({} {})",
+        client.default_device().expect("device"),
+        client.platform_name(),
+        client.platform_version()
+    );
 }
 
 fn warm_fits(c: &mut Criterion) {
@@ -79,10 +84,19 @@ fn warm_fits(c: &mut Criterion) {
             let first = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).expect("fit");
             println!(
                 "m={m} {method}: nfev {} njev {} nit {} executable {} in {:?}, status {}",
-                first.result.nfev, first.result.njev, first.result.nit, first.result.executable, first.result.timings.compile, first.result.status
+                first.result.nfev,
+                first.result.njev,
+                first.result.nit,
+                first.result.executable,
+                first.result.timings.compile,
+                first.result.status
             );
             g.bench_with_input(BenchmarkId::new(method.to_string(), m), &m, |b, _| {
-                b.iter(|| curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).expect("fit").popt)
+                b.iter(|| {
+                    curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts)
+                        .expect("fit")
+                        .popt
+                })
             });
         }
     }
@@ -94,15 +108,26 @@ fn double_gaussian_fits(c: &mut Criterion) {
     let truth = [1.0, 3.2, 0.45, 0.6, 6.1, 0.9, 0.2, 0.03];
     let mut rng = Rng(0xD0_0B1E);
     let x: Vec<f64> = (0..m).map(|i| 10.0 * i as f64 / (m - 1) as f64).collect();
-    let y: Vec<f64> = x.iter().map(|&x| double_gaussian_host(x, &truth) + 0.05 * rng.normal()).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .map(|&x| double_gaussian_host(x, &truth) + 0.05 * rng.normal())
+        .collect();
     let p0 = [0.8, 3.0, 0.6, 0.8, 6.5, 0.6, 0.0, 0.0];
     let inf = f64::INFINITY;
-    let bounded = FitOptions::default().with_bounds(vec![0.0, 0.0, 0.05, 0.0, 0.0, 0.05, -inf, -inf], vec![inf, 10.0, 5.0, inf, 10.0, 5.0, inf, inf]);
+    let bounded = FitOptions::default().with_bounds(
+        vec![0.0, 0.0, 0.05, 0.0, 0.0, 0.05, -inf, -inf],
+        vec![inf, 10.0, 5.0, inf, 10.0, 5.0, inf, inf],
+    );
     let mut g = c.benchmark_group("warm_fit_double_gaussian");
     g.sampling_mode(SamplingMode::Flat).sample_size(20);
     for (name, opts) in [("lm", FitOptions::default()), ("trf_bounded", bounded)] {
         let first = curve_fit(&double_gaussian, &x, &y, Some(&p0), &opts).expect("fit");
-        let max_err = first.popt.iter().zip(&truth).map(|(p, t)| (p - t).abs()).fold(0.0, f64::max);
+        let max_err = first
+            .popt
+            .iter()
+            .zip(&truth)
+            .map(|(p, t)| (p - t).abs())
+            .fold(0.0, f64::max);
         println!(
             "double gaussian m={m} {name}: nfev {} njev {} executable {} in {:?}, status {}, max |popt - truth| {max_err:.1e}",
             first.result.nfev, first.result.njev, first.result.executable, first.result.timings.compile, first.result.status
@@ -121,16 +146,27 @@ fn many_fits(c: &mut Criterion) {
     let x: Vec<f64> = (0..M).map(|i| 4.0 * i as f64 / (M - 1) as f64).collect();
     let ys: Vec<Vec<f64>> = (0..DATASETS)
         .map(|_| {
-            let t = [1.0 + 2.0 * rng.uniform(), 0.5 + 1.5 * rng.uniform(), rng.uniform() - 0.5];
-            x.iter().map(|&x| t[0] * (-t[1] * x).exp() + t[2] + 0.02 * rng.normal()).collect()
+            let t = [
+                1.0 + 2.0 * rng.uniform(),
+                0.5 + 1.5 * rng.uniform(),
+                rng.uniform() - 0.5,
+            ];
+            x.iter()
+                .map(|&x| t[0] * (-t[1] * x).exp() + t[2] + 0.02 * rng.normal())
+                .collect()
         })
         .collect();
     let p0 = [1.0, 1.0, 0.0];
     let fitter = CurveFitter::new(model, None, M, 3, FitOptions::default()).expect("fitter");
     let (source, load) = fitter.executable_source();
-    println!("many_fits: fitter executable {source} in {load:?}, capacity {} rows", fitter.capacity());
+    println!(
+        "many_fits: fitter executable {source} in {load:?}, capacity {} rows",
+        fitter.capacity()
+    );
     let mut g = c.benchmark_group("many_fits");
-    g.sampling_mode(SamplingMode::Flat).sample_size(10).throughput(Throughput::Elements(DATASETS as u64));
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .throughput(Throughput::Elements(DATASETS as u64));
     g.bench_function(BenchmarkId::new("curve_fitter_lm", format!("{DATASETS}x{M}")), |b| {
         b.iter(|| {
             let mut sum = 0.0;
@@ -145,7 +181,10 @@ fn many_fits(c: &mut Criterion) {
 
 fn main() {
     print_device();
-    let mut c = Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(4)).configure_from_args();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
     warm_fits(&mut c);
     double_gaussian_fits(&mut c);
     many_fits(&mut c);

@@ -100,12 +100,23 @@ fn run_child(disk_cache: &Option<std::ffi::OsString>) -> (Duration, ChildReport)
     let t = Instant::now();
     let out = cmd.output().expect("spawn child");
     let wall = t.elapsed();
-    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(f.len(), 6, "unexpected child output {text:?}");
     let secs = |i: usize| Duration::from_secs_f64(f[i].parse().expect("seconds"));
-    let report = ChildReport { load: secs(0), first_fit: secs(1), trace: secs(2), compile: secs(3), execute: secs(4), source: f[5].to_string() };
+    let report = ChildReport {
+        load: secs(0),
+        first_fit: secs(1),
+        trace: secs(2),
+        compile: secs(3),
+        execute: secs(4),
+        source: f[5].to_string(),
+    };
     (wall, report)
 }
 
@@ -149,7 +160,10 @@ fn cold_compile(c: &mut Criterion) {
 fn cold_start(c: &mut Criterion, disk_cache: &Option<std::ffi::OsString>) {
     // One untimed run stores the executable on disk (if an earlier process has not).
     let (_, first) = run_child(disk_cache);
-    println!("cold_start: warm-up child's executable: {} (next children should load it from disk)", first.source);
+    println!(
+        "cold_start: warm-up child's executable: {} (next children should load it from disk)",
+        first.source
+    );
     let mut reports = Vec::new();
     let mut g = c.benchmark_group("cold_start");
     g.sampling_mode(SamplingMode::Flat).sample_size(10);
@@ -193,8 +207,16 @@ fn main() {
     let disk_cache = std::env::var_os("NLSQ_DISK_CACHE");
     std::env::set_var("NLSQ_DISK_CACHE", "0");
     let client = nlsq::runtime::client().expect("runtime");
-    println!("device: {} ({} {})", client.default_device().expect("device"), client.platform_name(), client.platform_version());
-    let mut c = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).configure_from_args();
+    println!(
+        "device: {} ({} {})",
+        client.default_device().expect("device"),
+        client.platform_name(),
+        client.platform_version()
+    );
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
     cold_compile(&mut c);
     cold_start(&mut c, &disk_cache);
     c.final_summary();

@@ -34,7 +34,9 @@ fn pjrt(c: &mut Criterion) {
     let exe = client.compile(PROGRAM).expect("compile");
     g.bench_function("serialize", |b| b.iter(|| exe.serialize().expect("serialize")));
     let bytes = exe.serialize().expect("serialize");
-    g.bench_function("deserialize", |b| b.iter(|| client.deserialize(&bytes).expect("deserialize")));
+    g.bench_function("deserialize", |b| {
+        b.iter(|| client.deserialize(&bytes).expect("deserialize"))
+    });
     g.sample_size(100);
     let data: Vec<f64> = (1..=1000).map(f64::from).collect();
     g.bench_function("execute_50_iter_while_1000", |b| {

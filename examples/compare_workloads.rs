@@ -20,7 +20,10 @@ fn read_f64(path: &str) -> Result<Vec<f64>> {
     if bytes.len() % 8 != 0 {
         bail!("{path}: size {} is not a multiple of 8", bytes.len());
     }
-    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 fn model(x: &Tensor, p: &Params) -> Tensor {
@@ -132,9 +135,18 @@ fn main() -> Result<()> {
                 last = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts)?;
                 times.push(t.elapsed().as_secs_f64());
             }
-            let ok = last.iter().filter(|f| f.as_ref().map(|f| f.success()).unwrap_or(false)).count();
-            let popts: Vec<Vec<f64>> = last.iter().map(|f| f.as_ref().map(|f| f.popt.to_vec()).unwrap_or_default()).collect();
-            let nfev: usize = last.iter().map(|f| f.as_ref().map(|f| f.result.nfev).unwrap_or(0)).sum();
+            let ok = last
+                .iter()
+                .filter(|f| f.as_ref().map(|f| f.success()).unwrap_or(false))
+                .count();
+            let popts: Vec<Vec<f64>> = last
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.popt.to_vec()).unwrap_or_default())
+                .collect();
+            let nfev: usize = last
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.result.nfev).unwrap_or(0))
+                .sum();
             println!(
                 "{}",
                 serde_json::json!({

@@ -44,7 +44,11 @@ fn model(x: &Tensor, p: &Params) -> Tensor {
 
 /// Root-mean-square distance between the fitted and the true curve over the grid.
 fn curve_rms(x: &[f64], fitted: &[f64], truth: &[f64]) -> f64 {
-    (x.iter().map(|&x| (curve(x, fitted) - curve(x, truth)).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    (x.iter()
+        .map(|&x| (curve(x, fitted) - curve(x, truth)).powi(2))
+        .sum::<f64>()
+        / x.len() as f64)
+        .sqrt()
 }
 
 fn main() -> Result<()> {
@@ -66,19 +70,39 @@ fn main() -> Result<()> {
     let p0 = [0.8, 3.0, 0.6, 0.8, 6.5, 0.6, 0.0, 0.0];
     let bounded = FitOptions::default().with_bounds(lower, upper);
 
-    let robust = curve_fit(&model, &x, &y, Some(&p0), &bounded.clone().with_loss(Loss::SoftL1).with_f_scale(0.1))?;
+    let robust = curve_fit(
+        &model,
+        &x,
+        &y,
+        Some(&p0),
+        &bounded.clone().with_loss(Loss::SoftL1).with_f_scale(0.1),
+    )?;
     let linear = curve_fit(&model, &x, &y, Some(&p0), &bounded)?;
 
-    println!("Two Gaussian peaks + linear background: {m} points, noise sd 0.05, {} outliers (+0.6 to +2.4)", outliers.len());
+    println!(
+        "Two Gaussian peaks + linear background: {m} points, noise sd 0.05, {} outliers (+0.6 to +2.4)",
+        outliers.len()
+    );
     println!("Bounded TRF: amplitudes >= 0, centres in [0, 10], widths in [0.05, 5]\n");
-    println!("{:<6}{:>9}   {:>22}   {:>22}", "param", "true", "soft_l1, f_scale 0.1", "linear loss");
+    println!(
+        "{:<6}{:>9}   {:>22}   {:>22}",
+        "param", "true", "soft_l1, f_scale 0.1", "linear loss"
+    );
     for i in 0..8 {
         let cell = |f: &CurveFit| format!("{:.4} ± {:.4}", f.popt[i], f.perr[i]);
-        println!("{:<6}{:>9.4}   {:>22}   {:>22}", NAMES[i], truth[i], cell(&robust), cell(&linear));
+        println!(
+            "{:<6}{:>9.4}   {:>22}   {:>22}",
+            NAMES[i],
+            truth[i],
+            cell(&robust),
+            cell(&linear)
+        );
     }
     let report = |name: &str, f: &CurveFit| {
         let p = f.popt.to_vec();
-        let worst = (0..8).map(|i| ((p[i] - truth[i]) / f.perr[i]).abs()).fold(0.0, f64::max);
+        let worst = (0..8)
+            .map(|i| ((p[i] - truth[i]) / f.perr[i]).abs())
+            .fold(0.0, f64::max);
         println!(
             "{name:<8} RMS(fitted - true curve) {:.4}, largest |fitted - true| / error {:>6.1}, {}",
             curve_rms(&x, &p, &truth),

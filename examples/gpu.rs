@@ -82,7 +82,11 @@ fn main() -> Result<()> {
     let t0 = Instant::now();
     let plugin = Plugin::load(&path).with_context(|| format!("loading NLSQ_PJRT_PLUGIN={}", path.display()))?;
     let (major, minor) = plugin.api_version();
-    println!("plugin {} (PJRT C API {major}.{minor}), loaded in {:.1} ms", plugin.path().display(), t0.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "plugin {} (PJRT C API {major}.{minor}), loaded in {:.1} ms",
+        plugin.path().display(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     if let Ok(attributes) = plugin.attributes() {
         for (name, value) in attributes {
             println!("  {name} = {value:?}");
@@ -92,9 +96,18 @@ fn main() -> Result<()> {
     if let Some(fraction) = memory_fraction {
         // A client with create options of our own. GPU plugins take `memory_fraction` (F32) and
         // `preallocate` (Bool), among others; the CPU plugin ignores them.
-        let options = [("memory_fraction", NamedValue::F32(fraction)), ("preallocate", NamedValue::Bool(false))];
-        let own = plugin.create_client(&options).context("creating a client with create options")?;
-        println!("\nown client (memory_fraction {fraction}, preallocate false): platform {} {}", own.platform_name(), own.platform_version());
+        let options = [
+            ("memory_fraction", NamedValue::F32(fraction)),
+            ("preallocate", NamedValue::Bool(false)),
+        ];
+        let own = plugin
+            .create_client(&options)
+            .context("creating a client with create options")?;
+        println!(
+            "\nown client (memory_fraction {fraction}, preallocate false): platform {} {}",
+            own.platform_name(),
+            own.platform_version()
+        );
         for d in own.devices() {
             println!("  device {} kind {:?}: {}", d.id(), d.kind(), d.description());
         }
@@ -119,7 +132,10 @@ fn main() -> Result<()> {
     let m = 1_000_000;
     let mut rng = Rng(0x6E0_5EED);
     let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / (m - 1) as f64).collect();
-    let y: Vec<f64> = x.iter().map(|&x| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * rng.normal()).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .map(|&x| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * rng.normal())
+        .collect();
     let p0 = [1.0, 1.0, 1.0];
     for method in [Method::Lm, Method::Trf] {
         let options = FitOptions::default().with_method(method);

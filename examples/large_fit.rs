@@ -11,17 +11,29 @@ use nlsq::graph::{Params, Tensor};
 use nlsq::solve::Method;
 
 fn main() -> Result<()> {
-    let m: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
+    let m: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let method: Method = std::env::args().nth(2).unwrap_or_else(|| "lm".into()).parse()?;
     let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
     let y: Vec<f64> = x
         .iter()
         .enumerate()
-        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * ((((i as f64) * 12.9898).sin() * 43758.5453).fract() - 0.5))
+        .map(|(i, &x)| {
+            2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * ((((i as f64) * 12.9898).sin() * 43758.5453).fract() - 0.5)
+        })
         .collect();
     let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
     let t = Instant::now();
-    let fit = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_method(method))?;
+    let fit = curve_fit(
+        &model,
+        &x,
+        &y,
+        Some(&[1.0, 1.0, 1.0]),
+        &FitOptions::default().with_method(method),
+    )?;
     println!("m = {m}, {method}: popt {:.6} in {:.3?}", fit.popt, t.elapsed());
     println!("{}", fit.result.brief_report());
     println!(

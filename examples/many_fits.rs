@@ -60,8 +60,16 @@ fn main() -> Result<()> {
     let mut truths = Vec::with_capacity(DATASETS);
     let mut ys = Vec::with_capacity(DATASETS);
     for _ in 0..DATASETS {
-        let t = [1.0 + 2.0 * rng.uniform(), 0.5 + 1.5 * rng.uniform(), rng.uniform() - 0.5];
-        ys.push(x.iter().map(|&x| t[0] * (-t[1] * x).exp() + t[2] + 0.02 * rng.normal()).collect::<Vec<f64>>());
+        let t = [
+            1.0 + 2.0 * rng.uniform(),
+            0.5 + 1.5 * rng.uniform(),
+            rng.uniform() - 0.5,
+        ];
+        ys.push(
+            x.iter()
+                .map(|&x| t[0] * (-t[1] * x).exp() + t[2] + 0.02 * rng.normal())
+                .collect::<Vec<f64>>(),
+        );
         truths.push(t);
     }
     let p0 = [1.0, 1.0, 0.0];
@@ -72,7 +80,11 @@ fn main() -> Result<()> {
     // so that the fitter's figures below are its own.
     let t_client = Instant::now();
     let client = nlsq::runtime::client()?;
-    println!("plugin + client: {:.1} ms, device {}", t_client.elapsed().as_secs_f64() * 1e3, client.default_device()?);
+    println!(
+        "plugin + client: {:.1} ms, device {}",
+        t_client.elapsed().as_secs_f64() * 1e3,
+        client.default_device()?
+    );
 
     // One fitter: trace and compile (or load) once.
     let t_build = Instant::now();

@@ -29,7 +29,10 @@ fn main() -> Result<()> {
     let (a, k, c) = (2.5, 1.3, 0.5);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let x: Vec<f64> = (0..1000).map(|i| 5.0 * i as f64 / 999.0).collect();
-    let y: Vec<f64> = x.iter().map(|&x| a * (-k * x).exp() + c + 0.05 * rng.normal()).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .map(|&x| a * (-k * x).exp() + c + 0.05 * rng.normal())
+        .collect();
 
     let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
     let options = FitOptions::default();
@@ -42,9 +45,16 @@ fn main() -> Result<()> {
     println!("\n{}\n", fit.result);
 
     // The same shape again: the executable is reused, only the execution is paid.
-    let y2: Vec<f64> = x.iter().map(|&x| 1.7 * (-0.4 * x).exp() - 0.2 + 0.05 * rng.normal()).collect();
+    let y2: Vec<f64> = x
+        .iter()
+        .map(|&x| 1.7 * (-0.4 * x).exp() - 0.2 + 0.05 * rng.normal())
+        .collect();
     let again = curve_fit(&model, &x, &y2, Some(&[1.0, 1.0, 1.0]), &options)?;
-    println!("second dataset (same shape): popt = {:.6}, {}", again.popt, again.result.brief_report());
+    println!(
+        "second dataset (same shape): popt = {:.6}, {}",
+        again.popt,
+        again.result.brief_report()
+    );
     println!(
         "executable: {}, compile {:.3?}, execute {:.3?}",
         again.result.executable, again.result.timings.compile, again.result.timings.execute

@@ -56,13 +56,22 @@ fn main() -> Result<()> {
     let fit = curve_fit(&model, &x, &z, Some(&p0), &FitOptions::default())?;
 
     println!("2-D Gaussian z(u, v): {m} scattered points in [-3, 3]², noise sd 0.02, xdata [2, {m}]\n");
-    println!("{:<6}{:>9}{:>13}{:>11}{:>9}", "param", "true", "fitted", "std err", "z-score");
+    println!(
+        "{:<6}{:>9}{:>13}{:>11}{:>9}",
+        "param", "true", "fitted", "std err", "z-score"
+    );
     for i in 0..6 {
         let z = (fit.popt[i] - truth[i]) / fit.perr[i];
-        println!("{:<6}{:>9.4}{:>13.6}{:>11.6}{:>9.2}", NAMES[i], truth[i], fit.popt[i], fit.perr[i], z);
+        println!(
+            "{:<6}{:>9.4}{:>13.6}{:>11.6}{:>9.2}",
+            NAMES[i], truth[i], fit.popt[i], fit.perr[i], z
+        );
     }
     let dof = (m - 6) as f64;
-    println!("\nresidual sd {:.5} (noise 0.02)\n", (2.0 * fit.result.cost / dof).sqrt());
+    println!(
+        "\nresidual sd {:.5} (noise 0.02)\n",
+        (2.0 * fit.result.cost / dof).sqrt()
+    );
     println!("{}", fit.result);
     Ok(())
 }

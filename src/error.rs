@@ -247,7 +247,11 @@ mod tests {
     #[test]
     fn error_is_send_sync_and_prints_one_line() {
         assert_send_sync::<Error>();
-        let e = Error::ShapeMismatch { op: "add", lhs: Shape::from([3]), rhs: Shape::from([4]) };
+        let e = Error::ShapeMismatch {
+            op: "add",
+            lhs: Shape::from([3]),
+            rhs: Shape::from([4]),
+        };
         assert_eq!(e.to_string(), "add: shape mismatch, lhs [3], rhs [4]");
         assert!(!e.to_string().contains('\n'));
     }

@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn nlsq(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nlsq")).args(args).current_dir(dir).output().expect("the nlsq binary runs")
+    Command::new(env!("CARGO_BIN_EXE_nlsq"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the nlsq binary runs")
 }
 
 fn scratch() -> PathBuf {
@@ -28,7 +32,11 @@ fn decay(a: f64, k: f64, c: f64, m: usize, seed: usize) -> Vec<(f64, f64)> {
 #[test]
 fn long_format_groups_and_files_match_single_fits() {
     let dir = scratch();
-    let groups = [("s0", decay(2.0, 1.0, 0.5, 50, 0)), ("s1", decay(3.0, 0.5, 0.1, 30, 1)), ("s2", decay(1.0, 2.0, 0.2, 80, 2))];
+    let groups = [
+        ("s0", decay(2.0, 1.0, 0.5, 50, 0)),
+        ("s1", decay(3.0, 0.5, 0.1, 30, 1)),
+        ("s2", decay(1.0, 2.0, 0.2, 80, 2)),
+    ];
     let mut long = String::from("id,t,v\n");
     for (g, rows) in &groups {
         let mut one = String::from("t,v\n");
@@ -40,20 +48,78 @@ fn long_format_groups_and_files_match_single_fits() {
     }
     std::fs::write(dir.join("long.csv"), long).unwrap();
     let model = "a*exp(-k*t) + c";
-    let o = nlsq(&["batch", "--model", model, "--data", "long.csv", "--group", "id", "--x", "t", "--y", "v", "--p0", "a=2,k=1,c=0"], &dir);
+    let o = nlsq(
+        &[
+            "batch",
+            "--model",
+            model,
+            "--data",
+            "long.csv",
+            "--group",
+            "id",
+            "--x",
+            "t",
+            "--y",
+            "v",
+            "--p0",
+            "a=2,k=1,c=0",
+        ],
+        &dir,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
-    let o2 = nlsq(&["batch", "--model", model, "--data", "s0.csv", "--data", "s1.csv", "--data", "s2.csv", "--x", "t", "--p0", "a=2,k=1,c=0"], &dir);
+    let o2 = nlsq(
+        &[
+            "batch",
+            "--model",
+            model,
+            "--data",
+            "s0.csv",
+            "--data",
+            "s1.csv",
+            "--data",
+            "s2.csv",
+            "--x",
+            "t",
+            "--p0",
+            "a=2,k=1,c=0",
+        ],
+        &dir,
+    );
     assert_eq!(o2.status.code(), Some(0), "{}", String::from_utf8_lossy(&o2.stderr));
-    let files: Vec<Value> = String::from_utf8_lossy(&o2.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let files: Vec<Value> = String::from_utf8_lossy(&o2.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for (i, (g, rows)) in groups.iter().enumerate() {
         assert_eq!(lines[i]["dataset"], *g);
         assert_eq!(lines[i]["n_points"], rows.len());
-        let single = nlsq(&["fit", "--model", model, "--data", &format!("{g}.csv"), "--x", "t", "--p0", "a=2,k=1,c=0", "--json"], &dir);
+        let single = nlsq(
+            &[
+                "fit",
+                "--model",
+                model,
+                "--data",
+                &format!("{g}.csv"),
+                "--x",
+                "t",
+                "--p0",
+                "a=2,k=1,c=0",
+                "--json",
+            ],
+            &dir,
+        );
         let single: Value = serde_json::from_slice(&single.stdout).unwrap();
         for p in ["a", "k", "c"] {
-            let (b, f, s) = (lines[i]["params"][p].as_f64().unwrap(), files[i]["params"][p].as_f64().unwrap(), single["params"][p].as_f64().unwrap());
+            let (b, f, s) = (
+                lines[i]["params"][p].as_f64().unwrap(),
+                files[i]["params"][p].as_f64().unwrap(),
+                single["params"][p].as_f64().unwrap(),
+            );
             assert!((b - s).abs() <= 1e-10 * s.abs(), "{g} {p}: batch {b} vs fit {s}");
             assert!((f - s).abs() <= 1e-10 * s.abs(), "{g} {p}: files {f} vs fit {s}");
         }

@@ -17,7 +17,11 @@ fn data_dir() -> PathBuf {
 }
 
 fn nlsq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nlsq")).args(args).current_dir(data_dir()).output().expect("the nlsq binary runs")
+    Command::new(env!("CARGO_BIN_EXE_nlsq"))
+        .args(args)
+        .current_dir(data_dir())
+        .output()
+        .expect("the nlsq binary runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -31,17 +35,27 @@ fn fit_json(args: &[&str], code: i32) -> Value {
     all.push("--json");
     let o = nlsq(&all);
     assert_eq!(o.status.code(), Some(code), "{all:?}: stderr {}", stderr(&o));
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{all:?}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{all:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
 }
 
 fn values(v: &Value, key: &str, names: &[&str]) -> Vec<f64> {
-    names.iter().map(|n| v[key][*n].as_f64().unwrap_or_else(|| panic!("{key}.{n} in {v}"))).collect()
+    names
+        .iter()
+        .map(|n| v[key][*n].as_f64().unwrap_or_else(|| panic!("{key}.{n} in {v}")))
+        .collect()
 }
 
 fn assert_close(got: &[f64], want: &[f64], rtol: f64, what: &str) {
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= rtol * w.abs(), "{what}: got {got:?}, want {want:?} (rtol {rtol})");
+        assert!(
+            (g - w).abs() <= rtol * w.abs(),
+            "{what}: got {got:?}, want {want:?} (rtol {rtol})"
+        );
     }
 }
 
@@ -56,11 +70,28 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
     let v = fit_json(&["--model", DECAY, "--data", "decay.csv"], 0);
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let mut want = vec!["params", "stderr", "pcov", "param_names", "cost", "nfev", "njev", "status", "message", "success", "timing"];
+    let mut want = vec![
+        "params",
+        "stderr",
+        "pcov",
+        "param_names",
+        "cost",
+        "nfev",
+        "njev",
+        "status",
+        "message",
+        "success",
+        "timing",
+    ];
     want.sort_unstable();
     assert_eq!(keys, want);
     assert_eq!(v["param_names"], serde_json::json!(["a", "k", "c"]));
-    assert_close(&values(&v, "params", &["a", "k", "c"]), &[2.498066847356091, 1.299870163908021, 0.5003942525184415], 1e-7, "popt");
+    assert_close(
+        &values(&v, "params", &["a", "k", "c"]),
+        &[2.498066847356091, 1.299870163908021, 0.5003942525184415],
+        1e-7,
+        "popt",
+    );
     assert_close(
         &values(&v, "stderr", &["a", "k", "c"]),
         &[0.011792541783368367, 0.012014417998420679, 0.0037989026915396023],
@@ -85,7 +116,18 @@ fn table_output_lists_parameters_status_cost_and_timing() {
     let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout.clone()).unwrap();
-    for want in ["parameter", "value", "std error", "2.4980668", "1.2998701", "status", "cost", "nfev", "compile", "execute"] {
+    for want in [
+        "parameter",
+        "value",
+        "std error",
+        "2.4980668",
+        "1.2998701",
+        "status",
+        "cost",
+        "nfev",
+        "compile",
+        "execute",
+    ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -100,19 +142,57 @@ fn header_is_detected_both_ways() {
     // Forcing the wrong choice is an error that says what to do.
     let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--no-header"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("decay.csv:1") && stderr(&o).contains("--header"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("decay.csv:1") && stderr(&o).contains("--header"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn columns_by_name_and_by_index_agree() {
     // columns.tsv: label (text), err, t, signal.
     let model = "a*exp(-k*t) + c";
-    let by_name =
-        fit_json(&["--model", model, "--data", "columns.tsv", "--x", "t", "--y", "signal", "--sigma", "err", "--absolute-sigma"], 0);
-    let by_index = fit_json(&["--model", model, "--data", "columns.tsv", "--x", "3", "--y", "4", "--sigma", "2", "--absolute-sigma"], 0);
+    let by_name = fit_json(
+        &[
+            "--model",
+            model,
+            "--data",
+            "columns.tsv",
+            "--x",
+            "t",
+            "--y",
+            "signal",
+            "--sigma",
+            "err",
+            "--absolute-sigma",
+        ],
+        0,
+    );
+    let by_index = fit_json(
+        &[
+            "--model",
+            model,
+            "--data",
+            "columns.tsv",
+            "--x",
+            "3",
+            "--y",
+            "4",
+            "--sigma",
+            "2",
+            "--absolute-sigma",
+        ],
+        0,
+    );
     assert_eq!(by_name["params"], by_index["params"]);
     assert_eq!(by_name["stderr"], by_index["stderr"]);
-    assert_close(&values(&by_name, "params", &["a", "k", "c"]), &[2.498066847640248, 1.2998701644173787, 0.5003942526026283], 1e-7, "popt");
+    assert_close(
+        &values(&by_name, "params", &["a", "k", "c"]),
+        &[2.498066847640248, 1.2998701644173787, 0.5003942526026283],
+        1e-7,
+        "popt",
+    );
     assert_close(
         &values(&by_name, "stderr", &["a", "k", "c"]),
         &[0.016226260193511664, 0.016531556324265225, 0.005227200687227965],
@@ -120,14 +200,48 @@ fn columns_by_name_and_by_index_agree() {
         "perr",
     );
     // An index column gets a name of its own: NAME=COL.
-    let named = fit_json(&["--model", "a*exp(-k*time) + c", "--data", "decay.txt", "--x", "time=1", "--y", "2"], 0);
-    assert_close(&values(&named, "params", &["a", "k", "c"]), &[2.498066847356091, 1.299870163908021, 0.5003942525184415], 1e-7, "popt");
+    let named = fit_json(
+        &[
+            "--model",
+            "a*exp(-k*time) + c",
+            "--data",
+            "decay.txt",
+            "--x",
+            "time=1",
+            "--y",
+            "2",
+        ],
+        0,
+    );
+    assert_close(
+        &values(&named, "params", &["a", "k", "c"]),
+        &[2.498066847356091, 1.299870163908021, 0.5003942525184415],
+        1e-7,
+        "popt",
+    );
 }
 
 #[test]
 fn two_predictors() {
-    let v = fit_json(&["--model", "A*exp(-b*u) + c*v^2", "--data", "plane.csv", "--x", "u,v", "--y", "z"], 0);
-    assert_close(&values(&v, "params", &["A", "b", "c"]), &[1.7976584241761489, 0.6984358879973733, 0.40050862410523164], 1e-7, "popt");
+    let v = fit_json(
+        &[
+            "--model",
+            "A*exp(-b*u) + c*v^2",
+            "--data",
+            "plane.csv",
+            "--x",
+            "u,v",
+            "--y",
+            "z",
+        ],
+        0,
+    );
+    assert_close(
+        &values(&v, "params", &["A", "b", "c"]),
+        &[1.7976584241761489, 0.6984358879973733, 0.40050862410523164],
+        1e-7,
+        "popt",
+    );
     assert_close(
         &values(&v, "stderr", &["A", "b", "c"]),
         &[0.0036843845230564326, 0.00292278130935033, 0.0034099120483642286],
@@ -138,10 +252,27 @@ fn two_predictors() {
 
 #[test]
 fn bounds_hold_a_parameter_at_its_upper_bound() {
-    let v = fit_json(&["--model", DECAY, "--data", "decay.csv", "--p0", "a=1,k=0.5,c=1", "--upper", "k=1"], 0);
+    let v = fit_json(
+        &[
+            "--model",
+            DECAY,
+            "--data",
+            "decay.csv",
+            "--p0",
+            "a=1,k=0.5,c=1",
+            "--upper",
+            "k=1",
+        ],
+        0,
+    );
     let p = values(&v, "params", &["a", "k", "c"]);
     assert!(p[1] <= 1.0 && p[1] > 1.0 - 1e-6, "{p:?}");
-    assert_close(&p, &[2.3591716298748615, 0.9999999999999999, 0.43122923650248257], 1e-5, "popt");
+    assert_close(
+        &p,
+        &[2.3591716298748615, 0.9999999999999999, 0.43122923650248257],
+        1e-5,
+        "popt",
+    );
 }
 
 #[test]
@@ -151,29 +282,78 @@ fn not_converging_exits_1_and_still_prints_the_result() {
     assert!(v["status"].as_i64().unwrap() <= 0);
     let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--max-nfev", "1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("error: the fit did not converge"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: the fit did not converge"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn bad_input_exits_2_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--model", DECAY, "--data", "missing.csv"], "cannot read data file missing.csv"),
-        (&["--model", DECAY, "--data", "decay.csv", "--y", "nope"], "column 'nope' not found"),
+        (
+            &["--model", DECAY, "--data", "missing.csv"],
+            "cannot read data file missing.csv",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--y", "nope"],
+            "column 'nope' not found",
+        ),
         (&["--model", DECAY, "--data", "decay.csv", "--x", "9"], "out of range"),
         (&["--model", DECAY, "--data", "decay.txt", "--y", "y"], "no header line"),
-        (&["--model", "a*exp(-k*x +", "--data", "decay.csv"], "at 1:13: unexpected end"),
+        (
+            &["--model", "a*exp(-k*x +", "--data", "decay.csv"],
+            "at 1:13: unexpected end",
+        ),
         (&["--model", "a*(x - b", "--data", "decay.csv"], "at 1:3: unclosed '('"),
-        (&["--model", "a*foo(x)", "--data", "decay.csv"], "at 1:3: unknown function 'foo'"),
+        (
+            &["--model", "a*foo(x)", "--data", "decay.csv"],
+            "at 1:3: unknown function 'foo'",
+        ),
         (&["--model", "a*x", "--data", "nan.csv"], "nan.csv:4"),
-        (&["--model", DECAY, "--data", "decay.csv", "--p0", "k=5", "--upper", "k=2"], "p0 of 'k' = 5 is outside its bounds"),
-        (&["--model", DECAY, "--data", "decay.csv", "--lower", "k=3", "--upper", "k=2"], "lower bound of 'k'"),
-        (&["--model", DECAY, "--data", "decay.csv", "--method", "dogbox"], "dogbox is not supported yet"),
-        (&["--model", DECAY, "--data", "decay.csv", "--method", "newton"], "not one of trf, lm, dogbox"),
-        (&["--model", DECAY, "--data", "decay.csv", "--p0", "q=1"], "'q' is not a parameter"),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--p0", "k=5", "--upper", "k=2"],
+            "p0 of 'k' = 5 is outside its bounds",
+        ),
+        (
+            &[
+                "--model",
+                DECAY,
+                "--data",
+                "decay.csv",
+                "--lower",
+                "k=3",
+                "--upper",
+                "k=2",
+            ],
+            "lower bound of 'k'",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--method", "dogbox"],
+            "dogbox is not supported yet",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--method", "newton"],
+            "not one of trf, lm, dogbox",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--p0", "q=1"],
+            "'q' is not a parameter",
+        ),
         (&["--model", DECAY, "--data", "decay.csv", "--loss", "l7"], "--loss"),
-        (&["--model", DECAY, "--data", "decay.csv", "--sigma", "x"], "sigma (column 1) must be > 0"),
-        (&["--model", DECAY, "--data", "decay.csv", "--plot", "out.pdf"], ".svg or .png"),
-        (&["--model", DECAY, "--data", "decay.csv", "--frobnicate"], "unknown option '--frobnicate'"),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--sigma", "x"],
+            "sigma (column 1) must be > 0",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--plot", "out.pdf"],
+            ".svg or .png",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--frobnicate"],
+            "unknown option '--frobnicate'",
+        ),
         (&["--model", DECAY], "needs --data"),
         (&["--model", "x^2", "--data", "decay.csv"], "no parameters"),
     ];
@@ -183,7 +363,10 @@ fn bad_input_exits_2_with_one_line() {
         let o = nlsq(&all);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{all:?}: {err}");
-        assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{all:?}: not one error line: {err:?}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{all:?}: not one error line: {err:?}"
+        );
         assert!(err.contains(want), "{all:?}: {err:?} does not contain {want:?}");
         assert!(!err.contains("panicked") && o.stdout.is_empty(), "{all:?}: {err}");
     }
@@ -195,7 +378,11 @@ fn bad_input_exits_2_with_one_line() {
 fn model_not_finite_at_the_start_exits_2() {
     let o = nlsq(&["fit", "--model", "log(b - x)*a", "--data", "decay.csv", "--p0", "b=-1"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not finite at the starting point"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not finite at the starting point"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -205,20 +392,48 @@ fn plot_writes_svg_and_png() {
     let _ = std::fs::remove_file(&svg);
     let _ = std::fs::remove_file(&png);
     for path in [&svg, &png] {
-        let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--plot", path.to_str().unwrap()]);
+        let o = nlsq(&[
+            "fit",
+            "--model",
+            DECAY,
+            "--data",
+            "decay.csv",
+            "--plot",
+            path.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
     let text = std::fs::read_to_string(&svg).expect("the SVG was written");
     assert!(text.starts_with("<svg") && text.len() > 10_000, "{} bytes", text.len());
     // 30 data points and 30 residuals, and the fitted curve.
-    assert!(text.matches("<circle").count() >= 60, "{}", text.matches("<circle").count());
+    assert!(
+        text.matches("<circle").count() >= 60,
+        "{}",
+        text.matches("<circle").count()
+    );
     assert!(text.contains("<polyline"));
     let bytes = std::fs::read(&png).expect("the PNG was written");
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{} bytes", bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
     // Without a font the plot is still drawn (no text), with a warning.
     let bare = temp_path("bare.svg");
     let o = Command::new(env!("CARGO_BIN_EXE_nlsq"))
-        .args(["fit", "--model", "A*exp(-b*u) + c*v^2", "--data", "plane.csv", "--x", "u,v", "--y", "z", "--plot", bare.to_str().unwrap()])
+        .args([
+            "fit",
+            "--model",
+            "A*exp(-b*u) + c*v^2",
+            "--data",
+            "plane.csv",
+            "--x",
+            "u,v",
+            "--y",
+            "z",
+            "--plot",
+            bare.to_str().unwrap(),
+        ])
         .current_dir(data_dir())
         .env("NLSQ_PLOT_FONT", "none")
         .output()
@@ -264,7 +479,9 @@ fn help_documents_every_option_with_an_example() {
         assert!(fit.contains(opt), "nlsq fit --help lacks {opt}");
     }
     let nist = String::from_utf8(nlsq(&["nist", "--help"]).stdout).unwrap();
-    for opt in ["--method", "--start", "--ftol", "--xtol", "--gtol", "--json", "lre_min", "Examples"] {
+    for opt in [
+        "--method", "--start", "--ftol", "--xtol", "--gtol", "--json", "lre_min", "Examples",
+    ] {
         assert!(nist.contains(opt), "nlsq nist --help lacks {opt}");
     }
 }

@@ -21,7 +21,8 @@ fn dataset(nb: usize, m: usize) -> (Array1<f64>, Array2<f64>, Array2<f64>) {
             let noise = 0.02 * (((i * 31 + b * 17) as f64 * 12.9898).sin() * 43758.5453).fract();
             y[[b, i]] = a * (-k * x[i]).exp() + c + noise;
         }
-        p0.row_mut(b).assign(&Array1::from(vec![1.0 + 0.05 * b as f64, 1.0, 0.0]));
+        p0.row_mut(b)
+            .assign(&Array1::from(vec![1.0 + 0.05 * b as f64, 1.0, 0.0]));
     }
     (x, y, p0)
 }
@@ -37,7 +38,12 @@ fn assert_same(batch: &CurveFit, single: &CurveFit, what: &str) {
     for (a, b) in batch.popt.iter().zip(single.popt.iter()) {
         assert!(close(*a, *b, 0.0), "{what}: popt {} vs {}", batch.popt, single.popt);
     }
-    assert!(close(batch.result.cost, single.result.cost, 0.0), "{what}: cost {} vs {}", batch.result.cost, single.result.cost);
+    assert!(
+        close(batch.result.cost, single.result.cost, 0.0),
+        "{what}: cost {} vs {}",
+        batch.result.cost,
+        single.result.cost
+    );
     let scale = single.pcov.iter().fold(0.0f64, |s, v| s.max(v.abs()));
     for (a, b) in batch.pcov.iter().zip(single.pcov.iter()) {
         assert!(close(*a, *b, scale), "{what}: pcov {} vs {}", batch.pcov, single.pcov);
@@ -52,7 +58,14 @@ fn lm_batch_equals_single_fits() {
     assert_eq!(fits.len(), 6);
     for (b, fit) in fits.iter().enumerate() {
         let fit = fit.as_ref().unwrap();
-        let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+        let single = curve_fit(
+            &exp_model,
+            &x,
+            &y.row(b).to_owned(),
+            Some(p0.row(b).to_slice().unwrap()),
+            &opts,
+        )
+        .unwrap();
         assert!(single.success());
         assert_same(fit, &single, &format!("lm problem {b}"));
     }
@@ -60,7 +73,14 @@ fn lm_batch_equals_single_fits() {
     let xs = Array2::from_shape_fn((6, 100), |(b, i)| x[i] * (1.0 + 0.1 * b as f64));
     let fits = curve_fit_batch(&exp_model, &Batch::new(xs.view(), y.view(), p0.view()), &opts).unwrap();
     for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(&exp_model, &xs.row(b).to_owned(), &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+        let single = curve_fit(
+            &exp_model,
+            &xs.row(b).to_owned(),
+            &y.row(b).to_owned(),
+            Some(p0.row(b).to_slice().unwrap()),
+            &opts,
+        )
+        .unwrap();
         assert_same(fit.as_ref().unwrap(), &single, &format!("lm problem {b}, own x"));
     }
 }
@@ -86,7 +106,14 @@ fn trf_batch_with_bounds_equals_single_fits() {
     let fits = curve_fit_batch(&exp_model, &batch, &opts).unwrap();
     for (b, fit) in fits.iter().enumerate() {
         let o = opts.clone().with_bounds(lo.row(b).to_vec(), hi.row(b).to_vec());
-        let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &o).unwrap();
+        let single = curve_fit(
+            &exp_model,
+            &x,
+            &y.row(b).to_owned(),
+            Some(p0.row(b).to_slice().unwrap()),
+            &o,
+        )
+        .unwrap();
         assert_same(fit.as_ref().unwrap(), &single, &format!("trf problem {b}"));
     }
 }
@@ -99,7 +126,9 @@ fn ragged_batch_with_sigma_equals_single_fits() {
     let sigma = Array2::from_shape_fn((nb, 120), |(b, i)| 0.5 + 0.01 * ((b + i) % 13) as f64);
     for method in [Method::Lm, Method::Trf] {
         let opts = FitOptions::default().with_method(method);
-        let batch = Batch::shared_x(x.view(), y.view(), p0.view()).with_lengths(lengths.clone()).with_sigma(sigma.view());
+        let batch = Batch::shared_x(x.view(), y.view(), p0.view())
+            .with_lengths(lengths.clone())
+            .with_sigma(sigma.view());
         let fits = curve_fit_batch(&exp_model, &batch, &opts).unwrap();
         for (b, fit) in fits.iter().enumerate() {
             let m = lengths[b];
@@ -108,7 +137,11 @@ fn ragged_batch_with_sigma_equals_single_fits() {
             let yb = y.row(b).slice(ndarray::s![..m]).to_owned();
             let single = curve_fit(&exp_model, &xb, &yb, Some(p0.row(b).to_slice().unwrap()), &o).unwrap();
             assert_eq!(fit.as_ref().unwrap().result.fun.len(), m);
-            assert_same(fit.as_ref().unwrap(), &single, &format!("{method} ragged problem {b} (m = {m})"));
+            assert_same(
+                fit.as_ref().unwrap(),
+                &single,
+                &format!("{method} ragged problem {b} (m = {m})"),
+            );
         }
     }
 }
@@ -126,7 +159,13 @@ fn pathological_problems_fail_alone() {
     assert!(fits[1].is_err(), "problem 1 must fail");
     let mut converged = 0;
     for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts);
+        let single = curve_fit(
+            &exp_model,
+            &x,
+            &y.row(b).to_owned(),
+            Some(p0.row(b).to_slice().unwrap()),
+            &opts,
+        );
         match (fit, single) {
             (Ok(f), Ok(s)) => {
                 assert_same(f, &s, &format!("problem {b}"));
@@ -135,7 +174,11 @@ fn pathological_problems_fail_alone() {
                 }
             }
             (Err(e), Err(s)) => assert_eq!(e.to_string(), s.to_string()),
-            (f, s) => panic!("problem {b}: batch {:?} vs single {:?}", f.as_ref().map(|f| f.result.status), s.map(|f| f.result.status)),
+            (f, s) => panic!(
+                "problem {b}: batch {:?} vs single {:?}",
+                f.as_ref().map(|f| f.result.status),
+                s.map(|f| f.result.status)
+            ),
         }
     }
     assert_eq!(fits[4].as_ref().unwrap().result.status, Status::MaxNfev);
@@ -146,7 +189,12 @@ fn pathological_problems_fail_alone() {
 fn invalid_problem_is_reported_in_place() {
     let (x, mut y, p0) = dataset(3, 50);
     y[[2, 7]] = f64::NAN;
-    let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &FitOptions::default()).unwrap();
+    let fits = curve_fit_batch(
+        &exp_model,
+        &Batch::shared_x(x.view(), y.view(), p0.view()),
+        &FitOptions::default(),
+    )
+    .unwrap();
     assert!(fits[0].is_ok() && fits[1].is_ok());
     assert!(fits[2].as_ref().unwrap_err().to_string().contains("ydata"));
 }
@@ -157,7 +205,12 @@ fn split_batches_return_results_in_order() {
     let (x, y, p0) = dataset(nb, 60);
     let opts = FitOptions::default();
     let whole = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-    let split = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()).with_chunk(4), &opts).unwrap();
+    let split = curve_fit_batch(
+        &exp_model,
+        &Batch::shared_x(x.view(), y.view(), p0.view()).with_chunk(4),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(split.len(), nb);
     for b in 0..nb {
         let (w, s) = (whole[b].as_ref().unwrap(), split[b].as_ref().unwrap());
@@ -178,10 +231,21 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
     }
     let (lo, hi) = (vec![0.0, 0.0, 0.4], vec![20.0, 5.0, 2.0]); // c >= 0.4 is active for most
     for loss in [Loss::SoftL1, Loss::Huber, Loss::Cauchy] {
-        let opts = FitOptions::default().with_method(Method::Trf).with_loss(loss).with_f_scale(0.1).with_bounds(lo.clone(), hi.clone());
+        let opts = FitOptions::default()
+            .with_method(Method::Trf)
+            .with_loss(loss)
+            .with_f_scale(0.1)
+            .with_bounds(lo.clone(), hi.clone());
         let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
         for (b, fit) in fits.iter().enumerate() {
-            let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+            let single = curve_fit(
+                &exp_model,
+                &x,
+                &y.row(b).to_owned(),
+                Some(p0.row(b).to_slice().unwrap()),
+                &opts,
+            )
+            .unwrap();
             let f = fit.as_ref().unwrap();
             if loss == Loss::SoftL1 {
                 assert_same(f, &single, &format!("{loss:?} problem {b}"));
@@ -191,9 +255,18 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
                 // z = 1), so the last-bit differences between the batched and the single
                 // kernels (summation order, fused multiply-adds) are amplified: same path,
                 // same nfev and status, popt within 1e-8 relative (measured: up to 8e-9).
-                assert_eq!((f.result.nfev, f.result.status), (single.result.nfev, single.result.status), "{loss:?} problem {b}");
+                assert_eq!(
+                    (f.result.nfev, f.result.status),
+                    (single.result.nfev, single.result.status),
+                    "{loss:?} problem {b}"
+                );
                 for (a, s) in f.popt.iter().zip(single.popt.iter()) {
-                    assert!((a - s).abs() <= 1e-8 * s.abs(), "{loss:?} problem {b}: popt {} vs {}", f.popt, single.popt);
+                    assert!(
+                        (a - s).abs() <= 1e-8 * s.abs(),
+                        "{loss:?} problem {b}: popt {} vs {}",
+                        f.popt,
+                        single.popt
+                    );
                 }
             }
             assert_eq!(f.result.active_mask, single.result.active_mask);
@@ -203,7 +276,14 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
     let opts = FitOptions::default().with_method(Method::Trf);
     let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
     for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+        let single = curve_fit(
+            &exp_model,
+            &x,
+            &y.row(b).to_owned(),
+            Some(p0.row(b).to_slice().unwrap()),
+            &opts,
+        )
+        .unwrap();
         assert_same(fit.as_ref().unwrap(), &single, &format!("unbounded trf problem {b}"));
     }
 }
@@ -213,10 +293,20 @@ fn fixed_x_scale_and_tolerances_equal_single_fits() {
     use nlsq::solve::XScale;
     let (x, y, p0) = dataset(4, 70);
     for method in [Method::Lm, Method::Trf] {
-        let opts = FitOptions::default().with_method(method).with_x_scale(XScale::Values(vec![1.0, 0.5, 2.0])).with_tol(1e-10);
+        let opts = FitOptions::default()
+            .with_method(method)
+            .with_x_scale(XScale::Values(vec![1.0, 0.5, 2.0]))
+            .with_tol(1e-10);
         let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
         for (b, fit) in fits.iter().enumerate() {
-            let single = curve_fit(&exp_model, &x, &y.row(b).to_owned(), Some(p0.row(b).to_slice().unwrap()), &opts).unwrap();
+            let single = curve_fit(
+                &exp_model,
+                &x,
+                &y.row(b).to_owned(),
+                Some(p0.row(b).to_slice().unwrap()),
+                &opts,
+            )
+            .unwrap();
             assert_same(fit.as_ref().unwrap(), &single, &format!("{method} x_scale problem {b}"));
         }
     }

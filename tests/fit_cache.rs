@@ -19,12 +19,17 @@ func.func @main(%x: tensor<8xf64>) -> tensor<8xf64> {
 
 fn program(k: usize) -> String {
     // Distinct programs (distinct keys) of the same shape.
-    PROGRAM.replace("%z = stablehlo.add %y, %x", &format!("%c = stablehlo.constant dense<{k}.0> : tensor<8xf64>\n  %z = stablehlo.add %y, %c"))
+    PROGRAM.replace(
+        "%z = stablehlo.add %y, %x",
+        &format!("%c = stablehlo.constant dense<{k}.0> : tensor<8xf64>\n  %z = stablehlo.add %y, %c"),
+    )
 }
 
 fn run(exe: &nlsq::pjrt::LoadedExecutable) -> Vec<f64> {
     let c = common::client();
-    let x = c.buffer_from_host(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[8]).unwrap();
+    let x = c
+        .buffer_from_host(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[8])
+        .unwrap();
     exe.execute(&[&x]).unwrap()[0].to_vec::<f64>().unwrap()
 }
 
@@ -85,9 +90,15 @@ fn corrupt_entries_are_detected_and_replaced() {
         let fresh = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8);
         let got = fresh.get_or_compile(&client, PROGRAM).unwrap();
         assert_eq!(got.source, ExecutableSource::Compiled, "{what}: must recompile");
-        assert_eq!(run(&got.executable), vec![2.0, 6.0, 12.0, 20.0, 30.0, 42.0, 56.0, 72.0], "{what}");
+        assert_eq!(
+            run(&got.executable),
+            vec![2.0, 6.0, 12.0, 20.0, 30.0, 42.0, 56.0, 72.0],
+            "{what}"
+        );
         // ... and the entry was replaced by a good one.
-        let again = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8).get_or_compile(&client, PROGRAM).unwrap();
+        let again = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8)
+            .get_or_compile(&client, PROGRAM)
+            .unwrap();
         assert_eq!(again.source, ExecutableSource::Disk, "{what}: entry replaced");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -106,13 +117,26 @@ fn disk_cache_evicts_least_recently_used_entries() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         cache.get_or_compile(&client, &program(k)).unwrap();
     }
-    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "nlsqx")).collect();
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "nlsqx"))
+        .collect();
     assert_eq!(entries.len(), 2, "size bound keeps two entries");
     // The two most recent programs survive.
     let fresh = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8);
-    assert_eq!(fresh.get_or_compile(&client, &program(3)).unwrap().source, ExecutableSource::Disk);
-    assert_eq!(fresh.get_or_compile(&client, &program(2)).unwrap().source, ExecutableSource::Disk);
-    assert_eq!(fresh.get_or_compile(&client, &program(0)).unwrap().source, ExecutableSource::Compiled);
+    assert_eq!(
+        fresh.get_or_compile(&client, &program(3)).unwrap().source,
+        ExecutableSource::Disk
+    );
+    assert_eq!(
+        fresh.get_or_compile(&client, &program(2)).unwrap().source,
+        ExecutableSource::Disk
+    );
+    assert_eq!(
+        fresh.get_or_compile(&client, &program(0)).unwrap().source,
+        ExecutableSource::Compiled
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -126,10 +150,16 @@ fn memory_cache_is_bounded_and_shared_by_threads() {
     assert_eq!(cache.memory_len(), 2);
     // Four threads asking for one missing key: one compile, three memory hits.
     let sources: Vec<ExecutableSource> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| cache.get_or_compile(&client, &program(42)).unwrap().source)).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| cache.get_or_compile(&client, &program(42)).unwrap().source))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(sources.iter().filter(|s| **s == ExecutableSource::Compiled).count(), 1, "{sources:?}");
+    assert_eq!(
+        sources.iter().filter(|s| **s == ExecutableSource::Compiled).count(),
+        1,
+        "{sources:?}"
+    );
 }
 
 fn exp_model(x: &Tensor, p: &Params) -> Tensor {
@@ -152,7 +182,10 @@ fn exp_data(m: usize, k: f64) -> (Vec<f64>, Vec<f64>) {
 fn cache_child_process() {
     let (x, y) = exp_data(200, 1.1);
     let fit = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default()).unwrap();
-    println!("CHILD source={} popt={:.15e},{:.15e},{:.15e}", fit.result.executable, fit.popt[0], fit.popt[1], fit.popt[2]);
+    println!(
+        "CHILD source={} popt={:.15e},{:.15e},{:.15e}",
+        fit.result.executable, fit.popt[0], fit.popt[1], fit.popt[2]
+    );
 }
 
 #[test]
@@ -160,7 +193,14 @@ fn processes_share_one_cache_directory() {
     let dir = tmpdir("procs");
     let spawn = || {
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cache_child_process", "--ignored", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "cache_child_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("NLSQ_CACHE_DIR", &dir)
             .env("NLSQ_PJRT_PLUGIN", nlsq::runtime::plugin_location().unwrap().plugin)
             .output()
@@ -168,8 +208,15 @@ fn processes_share_one_cache_directory() {
     };
     let parse = |o: &std::process::Output| -> (String, String) {
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "child failed: {out}\n{}", String::from_utf8_lossy(&o.stderr));
-        let line = out.lines().find_map(|l| l.find("CHILD source=").map(|i| l[i..].to_string())).unwrap_or_else(|| panic!("no CHILD line in {out}"));
+        assert!(
+            o.status.success(),
+            "child failed: {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = out
+            .lines()
+            .find_map(|l| l.find("CHILD source=").map(|i| l[i..].to_string()))
+            .unwrap_or_else(|| panic!("no CHILD line in {out}"));
         let (src, popt) = line["CHILD source=".len()..].split_once(" popt=").unwrap();
         (src.to_string(), popt.to_string())
     };
@@ -212,7 +259,14 @@ fn bucket_padding_does_not_change_results() {
             let sigma: Vec<f64> = (0..m).map(|i| 0.5 + (i % 7) as f64 * 0.1).collect();
             let base = FitOptions::default().with_method(method).with_sigma(sigma);
             let padded = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &base).unwrap();
-            let exact = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &base.clone().with_bucket(false)).unwrap();
+            let exact = curve_fit(
+                &exp_model,
+                &x,
+                &y,
+                Some(&[1.0, 1.0, 1.0]),
+                &base.clone().with_bucket(false),
+            )
+            .unwrap();
             assert_eq!(padded.result.nfev, exact.result.nfev, "{method} m={m}");
             assert_eq!(padded.result.njev, exact.result.njev, "{method} m={m}");
             let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-300);
@@ -221,7 +275,12 @@ fn bucket_padding_does_not_change_results() {
                 assert!(rel(*a, *b) < 1e-12, "{method} m={m}: {} vs {}", padded.popt, exact.popt);
             }
             for (a, b) in padded.pcov.iter().zip(&exact.pcov) {
-                assert!(rel(*a, *b) < 1e-10, "{method} m={m}: pcov {} vs {}", padded.pcov, exact.pcov);
+                assert!(
+                    rel(*a, *b) < 1e-10,
+                    "{method} m={m}: pcov {} vs {}",
+                    padded.pcov,
+                    exact.pcov
+                );
             }
             assert_eq!(padded.result.fun.len(), m);
             assert_eq!(padded.result.jac.nrows(), m);
@@ -237,7 +296,14 @@ fn fitter_compiles_once_and_fits_many_datasets() {
         let m = 60 + 30 * i; // varying lengths within the capacity
         let (x, y) = exp_data(m, *k);
         let a = fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).unwrap();
-        let b = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_bucket(false)).unwrap();
+        let b = curve_fit(
+            &exp_model,
+            &x,
+            &y,
+            Some(&[1.0, 1.0, 1.0]),
+            &FitOptions::default().with_bucket(false),
+        )
+        .unwrap();
         assert!(a.success());
         assert_eq!(a.result.timings.compile, std::time::Duration::ZERO);
         for (p, q) in a.popt.iter().zip(&b.popt) {
@@ -245,8 +311,14 @@ fn fitter_compiles_once_and_fits_many_datasets() {
         }
     }
     let (x, y) = exp_data(500, 1.0);
-    assert!(fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).is_err(), "too many points for the capacity");
+    assert!(
+        fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).is_err(),
+        "too many points for the capacity"
+    );
     let other = FitOptions::default().with_method(Method::Trf);
     let (x, y) = exp_data(100, 1.0);
-    assert!(fitter.fit_with(&x, &y, Some(&[1.0, 1.0, 1.0]), &other).is_err(), "another method needs another program");
+    assert!(
+        fitter.fit_with(&x, &y, Some(&[1.0, 1.0, 1.0]), &other).is_err(),
+        "another method needs another program"
+    );
 }

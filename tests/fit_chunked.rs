@@ -15,7 +15,12 @@ fn rel(a: f64, b: f64) -> f64 {
 fn assert_same(a: &CurveFit, b: &CurveFit, what: &str) {
     assert_eq!(a.result.status, b.result.status, "{what}");
     assert_eq!(a.result.nfev, b.result.nfev, "{what}: nfev");
-    assert!(rel(a.result.cost, b.result.cost) < 1e-10, "{what}: cost {} vs {}", a.result.cost, b.result.cost);
+    assert!(
+        rel(a.result.cost, b.result.cost) < 1e-10,
+        "{what}: cost {} vs {}",
+        a.result.cost,
+        b.result.cost
+    );
     for (p, q) in a.popt.iter().zip(&b.popt) {
         assert!(rel(*p, *q) < 1e-10, "{what}: popt {} vs {}", a.popt, b.popt);
     }
@@ -28,16 +33,37 @@ fn assert_same(a: &CurveFit, b: &CurveFit, what: &str) {
 #[test]
 fn chunked_equals_whole_on_reference_problems() {
     let cases: Vec<(&str, &str, Vec<f64>, Vec<f64>, FitOptions)> = vec![
-        ("exp lm", "a*exp(-k*x)+c", vec![2.5, 1.3, 0.5], vec![1.0, 1.0, 1.0], FitOptions::default().with_method(Method::Lm)),
-        ("exp trf", "a*exp(-k*x)+c", vec![2.5, 1.3, 0.5], vec![1.0, 1.0, 1.0], FitOptions::default().with_method(Method::Trf)),
+        (
+            "exp lm",
+            "a*exp(-k*x)+c",
+            vec![2.5, 1.3, 0.5],
+            vec![1.0, 1.0, 1.0],
+            FitOptions::default().with_method(Method::Lm),
+        ),
+        (
+            "exp trf",
+            "a*exp(-k*x)+c",
+            vec![2.5, 1.3, 0.5],
+            vec![1.0, 1.0, 1.0],
+            FitOptions::default().with_method(Method::Trf),
+        ),
         (
             "gauss trf bounded soft_l1",
             "a*exp(-((x-mu)^2)/(2*s^2))+b",
             vec![3.0, 2.0, 0.4, 0.2],
             vec![1.0, 1.5, 1.0, 0.0],
-            FitOptions::default().with_bounds(vec![0.0, 0.0, 0.05, -1.0], vec![10.0, 5.0, 2.0, 1.0]).with_loss(Loss::SoftL1).with_f_scale(0.1),
+            FitOptions::default()
+                .with_bounds(vec![0.0, 0.0, 0.05, -1.0], vec![10.0, 5.0, 2.0, 1.0])
+                .with_loss(Loss::SoftL1)
+                .with_f_scale(0.1),
         ),
-        ("rational lm", "(a+b*x)/(1+c*x)", vec![1.0, 2.0, 0.5], vec![1.0, 1.0, 1.0], FitOptions::default()),
+        (
+            "rational lm",
+            "(a+b*x)/(1+c*x)",
+            vec![1.0, 2.0, 0.5],
+            vec![1.0, 1.0, 1.0],
+            FitOptions::default(),
+        ),
     ];
     for (name, src, truth, p0, opts) in cases {
         let expr = Expr::parse(src, &["x"]).unwrap();
@@ -53,10 +79,17 @@ fn chunked_equals_whole_on_reference_problems() {
                     let t = &truth;
                     let v = match name {
                         n if n.starts_with("exp") => t[0] * (-t[1] * x).exp() + t[2],
-                        n if n.starts_with("gauss") => t[0] * (-((x - t[1]).powi(2)) / (2.0 * t[2] * t[2])).exp() + t[3],
+                        n if n.starts_with("gauss") => {
+                            t[0] * (-((x - t[1]).powi(2)) / (2.0 * t[2] * t[2])).exp() + t[3]
+                        }
                         _ => (t[0] + t[1] * x) / (1.0 + t[2] * x),
                     };
-                    v + 0.02 * noise(i) + if i % 97 == 0 && name.starts_with("gauss") { 1.0 } else { 0.0 }
+                    v + 0.02 * noise(i)
+                        + if i % 97 == 0 && name.starts_with("gauss") {
+                            1.0
+                        } else {
+                            0.0
+                        }
                 })
                 .collect()
         };
@@ -78,7 +111,9 @@ fn two_predictors_chunked() {
     let m = 2048;
     let u: Vec<f64> = (0..m).map(|i| (i % 64) as f64 / 16.0).collect();
     let v: Vec<f64> = (0..m).map(|i| (i / 64) as f64 / 8.0).collect();
-    let y: Vec<f64> = (0..m).map(|i| 2.0 * (-((u[i] - 2.0).powi(2) + (v[i] - 1.5).powi(2)) / 0.8).exp() + 0.01 * noise(i)).collect();
+    let y: Vec<f64> = (0..m)
+        .map(|i| 2.0 * (-((u[i] - 2.0).powi(2) + (v[i] - 1.5).powi(2)) / 0.8).exp() + 0.01 * noise(i))
+        .collect();
     let x = ndarray::Array2::from_shape_vec((2, m), [u, v].concat()).unwrap();
     let p0 = [1.0, 1.8, 1.2, 1.0];
     let whole = curve_fit(&model, &x, &y, Some(&p0), &FitOptions::default().with_chunk_rows(0)).unwrap();
@@ -90,13 +125,31 @@ fn two_predictors_chunked() {
 fn automatic_chunking_at_large_m() {
     let m = 100_000;
     let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
-    let y: Vec<f64> = x.iter().enumerate().map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i)).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
+        .collect();
     let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
     let model = expr.model();
     for method in [Method::Lm, Method::Trf] {
-        let auto = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_method(method)).unwrap();
+        let auto = curve_fit(
+            &model,
+            &x,
+            &y,
+            Some(&[1.0, 1.0, 1.0]),
+            &FitOptions::default().with_method(method),
+        )
+        .unwrap();
         assert_eq!(auto.result.jac.nrows(), 0, "{method}: 100k points chunk automatically");
-        let whole = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_method(method).with_chunk_rows(0)).unwrap();
+        let whole = curve_fit(
+            &model,
+            &x,
+            &y,
+            Some(&[1.0, 1.0, 1.0]),
+            &FitOptions::default().with_method(method).with_chunk_rows(0),
+        )
+        .unwrap();
         assert_same(&auto, &whole, &format!("{method} 100k"));
     }
 }
@@ -109,9 +162,20 @@ fn chunked_fitter_takes_smaller_datasets() {
     assert_eq!(fitter.capacity() % 16_384, 0);
     for m in [70_000usize, 20_000, 500] {
         let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
-        let y: Vec<f64> = x.iter().enumerate().map(|(i, &x)| 1.5 * (-0.7 * x).exp() + 0.2 + 0.01 * noise(i)).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| 1.5 * (-0.7 * x).exp() + 0.2 + 0.01 * noise(i))
+            .collect();
         let a = fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).unwrap();
-        let b = curve_fit(&expr.model(), &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_chunk_rows(0)).unwrap();
+        let b = curve_fit(
+            &expr.model(),
+            &x,
+            &y,
+            Some(&[1.0, 1.0, 1.0]),
+            &FitOptions::default().with_chunk_rows(0),
+        )
+        .unwrap();
         assert_same(&a, &b, &format!("fitter m={m}"));
     }
 }

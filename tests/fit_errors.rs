@@ -41,24 +41,57 @@ fn non_finite_inputs_are_rejected_when_check_finite() {
     input_error(curve_fit(&line, &x, &y, Some(&[f64::NAN, 1.0]), &o), "p0", "element 0");
     let mut sigma = vec![1.0; 10];
     sigma[2] = f64::NAN;
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &o.clone().with_sigma(sigma)), "sigma", "sigma[2]");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&p0), &o.clone().with_sigma(sigma)),
+        "sigma",
+        "sigma[2]",
+    );
     // With check_finite off, NaN data are the caller's business (no error, no crash).
     let mut yn = y.clone();
     yn[4] = f64::NAN;
     let r = curve_fit(&line, &x, &yn, Some(&p0), &o.clone().with_check_finite(false));
-    assert!(r.is_err() || r.as_ref().is_ok_and(|f| !f.popt[0].is_finite() || !f.success()), "NaN data must not report a clean success");
+    assert!(
+        r.is_err() || r.as_ref().is_ok_and(|f| !f.popt[0].is_finite() || !f.success()),
+        "NaN data must not report a clean success"
+    );
 }
 
 #[test]
 fn length_mismatches_are_rejected() {
     let (x, y) = data();
     let o = FitOptions::default();
-    input_error(curve_fit(&line, &x[..9], &y, Some(&[1.0, 1.0]), &o), "xdata", "9 points");
-    input_error(curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &o.clone().with_sigma(vec![1.0; 3])), "sigma", "3 values");
-    input_error(curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &o.clone().with_sigma_cov(Array2::eye(3))), "sigma", "3x3");
-    input_error(curve_fit(&line, &[] as &[f64], &[] as &[f64], Some(&[1.0, 1.0]), &o), "ydata", "no data");
+    input_error(
+        curve_fit(&line, &x[..9], &y, Some(&[1.0, 1.0]), &o),
+        "xdata",
+        "9 points",
+    );
+    input_error(
+        curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &o.clone().with_sigma(vec![1.0; 3])),
+        "sigma",
+        "3 values",
+    );
+    input_error(
+        curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&[1.0, 1.0]),
+            &o.clone().with_sigma_cov(Array2::eye(3)),
+        ),
+        "sigma",
+        "3x3",
+    );
+    input_error(
+        curve_fit(&line, &[] as &[f64], &[] as &[f64], Some(&[1.0, 1.0]), &o),
+        "ydata",
+        "no data",
+    );
     input_error(curve_fit(&line, &x, &y, None, &o), "p0", "n_params");
-    input_error(curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &o.clone().with_n_params(3)), "p0", "n_params is 3");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &o.clone().with_n_params(3)),
+        "p0",
+        "n_params is 3",
+    );
 }
 
 #[test]
@@ -67,9 +100,20 @@ fn fewer_points_than_parameters() {
     let y = [1.0, 3.0];
     let quad = |x: &Tensor, p: &Params| &p[0] * x * x + &p[1] * x + &p[2];
     // lm needs m >= n, as in scipy.
-    input_error(curve_fit(&quad, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default()), "ydata", "at least as many points");
+    input_error(
+        curve_fit(&quad, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default()),
+        "ydata",
+        "at least as many points",
+    );
     // trf accepts it; the covariance cannot be estimated and is all inf.
-    let fit = curve_fit(&quad, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default().with_method(Method::Trf)).unwrap();
+    let fit = curve_fit(
+        &quad,
+        &x,
+        &y,
+        Some(&[1.0, 1.0, 1.0]),
+        &FitOptions::default().with_method(Method::Trf),
+    )
+    .unwrap();
     assert!(fit.pcov.iter().all(|v| v.is_infinite()), "{}", fit.pcov);
     assert!(fit.result.cost < 1e-12, "an interpolating fit: {}", fit.result.cost);
 }
@@ -78,16 +122,70 @@ fn fewer_points_than_parameters() {
 fn bounds_errors() {
     let (x, y) = data();
     let p0 = [1.0, 1.0];
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![2.0, 0.0], vec![3.0, 5.0])), "p0", "outside its bounds");
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![0.0], vec![0.0])), "bounds", "strictly less");
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![0.0; 3], vec![9.0])), "bounds.lower", "3 values");
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![f64::NAN], vec![9.0])), "bounds", "NaN");
-    match curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![0.0], vec![9.0]).with_method(Method::Lm)) {
+    input_error(
+        curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&p0),
+            &FitOptions::default().with_bounds(vec![2.0, 0.0], vec![3.0, 5.0]),
+        ),
+        "p0",
+        "outside its bounds",
+    );
+    input_error(
+        curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&p0),
+            &FitOptions::default().with_bounds(vec![0.0], vec![0.0]),
+        ),
+        "bounds",
+        "strictly less",
+    );
+    input_error(
+        curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&p0),
+            &FitOptions::default().with_bounds(vec![0.0; 3], vec![9.0]),
+        ),
+        "bounds.lower",
+        "3 values",
+    );
+    input_error(
+        curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&p0),
+            &FitOptions::default().with_bounds(vec![f64::NAN], vec![9.0]),
+        ),
+        "bounds",
+        "NaN",
+    );
+    match curve_fit(
+        &line,
+        &x,
+        &y,
+        Some(&p0),
+        &FitOptions::default()
+            .with_bounds(vec![0.0], vec![9.0])
+            .with_method(Method::Lm),
+    ) {
         Err(Error::InvalidOption { field: "method", .. }) => {}
         other => panic!("lm with bounds must be an InvalidOption error, got {other:?}"),
     }
     // Infinite bounds are no bounds: lm is fine.
-    let fit = curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_bounds(vec![f64::NEG_INFINITY], vec![f64::INFINITY]));
+    let fit = curve_fit(
+        &line,
+        &x,
+        &y,
+        Some(&p0),
+        &FitOptions::default().with_bounds(vec![f64::NEG_INFINITY], vec![f64::INFINITY]),
+    );
     assert_eq!(fit.unwrap().result.method, Method::Lm);
 }
 
@@ -97,18 +195,34 @@ fn sigma_errors() {
     let p0 = [1.0, 1.0];
     let mut s = vec![1.0; 10];
     s[5] = 0.0;
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma(s)), "sigma", "sigma[5] = 0");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma(s)),
+        "sigma",
+        "sigma[5] = 0",
+    );
     let mut s = vec![1.0; 10];
     s[1] = -2.0;
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma(s)), "sigma", "sigma[1] = -2");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma(s)),
+        "sigma",
+        "sigma[1] = -2",
+    );
     // Not positive definite / not symmetric 2-D sigma.
     let mut cov = Array2::<f64>::eye(10);
     cov[[0, 1]] = 2.0;
     cov[[1, 0]] = 2.0;
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma_cov(cov)), "sigma", "positive definite");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma_cov(cov)),
+        "sigma",
+        "positive definite",
+    );
     let mut cov = Array2::<f64>::eye(10);
     cov[[0, 1]] = 0.5;
-    input_error(curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma_cov(cov)), "sigma", "symmetric");
+    input_error(
+        curve_fit(&line, &x, &y, Some(&p0), &FitOptions::default().with_sigma_cov(cov)),
+        "sigma",
+        "symmetric",
+    );
     let _ = arr2(&[[1.0]]);
 }
 
@@ -116,13 +230,22 @@ fn sigma_errors() {
 fn model_of_the_wrong_shape_is_a_trace_error() {
     let (x, y) = data();
     let bad = |x: &Tensor, p: &Params| (&p[0] * x).reshape([2, 5]);
-    match curve_fit(&bad, &x, &y, Some(&[1.0, 1.0]), &FitOptions::default().with_bucket(false)) {
+    match curve_fit(
+        &bad,
+        &x,
+        &y,
+        Some(&[1.0, 1.0]),
+        &FitOptions::default().with_bucket(false),
+    ) {
         Err(e @ (Error::ShapeMismatch { .. } | Error::InvalidOp { .. })) => assert!(e.to_string().contains('['), "{e}"),
         other => panic!("expected a shape error, got {other:?}"),
     }
     // Using a parameter that does not exist.
     let too_many = |x: &Tensor, p: &Params| &p[0] * x + &p[5];
-    assert!(matches!(curve_fit(&too_many, &x, &y, Some(&[1.0, 1.0]), &FitOptions::default()), Err(Error::InvalidOp { .. })));
+    assert!(matches!(
+        curve_fit(&too_many, &x, &y, Some(&[1.0, 1.0]), &FitOptions::default()),
+        Err(Error::InvalidOp { .. })
+    ));
 }
 
 #[test]
@@ -131,7 +254,17 @@ fn model_not_finite_at_p0_is_an_error() {
     let logm = |x: &Tensor, p: &Params| (&p[0] * x).ln() + &p[1];
     // p0[0] = -1 makes log of negatives (and log 0 at x = 0): NaN/inf at the start.
     for method in [Method::Lm, Method::Trf] {
-        input_error(curve_fit(&logm, &x, &y, Some(&[-1.0, 1.0]), &FitOptions::default().with_method(method)), "p0", "not finite");
+        input_error(
+            curve_fit(
+                &logm,
+                &x,
+                &y,
+                Some(&[-1.0, 1.0]),
+                &FitOptions::default().with_method(method),
+            ),
+            "p0",
+            "not finite",
+        );
     }
 }
 
@@ -139,9 +272,19 @@ fn model_not_finite_at_p0_is_an_error() {
 fn invalid_options_are_rejected() {
     let (x, y) = data();
     let o = FitOptions::default();
-    for bad in [o.clone().with_tol(-1.0), o.clone().with_f_scale(0.0), o.clone().with_max_nfev(0)] {
-        assert!(matches!(curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &bad), Err(Error::InvalidOption { .. })));
+    for bad in [
+        o.clone().with_tol(-1.0),
+        o.clone().with_f_scale(0.0),
+        o.clone().with_max_nfev(0),
+    ] {
+        assert!(matches!(
+            curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &bad),
+            Err(Error::InvalidOption { .. })
+        ));
     }
     let huber_lm = o.clone().with_method(Method::Lm).with_loss(nlsq::solve::Loss::Huber);
-    assert!(matches!(curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &huber_lm), Err(Error::InvalidOption { field: "loss", .. })));
+    assert!(matches!(
+        curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &huber_lm),
+        Err(Error::InvalidOption { field: "loss", .. })
+    ));
 }

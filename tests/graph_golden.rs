@@ -19,7 +19,9 @@ fn build() -> Program {
     let x = g.parameter("x", DType::F64, [4]);
     let y = g.parameter("y", DType::F64, [4]);
     let p0 = g.parameter("p0", DType::F64, [3]);
-    let model = g.model_jac_function("decay_jac", &decay, TensorType::new(DType::F64, [4]), 3).unwrap();
+    let model = g
+        .model_jac_function("decay_jac", &decay, TensorType::new(DType::F64, [4]), 3)
+        .unwrap();
     let fj = model.call(&[&x, &p0]);
     let resid = &fj[0] - &y;
     let cost = resid.square().sum() * 0.5;
@@ -73,7 +75,9 @@ fn emission_is_deterministic_and_deduplicated() {
 fn golden_program_compiles_and_runs() {
     let program = build();
     let client = nlsq::runtime::client().expect("PJRT client");
-    let exe = client.compile(&program.text).unwrap_or_else(|e| panic!("{e}\n{}", program.text));
+    let exe = client
+        .compile(&program.text)
+        .unwrap_or_else(|e| panic!("{e}\n{}", program.text));
     let xs = [0.0, 1.0, 2.0, 3.0];
     let ys = [3.0, 2.0, 1.5, 1.2];
     let p = [2.0, 0.5, 1.0];

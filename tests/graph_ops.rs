@@ -13,7 +13,9 @@ fn client() -> Client {
 }
 
 fn compile(program: &Program) -> nlsq::pjrt::LoadedExecutable {
-    client().compile(&program.text).unwrap_or_else(|e| panic!("{e}\n{}", program.text))
+    client()
+        .compile(&program.text)
+        .unwrap_or_else(|e| panic!("{e}\n{}", program.text))
 }
 
 fn read(b: &Buffer) -> Vec<f64> {
@@ -22,7 +24,12 @@ fn read(b: &Buffer) -> Vec<f64> {
         DType::F32 => b.to_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
         DType::I64 => b.to_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect(),
         DType::I32 => b.to_vec::<i32>().unwrap().into_iter().map(f64::from).collect(),
-        DType::Bool => b.to_vec::<bool>().unwrap().into_iter().map(|v| f64::from(u8::from(v))).collect(),
+        DType::Bool => b
+            .to_vec::<bool>()
+            .unwrap()
+            .into_iter()
+            .map(|v| f64::from(u8::from(v)))
+            .collect(),
     }
 }
 
@@ -70,7 +77,10 @@ fn structural_ops_match_host_loops() {
         ("int_ops", ((&k * 3.0 + 1.0) % 5.0).max(2.0)),
         ("logic", a.gt(0.0).and(&a.lt(1.0)).or(&a.eq(2.0).not())),
         ("select", a.gt(0.5).select(&a, -1.0)),
-        ("dynamic_block", c.dynamic_slice(&[g.scalar(DType::I64, 1.0), k.clone(), k.clone()], &[1, 2, 2])),
+        (
+            "dynamic_block",
+            c.dynamic_slice(&[g.scalar(DType::I64, 1.0), k.clone(), k.clone()], &[1, 2, 2]),
+        ),
     ];
     let tensors: Vec<&Tensor> = outs.iter().map(|(_, t)| t).collect();
     let program = g.finish(tensors.iter().copied()).unwrap();
@@ -96,24 +106,57 @@ fn structural_ops_match_host_loops() {
     let c_ = |i: usize, j: usize, l: usize| cv[i * 12 + j * 4 + l];
     let ku = kv as usize;
     let mut want: Vec<Vec<f64>> = Vec::new();
-    want.push((0..6).map(|q| (0..4).map(|l| a_(q / 2, l) * bv[l * 2 + q % 2]).sum()).collect());
+    want.push(
+        (0..6)
+            .map(|q| (0..4).map(|l| a_(q / 2, l) * bv[l * 2 + q % 2]).sum())
+            .collect(),
+    );
     want.push((0..3).map(|i| (0..4).map(|l| a_(i, l) * a_(1, l)).sum()).collect());
     want.push(vec![(0..4).map(|l| a_(1, l) * a_(1, l)).sum()]);
-    let gram: Vec<f64> = (0..18).map(|q| (0..4).map(|l| c_(q / 9, (q / 3) % 3, l) * c_(q / 9, q % 3, l)).sum()).collect();
+    let gram: Vec<f64> = (0..18)
+        .map(|q| (0..4).map(|l| c_(q / 9, (q / 3) % 3, l) * c_(q / 9, q % 3, l)).sum())
+        .collect();
     want.push(gram.clone());
     want.push(gram);
     want.push((0..12).map(|q| a_(q % 3, q / 3)).collect());
     want.push(vec![av.iter().sum()]);
-    want.push((0..3).map(|j| (0..2).flat_map(|i| (0..4).map(move |l| (i, l))).map(|(i, l)| c_(i, j, l)).fold(f64::MIN, f64::max)).collect());
-    want.push((0..8).map(|q| (0..3).map(|j| c_(q / 4, j, q % 4)).fold(f64::MAX, f64::min)).collect());
+    want.push(
+        (0..3)
+            .map(|j| {
+                (0..2)
+                    .flat_map(|i| (0..4).map(move |l| (i, l)))
+                    .map(|(i, l)| c_(i, j, l))
+                    .fold(f64::MIN, f64::max)
+            })
+            .collect(),
+    );
+    want.push(
+        (0..8)
+            .map(|q| (0..3).map(|j| c_(q / 4, j, q % 4)).fold(f64::MAX, f64::min))
+            .collect(),
+    );
     want.push((0..3).map(|i| (0..4).map(|l| a_(i, l)).product()).collect());
     want.push((0..4).map(|l| (0..3).map(|i| a_(i, l)).sum::<f64>() / 3.0).collect());
     want.push((0..15).map(|q| a_(q / 5, iv[q % 5] as usize)).collect());
     want.push((0..4).map(|l| a_(ku, l)).collect());
     want.push((0..3).map(|i| a_(i, ku)).collect());
-    want.push((0..12).map(|q| if q / 4 == ku { a_(1, q % 4) * 10.0 } else { av[q] }).collect());
+    want.push(
+        (0..12)
+            .map(|q| if q / 4 == ku { a_(1, q % 4) * 10.0 } else { av[q] })
+            .collect(),
+    );
     want.push((0..4).map(|l| if l == 3 { -1.0 } else { a_(1, l) }).collect());
-    want.push((0..24).map(|q| if q % 8 < 4 { a_(q / 8, q % 8) } else { 2.0 * a_(q / 8, q % 8 - 4) }).collect());
+    want.push(
+        (0..24)
+            .map(|q| {
+                if q % 8 < 4 {
+                    a_(q / 8, q % 8)
+                } else {
+                    2.0 * a_(q / 8, q % 8 - 4)
+                }
+            })
+            .collect(),
+    );
     want.push(vec![a_(0, 1), a_(0, 3), a_(2, 1), a_(2, 3)]);
     want.push((0..12).map(|q| av[q] + a_(1, q % 4) + 1.0).collect());
     want.push((0..12).map(|q| av[q] * a_(q / 4, 0)).collect());
@@ -121,7 +164,11 @@ fn structural_ops_match_host_loops() {
     want.push((0..9).map(|q| if q / 3 == q % 3 { 1.0 } else { 0.0 }).collect());
     want.push(av.iter().map(|v| f64::from(*v as f32 * 3.0)).collect());
     want.push(vec![(((kv * 3 + 1) % 5).max(2)) as f64]);
-    want.push(av.iter().map(|&v| f64::from(u8::from((v > 0.0 && v < 1.0) || v != 2.0))).collect());
+    want.push(
+        av.iter()
+            .map(|&v| f64::from(u8::from((v > 0.0 && v < 1.0) || v != 2.0)))
+            .collect(),
+    );
     want.push(av.iter().map(|&v| if v > 0.5 { v } else { -1.0 }).collect());
     want.push((0..4).map(|q| c_(1, ku + q / 2, ku + q % 2)).collect());
     assert_eq!(want.len(), outs.len());
@@ -149,9 +196,15 @@ where
         let (xb, pb) = if dtype == DType::F32 {
             let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
-            (cl.buffer_from_host(&x32, x_shape).unwrap(), cl.buffer_from_host(&p32, &[p.len() as i64]).unwrap())
+            (
+                cl.buffer_from_host(&x32, x_shape).unwrap(),
+                cl.buffer_from_host(&p32, &[p.len() as i64]).unwrap(),
+            )
         } else {
-            (cl.buffer_from_host(x, x_shape).unwrap(), cl.buffer_from_host(p, &[p.len() as i64]).unwrap())
+            (
+                cl.buffer_from_host(x, x_shape).unwrap(),
+                cl.buffer_from_host(p, &[p.len() as i64]).unwrap(),
+            )
         };
         exe.execute(&[&xb, &pb]).unwrap().iter().map(read).collect()
     };
@@ -167,7 +220,10 @@ where
         for i in 0..m {
             let fd = (fh[i] - fl[i]) / (2.0 * h);
             let ad = base[1][i * n + j];
-            assert!((fd - ad).abs() <= tol * (1.0 + fd.abs()), "{name}: J[{i},{j}] = {ad}, central difference {fd}");
+            assert!(
+                (fd - ad).abs() <= tol * (1.0 + fd.abs()),
+                "{name}: J[{i},{j}] = {ad}, central difference {fd}"
+            );
         }
     }
     program.text
@@ -197,7 +253,12 @@ fn jacobians_through_structural_ops() {
         let w = g.concat(&[v.clone(), v.square()], 0); // [8]
         let mat = v.reshape([2, 2]);
         let quad = v.slice(&[0], &[2]).dot(&mat.dot(&v.slice(&[2], &[4]))); // scalar
-        x * &per_point + q.at(1) + q.reduce_prod(&[0]) + v.reduce_max(&[0]) + (&w * x).sin() + quad
+        x * &per_point
+            + q.at(1)
+            + q.reduce_prod(&[0])
+            + v.reduce_max(&[0])
+            + (&w * x).sin()
+            + quad
             + mat.t().reduce_sum(&[1]).at(g.scalar(DType::I32, 1.0))
     };
     check_jacobian("vector_ops", &vector_ops, &[8], &x1, &p, DType::F64, 1e-7);
@@ -214,9 +275,13 @@ fn jacobians_through_structural_ops() {
     let piecewise = |x: &Tensor, p: &Params| {
         let lin = &p[0] * x + &p[1];
         let quad = &p[2] * x.square();
-        nlsq::graph::cond(&p[3].gt(0.0), || vec![x.gt(0.0).select(&lin, &quad)], || vec![lin.clone()])
-            .remove(0)
-            .clamp(-5.0, &(&p[3] * 10.0))
+        nlsq::graph::cond(
+            &p[3].gt(0.0),
+            || vec![x.gt(0.0).select(&lin, &quad)],
+            || vec![lin.clone()],
+        )
+        .remove(0)
+        .clamp(-5.0, &(&p[3] * 10.0))
     };
     check_jacobian("piecewise", &piecewise, &[8], &x1, &p, DType::F64, 1e-7);
 
@@ -232,7 +297,10 @@ fn jacobian_through_a_called_function() {
     let bump = g
         .function(
             "bump",
-            &[("z", TensorType::new(DType::F64, [8])), ("w", TensorType::scalar(DType::F64))],
+            &[
+                ("z", TensorType::new(DType::F64, [8])),
+                ("w", TensorType::scalar(DType::F64)),
+            ],
             |a| vec![(-(&a[0] * &a[0]) / &a[1]).exp(), a[1].ln()],
         )
         .unwrap();
@@ -247,13 +315,21 @@ fn jacobian_through_a_called_function() {
     let (f, jac) = jacfwd_model(&model, &x, &p).unwrap();
     let program = g.finish([&f, &jac]).unwrap();
     assert!(program.text.contains("func.func private @bump("), "{}", program.text);
-    assert_eq!(program.text.matches("func.func private @bump_jvp").count(), 2, "{}", program.text);
+    assert_eq!(
+        program.text.matches("func.func private @bump_jvp").count(),
+        2,
+        "{}",
+        program.text
+    );
     let exe = compile(&program);
     let cl = client();
     let xs: Vec<f64> = (0..8).map(|i| -1.0 + 0.3 * i as f64).collect();
     let pv = [1.5, 0.2, 0.8];
     let out = exe
-        .execute(&[&cl.buffer_from_host(&xs, &[8]).unwrap(), &cl.buffer_from_host(&pv, &[3]).unwrap()])
+        .execute(&[
+            &cl.buffer_from_host(&xs, &[8]).unwrap(),
+            &cl.buffer_from_host(&pv, &[3]).unwrap(),
+        ])
         .unwrap();
     let (fv, jv) = (read(&out[0]), read(&out[1]));
     for i in 0..8 {
@@ -286,7 +362,10 @@ fn constant_gathered_tangents_keep_their_layout() {
     let program = g.finish([&f, &jac]).unwrap();
     let cl = client();
     let out = compile(&program)
-        .execute(&[&cl.buffer_from_host(&[0.0; 8], &[8]).unwrap(), &cl.buffer_from_host(&[0.3, -0.7, 1.1], &[3]).unwrap()])
+        .execute(&[
+            &cl.buffer_from_host(&[0.0; 8], &[8]).unwrap(),
+            &cl.buffer_from_host(&[0.3, -0.7, 1.1], &[3]).unwrap(),
+        ])
         .unwrap();
     close(&read(&out[1]), &[1.0, 8.0, 0.0].repeat(8), 0.0, "J");
 }

@@ -28,19 +28,72 @@ const DEPTH: u32 = 4;
 
 #[derive(Clone, Copy, Debug)]
 enum U {
-    Neg, Abs, Sign, Exp, Expm1, Ln, Ln1p, Sqrt, Rsqrt, Cbrt, Sin, Cos, Tan, Asin, Acos, Atan,
-    Sinh, Cosh, Tanh, Floor, Ceil, Round, Erf, Erfc, Logistic,
+    Neg,
+    Abs,
+    Sign,
+    Exp,
+    Expm1,
+    Ln,
+    Ln1p,
+    Sqrt,
+    Rsqrt,
+    Cbrt,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Floor,
+    Ceil,
+    Round,
+    Erf,
+    Erfc,
+    Logistic,
 }
 
 const UNARY: [U; 25] = [
-    U::Neg, U::Abs, U::Sign, U::Exp, U::Expm1, U::Ln, U::Ln1p, U::Sqrt, U::Rsqrt, U::Cbrt, U::Sin,
-    U::Cos, U::Tan, U::Asin, U::Acos, U::Atan, U::Sinh, U::Cosh, U::Tanh, U::Floor, U::Ceil,
-    U::Round, U::Erf, U::Erfc, U::Logistic,
+    U::Neg,
+    U::Abs,
+    U::Sign,
+    U::Exp,
+    U::Expm1,
+    U::Ln,
+    U::Ln1p,
+    U::Sqrt,
+    U::Rsqrt,
+    U::Cbrt,
+    U::Sin,
+    U::Cos,
+    U::Tan,
+    U::Asin,
+    U::Acos,
+    U::Atan,
+    U::Sinh,
+    U::Cosh,
+    U::Tanh,
+    U::Floor,
+    U::Ceil,
+    U::Round,
+    U::Erf,
+    U::Erfc,
+    U::Logistic,
 ];
 
 #[derive(Clone, Copy, Debug)]
 enum B {
-    Add, Sub, Mul, Div, Rem, Pow, Atan2, Max, Min,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Pow,
+    Atan2,
+    Max,
+    Min,
 }
 
 const BINARY: [B; 9] = [B::Add, B::Sub, B::Mul, B::Div, B::Rem, B::Pow, B::Atan2, B::Max, B::Min];
@@ -139,8 +192,17 @@ fn expr(depth: u32) -> BoxedStrategy<E> {
 fn size(e: &E) -> usize {
     match e {
         E::X | E::P(_) | E::C(_) => 0,
-        E::U(_, a) | E::Powi(_, a) | E::Powf(_, a) | E::Clamp(a) | E::Sum(a) | E::Max(a) | E::Rev(a)
-        | E::Rot(a) | E::Perm(a) | E::MatVec(a) | E::At(_, a) => 1 + size(a),
+        E::U(_, a)
+        | E::Powi(_, a)
+        | E::Powf(_, a)
+        | E::Clamp(a)
+        | E::Sum(a)
+        | E::Max(a)
+        | E::Rev(a)
+        | E::Rot(a)
+        | E::Perm(a)
+        | E::MatVec(a)
+        | E::At(_, a) => 1 + size(a),
         E::B(_, a, b) | E::Dot(a, b) | E::Set(_, a, b) => 1 + size(a) + size(b),
         E::Where(a, b, c, d) => 1 + size(a) + size(b) + size(c) + size(d),
     }
@@ -220,11 +282,15 @@ fn build(e: &E, x: &Tensor, p: &Params) -> Tensor {
             let v = vec_of(build(a, x, p));
             g.concat(&[v.slice(&[1], &[M as i64]), v.slice(&[0], &[1])], 0)
         }
-        E::Perm(a) => vec_of(build(a, x, p)).reshape([2, M as i64 / 2]).transpose(&[1, 0]).reshape([M as i64]),
+        E::Perm(a) => vec_of(build(a, x, p))
+            .reshape([2, M as i64 / 2])
+            .transpose(&[1, 0])
+            .reshape([M as i64]),
         E::Dot(a, b) => vec_of(build(a, x, p)).dot(&vec_of(build(b, x, p))),
         E::MatVec(a) => {
             let data: Vec<f64> = (0..M * M).map(|k| mat(k / M, k % M)).collect();
-            g.constant_array(&data, [M as i64, M as i64]).dot(&vec_of(build(a, x, p)))
+            g.constant_array(&data, [M as i64, M as i64])
+                .dot(&vec_of(build(a, x, p)))
         }
         E::At(k, a) => vec_of(build(a, x, p)).at(*k as i64),
         E::Set(k, a, b) => vec_of(build(a, x, p)).set(*k as i64, &vec_of(build(b, x, p)).get(*k as i64)),
@@ -385,7 +451,8 @@ impl Host {
                             a.atan2(c)
                         }
                         B::Max | B::Min => {
-                            self.sig.push(i64::from(if matches!(b, B::Max) { a >= c } else { a <= c }));
+                            self.sig
+                                .push(i64::from(if matches!(b, B::Max) { a >= c } else { a <= c }));
                             self.kink = self.kink.min((a - c).abs());
                             if matches!(b, B::Max) {
                                 a.max(c)
@@ -401,7 +468,8 @@ impl Host {
             E::Clamp(a) => {
                 let a = self.eval(a, x, p);
                 a.iter().for_each(|v| self.kink = self.kink.min((v.abs() - 1.0).abs()));
-                self.sig.extend(a.iter().map(|v| i64::from(*v > 1.0) - i64::from(*v < -1.0)));
+                self.sig
+                    .extend(a.iter().map(|v| i64::from(*v > 1.0) - i64::from(*v < -1.0)));
                 map(a, &|v| v.clamp(-1.0, 1.0))
             }
             E::Where(a, b, c, d) => {
@@ -467,7 +535,12 @@ impl Host {
 }
 
 fn host(e: &E, x: &[f64], p: &[f64]) -> (Vec<f64>, Host) {
-    let mut h = Host { mag: 0.0, jump: f64::INFINITY, kink: f64::INFINITY, sig: Vec::new() };
+    let mut h = Host {
+        mag: 0.0,
+        jump: f64::INFINITY,
+        kink: f64::INFINITY,
+        sig: Vec::new(),
+    };
     let v = h.eval(e, x, p);
     (v, h)
 }
@@ -492,7 +565,10 @@ fn fd_column(e: &E, x: &[f64], p: &[f64], j: usize, scale: f64) -> Vec<Option<f6
     };
     let richardson = |h: f64| {
         let (d1, d2) = (d(h), d(h / 2.0));
-        d1.iter().zip(&d2).map(|(a, b)| (4.0 * b - a) / 3.0).collect::<Vec<f64>>()
+        d1.iter()
+            .zip(&d2)
+            .map(|(a, b)| (4.0 * b - a) / 3.0)
+            .collect::<Vec<f64>>()
     };
     let (coarse, fine) = (richardson(2e-3), richardson(5e-4));
     if !same_branches.get() {
@@ -501,7 +577,13 @@ fn fd_column(e: &E, x: &[f64], p: &[f64], j: usize, scale: f64) -> Vec<Option<f6
     coarse
         .iter()
         .zip(&fine)
-        .map(|(&c, &f)| if (c - f).abs() <= 1e-8 * (f.abs() + scale) { Some(f) } else { None })
+        .map(|(&c, &f)| {
+            if (c - f).abs() <= 1e-8 * (f.abs() + scale) {
+                Some(f)
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -523,10 +605,16 @@ fn program(exprs: &[E]) -> Program {
 
 fn run(program: &Program, x: &[f64], p: &[f64]) -> Vec<Vec<f64>> {
     let client = nlsq::runtime::client().expect("PJRT client");
-    let exe = client.compile(&program.text).unwrap_or_else(|e| panic!("{e}\n{}", program.text));
+    let exe = client
+        .compile(&program.text)
+        .unwrap_or_else(|e| panic!("{e}\n{}", program.text));
     let xb = client.buffer_from_host(x, &[M as i64]).unwrap();
     let pb = client.buffer_from_host(p, &[N as i64]).unwrap();
-    exe.execute(&[&xb, &pb]).unwrap().iter().map(|b| b.to_vec::<f64>().unwrap()).collect()
+    exe.execute(&[&xb, &pb])
+        .unwrap()
+        .iter()
+        .map(|b| b.to_vec::<f64>().unwrap())
+        .collect()
 }
 
 /// Checks of one case; returns (expressions, value checks, Jacobian checks, ops, Jacobian
@@ -567,7 +655,10 @@ fn check(exprs: &[E], x: &[f64], p: &[f64]) -> Result<[usize; 5], TestCaseError>
                     };
                     let a = jac[i * N + j];
                     let tol = 1e-6 * b.abs() + 1e-8 * scale;
-                    prop_assert!((a - b).abs() <= tol, "J[{i},{j}]: xla {a} fd {b} (tol {tol:e})\nexpr {e:?}");
+                    prop_assert!(
+                        (a - b).abs() <= tol,
+                        "J[{i},{j}]: xla {a} fd {b} (tol {tol:e})\nexpr {e:?}"
+                    );
                 }
             }
         }
@@ -582,8 +673,15 @@ fn values_and_jacobians_match_host_f64() {
 
     // Deterministic by default so CI is reproducible; `NLSQ_PROPTEST_RANDOM=1` explores new
     // seeds and `PROPTEST_CASES=n` changes the number of programs.
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES);
-    let config = Config { cases, max_shrink_iters: 64, ..Config::default() };
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
+    let config = Config {
+        cases,
+        max_shrink_iters: 64,
+        ..Config::default()
+    };
     let mut runner = if std::env::var_os("NLSQ_PROPTEST_RANDOM").is_some() {
         TestRunner::new(config)
     } else {
@@ -614,6 +712,8 @@ fn values_and_jacobians_match_host_f64() {
          {jacs} Jacobian checks ({unreliable} of {} entries without a stable FD reference)",
         jacs * M * N
     );
-    assert!(values * 10 >= exprs * 8 && jacs * 10 >= exprs * 6, "too many skipped checks");
+    assert!(
+        values * 10 >= exprs * 8 && jacs * 10 >= exprs * 6,
+        "too many skipped checks"
+    );
 }
-

@@ -8,7 +8,9 @@ use nlsq::DType;
 /// Compiles `program`, feeds f64 inputs and reads every output back as f64.
 fn run(program: &Program, inputs: &[&[f64]]) -> Vec<Vec<f64>> {
     let client = nlsq::runtime::client().expect("PJRT client");
-    let exe = client.compile(&program.text).unwrap_or_else(|e| panic!("{e}\n{}", program.text));
+    let exe = client
+        .compile(&program.text)
+        .unwrap_or_else(|e| panic!("{e}\n{}", program.text));
     let bufs: Vec<_> = program
         .inputs
         .iter()
@@ -22,7 +24,12 @@ fn run(program: &Program, inputs: &[&[f64]]) -> Vec<Vec<f64>> {
         .map(|(b, ty)| match ty.dtype {
             DType::F64 => b.to_vec::<f64>().unwrap(),
             DType::I64 => b.to_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect(),
-            DType::Bool => b.to_vec::<bool>().unwrap().into_iter().map(|v| v as u8 as f64).collect(),
+            DType::Bool => b
+                .to_vec::<bool>()
+                .unwrap()
+                .into_iter()
+                .map(|v| v as u8 as f64)
+                .collect(),
             other => panic!("unexpected output dtype {other}"),
         })
         .collect()
@@ -102,10 +109,16 @@ fn loops_in_functions_and_calls_in_loops() {
         })
         .unwrap();
     let model = |x: &Tensor, p: &Params| &p[0] * x + &p[1];
-    let line = g.model_jac_function("line", &model, TensorType::new(DType::F64, [4]), 2).unwrap();
+    let line = g
+        .model_jac_function("line", &model, TensorType::new(DType::F64, [4]), 2)
+        .unwrap();
     // A loop whose body calls the model and accumulates f and J three times.
     let acc = g.while_loop(
-        &[g.zeros(DType::F64, [4]), g.zeros(DType::F64, [4, 2]), g.scalar(DType::I64, 0.0)],
+        &[
+            g.zeros(DType::F64, [4]),
+            g.zeros(DType::F64, [4, 2]),
+            g.scalar(DType::I64, 0.0),
+        ],
         |s| s[2].lt(3.0),
         |s| {
             let fj = line.call(&[&x, &p]);
@@ -146,7 +159,13 @@ fn gauss_newton_with_jacobian_inside_the_loop_body() {
             let (a, b, c, d) = (jtj.at(0).at(0), jtj.at(0).at(1), jtj.at(1).at(0), jtj.at(1).at(1));
             let det = &a * &d - &b * &c;
             let (g0, g1) = (jtr.get(0), jtr.get(1));
-            let step = g.concat(&[((&d * &g0 - &b * &g1) / &det).reshape([1]), ((&a * &g1 - &c * &g0) / &det).reshape([1])], 0);
+            let step = g.concat(
+                &[
+                    ((&d * &g0 - &b * &g1) / &det).reshape([1]),
+                    ((&a * &g1 - &c * &g0) / &det).reshape([1]),
+                ],
+                0,
+            );
             vec![&s[0] - step, &s[1] + 1.0]
         },
     );
@@ -154,5 +173,9 @@ fn gauss_newton_with_jacobian_inside_the_loop_body() {
     let xs: Vec<f64> = (0..20).map(|i| i as f64 * 0.25).collect();
     let ys: Vec<f64> = xs.iter().map(|x| 2.5 * (-0.7 * x).exp()).collect();
     let r = run(&program, &[&xs, &ys, &[2.0, 0.5]]);
-    assert!((r[0][0] - 2.5).abs() < 1e-12 && (r[0][1] - 0.7).abs() < 1e-12, "{:?}", r[0]);
+    assert!(
+        (r[0][0] - 2.5).abs() < 1e-12 && (r[0][1] - 0.7).abs() < 1e-12,
+        "{:?}",
+        r[0]
+    );
 }

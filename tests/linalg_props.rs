@@ -47,10 +47,16 @@ impl Mat {
     }
     fn mul(&self, o: &Mat) -> Mat {
         assert_eq!(self.cols, o.rows);
-        Mat::from_fn(self.rows, o.cols, |i, j| (0..self.cols).map(|k| self.at(i, k) * o.at(k, j)).sum())
+        Mat::from_fn(self.rows, o.cols, |i, j| {
+            (0..self.cols).map(|k| self.at(i, k) * o.at(k, j)).sum()
+        })
     }
     fn sub(&self, o: &Mat) -> Mat {
-        Mat::new(self.rows, self.cols, self.data.iter().zip(&o.data).map(|(a, b)| a - b).collect())
+        Mat::new(
+            self.rows,
+            self.cols,
+            self.data.iter().zip(&o.data).map(|(a, b)| a - b).collect(),
+        )
     }
     fn scale_cols(&self, s: &[f64]) -> Mat {
         Mat::from_fn(self.rows, self.cols, |i, j| self.at(i, j) * s[j])
@@ -72,7 +78,10 @@ fn host_sym_eigenvalues(a: &Mat) -> Vec<f64> {
     let n = a.rows;
     let mut m = a.clone();
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m.at(i, j).powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m.at(i, j).powi(2))
+            .sum();
         if off.sqrt() < 1e-300 {
             break;
         }
@@ -183,7 +192,11 @@ fn qr(a: &Mat) -> Qr {
         })
     });
     let o = run(&exe, &[a]);
-    Qr { q: Mat::new(m, k, o[0].clone()), r: Mat::new(k, k, o[1].clone()), r_only: Mat::new(k, k, o[2].clone()) }
+    Qr {
+        q: Mat::new(m, k, o[0].clone()),
+        r: Mat::new(k, k, o[1].clone()),
+        r_only: Mat::new(k, k, o[2].clone()),
+    }
 }
 
 struct Svd {
@@ -203,7 +216,12 @@ fn svd(a: &Mat) -> Svd {
         })
     });
     let o = run(&exe, &[a]);
-    Svd { u: Mat::new(m, n, o[0].clone()), s: o[1].clone(), v: Mat::new(n, n, o[2].clone()), sweeps: o[3][0] }
+    Svd {
+        u: Mat::new(m, n, o[0].clone()),
+        s: o[1].clone(),
+        v: Mat::new(n, n, o[2].clone()),
+        sweeps: o[3][0],
+    }
 }
 
 /// Relative reconstruction error, ‖VᵀV − I‖_max, ‖UᵀU − I‖_max over the non-zero columns.
@@ -218,9 +236,12 @@ fn check_svd(a: &Mat, d: &Svd) -> (f64, f64, f64) {
     // U's columns are orthonormal where s is not tiny relative to s₀.
     let big: Vec<usize> = (0..n).filter(|&i| d.s[i] > 1e-8 * d.s[0]).collect();
     let utu = d.u.t().mul(&d.u);
-    let u_err = big.iter().flat_map(|&i| big.iter().map(move |&j| (i, j))).fold(0.0f64, |m, (i, j)| {
-        m.max((utu.at(i, j) - f64::from(u8::from(i == j))).abs())
-    });
+    let u_err = big
+        .iter()
+        .flat_map(|&i| big.iter().map(move |&j| (i, j)))
+        .fold(0.0f64, |m, (i, j)| {
+            m.max((utu.at(i, j) - f64::from(u8::from(i == j))).abs())
+        });
     (rec_err, v_err, u_err)
 }
 
@@ -233,7 +254,10 @@ fn check_qr(a: &Mat, d: &Qr) -> (f64, f64) {
             assert_eq!(d.r.at(i, j), 0.0, "R not upper triangular at ({i},{j})");
         }
     }
-    assert!(d.q.data.iter().chain(&d.r.data).all(|x| x.is_finite()), "non-finite Q or R");
+    assert!(
+        d.q.data.iter().chain(&d.r.data).all(|x| x.is_finite()),
+        "non-finite Q or R"
+    );
     let rec_err = a.sub(&d.q.mul(&d.r)).fro() / a.fro().max(f64::MIN_POSITIVE);
     let q_err = d.q.t().mul(&d.q).sub(&Mat::eye(k)).max_abs();
     (rec_err, q_err)
@@ -248,7 +272,8 @@ fn matrix(shapes: &'static [(usize, usize)]) -> impl Strategy<Value = Mat> {
     (0..shapes.len(), -3i32..4).prop_flat_map(move |(i, e)| {
         let (m, n) = shapes[i];
         let scale = 10f64.powi(e);
-        prop::collection::vec(-1.0f64..1.0, m * n).prop_map(move |d| Mat::new(m, n, d.into_iter().map(|x| x * scale).collect()))
+        prop::collection::vec(-1.0f64..1.0, m * n)
+            .prop_map(move |d| Mat::new(m, n, d.into_iter().map(|x| x * scale).collect()))
     })
 }
 
@@ -344,7 +369,10 @@ fn specials(n: usize) -> Vec<(&'static str, Mat)> {
         ("ones", Mat::from_fn(n, n, |_, _| 1.0)),
         ("hilbert", Mat::hilbert(n)),
         ("two equal columns", two_equal),
-        ("zero column", Mat::from_fn(n, n, |i, j| if j == 2 { 0.0 } else { (i as f64 - j as f64).sin() })),
+        (
+            "zero column",
+            Mat::from_fn(n, n, |i, j| if j == 2 { 0.0 } else { (i as f64 - j as f64).sin() }),
+        ),
     ]
 }
 
@@ -365,11 +393,17 @@ fn svd_of_special_matrices() {
     for (name, a) in specials(n) {
         let d = svd(&a);
         let (rec, v_err, u_err) = check_svd(&a, &d);
-        eprintln!("svd {name:>18}: rec {rec:.1e} V {v_err:.1e} U {u_err:.1e} sweeps {} s {:?}", d.sweeps, d.s);
+        eprintln!(
+            "svd {name:>18}: rec {rec:.1e} V {v_err:.1e} U {u_err:.1e} sweeps {} s {:?}",
+            d.sweeps, d.s
+        );
         assert!(rec <= 1e-14, "{name}: ‖A−USVᵀ‖/‖A‖ = {rec:e}");
         assert!(v_err <= 1e-14, "{name}: ‖VᵀV−I‖ = {v_err:e}");
         assert!(u_err <= 1e-13, "{name}: ‖UᵀU−I‖ = {u_err:e}");
-        assert!(d.s.iter().chain(&d.u.data).chain(&d.v.data).all(|x| x.is_finite()), "{name}: non-finite");
+        assert!(
+            d.s.iter().chain(&d.u.data).chain(&d.v.data).all(|x| x.is_finite()),
+            "{name}: non-finite"
+        );
         match name {
             "zeros" => assert!(d.s.iter().all(|&s| s == 0.0) && d.u.data.iter().all(|&x| x == 0.0)),
             "identity" => assert!(d.s.iter().all(|&s| (s - 1.0).abs() <= 4.0 * EPS)),
@@ -381,11 +415,18 @@ fn svd_of_special_matrices() {
             "hilbert" => {
                 let want = host_sym_eigenvalues(&a);
                 for (got, want) in d.s.iter().zip(&want) {
-                    assert!((got - want).abs() <= 1e-15 * want.max(1e-1 * d.s[0]) * 10.0, "{got:e} vs {want:e}");
+                    assert!(
+                        (got - want).abs() <= 1e-15 * want.max(1e-1 * d.s[0]) * 10.0,
+                        "{got:e} vs {want:e}"
+                    );
                 }
                 // Known extremes of the 8×8 Hilbert matrix.
                 assert!((d.s[0] - 1.695_938_996_921_949).abs() <= 1e-14, "{}", d.s[0]);
-                assert!((d.s[n - 1] / 1.111_538_966_207_4e-10 - 1.0).abs() <= 1e-6, "{:e}", d.s[n - 1]);
+                assert!(
+                    (d.s[n - 1] / 1.111_538_966_207_4e-10 - 1.0).abs() <= 1e-6,
+                    "{:e}",
+                    d.s[n - 1]
+                );
             }
             _ => {}
         }
@@ -396,14 +437,19 @@ fn svd_of_special_matrices() {
 /// the internal scaling by max |a_ij| avoids.
 #[test]
 fn svd_is_scale_invariant() {
-    let base = Mat::from_fn(8, 8, |i, j| ((i * 5 + j * 3) % 7) as f64 - 3.0 + 0.5 * (i == j) as u8 as f64);
+    let base = Mat::from_fn(8, 8, |i, j| {
+        ((i * 5 + j * 3) % 7) as f64 - 3.0 + 0.5 * (i == j) as u8 as f64
+    });
     let d0 = svd(&base);
     for scale in [1e200, 1e-200, 1e-305] {
         let a = Mat::new(8, 8, base.data.iter().map(|x| x * scale).collect());
         let mut d = svd(&a);
         d.s.iter_mut().for_each(|s| *s /= scale); // the host check would overflow at 1e200
         let (rec, v_err, u_err) = check_svd(&base, &d);
-        assert!(rec <= 1e-14 && v_err <= 1e-14 && u_err <= 1e-13, "scale {scale:e}: {rec:e} {v_err:e} {u_err:e}");
+        assert!(
+            rec <= 1e-14 && v_err <= 1e-14 && u_err <= 1e-13,
+            "scale {scale:e}: {rec:e} {v_err:e} {u_err:e}"
+        );
         for (x, y) in d.s.iter().zip(&d0.s) {
             assert!((x - y).abs() <= 1e-14 * d0.s[0], "scale {scale:e}: {x:e} vs {y:e}");
         }
@@ -418,7 +464,11 @@ fn svd_hilbert_small_singular_values() {
         let a = Mat::hilbert(n);
         let d = svd(&a);
         let want = host_sym_eigenvalues(&a);
-        let worst = d.s.iter().zip(&want).map(|(g, w)| (g - w).abs() / d.s[0]).fold(0.0, f64::max);
+        let worst =
+            d.s.iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / d.s[0])
+                .fold(0.0, f64::max);
         eprintln!("hilbert {n}: max |Δs|/s₀ = {worst:.1e}, s_min = {:e}", d.s[n - 1]);
         assert!(worst <= 1e-15 * n as f64, "n = {n}: {worst:e}");
     }
@@ -446,13 +496,24 @@ fn covariance_and_pinv_follow_scipy_rule() {
             let j = g.parameter("j", DType::F64, [m as i64, n as i64]);
             let (u, s, v) = linalg::svd(&j);
             let cut = linalg::scipy_cutoff(&s, m, n);
-            vec![linalg::covariance_from_svd(&s, &v, &cut), linalg::pinv_from_svd(&u, &s, &v, &cut), s, linalg::pinv(&j, 1e-15)]
+            vec![
+                linalg::covariance_from_svd(&s, &v, &cut),
+                linalg::pinv_from_svd(&u, &s, &v, &cut),
+                s,
+                linalg::pinv(&j, 1e-15),
+            ]
         })
     });
     // Full rank: pcov = (JᵀJ)⁻¹, pinv · J = I.
-    let j = Mat::from_fn(m, n, |i, k| ((i + 1) as f64 * 0.1).powi(k as i32) + 0.01 * ((i * k) as f64).cos());
+    let j = Mat::from_fn(m, n, |i, k| {
+        ((i + 1) as f64 * 0.1).powi(k as i32) + 0.01 * ((i * k) as f64).cos()
+    });
     let o = run(&exe, &[&j]);
-    let (pcov, pinv, pinv2) = (Mat::new(n, n, o[0].clone()), Mat::new(n, m, o[1].clone()), Mat::new(n, m, o[3].clone()));
+    let (pcov, pinv, pinv2) = (
+        Mat::new(n, n, o[0].clone()),
+        Mat::new(n, m, o[1].clone()),
+        Mat::new(n, m, o[3].clone()),
+    );
     let jtj = j.t().mul(&j);
     assert!(pcov.mul(&jtj).sub(&Mat::eye(n)).max_abs() <= 1e-10);
     assert!(pinv.mul(&j).sub(&Mat::eye(n)).max_abs() <= 1e-12);
@@ -497,12 +558,18 @@ fn svd_and_qr_at_n64() {
             t2 - t1,
             d.sweeps
         );
-        assert!(rec <= 1e-13 && v_err <= 1e-13 && u_err <= 1e-13, "n = {n}: {rec:e} {v_err:e} {u_err:e}");
+        assert!(
+            rec <= 1e-13 && v_err <= 1e-13 && u_err <= 1e-13,
+            "n = {n}: {rec:e} {v_err:e} {u_err:e}"
+        );
     }
     let a = Mat::from_fn(80, 64, |_, _| rnd());
     let t0 = Instant::now();
     let d = qr(&a);
     let (rec, orth) = check_qr(&a, &d);
-    eprintln!("qr 80x64: compile+run {:?}, rec {rec:.1e} orth {orth:.1e}", t0.elapsed());
+    eprintln!(
+        "qr 80x64: compile+run {:?}, rec {rec:.1e} orth {orth:.1e}",
+        t0.elapsed()
+    );
     assert!(rec <= 1e-14 && orth <= 1e-14, "{rec:e} {orth:e}");
 }

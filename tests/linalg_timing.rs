@@ -33,7 +33,10 @@ fn time(name: &str, shape: &[i64], build: impl FnOnce(&Tensor) -> Vec<Tensor>) {
         let _ = out[0].to_vec::<f64>().unwrap();
         best = best.min(t0.elapsed());
     }
-    eprintln!("{name:<28} {shape:?}: {} lines, emit {trace:?}, compile {compile:?}, execute (best of 20) {best:?}", text.lines().count());
+    eprintln!(
+        "{name:<28} {shape:?}: {} lines, emit {trace:?}, compile {compile:?}, execute (best of 20) {best:?}",
+        text.lines().count()
+    );
 }
 
 #[test]
@@ -49,14 +52,23 @@ fn linalg_compile_and_execute_times() {
             });
         }
     }
-    for &(m, k) in &[(1000i64, 4i64), (1000, 8), (1000, 12), (1000, 13), (80, 64), (100_000, 4)] {
+    for &(m, k) in &[
+        (1000i64, 4i64),
+        (1000, 8),
+        (1000, 12),
+        (1000, 13),
+        (80, 64),
+        (100_000, 4),
+    ] {
         if want("qr_r") {
             time("householder_qr_r", &[m, k], |a| vec![linalg::householder_qr_r(a)]);
         }
     }
     for &n in &[8i64, 64] {
         if want("tri") {
-            time("solve_upper_triangular", &[n, n], |a| vec![linalg::solve_upper_triangular(a, &a.col(0))]);
+            time("solve_upper_triangular", &[n, n], |a| {
+                vec![linalg::solve_upper_triangular(a, &a.col(0))]
+            });
         }
         if want("chol") {
             time("cholesky", &[n, n], |a| vec![linalg::cholesky(&(a.dot(&a.t()) + 1.0))]);

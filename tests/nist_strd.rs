@@ -27,7 +27,11 @@ struct Problem {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 fn load() -> Vec<Problem> {
@@ -40,8 +44,18 @@ fn load() -> Vec<Problem> {
         .expect("problems")
         .iter()
         .map(|p| {
-            let predictors: Vec<String> = p["predictors"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
-            let params: Vec<String> = p["params"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+            let predictors: Vec<String> = p["predictors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            let params: Vec<String> = p["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
             let vars: Vec<&str> = predictors.iter().map(String::as_str).collect();
             let pnames: Vec<&str> = params.iter().map(String::as_str).collect();
             let model = Expr::parse_with_params(p["model"].as_str().unwrap(), &vars, &pnames).expect("model parses");
@@ -75,7 +89,11 @@ fn lre(est: f64, cert: f64, cap: f64) -> f64 {
     if !est.is_finite() {
         return 0.0;
     }
-    let rel = if cert == 0.0 { est.abs() } else { ((est - cert) / cert).abs() };
+    let rel = if cert == 0.0 {
+        est.abs()
+    } else {
+        ((est - cert) / cert).abs()
+    };
     if rel == 0.0 {
         cap
     } else {
@@ -91,7 +109,10 @@ struct Score {
 }
 
 fn run(p: &Problem, start: usize, method: Method, tol: f64) -> Score {
-    let opts = FitOptions::default().with_method(method).with_tol(tol).with_max_nfev(if tol < 1e-10 { 2000 } else { 100 * p.certified.len() });
+    let opts = FitOptions::default()
+        .with_method(method)
+        .with_tol(tol)
+        .with_max_nfev(if tol < 1e-10 { 2000 } else { 100 * p.certified.len() });
     let model = p.model.model();
     let fit = match (&p.x, &p.x2d) {
         (Some(x), _) => curve_fit(&model, x, &p.y, Some(&p.starts[start]), &opts),
@@ -100,11 +121,26 @@ fn run(p: &Problem, start: usize, method: Method, tol: f64) -> Score {
     };
     match fit {
         Ok(fit) => {
-            let lre = fit.popt.iter().zip(&p.certified).map(|(e, c)| lre(*e, *c, p.cap)).fold(f64::INFINITY, f64::min);
-            Score { lre, success: fit.success(), status: fit.result.status.code(), nfev: fit.result.nfev }
+            let lre = fit
+                .popt
+                .iter()
+                .zip(&p.certified)
+                .map(|(e, c)| lre(*e, *c, p.cap))
+                .fold(f64::INFINITY, f64::min);
+            Score {
+                lre,
+                success: fit.success(),
+                status: fit.result.status.code(),
+                nfev: fit.result.nfev,
+            }
         }
         // A model that is not finite at the start (or any other error) scores 0.
-        Err(_) => Score { lre: 0.0, success: false, status: -1, nfev: 0 },
+        Err(_) => Score {
+            lre: 0.0,
+            success: false,
+            status: -1,
+            nfev: 0,
+        },
     }
 }
 
@@ -112,8 +148,14 @@ fn run(p: &Problem, start: usize, method: Method, tol: f64) -> Score {
 fn nist_strd_accuracy_meets_scipy() {
     let problems = load();
     assert_eq!(problems.len(), 27);
-    let settings = [(Method::Lm, 1e-8), (Method::Trf, 1e-8), (Method::Lm, 1e-15), (Method::Trf, 1e-15)];
-    let mut table = String::from("| problem | start | lm 1e-8 | trf 1e-8 | lm 1e-15 | trf 1e-15 |\n|---|---|---|---|---|---|\n");
+    let settings = [
+        (Method::Lm, 1e-8),
+        (Method::Trf, 1e-8),
+        (Method::Lm, 1e-15),
+        (Method::Trf, 1e-15),
+    ];
+    let mut table =
+        String::from("| problem | start | lm 1e-8 | trf 1e-8 | lm 1e-15 | trf 1e-15 |\n|---|---|---|---|---|---|\n");
     let mut counts = [[0usize; 2]; 4]; // per setting: [>=4, >=6]
     let mut false_success = Vec::new();
     for p in &problems {
@@ -123,7 +165,12 @@ fn nist_strd_accuracy_meets_scipy() {
                 let s = run(p, start, method, tol);
                 let score = if s.success { s.lre } else { 0.0 };
                 if s.success && s.lre < 4.0 {
-                    false_success.push(format!("{} start {} {method} tol {tol}: LRE {:.1}", p.name, start + 1, s.lre));
+                    false_success.push(format!(
+                        "{} start {} {method} tol {tol}: LRE {:.1}",
+                        p.name,
+                        start + 1,
+                        s.lre
+                    ));
                 }
                 counts[k][0] += usize::from(score >= 4.0);
                 counts[k][1] += usize::from(score >= 6.0);
@@ -140,11 +187,24 @@ fn nist_strd_accuracy_meets_scipy() {
     println!("{table}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/nist_lre.md");
     let _ = std::fs::write(&out, &table);
-    assert!(false_success.is_empty(), "runs reporting success with LRE < 4: {false_success:#?}");
+    assert!(
+        false_success.is_empty(),
+        "runs reporting success with LRE < 4: {false_success:#?}"
+    );
     // scipy 1.17.1 on the same problem-starts.
     let scipy = [[45, 28], [45, 29], [0, 49], [0, 47]];
     for (k, (method, tol)) in settings.iter().enumerate() {
-        assert!(counts[k][0] >= scipy[k][0], "{method} tol {tol}: LRE>=4 on {} < scipy's {}", counts[k][0], scipy[k][0]);
-        assert!(counts[k][1] >= scipy[k][1], "{method} tol {tol}: LRE>=6 on {} < scipy's {}", counts[k][1], scipy[k][1]);
+        assert!(
+            counts[k][0] >= scipy[k][0],
+            "{method} tol {tol}: LRE>=4 on {} < scipy's {}",
+            counts[k][0],
+            scipy[k][0]
+        );
+        assert!(
+            counts[k][1] >= scipy[k][1],
+            "{method} tol {tol}: LRE>=6 on {} < scipy's {}",
+            counts[k][1],
+            scipy[k][1]
+        );
     }
 }

@@ -41,5 +41,8 @@ fn create_execute_drop_cycles_do_not_leak() {
     let after = resident_kib();
     let growth_mib = after.saturating_sub(before) as f64 / 1024.0;
     eprintln!("resident memory: {before} KiB before, {after} KiB after 10,000 cycles");
-    assert!(growth_mib < 4.0, "resident memory grew by {growth_mib:.1} MiB over 10,000 cycles");
+    assert!(
+        growth_mib < 4.0,
+        "resident memory grew by {growth_mib:.1} MiB over 10,000 cycles"
+    );
 }

@@ -59,7 +59,10 @@ fn client_reports_platform_and_devices() {
     assert!(!c.platform_version().is_empty());
     let devices = c.devices();
     assert!(!devices.is_empty());
-    assert!(devices.iter().all(|d| d.kind().to_lowercase().contains("cpu")), "{devices:?}");
+    assert!(
+        devices.iter().all(|d| d.kind().to_lowercase().contains("cpu")),
+        "{devices:?}"
+    );
     let (major, minor) = c.plugin().api_version();
     assert_eq!((major, minor), (0, 81));
     let attrs = c.plugin().attributes().unwrap();
@@ -71,7 +74,9 @@ fn elementwise_and_reduction_f64() {
     let c = client();
     let exe = compile(&c, SQUARE_SUM_F64);
     assert_eq!(exe.num_outputs(), 2);
-    let x = c.buffer_from_host(&[1.0f64, -2.0, 3.0, 0.5, 1e-3, 7.0], &[2, 3]).unwrap();
+    let x = c
+        .buffer_from_host(&[1.0f64, -2.0, 3.0, 0.5, 1e-3, 7.0], &[2, 3])
+        .unwrap();
     let out = exe.execute(&[&x]).unwrap();
     assert_eq!(out[0].dims().unwrap(), vec![2, 3]);
     assert_eq!(out[0].to_vec::<f64>().unwrap(), vec![1.0, 4.0, 9.0, 0.25, 1e-6, 49.0]);
@@ -90,7 +95,11 @@ fn elementwise_f32_with_scalar_argument() {
     assert_eq!(out[0].dtype().unwrap(), DType::F32);
     let got = out[0].to_vec::<f32>().unwrap();
     for (g, x) in got.iter().zip([0.0f32, 1.0, -1.0, 2.0]) {
-        assert!((g - (0.5 * x).exp()).abs() <= 1e-6 * g.abs(), "{g} vs {}", (0.5 * x).exp());
+        assert!(
+            (g - (0.5 * x).exp()).abs() <= 1e-6 * g.abs(),
+            "{g} vs {}",
+            (0.5 * x).exp()
+        );
     }
 }
 
@@ -117,7 +126,10 @@ fn buffers_of_every_dtype_round_trip_exactly() {
     let d = c.buffer_from_host(&[i64::MIN, i64::MAX], &[2]).unwrap();
     let out = exe.execute(&[&a, &b, &cc, &d]).unwrap();
     let got = out[0].to_vec::<f64>().unwrap();
-    assert!(got.iter().zip(a_data).all(|(g, e)| g.to_bits() == e.to_bits()), "{got:?}");
+    assert!(
+        got.iter().zip(a_data).all(|(g, e)| g.to_bits() == e.to_bits()),
+        "{got:?}"
+    );
     assert_eq!(out[1].to_vec::<i32>().unwrap(), vec![i32::MIN, -1, 0, i32::MAX]);
     assert_eq!(out[2].to_vec::<bool>().unwrap(), vec![true, false, true]);
     assert_eq!(out[3].to_vec::<i64>().unwrap(), vec![i64::MIN, i64::MAX]);
@@ -130,9 +142,18 @@ fn buffers_of_every_dtype_round_trip_exactly() {
 #[test]
 fn invalid_mlir_is_an_error_with_the_compiler_message() {
     let c = client();
-    let err = c.compile("func.func @main(%x: tensor<2xf64>) -> tensor<2xf64> { %y = stablehlo.bogus %x : tensor<2xf64> return %y }").unwrap_err();
+    let err = c
+        .compile(
+            "func.func @main(%x: tensor<2xf64>) -> tensor<2xf64> { %y = stablehlo.bogus %x : tensor<2xf64> return %y }",
+        )
+        .unwrap_err();
     match &err {
-        Error::Pjrt { function, code, message, .. } => {
+        Error::Pjrt {
+            function,
+            code,
+            message,
+            ..
+        } => {
             assert_eq!(*function, "PJRT_Client_Compile");
             // The pinned plugin reports parse failures as Unknown; others use InvalidArgument.
             assert!(matches!(code, PjrtCode::Unknown | PjrtCode::InvalidArgument), "{err}");
@@ -142,7 +163,9 @@ fn invalid_mlir_is_an_error_with_the_compiler_message() {
     }
     // A non-StableHLO op and a type error are rejected the same way.
     assert!(c.compile("func.func @main(%x: tensor<2xf64>) -> tensor<2xf64> { %y = stablehlo.copy %x : tensor<2xf64>\n return %y : tensor<2xf64> }").is_err());
-    assert!(c.compile("func.func @main(%x: tensor<2xf64>) -> tensor<3xf64> { return %x : tensor<2xf64> }").is_err());
+    assert!(c
+        .compile("func.func @main(%x: tensor<2xf64>) -> tensor<3xf64> { return %x : tensor<2xf64> }")
+        .is_err());
     assert!(matches!(c.compile("   ").unwrap_err(), Error::InvalidArgument { .. }));
     // The client still works afterwards.
     let exe = compile(&c, SQUARE_SUM_F64);
@@ -159,20 +182,44 @@ fn wrong_arguments_are_rejected_before_pjrt() {
     let wrong_dtype = c.buffer_from_host(&[1.0f64], &[]).unwrap();
     let wrong_shape = c.buffer_from_host(&[0.0f32; 4], &[2, 2]).unwrap();
     let is_invalid = |r: nlsq::Result<Vec<Buffer>>, needle: &str| match r {
-        Err(Error::InvalidArgument { what: "execute", reason }) => assert!(reason.contains(needle), "{reason}"),
+        Err(Error::InvalidArgument {
+            what: "execute",
+            reason,
+        }) => assert!(reason.contains(needle), "{reason}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     };
     is_invalid(exe.execute(&[&x]), "expected 2 arguments, got 1");
     is_invalid(exe.execute(&[&x, &s, &s]), "expected 2 arguments, got 3");
-    is_invalid(exe.execute(&[&x, &wrong_dtype]), "argument 1 is f64[] but the program expects f32[]");
-    is_invalid(exe.execute(&[&wrong_shape, &s]), "argument 0 is f32[2, 2] but the program expects f32[4]");
+    is_invalid(
+        exe.execute(&[&x, &wrong_dtype]),
+        "argument 1 is f64[] but the program expects f32[]",
+    );
+    is_invalid(
+        exe.execute(&[&wrong_shape, &s]),
+        "argument 0 is f32[2, 2] but the program expects f32[4]",
+    );
     // Host data that does not fill the shape.
-    assert!(matches!(c.buffer_from_host(&[1.0f64; 5], &[2, 3]), Err(Error::InvalidArgument { .. })));
-    assert!(matches!(c.buffer_from_host(&[1.0f64; 0], &[-1]), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        c.buffer_from_host(&[1.0f64; 5], &[2, 3]),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        c.buffer_from_host(&[1.0f64; 0], &[-1]),
+        Err(Error::InvalidArgument { .. })
+    ));
     // Reading with the wrong type.
-    assert!(matches!(x.to_vec::<f64>(), Err(Error::BufferDType { actual: DType::F32, requested: DType::F64 })));
+    assert!(matches!(
+        x.to_vec::<f64>(),
+        Err(Error::BufferDType {
+            actual: DType::F32,
+            requested: DType::F64
+        })
+    ));
     // Correct arguments still work.
-    assert_eq!(exe.execute(&[&x, &s]).unwrap()[0].to_vec::<f32>().unwrap(), vec![1.0; 4]);
+    assert_eq!(
+        exe.execute(&[&x, &s]).unwrap()[0].to_vec::<f32>().unwrap(),
+        vec![1.0; 4]
+    );
 }
 
 #[test]
@@ -199,7 +246,10 @@ fn serialize_then_deserialize_gives_identical_results() {
 #[test]
 fn garbage_serialized_bytes_are_errors() {
     let c = client();
-    assert!(matches!(c.deserialize(b"not an executable"), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        c.deserialize(b"not an executable"),
+        Err(Error::InvalidArgument { .. })
+    ));
     assert!(matches!(c.deserialize(b"NLSQEXE1"), Err(Error::InvalidArgument { .. })));
     let mut bytes = compile(&c, SQUARE_SUM_F64).serialize().unwrap();
     // Truncate the PJRT payload: the plugin must reject it with an error (not a crash).

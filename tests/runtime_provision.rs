@@ -12,7 +12,10 @@ fn runtime_provisioning_follows_the_documented_order() {
     // 1. A bad override is an error that names the variable, never a fallback.
     std::env::set_var("NLSQ_PJRT_PLUGIN", "/nonexistent/libpjrt.so");
     let err = nlsq::runtime::plugin_location().unwrap_err();
-    assert!(matches!(err, Error::Provision(xla_build::Error::OverrideMissing { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Provision(xla_build::Error::OverrideMissing { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("NLSQ_PJRT_PLUGIN"), "{err}");
     std::env::remove_var("NLSQ_PJRT_PLUGIN");
 
@@ -27,12 +30,18 @@ fn runtime_provisioning_follows_the_documented_order() {
             assert!(!p.plugin.starts_with(&empty));
         }
         Err(e) => {
-            assert!(option_env!("NLSQ_BUILD_PLUGIN_PATH").is_none(), "fallback to the build-time plugin failed: {e}");
+            assert!(
+                option_env!("NLSQ_BUILD_PLUGIN_PATH").is_none(),
+                "fallback to the build-time plugin failed: {e}"
+            );
             assert!(e.to_string().contains("NLSQ_OFFLINE"), "{e}");
         }
     }
     // 3. The offline error itself, from the provisioning crate with the same empty cache.
-    let cfg = xla_build::Config { offline: true, ..xla_build::Config::with_cache_root(&empty) };
+    let cfg = xla_build::Config {
+        offline: true,
+        ..xla_build::Config::with_cache_root(&empty)
+    };
     let err = xla_build::provision_with(&cfg, &xla_build::CPU_PLUGIN).unwrap_err();
     assert!(err.to_string().contains("NLSQ_OFFLINE=1 forbids fetching"), "{err}");
     std::env::remove_var("NLSQ_OFFLINE");

@@ -67,7 +67,11 @@ fn matrix(v: &Value) -> Array2<f64> {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().expect("array").iter().map(|s| s.as_str().expect("string").to_string()).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("string").to_string())
+        .collect()
 }
 
 /// A scipy fit stored in the JSON.
@@ -197,15 +201,23 @@ fn run(p: &Value) -> Row {
     row.nfev = fit.result.nfev;
     row.cost_rel = (fit.result.cost - default.cost) / default.cost;
     if !fit.success() {
-        row.failures.push(format!("status {} ({})", row.status, fit.result.status.message()));
+        row.failures
+            .push(format!("status {} ({})", row.status, fit.result.status.message()));
     }
     if !at_most(fit.result.cost, default.cost * (1.0 + COST_RTOL)) {
-        row.failures.push(format!("cost {:.12e} > scipy {:.12e} (rel {:+.2e})", fit.result.cost, default.cost, row.cost_rel));
+        row.failures.push(format!(
+            "cost {:.12e} > scipy {:.12e} (rel {:+.2e})",
+            fit.result.cost, default.cost, row.cost_rel
+        ));
     }
     // The reference covariance: at the scipy solution nearest to nlsq's popt, in standard errors
     // (ties within 1e-9 standard errors: tight, exact, default).
     let se: Vec<f64> = (0..n).map(|i| tight.pcov_at_popt[[i, i]].sqrt()).collect();
-    let dist = |r: &Ref| (0..n).map(|i| ((fit.popt[i] - r.popt[i]) / se[i]).abs()).fold(0.0, |a: f64, b| if b.is_nan() { f64::INFINITY } else { a.max(b) });
+    let dist = |r: &Ref| {
+        (0..n)
+            .map(|i| ((fit.popt[i] - r.popt[i]) / se[i]).abs())
+            .fold(0.0, |a: f64, b| if b.is_nan() { f64::INFINITY } else { a.max(b) })
+    };
     let mut best = ("tight", &tight, dist(&tight));
     for cand in [("exact", &exact), ("default", &default)] {
         let d = dist(cand.1);
@@ -217,11 +229,17 @@ fn run(p: &Value) -> Row {
     row.pcov_rel = pcov_rel_diff(&fit.pcov, &best.1.pcov_at_popt);
     row.pcov_rel_default = pcov_rel_diff(&fit.pcov, &default.pcov);
     if !at_most(row.pcov_rel, PCOV_RTOL) {
-        row.failures.push(format!("pcov differs from scipy ({}) by {:.2e} relative\n nlsq {}\n scipy {}", best.0, row.pcov_rel, fit.pcov, best.1.pcov_at_popt));
+        row.failures.push(format!(
+            "pcov differs from scipy ({}) by {:.2e} relative\n nlsq {}\n scipy {}",
+            best.0, row.pcov_rel, fit.pcov, best.1.pcov_at_popt
+        ));
     }
     row.popt_se = dist(&tight);
     if !at_most(row.popt_se, POPT_SE_TOL) {
-        row.failures.push(format!("popt {} differs from scipy tight {:?} by {:.2e} standard errors", fit.popt, tight.popt, row.popt_se));
+        row.failures.push(format!(
+            "popt {} differs from scipy tight {:?} by {:.2e} standard errors",
+            fit.popt, tight.popt, row.popt_se
+        ));
     }
     row
 }
@@ -280,7 +298,10 @@ fn agrees_with_scipy_on_the_reference_suite() {
         );
     }
     println!("{table}");
-    let _ = std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/scipy_reference.txt"), &table);
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/scipy_reference.txt"),
+        &table,
+    );
 
     let mut unexpected = Vec::new();
     let mut fixed = Vec::new();
@@ -293,6 +314,13 @@ fn agrees_with_scipy_on_the_reference_suite() {
             (true, None) => {}
         }
     }
-    assert!(unexpected.is_empty(), "problems disagreeing with scipy:\n{}", unexpected.join("\n"));
-    assert!(fixed.is_empty(), "these KNOWN_FAILURES now pass, remove them from the list: {fixed:?}");
+    assert!(
+        unexpected.is_empty(),
+        "problems disagreeing with scipy:\n{}",
+        unexpected.join("\n")
+    );
+    assert!(
+        fixed.is_empty(),
+        "these KNOWN_FAILURES now pass, remove them from the list: {fixed:?}"
+    );
 }

@@ -143,7 +143,11 @@ struct Token {
 }
 
 fn err(line: usize, column: usize, message: impl Into<String>) -> Error {
-    Error::Parse { line, column, message: message.into() }
+    Error::Parse {
+        line,
+        column,
+        message: message.into(),
+    }
 }
 
 fn lex(src: &str) -> Result<Vec<Token>> {
@@ -182,7 +186,9 @@ fn lex(src: &str) -> Result<Vec<Token>> {
                 }
             }
             let text: String = chars[start..i].iter().collect();
-            let v: f64 = text.parse().map_err(|_| err(tl, tc, format!("invalid number '{text}'")))?;
+            let v: f64 = text
+                .parse()
+                .map_err(|_| err(tl, tc, format!("invalid number '{text}'")))?;
             Tok::Num(v)
         } else if c.is_alphabetic() || c == '_' {
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
@@ -205,9 +211,17 @@ fn lex(src: &str) -> Result<Vec<Token>> {
             }
         };
         col += i - start;
-        out.push(Token { tok, line: tl, column: tc });
+        out.push(Token {
+            tok,
+            line: tl,
+            column: tc,
+        });
     }
-    out.push(Token { tok: Tok::End, line, column: col });
+    out.push(Token {
+        tok: Tok::End,
+        line,
+        column: col,
+    });
     Ok(out)
 }
 
@@ -290,13 +304,18 @@ impl Parser<'_> {
             Tok::Name(name) => {
                 if self.peek().tok == Tok::LParen {
                     let open = self.next();
-                    let f = Func::from_name(&name).ok_or_else(|| err(t.line, t.column, format!("unknown function '{name}'")))?;
+                    let f = Func::from_name(&name)
+                        .ok_or_else(|| err(t.line, t.column, format!("unknown function '{name}'")))?;
                     let arg = self.expr()?;
                     self.expect_rparen(&open)?;
                     return Ok(Node::Call(f, Box::new(arg)));
                 }
                 if Func::from_name(&name).is_some() {
-                    return Err(err(t.line, t.column, format!("function '{name}' needs an argument in parentheses")));
+                    return Err(err(
+                        t.line,
+                        t.column,
+                        format!("function '{name}' needs an argument in parentheses"),
+                    ));
                 }
                 if let Some(i) = self.variables.iter().position(|v| *v == name) {
                     return Ok(Node::Var(i));
@@ -310,7 +329,11 @@ impl Parser<'_> {
                     return Ok(Node::Param(i));
                 }
                 if self.fixed_params {
-                    return Err(err(t.line, t.column, format!("unknown name '{name}' (not a variable, parameter, function or constant)")));
+                    return Err(err(
+                        t.line,
+                        t.column,
+                        format!("unknown name '{name}' (not a variable, parameter, function or constant)"),
+                    ));
                 }
                 self.params.push(name);
                 Ok(Node::Param(self.params.len() - 1))
@@ -359,7 +382,11 @@ impl Expr {
 
     fn parse_impl(src: &str, variables: &[&str], params: Option<&[&str]>) -> Result<Expr> {
         let variables: Vec<String> = variables.iter().map(|s| s.to_string()).collect();
-        for name in variables.iter().map(String::as_str).chain(params.unwrap_or(&[]).iter().copied()) {
+        for name in variables
+            .iter()
+            .map(String::as_str)
+            .chain(params.unwrap_or(&[]).iter().copied())
+        {
             if Func::from_name(name).is_some() || name == "pi" || name == "e" {
                 return Err(err(1, 1, format!("'{name}' is a reserved name (function or constant)")));
             }
@@ -368,16 +395,26 @@ impl Expr {
             toks: lex(src)?,
             pos: 0,
             variables: &variables,
-            params: params.map(|ps| ps.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+            params: params
+                .map(|ps| ps.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
             fixed_params: params.is_some(),
         };
         let root = p.expr()?;
         let t = p.peek().clone();
         if t.tok != Tok::End {
-            return Err(err(t.line, t.column, "unexpected token after the end of the expression"));
+            return Err(err(
+                t.line,
+                t.column,
+                "unexpected token after the end of the expression",
+            ));
         }
         let params = p.params;
-        Ok(Expr { root, variables, params })
+        Ok(Expr {
+            root,
+            variables,
+            params,
+        })
     }
 
     /// Parameter names in parameter order.
@@ -454,7 +491,11 @@ impl Expr {
         if vars.len() != self.variables.len() {
             anchor.graph().record(Error::InvalidOp {
                 op: "expr",
-                reason: format!("expression has {} variables but {} were given", self.variables.len(), vars.len()),
+                reason: format!(
+                    "expression has {} variables but {} were given",
+                    self.variables.len(),
+                    vars.len()
+                ),
             });
             return anchor.graph().constant(f64::NAN);
         }
@@ -465,8 +506,11 @@ impl Expr {
     /// variables (row `i` is variable `i`).
     pub fn model(&self) -> impl Fn(&Tensor, &Params) -> Tensor + '_ {
         move |x: &Tensor, p: &Params| {
-            let vars: Vec<Tensor> =
-                if x.rank() == 2 { (0..x.dims()[0]).map(|i| x.row(i)).collect() } else { vec![x.clone()] };
+            let vars: Vec<Tensor> = if x.rank() == 2 {
+                (0..x.dims()[0]).map(|i| x.row(i)).collect()
+            } else {
+                vec![x.clone()]
+            };
             self.trace(&vars, p)
         }
     }
@@ -486,7 +530,14 @@ mod tests {
     #[test]
     fn precedence_and_associativity() {
         let e = Expr::parse("-x^2", &["x"]).unwrap();
-        assert_eq!(e.root(), &Node::Neg(Box::new(Node::Bin(BinOp::Pow, Box::new(Node::Var(0)), Box::new(Node::Num(2.0))))));
+        assert_eq!(
+            e.root(),
+            &Node::Neg(Box::new(Node::Bin(
+                BinOp::Pow,
+                Box::new(Node::Var(0)),
+                Box::new(Node::Num(2.0))
+            )))
+        );
         let e = Expr::parse("2^3^2", &[]).unwrap();
         assert!(matches!(e.root(), Node::Bin(BinOp::Pow, _, r) if matches!(**r, Node::Bin(BinOp::Pow, _, _))));
         let e = Expr::parse("x**-2", &["x"]).unwrap();

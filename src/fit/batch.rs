@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 
-use super::{cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan, Timings, HISTORY_LEN};
+use super::{
+    cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan,
+    Timings, HISTORY_LEN,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::termination::NONFINITE_START;
@@ -71,12 +74,30 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// `B` problems with ydata `y [B, m]` and starting points `p0 [B, n]`, sharing `x [m]`.
     pub fn shared_x(x: ArrayView1<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
-        Batch { x: BatchX::Shared(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK, chunk_set: false }
+        Batch {
+            x: BatchX::Shared(x),
+            y,
+            p0,
+            lengths: None,
+            bounds: None,
+            sigma: None,
+            chunk: DEFAULT_BATCH_CHUNK,
+            chunk_set: false,
+        }
     }
 
     /// `B` problems with their own `x [B, m]`.
     pub fn new(x: ArrayView2<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
-        Batch { x: BatchX::PerProblem(x), y, p0, lengths: None, bounds: None, sigma: None, chunk: DEFAULT_BATCH_CHUNK, chunk_set: false }
+        Batch {
+            x: BatchX::PerProblem(x),
+            y,
+            p0,
+            lengths: None,
+            bounds: None,
+            sigma: None,
+            chunk: DEFAULT_BATCH_CHUNK,
+            chunk_set: false,
+        }
     }
 
     /// Ragged batch: problem `b` uses the first `lengths[b]` points of its rows.
@@ -166,9 +187,17 @@ where
         return Err(invalid("p0", format!("has {} rows but y has {nb}", batch.p0.nrows())));
     }
     match batch.x {
-        BatchX::Shared(x) if x.len() != m_all => return Err(invalid("xdata", format!("has {} points but y rows have {m_all}", x.len()))),
+        BatchX::Shared(x) if x.len() != m_all => {
+            return Err(invalid(
+                "xdata",
+                format!("has {} points but y rows have {m_all}", x.len()),
+            ))
+        }
         BatchX::PerProblem(x) if x.dim() != (nb, m_all) => {
-            return Err(invalid("xdata", format!("is {:?} but y is {:?}", x.dim(), batch.y.dim())))
+            return Err(invalid(
+                "xdata",
+                format!("is {:?} but y is {:?}", x.dim(), batch.y.dim()),
+            ))
         }
         _ => {}
     }
@@ -184,11 +213,18 @@ where
     }
     if let Some(sg) = &batch.sigma {
         if sg.dim() != (nb, m_all) {
-            return Err(invalid("sigma", format!("is {:?} but y is {:?}", sg.dim(), batch.y.dim())));
+            return Err(invalid(
+                "sigma",
+                format!("is {:?} but y is {:?}", sg.dim(), batch.y.dim()),
+            ));
         }
     }
     if options.sigma.is_some() {
-        return Err(Error::InvalidOption { field: "sigma", value: "set".into(), constraint: "unset for a batch (use Batch::with_sigma)" });
+        return Err(Error::InvalidOption {
+            field: "sigma",
+            value: "set".into(),
+            constraint: "unset for a batch (use Batch::with_sigma)",
+        });
     }
 
     // Per-problem validation, as a single fit would do it.
@@ -227,7 +263,12 @@ where
                     Some(w)
                 }
             };
-            Ok(Prepared { index: b, m, plan, weights })
+            Ok(Prepared {
+                index: b,
+                m,
+                plan,
+                weights,
+            })
         })();
         match r {
             Ok(p) => prepared.push(p),
@@ -240,7 +281,11 @@ where
         let bounded = prepared.iter().any(|p| p.plan.config.bounded);
         let method = prepared[0].plan.method;
         if prepared.iter().any(|p| p.plan.method != method) {
-            return Err(Error::InvalidOption { field: "method", value: "mixed".into(), constraint: "one method for the whole batch (set it, or give all problems bounds or none)" });
+            return Err(Error::InvalidOption {
+                field: "method",
+                value: "mixed".into(),
+                constraint: "one method for the whole batch (set it, or give all problems bounds or none)",
+            });
         }
         let mut config = prepared[0].plan.config.clone();
         config.bounded = bounded;
@@ -255,19 +300,42 @@ where
             // whole chunk: keep that within about 4 MiB so that it stays in cache.
             let per_problem = (n + 1) * m_pad * 8;
             let fit = (WORKING_SET_BYTES / per_problem).max(1);
-            let fit = if fit.is_power_of_two() { fit } else { fit.next_power_of_two() / 2 };
+            let fit = if fit.is_power_of_two() {
+                fit
+            } else {
+                fit.next_power_of_two() / 2
+            };
             capacity = capacity.min(fit.max(MIN_AUTO_CHUNK));
         }
-        let spec = BatchSpec { capacity, m_pad, n, shared_x: matches!(batch.x, BatchX::Shared(_)), weighted: batch.sigma.is_some(), config };
+        let spec = BatchSpec {
+            capacity,
+            m_pad,
+            n,
+            shared_x: matches!(batch.x, BatchX::Shared(_)),
+            weighted: batch.sigma.is_some(),
+            config,
+        };
         let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
-        let cached = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned();
+        let cached = BATCH_PROGRAMS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fingerprint)
+            .cloned();
         let (exe, trace, compile) = match cached {
             Some(exe) => {
-                let exe = cache::CachedExecutable { source: super::ExecutableSource::Memory, load_time: Duration::ZERO, ..exe };
+                let exe = cache::CachedExecutable {
+                    source: super::ExecutableSource::Memory,
+                    load_time: Duration::ZERO,
+                    ..exe
+                };
                 (exe, t0.elapsed(), Duration::ZERO)
             }
             None => {
-                let program = if polymorphic { trace_batch_poly(model, &spec)? } else { trace_batch(model, &spec)? };
+                let program = if polymorphic {
+                    trace_batch_poly(model, &spec)?
+                } else {
+                    trace_batch(model, &spec)?
+                };
                 let trace = t0.elapsed();
                 let exe = cache::executable(&program.text)?;
                 let compile = exe.load_time;
@@ -286,7 +354,10 @@ where
             }
         }
     }
-    Ok(results.into_iter().map(|r| r.expect("every problem has a result")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every problem has a result"))
+        .collect())
 }
 
 /// The program of a chunk: an outer loop over the problems, each solved by the unbatched
@@ -297,7 +368,11 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let g = Graph::new();
-    let xs = if spec.shared_x { g.parameter("x", DType::F64, [m_pad]) } else { g.parameter("x", DType::F64, [c, m_pad]) };
+    let xs = if spec.shared_x {
+        g.parameter("x", DType::F64, [m_pad])
+    } else {
+        g.parameter("x", DType::F64, [c, m_pad])
+    };
     let ys = g.parameter("y", DType::F64, [c, m_pad]);
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
     let p0s = g.parameter("p0", DType::F64, [c, n]);
@@ -375,7 +450,13 @@ where
                 max_nfev: max_nfev.clone(),
                 m_valid,
             };
-            let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n, chunks: None };
+            let problem = solve::Problem {
+                fun: &fun,
+                fun_jac: &fun_jac,
+                m: m_pad,
+                n,
+                chunks: None,
+            };
             let o = solve::solve(&problem, &inputs, &spec.config);
             let vals = outputs_list_batch(&o);
             let mut next = vec![b + 1.0];
@@ -406,15 +487,40 @@ fn run_chunk<'a>(
     let slot = |i: usize| &chunk[if i < k { i } else { 0 }];
     let mut args: Vec<HostArg<'a>> = Vec::new();
     let x_arg = match batch.x {
-        BatchX::Shared(x) => HostArg::Rows { rows: vec![x], len: m_pad, fill: None, dims: vec![m_pad as i64] },
+        BatchX::Shared(x) => HostArg::Rows {
+            rows: vec![x],
+            len: m_pad,
+            fill: None,
+            dims: vec![m_pad as i64],
+        },
         BatchX::PerProblem(_) => {
-            let rows = (0..c).map(|i| { let p = slot(i); batch.x_row(p.index, p.m) }).collect();
-            HostArg::Rows { rows, len: m_pad, fill: None, dims: vec![c as i64, m_pad as i64] }
+            let rows = (0..c)
+                .map(|i| {
+                    let p = slot(i);
+                    batch.x_row(p.index, p.m)
+                })
+                .collect();
+            HostArg::Rows {
+                rows,
+                len: m_pad,
+                fill: None,
+                dims: vec![c as i64, m_pad as i64],
+            }
         }
     };
     args.push(x_arg);
-    let yrows = (0..c).map(|i| { let p = slot(i); batch.y.index_axis_move(ndarray::Axis(0), p.index).slice_move(s![..p.m]) }).collect();
-    args.push(HostArg::Rows { rows: yrows, len: m_pad, fill: Some(0.0), dims: vec![c as i64, m_pad as i64] });
+    let yrows = (0..c)
+        .map(|i| {
+            let p = slot(i);
+            batch.y.index_axis_move(ndarray::Axis(0), p.index).slice_move(s![..p.m])
+        })
+        .collect();
+    args.push(HostArg::Rows {
+        rows: yrows,
+        len: m_pad,
+        fill: Some(0.0),
+        dims: vec![c as i64, m_pad as i64],
+    });
     if spec.weighted {
         let mut w = Vec::with_capacity(c * m_pad);
         for i in 0..c {
@@ -440,13 +546,19 @@ fn run_chunk<'a>(
         args.push(HostArg::F64(vec![v], vec![]));
     }
     args.push(HostArg::I64(a0.max_nfev));
-    args.push(HostArg::F64((0..c).map(|i| slot(i).plan.args.m_valid).collect(), vec![c as i64]));
+    args.push(HostArg::F64(
+        (0..c).map(|i| slot(i).plan.args.m_valid).collect(),
+        vec![c as i64],
+    ));
     args.push(HostArg::I64(k as i64));
 
     let t2 = Instant::now();
     let executable = &exe.executable;
     let client = executable.client().clone();
-    let buffers = args.into_iter().map(|a| a.upload(&client)).collect::<Result<Vec<_>>>()?;
+    let buffers = args
+        .into_iter()
+        .map(|a| a.upload(&client))
+        .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
     let out = executable.execute(&refs)?;
     let f64s = |i: usize| out[i].to_vec::<f64>();
@@ -460,11 +572,17 @@ fn run_chunk<'a>(
     let mut fits = Vec::with_capacity(k);
     for (i, p) in chunk.iter().enumerate() {
         if status[i] == NONFINITE_START {
-            fits.push(Err(invalid("p0", "the residuals (or the Jacobian) are not finite at the initial point")));
+            fits.push(Err(invalid(
+                "p0",
+                "the residuals (or the Jacobian) are not finite at the initial point",
+            )));
             continue;
         }
         let Some(st) = Status::from_code(status[i]) else {
-            fits.push(Err(invalid("status", format!("solver ended with unknown status {}", status[i]))));
+            fits.push(Err(invalid(
+                "status",
+                format!("solver ended with unknown status {}", status[i]),
+            )));
             continue;
         };
         let m = p.m;
@@ -481,15 +599,26 @@ fn run_chunk<'a>(
             nit: nit[i] as usize,
             status: st,
             initial_cost: initial_cost[i],
-            history: history[i * h..(i + 1) * h].iter().copied().take((nit[i] as usize + 1).min(HISTORY_LEN as usize)).collect(),
+            history: history[i * h..(i + 1) * h]
+                .iter()
+                .copied()
+                .take((nit[i] as usize + 1).min(HISTORY_LEN as usize))
+                .collect(),
             rank: rank[i] as usize,
             method: p.plan.method,
             loss: p.plan.loss,
-            timings: Timings { trace, compile, execute, total: t0.elapsed(), ..Timings::default() },
+            timings: Timings {
+                trace,
+                compile,
+                execute,
+                total: t0.elapsed(),
+                ..Timings::default()
+            },
             executable: exe.source,
             device: device.clone(),
         };
-        let mut pcov = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec()).map_err(|e| invalid("cov", e.to_string()))?;
+        let mut pcov = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec())
+            .map_err(|e| invalid("cov", e.to_string()))?;
         if !absolute_sigma {
             if m > n {
                 let s_sq = 2.0 * result.cost / (m - n) as f64;
@@ -502,14 +631,20 @@ fn run_chunk<'a>(
             pcov.fill(f64::INFINITY);
         }
         let perr = pcov.diag().mapv(|v| v.sqrt());
-        fits.push(Ok(CurveFit { popt: result.x.clone(), pcov, perr, result }));
+        fits.push(Ok(CurveFit {
+            popt: result.x.clone(),
+            pcov,
+            perr,
+            result,
+        }));
     }
     Ok(fits)
 }
 
 /// Batch executables by [`batch_fingerprint`]; bounded, cleared when full.
-static BATCH_PROGRAMS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>> =
-    once_cell::sync::Lazy::new(Default::default);
+static BATCH_PROGRAMS: once_cell::sync::Lazy<
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>,
+> = once_cell::sync::Lazy::new(Default::default);
 
 /// sha256 of the model's traced batched evaluation (emitted text) and the program spec: the
 /// rest of the program is a function of the spec alone.
@@ -520,7 +655,11 @@ where
     use sha2::{Digest, Sha256};
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let g = Graph::new();
-    let x = if spec.shared_x { g.parameter("x", DType::F64, [m_pad]) } else { g.parameter("x", DType::F64, [c, m_pad]) };
+    let x = if spec.shared_x {
+        g.parameter("x", DType::F64, [m_pad])
+    } else {
+        g.parameter("x", DType::F64, [c, m_pad])
+    };
     let p = g.parameter("p", DType::F64, [c, n]);
     let f = g.try_with(|| model(&x, &Params::from_columns(&p)))?;
     let text = g.finish([&f])?.text;
@@ -543,7 +682,11 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let g = Graph::new();
-    let x_ty = if spec.shared_x { TensorType::new(DType::F64, [m_pad]) } else { TensorType::new(DType::F64, [c, m_pad]) };
+    let x_ty = if spec.shared_x {
+        TensorType::new(DType::F64, [m_pad])
+    } else {
+        TensorType::new(DType::F64, [c, m_pad])
+    };
     let xs = g.parameter("x", DType::F64, x_ty.dims().to_vec());
     let ys = g.parameter("y", DType::F64, [c, m_pad]);
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
@@ -559,7 +702,9 @@ where
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
     let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
-    let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| vec![eval(&a[0], &a[1])])?;
+    let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| {
+        vec![eval(&a[0], &a[1])]
+    })?;
     let mut jac_err = None;
     let model_fj = g.function("model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
         let f = eval(&a[0], &a[1]);
@@ -595,10 +740,25 @@ where
         };
         (valid.select(r, 0.0), valid3.select(jw, 0.0))
     };
-    let problem = solve::lm_batch::BatchProblem { fun: &fun, fun_jac: &fun_jac, b: c, m: m_pad, n };
+    let problem = solve::lm_batch::BatchProblem {
+        fun: &fun,
+        fun_jac: &fun_jac,
+        b: c,
+        m: m_pad,
+        n,
+    };
     let active = g.iota(DType::I64, [c], 0).lt(&count);
     let out = if spec.config.method == crate::solve::Method::Lm {
-        let inputs = solve::lm_batch::BatchInputs { x0: p0s, x_scale, ftol, xtol, gtol, max_nfev, m_valid: m_valids, active };
+        let inputs = solve::lm_batch::BatchInputs {
+            x0: p0s,
+            x_scale,
+            ftol,
+            xtol,
+            gtol,
+            max_nfev,
+            m_valid: m_valids,
+            active,
+        };
         solve::lm_batch::solve(&problem, &inputs, spec.config.jac_scale, spec.config.history)
     } else {
         let inputs = solve::trf_batch::TrfInputs {

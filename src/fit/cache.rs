@@ -58,13 +58,28 @@ fn plugin_identity(client: &Client) -> Vec<u8> {
     let (major, minor) = plugin.api_version();
     // XLA_FLAGS change the compiled code (the plugin reads them when it starts).
     let flags = std::env::var("XLA_FLAGS").unwrap_or_default();
-    let mut id = format!("{}\n{}\n{major}.{minor}\nXLA_FLAGS={flags}\n", client.platform_name(), client.platform_version());
-    match crate::runtime::plugin_location().ok().and_then(|p| p.sha256.filter(|_| p.plugin == plugin.path())) {
+    let mut id = format!(
+        "{}\n{}\n{major}.{minor}\nXLA_FLAGS={flags}\n",
+        client.platform_name(),
+        client.platform_version()
+    );
+    match crate::runtime::plugin_location()
+        .ok()
+        .and_then(|p| p.sha256.filter(|_| p.plugin == plugin.path()))
+    {
         Some(sha) => id.push_str(&sha),
         None => {
             let meta = fs::metadata(plugin.path()).ok();
-            let mtime = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
-            id.push_str(&format!("{}\n{:?}\n{:?}", plugin.path().display(), meta.map(|m| m.len()), mtime));
+            let mtime = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
+            id.push_str(&format!(
+                "{}\n{:?}\n{:?}",
+                plugin.path().display(),
+                meta.map(|m| m.len()),
+                mtime
+            ));
         }
     }
     id.into_bytes()
@@ -92,8 +107,15 @@ struct Settings {
 fn settings() -> &'static Settings {
     static S: Lazy<Settings> = Lazy::new(|| {
         let off = std::env::var("NLSQ_DISK_CACHE").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
-        let dir = if off { None } else { xla_build::default_cache_root().ok().map(|r| r.join("executables")) };
-        let max_bytes = std::env::var("NLSQ_CACHE_MAX_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_BYTES);
+        let dir = if off {
+            None
+        } else {
+            xla_build::default_cache_root().ok().map(|r| r.join("executables"))
+        };
+        let max_bytes = std::env::var("NLSQ_CACHE_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES);
         Settings { dir, max_bytes }
     });
     &S
@@ -126,7 +148,13 @@ pub struct ExecutableCache {
 impl ExecutableCache {
     /// A cache with an explicit disk folder (`None`: memory only) and bounds.
     pub fn new(dir: Option<PathBuf>, max_bytes: u64, capacity: usize) -> ExecutableCache {
-        ExecutableCache { slots: Mutex::new(HashMap::new()), tick: Default::default(), capacity: capacity.max(1), dir, max_bytes }
+        ExecutableCache {
+            slots: Mutex::new(HashMap::new()),
+            tick: Default::default(),
+            capacity: capacity.max(1),
+            dir,
+            max_bytes,
+        }
     }
 
     /// The process-wide cache configured from the environment.
@@ -145,7 +173,12 @@ impl ExecutableCache {
 
     /// Number of executables loaded in memory.
     pub fn memory_len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|(s, _)| s.get().is_some()).count()
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(s, _)| s.get().is_some())
+            .count()
     }
 
     /// Drops every executable held in memory (the disk entries stay).
@@ -172,7 +205,12 @@ impl ExecutableCache {
             s
         };
         if let Some(exe) = slot.get() {
-            return Ok(CachedExecutable { executable: exe.clone(), source: ExecutableSource::Memory, load_time: t0.elapsed(), key });
+            return Ok(CachedExecutable {
+                executable: exe.clone(),
+                source: ExecutableSource::Memory,
+                load_time: t0.elapsed(),
+                key,
+            });
         }
         let mut source = ExecutableSource::Memory;
         let result = slot.get_or_try_init(|| -> Result<Arc<LoadedExecutable>> {
@@ -186,7 +224,12 @@ impl ExecutableCache {
             Ok(Arc::new(exe))
         });
         match result {
-            Ok(exe) => Ok(CachedExecutable { executable: exe.clone(), source, load_time: t0.elapsed(), key }),
+            Ok(exe) => Ok(CachedExecutable {
+                executable: exe.clone(),
+                source,
+                load_time: t0.elapsed(),
+                key,
+            }),
             Err(e) => {
                 // Do not keep a failed slot: a later call may succeed (e.g. after a fix).
                 self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
@@ -197,7 +240,9 @@ impl ExecutableCache {
 
     fn evict_memory(&self, slots: &mut HashMap<CacheKey, (Slot, u64)>) {
         while slots.len() > self.capacity {
-            let Some(oldest) = slots.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            let Some(oldest) = slots.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else {
+                break;
+            };
             slots.remove(&oldest);
         }
     }
@@ -232,13 +277,20 @@ impl ExecutableCache {
     }
 
     fn store_to_disk(&self, key: &CacheKey, exe: &LoadedExecutable) {
-        let (Some(dir), Some(path)) = (self.dir.as_ref(), self.entry_path(key)) else { return };
+        let (Some(dir), Some(path)) = (self.dir.as_ref(), self.entry_path(key)) else {
+            return;
+        };
         let Ok(payload) = exe.serialize() else { return };
         if fs::create_dir_all(dir).is_err() {
             return;
         }
         let entry = encode_entry(key, &payload);
-        let tmp = dir.join(format!(".{}.{}.{:?}.tmp", key.hex(), std::process::id(), std::thread::current().id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.{:?}.tmp",
+            key.hex(),
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let written = fs::File::create(&tmp).and_then(|mut f| {
             f.write_all(&entry)?;
             f.sync_all()

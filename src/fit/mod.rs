@@ -36,13 +36,19 @@ use crate::types::DType;
 pub const HISTORY_LEN: i64 = 128;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidInput { field, reason: reason.into() }
+    Error::InvalidInput {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn check_all_finite(field: &'static str, v: impl IntoIterator<Item = f64>) -> Result<()> {
     for (i, x) in v.into_iter().enumerate() {
         if !x.is_finite() {
-            return Err(invalid(field, format!("element {i} is {x} (set check_finite = false to allow it)")));
+            return Err(invalid(
+                field,
+                format!("element {i} is {x} (set check_finite = false to allow it)"),
+            ));
         }
     }
     Ok(())
@@ -50,12 +56,17 @@ fn check_all_finite(field: &'static str, v: impl IntoIterator<Item = f64>) -> Re
 
 /// Bounds expanded to `n` values, validated.
 fn expand_bounds(bounds: &Option<(Vec<f64>, Vec<f64>)>, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let Some((lo, hi)) = bounds else { return Ok((vec![f64::NEG_INFINITY; n], vec![f64::INFINITY; n])) };
+    let Some((lo, hi)) = bounds else {
+        return Ok((vec![f64::NEG_INFINITY; n], vec![f64::INFINITY; n]));
+    };
     let expand = |v: &Vec<f64>, field| -> Result<Vec<f64>> {
         match v.len() {
             1 => Ok(vec![v[0]; n]),
             l if l == n => Ok(v.clone()),
-            l => Err(invalid(field, format!("has {l} values, expected 1 or {n} (one per parameter)"))),
+            l => Err(invalid(
+                field,
+                format!("has {l} values, expected 1 or {n} (one per parameter)"),
+            )),
         }
     };
     let (lo, hi) = (expand(lo, "bounds.lower")?, expand(hi, "bounds.upper")?);
@@ -64,7 +75,13 @@ fn expand_bounds(bounds: &Option<(Vec<f64>, Vec<f64>)>, n: usize) -> Result<(Vec
             return Err(invalid("bounds", format!("bound {i} is NaN")));
         }
         if lo[i] >= hi[i] {
-            return Err(invalid("bounds", format!("lower bound {i} ({}) must be strictly less than upper bound ({})", lo[i], hi[i])));
+            return Err(invalid(
+                "bounds",
+                format!(
+                    "lower bound {i} ({}) must be strictly less than upper bound ({})",
+                    lo[i], hi[i]
+                ),
+            ));
         }
     }
     Ok((lo, hi))
@@ -90,8 +107,13 @@ fn whitening(cov: &Array2<f64>) -> Result<Array2<f64>> {
     let mut l = Array2::<f64>::zeros((m, m));
     for j in 0..m {
         for i in 0..j {
-            if (cov[[i, j]] - cov[[j, i]]).abs() > 1e-12 * (cov[[i, j]].abs() + cov[[j, i]].abs()).max(f64::MIN_POSITIVE) {
-                return Err(invalid("sigma", format!("covariance matrix is not symmetric at ({i}, {j})")));
+            if (cov[[i, j]] - cov[[j, i]]).abs()
+                > 1e-12 * (cov[[i, j]].abs() + cov[[j, i]].abs()).max(f64::MIN_POSITIVE)
+            {
+                return Err(invalid(
+                    "sigma",
+                    format!("covariance matrix is not symmetric at ({i}, {j})"),
+                ));
             }
         }
         let mut d = cov[[j, j]];
@@ -134,7 +156,12 @@ enum HostArg<'a> {
     /// Borrowed rows (row-major `[rows, len]`, or `[len]` for one row with `dims` of rank 1),
     /// each padded to `len` with `fill` or, when `fill` is `None`, with its first value. Copied
     /// only when padding or layout requires it, one array at a time.
-    Rows { rows: Vec<ArrayView1<'a, f64>>, len: usize, fill: Option<f64>, dims: Vec<i64> },
+    Rows {
+        rows: Vec<ArrayView1<'a, f64>>,
+        len: usize,
+        fill: Option<f64>,
+        dims: Vec<i64>,
+    },
 }
 
 impl HostArg<'_> {
@@ -182,16 +209,41 @@ fn solver_inputs(g: &Graph, n: i64) -> Inputs {
 
 fn outputs_list(o: &solve::Outputs) -> [&Tensor; 15] {
     [
-        &o.x, &o.cost, &o.fun, &o.jac, &o.grad, &o.optimality, &o.active_mask, &o.nfev, &o.njev, &o.nit, &o.status,
-        &o.history, &o.initial_cost, &o.cov, &o.rank,
+        &o.x,
+        &o.cost,
+        &o.fun,
+        &o.jac,
+        &o.grad,
+        &o.optimality,
+        &o.active_mask,
+        &o.nfev,
+        &o.njev,
+        &o.nit,
+        &o.status,
+        &o.history,
+        &o.initial_cost,
+        &o.cov,
+        &o.rank,
     ]
 }
 
 /// The outputs a batch keeps per problem (all but the Jacobian), in `batch::trace_batch` order.
 fn outputs_list_batch(o: &solve::Outputs) -> [&Tensor; 14] {
     [
-        &o.x, &o.cost, &o.fun, &o.grad, &o.optimality, &o.active_mask, &o.nfev, &o.njev, &o.nit, &o.status, &o.history,
-        &o.initial_cost, &o.cov, &o.rank,
+        &o.x,
+        &o.cost,
+        &o.fun,
+        &o.grad,
+        &o.optimality,
+        &o.active_mask,
+        &o.nfev,
+        &o.njev,
+        &o.nit,
+        &o.status,
+        &o.history,
+        &o.initial_cost,
+        &o.cov,
+        &o.rank,
     ]
 }
 
@@ -250,18 +302,32 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
     let method = solver.method.unwrap_or(if bounded { Method::Trf } else { Method::Lm });
     if method == Method::Lm {
         if bounded {
-            return Err(Error::InvalidOption { field: "method", value: "lm".into(), constraint: "trf when bounds are given (lm does not support bounds)" });
+            return Err(Error::InvalidOption {
+                field: "method",
+                value: "lm".into(),
+                constraint: "trf when bounds are given (lm does not support bounds)",
+            });
         }
         if m < n {
-            return Err(invalid("ydata", format!("method lm needs at least as many points ({m}) as parameters ({n}); use trf")));
+            return Err(invalid(
+                "ydata",
+                format!("method lm needs at least as many points ({m}) as parameters ({n}); use trf"),
+            ));
         }
         if solver.loss != Loss::Linear {
-            return Err(Error::InvalidOption { field: "loss", value: solver.loss.to_string(), constraint: "linear when method = lm" });
+            return Err(Error::InvalidOption {
+                field: "loss",
+                value: solver.loss.to_string(),
+                constraint: "linear when method = lm",
+            });
         }
     }
     for i in 0..n {
         if p0[i] < lb[i] || p0[i] > ub[i] {
-            return Err(invalid("p0", format!("p0[{i}] = {} is outside its bounds [{}, {}]", p0[i], lb[i], ub[i])));
+            return Err(invalid(
+                "p0",
+                format!("p0[{i}] = {} is outside its bounds [{}, {}]", p0[i], lb[i], ub[i]),
+            ));
         }
     }
     let mut x0 = p0;
@@ -269,7 +335,13 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
         strictly_feasible(&mut x0, &lb, &ub);
     }
     let x_scale = solver.x_scale_values(method, n);
-    let config = Config { method, loss: solver.loss, jac_scale: x_scale.is_none(), bounded, history: HISTORY_LEN };
+    let config = Config {
+        method,
+        loss: solver.loss,
+        jac_scale: x_scale.is_none(),
+        bounded,
+        history: HISTORY_LEN,
+    };
     let args = SolverArgs {
         p0: x0,
         lb,
@@ -282,7 +354,14 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
         max_nfev: solver.max_nfev_or_default(n) as i64,
         m_valid: m as f64,
     };
-    Ok(Plan { n, m, method, loss: solver.loss, config, args })
+    Ok(Plan {
+        n,
+        m,
+        method,
+        loss: solver.loss,
+        config,
+        args,
+    })
 }
 
 /// Runs the program and reads its results.
@@ -298,7 +377,10 @@ fn execute(
     let t2 = Instant::now();
     let client = exe.client().clone();
     // Each host array is dropped as soon as it is on the device, to keep the peak low.
-    let buffers = args.into_iter().map(|a| a.upload(&client)).collect::<Result<Vec<_>>>()?;
+    let buffers = args
+        .into_iter()
+        .map(|a| a.upload(&client))
+        .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
     let out = exe.execute(&refs)?;
     let f64s = |i: usize| out[i].to_vec::<f64>();
@@ -321,9 +403,13 @@ fn execute(
     let rank = i64s(14)?[0];
     let execute = t2.elapsed();
     if status_code == NONFINITE_START {
-        return Err(invalid("p0", "the residuals (or the Jacobian) are not finite at the initial point"));
+        return Err(invalid(
+            "p0",
+            "the residuals (or the Jacobian) are not finite at the initial point",
+        ));
     }
-    let status = Status::from_code(status_code).ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
+    let status = Status::from_code(status_code)
+        .ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
     let m = plan.m;
     if chunked {
         // The residual vector was never materialised.
@@ -339,7 +425,10 @@ fn execute(
     } else if m < m_pad {
         jac = jac.slice(ndarray::s![..m, ..]).to_owned();
     }
-    let history: Vec<f64> = history_full.into_iter().take((nit as usize + 1).min(HISTORY_LEN as usize)).collect();
+    let history: Vec<f64> = history_full
+        .into_iter()
+        .take((nit as usize + 1).min(HISTORY_LEN as usize))
+        .collect();
     let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
     let result = FitResult {
         x,
@@ -358,7 +447,13 @@ fn execute(
         rank: rank as usize,
         method: plan.method,
         loss: plan.loss,
-        timings: Timings { trace, compile, execute, total: t0.elapsed(), ..Timings::default() },
+        timings: Timings {
+            trace,
+            compile,
+            execute,
+            total: t0.elapsed(),
+            ..Timings::default()
+        },
         executable: source,
         device,
     };
@@ -423,7 +518,10 @@ fn prepare<'a>(
 ) -> Result<CurveData<'a>> {
     let m = ydata.len();
     if xdata.len() != m {
-        return Err(invalid("xdata", format!("has {} points but ydata has {m}", xdata.len())));
+        return Err(invalid(
+            "xdata",
+            format!("has {} points but ydata has {m}", xdata.len()),
+        ));
     }
     if m == 0 {
         return Err(invalid("ydata", "no data points"));
@@ -434,10 +532,17 @@ fn prepare<'a>(
         }
     }
     let p0: Vec<f64> = match (p0, options.n_params) {
-        (Some(p), Some(n)) if p.len() != n => return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len()))),
+        (Some(p), Some(n)) if p.len() != n => {
+            return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len())))
+        }
         (Some(p), _) => p.to_vec(),
         (None, Some(n)) => vec![1.0; n],
-        (None, None) => return Err(invalid("p0", "give p0, or the number of parameters with FitOptions::with_n_params")),
+        (None, None) => {
+            return Err(invalid(
+                "p0",
+                "give p0, or the number of parameters with FitOptions::with_n_params",
+            ))
+        }
     };
     if options.check_finite {
         match xdata {
@@ -458,11 +563,21 @@ fn prepare<'a>(
         (None, None) => None,
     };
     if chunk.is_some() && cov_sigma {
-        return Err(Error::InvalidOption { field: "chunk_rows", value: format!("{chunk:?}"), constraint: "0 (no chunking) with a 2-D sigma" });
+        return Err(Error::InvalidOption {
+            field: "chunk_rows",
+            value: format!("{chunk:?}"),
+            constraint: "0 (no chunking) with a 2-D sigma",
+        });
     }
     let m_pad = match fixed.map(|f| f.0) {
         Some(cap) if cap < rows => {
-            return Err(invalid("ydata", format!("{m} points (with {n} parameters) do not fit a fitter built for {} rows", cap)))
+            return Err(invalid(
+                "ydata",
+                format!(
+                    "{m} points (with {n} parameters) do not fit a fitter built for {} rows",
+                    cap
+                ),
+            ))
         }
         Some(cap) => cap,
         // Chunked (large) fits pad to a multiple of the chunk only: a bucket could add half
@@ -475,7 +590,10 @@ fn prepare<'a>(
     };
     if let Some(c) = chunk {
         if m_pad % c != 0 {
-            return Err(invalid("ydata", format!("{m_pad} rows are not a multiple of the chunk size {c}")));
+            return Err(invalid(
+                "ydata",
+                format!("{m_pad} rows are not a multiple of the chunk size {c}"),
+            ));
         }
     }
 
@@ -500,7 +618,10 @@ fn prepare<'a>(
         }
         Some(Sigma::Cov(c)) => {
             if c.dim() != (m, m) {
-                return Err(invalid("sigma", format!("covariance is {}x{}, expected {m}x{m}", c.nrows(), c.ncols())));
+                return Err(invalid(
+                    "sigma",
+                    format!("covariance is {}x{}, expected {m}x{m}", c.nrows(), c.ncols()),
+                ));
             }
             if options.check_finite {
                 check_all_finite("sigma", c.iter().copied())?;
@@ -516,14 +637,35 @@ fn prepare<'a>(
         }
     }
     let (x_arg, x_rows) = match xdata {
-        XData::D1(x) => (HostArg::Rows { rows: vec![*x], len: m_pad, fill: None, dims: vec![m_pad as i64] }, None),
+        XData::D1(x) => (
+            HostArg::Rows {
+                rows: vec![*x],
+                len: m_pad,
+                fill: None,
+                dims: vec![m_pad as i64],
+            },
+            None,
+        ),
         XData::D2(x) => {
             let k = x.nrows();
             let rows = (0..k).map(|r| (*x).index_axis_move(ndarray::Axis(0), r)).collect();
-            (HostArg::Rows { rows, len: m_pad, fill: None, dims: vec![k as i64, m_pad as i64] }, Some(k))
+            (
+                HostArg::Rows {
+                    rows,
+                    len: m_pad,
+                    fill: None,
+                    dims: vec![k as i64, m_pad as i64],
+                },
+                Some(k),
+            )
         }
     };
-    let y_arg = HostArg::Rows { rows: vec![ydata], len: m_pad, fill: Some(0.0), dims: vec![m_pad as i64] };
+    let y_arg = HostArg::Rows {
+        rows: vec![ydata],
+        len: m_pad,
+        fill: Some(0.0),
+        dims: vec![m_pad as i64],
+    };
     let mut args = vec![x_arg, y_arg];
     if matches!(options.sigma, Some(Sigma::Std(_))) {
         args.push(HostArg::F64(weights, vec![m_pad as i64]));
@@ -533,8 +675,22 @@ fn prepare<'a>(
     }
     plan.args_clone_into(&mut args);
     let weighted = matches!(options.sigma, Some(Sigma::Std(_)));
-    let spec = CurveSpec { x_rows, m_pad, n, config: plan.config.clone(), cov_sigma, weighted, chunk };
-    Ok(CurveData { spec, plan, m, args, absolute_sigma: options.absolute_sigma })
+    let spec = CurveSpec {
+        x_rows,
+        m_pad,
+        n,
+        config: plan.config.clone(),
+        cov_sigma,
+        weighted,
+        chunk,
+    };
+    Ok(CurveData {
+        spec,
+        plan,
+        m,
+        args,
+        absolute_sigma: options.absolute_sigma,
+    })
 }
 
 /// Traces model and solver into the program of `spec`.
@@ -552,7 +708,9 @@ where
     let xt = g.parameter("x", DType::F64, x_dims);
     let yt = g.parameter("y", DType::F64, [m_pad]);
     let wt = spec.weighted.then(|| g.parameter("w", DType::F64, [m_pad]));
-    let wmat = spec.cov_sigma.then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
+    let wmat = spec
+        .cov_sigma
+        .then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
     let inputs = solver_inputs(&g, n);
     // Rows at or past the real point count are padding.
     let valid_rows = |start: Option<&Tensor>, len: i64| {
@@ -595,7 +753,10 @@ where
                 None => vec![c as i64],
                 Some(k) => vec![k as i64, c as i64],
             };
-            Some((c as i64, g.model_jac_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?))
+            Some((
+                c as i64,
+                g.model_jac_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?,
+            ))
         }
         None => None,
     };
@@ -619,14 +780,30 @@ where
         };
         (ok.select(r, 0.0), ok.reshape([*c, 1]).select(jw, 0.0))
     };
-    let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks { size: *c, count: m_pad / *c, fun_jac: &fun_jac_chunk });
-    let problem = solve::Problem { fun: &fun, fun_jac: &fun_jac, m: m_pad, n, chunks };
+    let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks {
+        size: *c,
+        count: m_pad / *c,
+        fun_jac: &fun_jac_chunk,
+    });
+    let problem = solve::Problem {
+        fun: &fun,
+        fun_jac: &fun_jac,
+        m: m_pad,
+        n,
+        chunks,
+    };
     let out = solve::solve(&problem, &inputs, &spec.config);
     g.finish(outputs_list(&out))
 }
 
 /// Runs a prepared fit on an executable and applies scipy's covariance rules.
-fn run_curve(exe: &cache::CachedExecutable, data: CurveData<'_>, t0: Instant, trace: Duration, compile: Duration) -> Result<CurveFit> {
+fn run_curve(
+    exe: &cache::CachedExecutable,
+    data: CurveData<'_>,
+    t0: Instant,
+    trace: Duration,
+    compile: Duration,
+) -> Result<CurveFit> {
     let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
     let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
     // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
@@ -643,7 +820,12 @@ fn run_curve(exe: &cache::CachedExecutable, data: CurveData<'_>, t0: Instant, tr
         pcov.fill(f64::INFINITY);
     }
     let perr = pcov.diag().mapv(|v| v.sqrt());
-    Ok(CurveFit { popt: result.x.clone(), pcov, perr, result })
+    Ok(CurveFit {
+        popt: result.x.clone(),
+        pcov,
+        perr,
+        result,
+    })
 }
 
 /// Fits `model(x, p)` to `ydata`, like `scipy.optimize.curve_fit`.
@@ -697,9 +879,18 @@ where
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
     let fingerprint = model_fingerprint(model, &data.spec)?;
-    if let Some(exe) = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner()).get(&fingerprint).cloned() {
+    if let Some(exe) = PROGRAMS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&fingerprint)
+        .cloned()
+    {
         let trace = t0.elapsed();
-        let exe = cache::CachedExecutable { source: ExecutableSource::Memory, load_time: Duration::ZERO, ..exe };
+        let exe = cache::CachedExecutable {
+            source: ExecutableSource::Memory,
+            load_time: Duration::ZERO,
+            ..exe
+        };
         let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO)?;
         fit.result.timings.runtime = runtime;
         return Ok(fit);
@@ -801,7 +992,10 @@ where
     pub fn new(model: M, x_rows: Option<usize>, m: usize, n: usize, options: FitOptions) -> Result<Self> {
         let t0 = Instant::now();
         if m == 0 || n == 0 || x_rows == Some(0) {
-            return Err(invalid("shape", format!("a fitter needs m >= 1, n >= 1 and x_rows >= 1 (got m {m}, n {n}, x_rows {x_rows:?})")));
+            return Err(invalid(
+                "shape",
+                format!("a fitter needs m >= 1, n >= 1 and x_rows >= 1 (got m {m}, n {n}, x_rows {x_rows:?})"),
+            ));
         }
         // Validate the options and derive the program shape from a placeholder dataset of the
         // right size (values never reach the solver: only the shape is traced).
@@ -814,14 +1008,16 @@ where
         };
         probe_options.check_finite = false;
         let (lb, ub) = expand_bounds(&options.bounds, n)?;
-        let probe_p0: Vec<f64> = probe_p0.iter().zip(lb.iter().zip(&ub)).map(|(_, (l, u))| {
-            match (l.is_finite(), u.is_finite()) {
+        let probe_p0: Vec<f64> = probe_p0
+            .iter()
+            .zip(lb.iter().zip(&ub))
+            .map(|(_, (l, u))| match (l.is_finite(), u.is_finite()) {
                 (true, true) => 0.5 * (l + u),
                 (true, false) => l + 1.0,
                 (false, true) => u - 1.0,
                 (false, false) => 0.0,
-            }
-        }).collect();
+            })
+            .collect();
         let xs = vec![0.0; m * x_rows.unwrap_or(1)];
         let ys = vec![0.0; m];
         let x2;
@@ -832,12 +1028,24 @@ where
                 XData::D2(x2.view())
             }
         };
-        let data = prepare(&xd, ArrayView1::from(ys.as_slice()), Some(&probe_p0), &probe_options, None)?;
+        let data = prepare(
+            &xd,
+            ArrayView1::from(ys.as_slice()),
+            Some(&probe_p0),
+            &probe_options,
+            None,
+        )?;
         let spec = data.spec;
         let program = trace_curve(&model, &spec)?;
         let trace = t0.elapsed();
         let exe = cache::executable(&program.text)?;
-        Ok(CurveFitter { model, spec, options, exe, trace })
+        Ok(CurveFitter {
+            model,
+            spec,
+            options,
+            exe,
+            trace,
+        })
     }
 
     /// Rows of the compiled program (the most points one fit can take).
@@ -864,7 +1072,12 @@ where
     ///
     /// # Errors
     /// As [`curve_fit`], plus [`Error::InvalidInput`] when the data do not fit the shape.
-    pub fn fit<'a>(&self, xdata: impl Into<XData<'a>>, ydata: impl Into<ArrayView1<'a, f64>>, p0: Option<&[f64]>) -> Result<CurveFit> {
+    pub fn fit<'a>(
+        &self,
+        xdata: impl Into<XData<'a>>,
+        ydata: impl Into<ArrayView1<'a, f64>>,
+        p0: Option<&[f64]>,
+    ) -> Result<CurveFit> {
         self.fit_with(xdata, ydata, p0, &self.options)
     }
 
@@ -881,7 +1094,13 @@ where
         options: &FitOptions,
     ) -> Result<CurveFit> {
         let t0 = Instant::now();
-        let data = prepare(&xdata.into(), ydata.into(), p0, options, Some((self.spec.m_pad, self.spec.chunk)))?;
+        let data = prepare(
+            &xdata.into(),
+            ydata.into(),
+            p0,
+            options,
+            Some((self.spec.m_pad, self.spec.chunk)),
+        )?;
         if data.spec != self.spec {
             return Err(Error::InvalidOption {
                 field: "options",
@@ -892,7 +1111,6 @@ where
         run_curve(&self.exe, data, t0, Duration::ZERO, Duration::ZERO)
     }
 }
-
 
 impl Plan {
     fn args_clone_into(&self, args: &mut Vec<HostArg<'_>>) {
@@ -929,7 +1147,11 @@ where
 {
     let t0 = Instant::now();
     if options.sigma.is_some() {
-        return Err(Error::InvalidOption { field: "sigma", value: "set".into(), constraint: "None for least_squares (weigh the residuals in fun)" });
+        return Err(Error::InvalidOption {
+            field: "sigma",
+            value: "set".into(),
+            constraint: "None for least_squares (weigh the residuals in fun)",
+        });
     }
     if options.check_finite {
         for d in data {
@@ -940,10 +1162,23 @@ where
     // Trace once to learn m.
     let probe = Graph::new();
     let pp = probe.parameter("p", DType::F64, [n.max(1)]);
-    let pd: Vec<Tensor> = data.iter().enumerate().map(|(i, d)| probe.parameter(&format!("data{i}"), DType::F64, d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())).collect();
+    let pd: Vec<Tensor> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            probe.parameter(
+                &format!("data{i}"),
+                DType::F64,
+                d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     let r = probe.try_with(|| fun(&pp, &pd))?;
     if r.rank() != 1 {
-        return Err(Error::InvalidOp { op: "least_squares", reason: format!("residuals must be a vector, got shape {}", r.shape()) });
+        return Err(Error::InvalidOp {
+            op: "least_squares",
+            reason: format!("residuals must be a vector, got shape {}", r.shape()),
+        });
     }
     let m = r.dims()[0] as usize;
     if m == 0 {
@@ -954,15 +1189,29 @@ where
     let pad = m_pad - m as i64;
 
     let g = Graph::new();
-    let dts: Vec<Tensor> = data.iter().enumerate().map(|(i, d)| g.parameter(&format!("data{i}"), DType::F64, d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())).collect();
+    let dts: Vec<Tensor> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            g.parameter(
+                &format!("data{i}"),
+                DType::F64,
+                d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     let inputs = solver_inputs(&g, n);
     let mut fn_inputs: Vec<(String, TensorType)> = vec![("p".into(), TensorType::new(DType::F64, [n]))];
     fn_inputs.extend(dts.iter().enumerate().map(|(i, d)| (format!("data{i}"), d.ty())));
     let fn_inputs_ref: Vec<(&str, TensorType)> = fn_inputs.iter().map(|(s, t)| (s.as_str(), t.clone())).collect();
-    let pad_rows = |t: Tensor| if pad == 0 { t } else {
-        let mut dims = t.dims();
-        dims[0] = pad;
-        g.concat(&[t.clone(), g.zeros(DType::F64, dims)], 0)
+    let pad_rows = |t: Tensor| {
+        if pad == 0 {
+            t
+        } else {
+            let mut dims = t.dims();
+            dims[0] = pad;
+            g.concat(&[t.clone(), g.zeros(DType::F64, dims)], 0)
+        }
     };
     let f_fn = g.function("residuals", &fn_inputs_ref, |a| vec![pad_rows(fun(&a[0], &a[1..]))])?;
     let mut jac_err = None;
@@ -992,11 +1241,25 @@ where
         let j = v.pop().expect("two results");
         (v.pop().expect("two results"), j)
     };
-    let problem = solve::Problem { fun: &fun_g, fun_jac: &fun_jac_g, m: m_pad, n, chunks: None };
+    let problem = solve::Problem {
+        fun: &fun_g,
+        fun_jac: &fun_jac_g,
+        m: m_pad,
+        n,
+        chunks: None,
+    };
     let out = solve::solve(&problem, &inputs, &plan.config);
     let program = g.finish(outputs_list(&out))?;
     let trace = t0.elapsed();
-    let mut args: Vec<HostArg> = data.iter().map(|d| HostArg::F64(d.iter().copied().collect(), d.shape().iter().map(|&s| s as i64).collect())).collect();
+    let mut args: Vec<HostArg> = data
+        .iter()
+        .map(|d| {
+            HostArg::F64(
+                d.iter().copied().collect(),
+                d.shape().iter().map(|&s| s as i64).collect(),
+            )
+        })
+        .collect();
     plan.args_clone_into(&mut args);
     let exe = cache::executable(&program.text)?;
     let compile = exe.load_time;

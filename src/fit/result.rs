@@ -118,7 +118,11 @@ impl FitResult {
 
 impl fmt::Display for FitResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Solver summary ({}, loss {}, on {})", self.method, self.loss, self.device)?;
+        writeln!(
+            f,
+            "Solver summary ({}, loss {}, on {})",
+            self.method, self.loss, self.device
+        )?;
         writeln!(f, "{:<24}{:>14.6e}", "Initial cost", self.initial_cost)?;
         writeln!(f, "{:<24}{:>14.6e}", "Final cost", self.cost)?;
         writeln!(f, "{:<24}{:>14.3e}", "Optimality", self.optimality)?;
@@ -130,10 +134,19 @@ impl fmt::Display for FitResult {
             writeln!(f, "{:<24}{:>14.3?}", "Runtime load", self.timings.runtime)?;
         }
         writeln!(f, "{:<24}{:>14.3?}", "Trace time", self.timings.trace)?;
-        writeln!(f, "{:<24}{:>14.3?}  ({})", "Compile time", self.timings.compile, self.executable)?;
+        writeln!(
+            f,
+            "{:<24}{:>14.3?}  ({})",
+            "Compile time", self.timings.compile, self.executable
+        )?;
         writeln!(f, "{:<24}{:>14.3?}", "Execute time", self.timings.execute)?;
         writeln!(f, "{:<24}{:>14.3?}", "Total time", self.timings.total)?;
-        write!(f, "Termination: {} (status {})", self.status.message(), self.status.code())
+        write!(
+            f,
+            "Termination: {} (status {})",
+            self.status.message(),
+            self.status.code()
+        )
     }
 }
 

@@ -139,7 +139,10 @@ impl Inner {
 
     /// Position in the scope stack of the innermost isolated scope (function or root).
     fn isolation(&self) -> usize {
-        self.stack.iter().rposition(|&s| self.scopes[s].kind != ScopeKind::Region).unwrap_or(0)
+        self.stack
+            .iter()
+            .rposition(|&s| self.scopes[s].kind != ScopeKind::Region)
+            .unwrap_or(0)
     }
 
     /// Checks that `args` are visible here; returns the stack position of the innermost one
@@ -193,10 +196,16 @@ impl Inner {
                 .result_types(args[0])
                 .get(*index)
                 .cloned()
-                .ok_or_else(|| Error::InvalidOp { op: "get", reason: format!("no result {index}") }),
+                .ok_or_else(|| Error::InvalidOp {
+                    op: "get",
+                    reason: format!("no result {index}"),
+                }),
             other => match other.primitive() {
                 Some(p) => p.infer(&self.types(args)),
-                None => Err(Error::InvalidOp { op: "op", reason: "not a primitive".into() }),
+                None => Err(Error::InvalidOp {
+                    op: "op",
+                    reason: "not a primitive".into(),
+                }),
             },
         }
     }
@@ -211,7 +220,10 @@ impl Inner {
             None => (op, args),
         };
         let depth = if args.is_empty() { None } else { depth };
-        let structural = matches!(op, Op::While { .. } | Op::Call { .. } | Op::Get { .. } | Op::Parameter { .. });
+        let structural = matches!(
+            op,
+            Op::While { .. } | Op::Call { .. } | Op::Get { .. } | Op::Parameter { .. }
+        );
         let (scope, remat) = match (&op, depth) {
             (Op::Poison { .. }, _) => (ROOT, true),
             (Op::Parameter { scope, .. }, _) => (*scope, false),
@@ -231,7 +243,13 @@ impl Inner {
         if !op.is_unique() {
             self.cse.insert((op.clone(), args.clone()), id);
         }
-        self.nodes.push(Node { op, args, ty, scope, remat });
+        self.nodes.push(Node {
+            op,
+            args,
+            ty,
+            scope,
+            remat,
+        });
         Ok(id)
     }
 
@@ -251,10 +269,17 @@ impl Inner {
             Op::Broadcast(_) | Op::Reshape(_) | Op::Slice(_) | Op::Transpose(_) if splat => {
                 Some(Literal::splat(ty.clone(), lit.bits[0]))
             }
-            Op::Reshape(_) => Some(Literal { ty: ty.clone(), bits: lit.bits.clone() }),
+            Op::Reshape(_) => Some(Literal {
+                ty: ty.clone(),
+                bits: lit.bits.clone(),
+            }),
             Op::Convert(_) => {
                 let from = lit.ty.dtype;
-                let bits = lit.bits.iter().map(|&b| Literal::encode(ty.dtype, Literal::decode(from, b))).collect();
+                let bits = lit
+                    .bits
+                    .iter()
+                    .map(|&b| Literal::encode(ty.dtype, Literal::decode(from, b)))
+                    .collect();
                 Some(Literal { ty: ty.clone(), bits })
             }
             Op::Slice(s) if lit.bits.len() <= MAX_DENSE => {
@@ -282,7 +307,10 @@ impl Inner {
 
     fn open_scope(&mut self, kind: ScopeKind, types: &[TensorType]) -> (ScopeId, Vec<NodeId>) {
         let scope = self.scopes.len();
-        self.scopes.push(Scope { kind, params: Vec::new() });
+        self.scopes.push(Scope {
+            kind,
+            params: Vec::new(),
+        });
         self.stack.push(scope);
         let params: Vec<NodeId> = types
             .iter()
@@ -290,7 +318,11 @@ impl Inner {
             .map(|(index, ty)| {
                 let id = self.nodes.len();
                 self.nodes.push(Node {
-                    op: Op::Parameter { scope, index, ty: ty.clone() },
+                    op: Op::Parameter {
+                        scope,
+                        index,
+                        ty: ty.clone(),
+                    },
                     args: Vec::new(),
                     ty: ty.clone(),
                     scope,
@@ -311,7 +343,12 @@ impl Inner {
 
     /// Re-traces the nodes of `scope` that `results` need, with the arguments renamed by
     /// `map` (which must map every parameter used). Used to derive JVP functions.
-    pub(crate) fn replay(&mut self, scope: ScopeId, results: &[NodeId], map: &mut HashMap<NodeId, NodeId>) -> Result<Vec<NodeId>> {
+    pub(crate) fn replay(
+        &mut self,
+        scope: ScopeId,
+        results: &[NodeId],
+        map: &mut HashMap<NodeId, NodeId>,
+    ) -> Result<Vec<NodeId>> {
         let mut seen = HashSet::new();
         let mut order = Vec::new();
         let mut stack = results.to_vec();
@@ -327,9 +364,17 @@ impl Inner {
         for n in order {
             let node = &self.nodes[n];
             match node.op {
-                Op::Parameter { .. } => return Err(Error::InvalidOp { op: "jvp", reason: "unmapped function parameter".into() }),
+                Op::Parameter { .. } => {
+                    return Err(Error::InvalidOp {
+                        op: "jvp",
+                        reason: "unmapped function parameter".into(),
+                    })
+                }
                 Op::While { .. } => {
-                    return Err(Error::InvalidOp { op: "jvp", reason: "cannot differentiate through a while_loop".into() })
+                    return Err(Error::InvalidOp {
+                        op: "jvp",
+                        reason: "cannot differentiate through a while_loop".into(),
+                    })
                 }
                 _ => {}
             }
@@ -387,7 +432,10 @@ impl Graph {
         let inner = Inner {
             nodes: Vec::new(),
             cse: HashMap::new(),
-            scopes: vec![Scope { kind: ScopeKind::Root, params: Vec::new() }],
+            scopes: vec![Scope {
+                kind: ScopeKind::Root,
+                params: Vec::new(),
+            }],
             stack: vec![ROOT],
             error: None,
             failed: None,
@@ -396,7 +444,9 @@ impl Graph {
             funcs: Vec::new(),
             jvp_funcs: HashMap::new(),
         };
-        Graph { inner: Rc::new(RefCell::new(inner)) }
+        Graph {
+            inner: Rc::new(RefCell::new(inner)),
+        }
     }
 
     pub(crate) fn same(&self, other: &Graph) -> bool {
@@ -404,7 +454,10 @@ impl Graph {
     }
 
     pub(crate) fn wrap(&self, id: NodeId) -> Tensor {
-        Tensor { graph: self.clone(), id }
+        Tensor {
+            graph: self.clone(),
+            id,
+        }
     }
 
     /// Records `e` unless an earlier error is already recorded.
@@ -416,7 +469,13 @@ impl Graph {
     pub(crate) fn poison(&self, ty: TensorType) -> Tensor {
         let mut g = self.inner.borrow_mut();
         let id = g.nodes.len();
-        g.nodes.push(Node { op: Op::Poison { id, ty: ty.clone() }, args: Vec::new(), ty, scope: ROOT, remat: true });
+        g.nodes.push(Node {
+            op: Op::Poison { id, ty: ty.clone() },
+            args: Vec::new(),
+            ty,
+            scope: ROOT,
+            remat: true,
+        });
         drop(g);
         self.wrap(id)
     }
@@ -427,7 +486,10 @@ impl Graph {
                 if self.same(&t.graph) {
                     Ok(t.id)
                 } else {
-                    Err(Error::InvalidOp { op, reason: "operands belong to different graphs".into() })
+                    Err(Error::InvalidOp {
+                        op,
+                        reason: "operands belong to different graphs".into(),
+                    })
                 }
             })
             .collect()
@@ -494,7 +556,9 @@ impl Graph {
         if g.stack.len() != 1 {
             g.record(Error::InvalidOp {
                 op: "parameter",
-                reason: format!("input {name:?} declared inside a loop body or function; declare inputs at the top level"),
+                reason: format!(
+                    "input {name:?} declared inside a loop body or function; declare inputs at the top level"
+                ),
             });
             drop(g);
             return self.poison(ty);
@@ -507,7 +571,11 @@ impl Graph {
         let index = g.param_names.len();
         let id = g.nodes.len();
         g.nodes.push(Node {
-            op: Op::Parameter { scope: ROOT, index, ty: ty.clone() },
+            op: Op::Parameter {
+                scope: ROOT,
+                index,
+                ty: ty.clone(),
+            },
             args: Vec::new(),
             ty,
             scope: ROOT,
@@ -573,7 +641,13 @@ impl Graph {
 
     /// `0, 1, 2, ...` along `axis` of a tensor of `shape` (`stablehlo.iota`).
     pub fn iota(&self, dtype: DType, shape: impl Into<Shape>, axis: usize) -> Tensor {
-        self.node(Op::Iota(Iota { ty: TensorType::new(dtype, shape), axis }), &[])
+        self.node(
+            Op::Iota(Iota {
+                ty: TensorType::new(dtype, shape),
+                axis,
+            }),
+            &[],
+        )
     }
 
     /// The `n x n` identity matrix (a literal for `n <= 64`, iota-built above).
@@ -647,7 +721,10 @@ impl Graph {
                 self.inner.borrow().check_results(OP, &ids)?;
                 let ty = pred.ty();
                 if ty != TensorType::scalar(DType::Bool) {
-                    return Err(Error::InvalidOp { op: OP, reason: format!("condition must be a bool scalar, got {ty}") });
+                    return Err(Error::InvalidOp {
+                        op: OP,
+                        reason: format!("condition must be a bool scalar, got {ty}"),
+                    });
                 }
                 Ok(ids)
             });
@@ -668,9 +745,17 @@ impl Graph {
             Ok((cond_region, body_region))
         })??;
 
-        let w = self.inner.borrow_mut().add(Op::While { cond: cond_region, body: body_region }, init_ids)?;
+        let w = self.inner.borrow_mut().add(
+            Op::While {
+                cond: cond_region,
+                body: body_region,
+            },
+            init_ids,
+        )?;
         let mut g = self.inner.borrow_mut();
-        let outs = (0..types.len()).map(|index| g.add(Op::Get { index }, vec![w])).collect::<Result<Vec<_>>>()?;
+        let outs = (0..types.len())
+            .map(|index| g.add(Op::Get { index }, vec![w]))
+            .collect::<Result<Vec<_>>>()?;
         drop(g);
         Ok(outs.into_iter().map(|id| self.wrap(id)).collect())
     }
@@ -714,7 +799,10 @@ impl Graph {
         });
         let id = g.funcs.len() - 1;
         drop(g);
-        Ok(Function { graph: self.clone(), id })
+        Ok(Function {
+            graph: self.clone(),
+            id,
+        })
     }
 
     /// Emits `@main` returning `outputs` (and every private function it calls) as StableHLO
@@ -728,10 +816,16 @@ impl Graph {
             return Err(e);
         }
         if let Some(msg) = &g.failed {
-            return Err(Error::InvalidOp { op: "finish", reason: format!("the graph recorded an earlier error: {msg}") });
+            return Err(Error::InvalidOp {
+                op: "finish",
+                reason: format!("the graph recorded an earlier error: {msg}"),
+            });
         }
         if g.stack.len() != 1 {
-            return Err(Error::InvalidOp { op: "finish", reason: "called inside a loop body or function trace".into() });
+            return Err(Error::InvalidOp {
+                op: "finish",
+                reason: "called inside a loop body or function trace".into(),
+            });
         }
         g.check_results("finish", &ids)?;
         emit::program(&g, &ids)
@@ -754,10 +848,18 @@ fn check_state(types: &[TensorType], next: &[Tensor]) -> Result<()> {
     for (want, got) in types.iter().zip(next) {
         let got = got.ty();
         if got.dtype != want.dtype {
-            return Err(Error::DTypeMismatch { op: OP, lhs: want.dtype, rhs: got.dtype });
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                lhs: want.dtype,
+                rhs: got.dtype,
+            });
         }
         if got.shape != want.shape {
-            return Err(Error::ShapeMismatch { op: OP, lhs: want.shape.clone(), rhs: got.shape });
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: want.shape.clone(),
+                rhs: got.shape,
+            });
         }
     }
     Ok(())
@@ -806,7 +908,10 @@ impl Function {
             Ok(v) => v,
             Err(e) => {
                 self.graph.record(e);
-                self.result_types().into_iter().map(|ty| self.graph.poison(ty)).collect()
+                self.result_types()
+                    .into_iter()
+                    .map(|ty| self.graph.poison(ty))
+                    .collect()
             }
         }
     }
@@ -824,14 +929,24 @@ impl Function {
         for (w, a) in want.iter().zip(args) {
             let a = a.ty();
             if a.dtype != w.dtype {
-                return Err(Error::DTypeMismatch { op: OP, lhs: w.dtype, rhs: a.dtype });
+                return Err(Error::DTypeMismatch {
+                    op: OP,
+                    lhs: w.dtype,
+                    rhs: a.dtype,
+                });
             }
             if a.shape != w.shape {
-                return Err(Error::ShapeMismatch { op: OP, lhs: w.shape.clone(), rhs: a.shape });
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: w.shape.clone(),
+                    rhs: a.shape,
+                });
             }
         }
         let call = self.graph.try_node(Op::Call { func: self.id }, args)?;
-        (0..self.result_types().len()).map(|index| self.graph.try_node(Op::Get { index }, &[&call])).collect()
+        (0..self.result_types().len())
+            .map(|index| self.graph.try_node(Op::Get { index }, &[&call]))
+            .collect()
     }
 }
 
@@ -849,7 +964,10 @@ mod tests {
         assert_eq!(g.constant(1.5).id, g.constant(1.5).id);
         assert_ne!(g.constant(1.5).id, g.scalar(DType::F32, 1.5).id);
         // Parameters are never merged.
-        assert_ne!(g.parameter("y", DType::F64, [3]).id, g.parameter("y", DType::F64, [3]).id);
+        assert_ne!(
+            g.parameter("y", DType::F64, [3]).id,
+            g.parameter("y", DType::F64, [3]).id
+        );
     }
 
     #[test]
@@ -857,16 +975,23 @@ mod tests {
         let g = Graph::new();
         let x = g.parameter("x", DType::F64, [3]);
         let inner = std::cell::Cell::new(0);
-        let out = g.while_loop(&[g.constant(0.0)], |s| s[0].lt(3.0), |s| {
-            let e = x.exp(); // depends only on the outer x
-            inner.set(e.id);
-            vec![&s[0] + e.sum()]
-        });
+        let out = g.while_loop(
+            &[g.constant(0.0)],
+            |s| s[0].lt(3.0),
+            |s| {
+                let e = x.exp(); // depends only on the outer x
+                inner.set(e.id);
+                vec![&s[0] + e.sum()]
+            },
+        );
         let node_scope = g.inner.borrow().nodes[inner.get()].scope;
         assert_eq!(node_scope, ROOT);
         let text = g.finish([&out[0]]).unwrap().text;
         let (before, after) = text.split_once("stablehlo.while").unwrap();
-        assert!(before.contains("stablehlo.exponential") && !after.contains("stablehlo.exponential"), "{text}");
+        assert!(
+            before.contains("stablehlo.exponential") && !after.contains("stablehlo.exponential"),
+            "{text}"
+        );
         // Layout ops on literals fold to literals.
         let row = g.eye(DType::F64, 3).row(1);
         assert!(matches!(g.inner.borrow().nodes[row.id].op, Op::Constant(_)));

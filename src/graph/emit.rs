@@ -42,8 +42,18 @@ pub(crate) enum Attr {
     I64s(Vec<i64>),
     Bool(bool),
     Comparison(&'static str),
-    Dot { lhs_batch: Vec<i64>, rhs_batch: Vec<i64>, lhs_contract: Vec<i64>, rhs_contract: Vec<i64> },
-    Gather { offset_dims: Vec<i64>, collapsed_slice_dims: Vec<i64>, start_index_map: Vec<i64>, index_vector_dim: i64 },
+    Dot {
+        lhs_batch: Vec<i64>,
+        rhs_batch: Vec<i64>,
+        lhs_contract: Vec<i64>,
+        rhs_contract: Vec<i64>,
+    },
+    Gather {
+        offset_dims: Vec<i64>,
+        collapsed_slice_dims: Vec<i64>,
+        start_index_map: Vec<i64>,
+        index_vector_dim: i64,
+    },
 }
 
 fn list(v: &[i64]) -> String {
@@ -62,7 +72,12 @@ impl Attr {
             }
             Attr::Bool(b) => b.to_string(),
             Attr::Comparison(d) => format!("#stablehlo<comparison_direction {d}>"),
-            Attr::Dot { lhs_batch, rhs_batch, lhs_contract, rhs_contract } => {
+            Attr::Dot {
+                lhs_batch,
+                rhs_batch,
+                lhs_contract,
+                rhs_contract,
+            } => {
                 let mut f = Vec::new();
                 if !lhs_batch.is_empty() {
                     f.push(format!("lhs_batching_dimensions = {}", list(lhs_batch)));
@@ -72,7 +87,12 @@ impl Attr {
                 f.push(format!("rhs_contracting_dimensions = {}", list(rhs_contract)));
                 format!("#stablehlo.dot<{}>", f.join(", "))
             }
-            Attr::Gather { offset_dims, collapsed_slice_dims, start_index_map, index_vector_dim } => {
+            Attr::Gather {
+                offset_dims,
+                collapsed_slice_dims,
+                start_index_map,
+                index_vector_dim,
+            } => {
                 let mut f = Vec::new();
                 if !offset_dims.is_empty() {
                     f.push(format!("offset_dims = {}", list(offset_dims)));
@@ -95,7 +115,11 @@ fn float(v: f64, dtype: DType) -> String {
             format!("0x{:016X}", v.to_bits())
         };
     }
-    let mut s = if dtype == DType::F32 { format!("{:?}", v as f32) } else { format!("{v:?}") };
+    let mut s = if dtype == DType::F32 {
+        format!("{:?}", v as f32)
+    } else {
+        format!("{v:?}")
+    };
     if !s.contains('.') {
         match s.find('e') {
             Some(p) => s.insert_str(p, ".0"),
@@ -163,7 +187,12 @@ pub(crate) struct Emitter {
 
 impl Emitter {
     fn new() -> Self {
-        Emitter { out: String::with_capacity(4096), indent: 2, next: 0, next_arg: 0 }
+        Emitter {
+            out: String::with_capacity(4096),
+            indent: 2,
+            next: 0,
+            next_arg: 0,
+        }
     }
 
     fn fresh(&mut self) -> String {
@@ -220,7 +249,11 @@ impl Emitter {
     /// `%n = stablehlo.constant dense<...> : type`.
     pub(crate) fn constant(&mut self, lit: &Literal) -> String {
         let name = self.fresh();
-        self.line(&format!("{name} = stablehlo.constant {} : {}", dense(lit), lit.ty.mlir()));
+        self.line(&format!(
+            "{name} = stablehlo.constant {} : {}",
+            dense(lit),
+            lit.ty.mlir()
+        ));
         name
     }
 
@@ -258,7 +291,10 @@ impl Emitter {
 
 /// Valid, unique SSA/symbol identifiers from user names.
 fn sanitize(name: &str, used: &mut HashSet<String>) -> String {
-    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
     if s.is_empty() {
         s.push_str("in");
     }
@@ -276,7 +312,10 @@ fn sanitize(name: &str, used: &mut HashSet<String>) -> String {
 }
 
 fn internal(reason: &str) -> Error {
-    Error::InvalidOp { op: "emit", reason: reason.to_string() }
+    Error::InvalidOp {
+        op: "emit",
+        reason: reason.to_string(),
+    }
 }
 
 struct ProgramEmitter<'a> {
@@ -291,7 +330,12 @@ struct ProgramEmitter<'a> {
 pub(crate) fn program(g: &Inner, outputs: &[NodeId]) -> Result<Program> {
     let mut used: HashSet<String> = ["main".to_string()].into_iter().collect();
     let symbols = g.funcs.iter().map(|f| sanitize(&f.name, &mut used)).collect();
-    let mut pe = ProgramEmitter { g, symbols, called: Vec::new(), multi: HashMap::new() };
+    let mut pe = ProgramEmitter {
+        g,
+        symbols,
+        called: Vec::new(),
+        multi: HashMap::new(),
+    };
     let mut text = pe.function("main", false, ROOT, &g.param_names, outputs)?;
     let mut done = 0;
     while done < pe.called.len() {
@@ -312,7 +356,14 @@ pub(crate) fn program(g: &Inner, outputs: &[NodeId]) -> Result<Program> {
 }
 
 impl ProgramEmitter<'_> {
-    fn function(&mut self, sym: &str, private: bool, scope: ScopeId, names: &[String], results: &[NodeId]) -> Result<String> {
+    fn function(
+        &mut self,
+        sym: &str,
+        private: bool,
+        scope: ScopeId,
+        names: &[String],
+        results: &[NodeId],
+    ) -> Result<String> {
         let g = self.g;
         let mut e = Emitter::new();
         let mut used = HashSet::new();
@@ -329,7 +380,11 @@ impl ProgramEmitter<'_> {
             "func.func {}@{sym}({}) -> {} {{\n",
             if private { "private " } else { "" },
             sig.join(", "),
-            if tys.is_empty() { "()".to_string() } else { result_list(&tys) }
+            if tys.is_empty() {
+                "()".to_string()
+            } else {
+                result_list(&tys)
+            }
         );
         text.push_str(&e.out);
         if outs.is_empty() {
@@ -342,7 +397,13 @@ impl ProgramEmitter<'_> {
     }
 
     /// Emits the nodes of `scope` needed for `results`; `env` holds the block arguments.
-    fn region(&mut self, e: &mut Emitter, scope: ScopeId, mut env: HashMap<NodeId, String>, results: &[NodeId]) -> Result<Vec<String>> {
+    fn region(
+        &mut self,
+        e: &mut Emitter,
+        scope: ScopeId,
+        mut env: HashMap<NodeId, String>,
+        results: &[NodeId],
+    ) -> Result<Vec<String>> {
         let g = self.g;
         let mut needed = BTreeSet::new();
         let mut stack: Vec<NodeId> = results.to_vec();
@@ -352,7 +413,9 @@ impl ProgramEmitter<'_> {
             }
             let node = &g.nodes[n];
             if !(node.remat || node.scope == scope) {
-                return Err(internal("value from an enclosing scope reached a region without being threaded"));
+                return Err(internal(
+                    "value from an enclosing scope reached a region without being threaded",
+                ));
             }
             needed.insert(n);
             stack.extend_from_slice(&node.args);
@@ -375,10 +438,17 @@ impl ProgramEmitter<'_> {
         match &node.op {
             Op::Get { index } => {
                 let base = &env[&node.args[0]];
-                Ok(if self.multi.get(&node.args[0]) == Some(&1) { base.clone() } else { format!("{base}#{index}") })
+                Ok(if self.multi.get(&node.args[0]) == Some(&1) {
+                    base.clone()
+                } else {
+                    format!("{base}#{index}")
+                })
             }
             Op::Parameter { .. } => Err(internal("parameter of another scope")),
-            Op::Poison { .. } => Err(Error::InvalidOp { op: "emit", reason: "an output depends on a value whose tracing failed".into() }),
+            Op::Poison { .. } => Err(Error::InvalidOp {
+                op: "emit",
+                reason: "an output depends on a value whose tracing failed".into(),
+            }),
             Op::Call { func } => {
                 if !self.called.contains(func) {
                     self.called.push(*func);
@@ -386,13 +456,21 @@ impl ProgramEmitter<'_> {
                 let rt = &g.funcs[*func].result_types;
                 let rts: Vec<&TensorType> = rt.iter().collect();
                 let name = e.fresh();
-                let count = if rt.len() == 1 { String::new() } else { format!(":{}", rt.len()) };
+                let count = if rt.len() == 1 {
+                    String::new()
+                } else {
+                    format!(":{}", rt.len())
+                };
                 e.line(&format!(
                     "{name}{count} = func.call @{}({}) : ({}) -> {}",
                     self.symbols[*func],
                     args.join(", "),
                     types(&ins),
-                    if rts.is_empty() { "()".to_string() } else { result_list(&rts) }
+                    if rts.is_empty() {
+                        "()".to_string()
+                    } else {
+                        result_list(&rts)
+                    }
                 ));
                 self.multi.insert(n, rt.len());
                 Ok(name)
@@ -405,7 +483,14 @@ impl ProgramEmitter<'_> {
         }
     }
 
-    fn while_loop(&mut self, e: &mut Emitter, n: NodeId, cond: usize, body: usize, env: &HashMap<NodeId, String>) -> Result<String> {
+    fn while_loop(
+        &mut self,
+        e: &mut Emitter,
+        n: NodeId,
+        cond: usize,
+        body: usize,
+        env: &HashMap<NodeId, String>,
+    ) -> Result<String> {
         let g = self.g;
         let node = &g.nodes[n];
         let caps = g.while_captures(cond, body);
@@ -413,8 +498,15 @@ impl ProgramEmitter<'_> {
         let operands: Vec<&str> = all.iter().map(|a| env[a].as_str()).collect();
         let tys: Vec<&TensorType> = all.iter().map(|&a| &g.nodes[a].ty).collect();
         let name = e.fresh();
-        let count = if all.len() == 1 { String::new() } else { format!(":{}", all.len()) };
-        e.line(&format!("{name}{count} = \"stablehlo.while\"({}) ({{", operands.join(", ")));
+        let count = if all.len() == 1 {
+            String::new()
+        } else {
+            format!(":{}", all.len())
+        };
+        e.line(&format!(
+            "{name}{count} = \"stablehlo.while\"({}) ({{",
+            operands.join(", ")
+        ));
         let state = node.args.len();
         for (k, &r) in [cond, body].iter().enumerate() {
             if k == 1 {
@@ -422,7 +514,11 @@ impl ProgramEmitter<'_> {
             }
             let region = &g.regions[r];
             let block: Vec<String> = all.iter().map(|_| e.fresh_arg()).collect();
-            let header: Vec<String> = block.iter().zip(&tys).map(|(b, t)| format!("{b}: {}", t.mlir())).collect();
+            let header: Vec<String> = block
+                .iter()
+                .zip(&tys)
+                .map(|(b, t)| format!("{b}: {}", t.mlir()))
+                .collect();
             e.line(&format!("^bb0({}):", header.join(", ")));
             let mut inner = HashMap::new();
             for (i, &p) in g.scopes[region.scope].params.iter().enumerate() {
@@ -438,7 +534,11 @@ impl ProgramEmitter<'_> {
                 outs.extend_from_slice(&block[state..]);
                 out_tys.extend_from_slice(&tys[state..]);
             }
-            e.line(&format!("\"stablehlo.return\"({}) : ({}) -> ()", outs.join(", "), types(&out_tys)));
+            e.line(&format!(
+                "\"stablehlo.return\"({}) : ({}) -> ()",
+                outs.join(", "),
+                types(&out_tys)
+            ));
             e.indent -= 2;
         }
         e.line(&format!("}}) : ({}) -> {}", types(&tys), result_list(&tys)));

@@ -80,7 +80,10 @@ pub(crate) fn tangents(g: &Graph, outputs: &[NodeId], seeds: &HashMap<NodeId, Te
         let out = match &op {
             Op::Get { index } => multi.get(&args[0]).and_then(|v| v.get(*index).cloned().flatten()),
             Op::While { .. } => {
-                g.record(Error::InvalidOp { op: "jvp", reason: "cannot differentiate through a while_loop".into() });
+                g.record(Error::InvalidOp {
+                    op: "jvp",
+                    reason: "cannot differentiate through a while_loop".into(),
+                });
                 None
             }
             Op::Call { func } => {
@@ -124,7 +127,10 @@ fn call_jvp(g: &Graph, func: usize, args: &[NodeId], ts: &[Tangent], n: i64) -> 
     let mut call_args: Vec<Tensor> = args.iter().map(|&a| g.wrap(a)).collect();
     call_args.extend(ts.iter().flatten().cloned());
     let refs: Vec<&Tensor> = call_args.iter().collect();
-    let f = crate::graph::builder::Function { graph: g.clone(), id: derived };
+    let f = crate::graph::builder::Function {
+        graph: g.clone(),
+        id: derived,
+    };
     f.call(&refs).into_iter().map(Some).collect()
 }
 
@@ -133,7 +139,13 @@ fn derive_function(g: &Graph, func: usize, mask: &[bool], n: i64) -> Result<usiz
     let (name, scope, param_names, results, params) = {
         let inner = g.inner.borrow();
         let def = &inner.funcs[func];
-        (def.name.clone(), def.scope, def.param_names.clone(), def.results.clone(), inner.scopes[def.scope].params.clone())
+        (
+            def.name.clone(),
+            def.scope,
+            def.param_names.clone(),
+            def.results.clone(),
+            inner.scopes[def.scope].params.clone(),
+        )
     };
     let types: Vec<TensorType> = params.iter().map(|&p| g.wrap(p).ty()).collect();
     let mut inputs: Vec<(String, TensorType)> = param_names.iter().cloned().zip(types.iter().cloned()).collect();
@@ -141,7 +153,10 @@ fn derive_function(g: &Graph, func: usize, mask: &[bool], n: i64) -> Result<usiz
         if *m {
             let mut dims = vec![n];
             dims.extend(types[i].dims());
-            inputs.push((format!("d_{}", param_names[i]), TensorType::new(types[i].dtype, Shape(dims))));
+            inputs.push((
+                format!("d_{}", param_names[i]),
+                TensorType::new(types[i].dtype, Shape(dims)),
+            ));
         }
     }
     let refs: Vec<(&str, TensorType)> = inputs.iter().map(|(s, t)| (s.as_str(), t.clone())).collect();
@@ -163,7 +178,10 @@ fn derive_function(g: &Graph, func: usize, mask: &[bool], n: i64) -> Result<usiz
             }
         }
         let outs = tangents(g, &replayed, &seeds, n);
-        outs.iter().zip(&replayed).map(|(t, &r)| materialize(t, &g.wrap(r), n)).collect()
+        outs.iter()
+            .zip(&replayed)
+            .map(|(t, &r)| materialize(t, &g.wrap(r), n))
+            .collect()
     })?;
     Ok(f.id)
 }
@@ -177,22 +195,36 @@ fn derive_function(g: &Graph, func: usize, mask: &[bool], n: i64) -> Result<usiz
 pub fn jvp(outputs: &[Tensor], seeds: &[(Tensor, Tensor)]) -> Result<Vec<Tensor>> {
     const OP: &str = "jvp";
     let Some((first, _)) = seeds.first() else {
-        return Err(Error::InvalidOp { op: OP, reason: "no seeds".into() });
+        return Err(Error::InvalidOp {
+            op: OP,
+            reason: "no seeds".into(),
+        });
     };
     let g = first.graph().clone();
     let mut n = None;
     let mut map = HashMap::new();
     for (p, t) in seeds {
         if !g.same(p.graph()) || !g.same(t.graph()) {
-            return Err(Error::InvalidOp { op: OP, reason: "seeds belong to different graphs".into() });
+            return Err(Error::InvalidOp {
+                op: OP,
+                reason: "seeds belong to different graphs".into(),
+            });
         }
         let (pt, tt) = (p.ty(), t.ty());
         if !pt.dtype.is_float() || tt.dtype != pt.dtype {
-            return Err(Error::DTypeMismatch { op: OP, lhs: pt.dtype, rhs: tt.dtype });
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                lhs: pt.dtype,
+                rhs: tt.dtype,
+            });
         }
         let ok = tt.rank() == pt.rank() + 1 && tt.dims()[1..] == *pt.dims() && n.map_or(true, |n| tt.dims()[0] == n);
         if !ok {
-            return Err(Error::ShapeMismatch { op: OP, lhs: pt.shape, rhs: tt.shape });
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: pt.shape,
+                rhs: tt.shape,
+            });
         }
         n = Some(tt.dims()[0]);
         map.insert(p.id, t.clone());
@@ -200,7 +232,10 @@ pub fn jvp(outputs: &[Tensor], seeds: &[(Tensor, Tensor)]) -> Result<Vec<Tensor>
     let n = n.unwrap_or(1);
     for o in outputs {
         if !g.same(o.graph()) {
-            return Err(Error::InvalidOp { op: OP, reason: "outputs belong to different graphs".into() });
+            return Err(Error::InvalidOp {
+                op: OP,
+                reason: "outputs belong to different graphs".into(),
+            });
         }
     }
     g.try_with(|| {
@@ -216,7 +251,10 @@ pub fn jvp(outputs: &[Tensor], seeds: &[(Tensor, Tensor)]) -> Result<Vec<Tensor>
 pub fn jacfwd(f: &Tensor, p: &Tensor) -> Result<Tensor> {
     let pt = p.ty();
     if pt.rank() != 1 {
-        return Err(Error::InvalidOp { op: "jacfwd", reason: format!("parameters must be a vector, got {pt}") });
+        return Err(Error::InvalidOp {
+            op: "jacfwd",
+            reason: format!("parameters must be a vector, got {pt}"),
+        });
     }
     let n = pt.dims()[0];
     let g = p.graph();

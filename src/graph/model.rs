@@ -42,11 +42,22 @@ impl Params {
         let ty = p.ty();
         let poison = g.poison(TensorType::scalar(ty.dtype));
         if ty.rank() != 1 {
-            g.record(Error::InvalidOp { op: "params", reason: format!("parameters must be a vector, got {ty}") });
-            return Params { vector: p.clone(), elems: Vec::new(), poison };
+            g.record(Error::InvalidOp {
+                op: "params",
+                reason: format!("parameters must be a vector, got {ty}"),
+            });
+            return Params {
+                vector: p.clone(),
+                elems: Vec::new(),
+                poison,
+            };
         }
         let elems = (0..ty.dims()[0]).map(|i| p.get(i)).collect();
-        Params { vector: p.clone(), elems, poison }
+        Params {
+            vector: p.clone(),
+            elems,
+            poison,
+        }
     }
 
     /// Parameters of a batch of problems: `p` is `[B, n]` and element `i` is its column
@@ -57,11 +68,22 @@ impl Params {
         let ty = p.ty();
         let poison = g.poison(TensorType::scalar(ty.dtype));
         if ty.rank() != 2 {
-            g.record(Error::InvalidOp { op: "params", reason: format!("batched parameters must be [B, n], got {ty}") });
-            return Params { vector: p.clone(), elems: Vec::new(), poison };
+            g.record(Error::InvalidOp {
+                op: "params",
+                reason: format!("batched parameters must be [B, n], got {ty}"),
+            });
+            return Params {
+                vector: p.clone(),
+                elems: Vec::new(),
+                poison,
+            };
         }
         let elems = (0..ty.dims()[1]).map(|i| p.slice_axis(1, i, i + 1)).collect();
-        Params { vector: p.clone(), elems, poison }
+        Params {
+            vector: p.clone(),
+            elems,
+            poison,
+        }
     }
 
     /// Number of parameters.
@@ -123,7 +145,11 @@ where
     if have.rank() == 0 {
         return g.try_with(|| f.broadcast_to(want));
     }
-    Err(Error::ShapeMismatch { op: "model", lhs: have, rhs: want })
+    Err(Error::ShapeMismatch {
+        op: "model",
+        lhs: have,
+        rhs: want,
+    })
 }
 
 /// Residuals `f [m]` and Jacobian `J [m, n]` of `model` at `(x, p)`, by forward mode.
@@ -163,11 +189,13 @@ impl Graph {
     {
         let p = TensorType::new(x.dtype, [n]);
         let mut err = None;
-        let f = self.function(name, &[("x", x), ("p", p)], |a| match jacfwd_model(model, &a[0], &a[1]) {
-            Ok((f, j)) => vec![f, j],
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
+        let f = self.function(name, &[("x", x), ("p", p)], |a| {
+            match jacfwd_model(model, &a[0], &a[1]) {
+                Ok((f, j)) => vec![f, j],
+                Err(e) => {
+                    err = Some(e);
+                    Vec::new()
+                }
             }
         })?;
         err.map_or(Ok(f), Err)

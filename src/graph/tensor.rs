@@ -12,9 +12,8 @@ use std::ops;
 use crate::error::Error;
 use crate::graph::builder::{Graph, NodeId};
 use crate::graph::ops::{
-    Binary, BinaryOp, BroadcastInDim, CmpDir, Compare, Concat, Convert, DotGeneral, DynamicSlice,
-    DynamicUpdateSlice, Op, Reduce, ReduceKind, Reshape, Select, Slice, Take, Transpose, Unary,
-    UnaryOp,
+    Binary, BinaryOp, BroadcastInDim, CmpDir, Compare, Concat, Convert, DotGeneral, DynamicSlice, DynamicUpdateSlice,
+    Op, Reduce, ReduceKind, Reshape, Select, Slice, Take, Transpose, Unary, UnaryOp,
 };
 use crate::graph::types::{DType, Shape, TensorType};
 
@@ -70,7 +69,10 @@ impl Operand for f64 {
             _ => None,
         };
         if let Some(reason) = bad {
-            g.record(Error::InvalidOp { op: "literal", reason: format!("{reason} ({self})") });
+            g.record(Error::InvalidOp {
+                op: "literal",
+                reason: format!("{reason} ({self})"),
+            });
         }
         g.scalar(dtype, self)
     }
@@ -140,12 +142,22 @@ impl IndexArg for Tensor {
 /// numpy broadcasting of two shapes.
 pub(crate) fn broadcast_shapes(op: &'static str, a: &Shape, b: &Shape) -> crate::Result<Shape> {
     let r = a.rank().max(b.rank());
-    let dim = |s: &Shape, i: usize| if i + s.rank() >= r { s.dims()[i + s.rank() - r] } else { 1 };
+    let dim = |s: &Shape, i: usize| {
+        if i + s.rank() >= r {
+            s.dims()[i + s.rank() - r]
+        } else {
+            1
+        }
+    };
     (0..r)
         .map(|i| match (dim(a, i), dim(b, i)) {
             (da, db) if da == db || db == 1 => Ok(da),
             (1, db) => Ok(db),
-            _ => Err(Error::ShapeMismatch { op, lhs: a.clone(), rhs: b.clone() }),
+            _ => Err(Error::ShapeMismatch {
+                op,
+                lhs: a.clone(),
+                rhs: b.clone(),
+            }),
         })
         .collect::<crate::Result<Vec<i64>>>()
         .map(Shape)
@@ -336,12 +348,19 @@ impl Tensor {
     fn broadcast_pair(&self, op: &'static str, other: &Tensor) -> Option<(Tensor, Tensor)> {
         let g = &self.graph;
         if !g.same(&other.graph) {
-            g.record(Error::InvalidOp { op, reason: "operands belong to different graphs".into() });
+            g.record(Error::InvalidOp {
+                op,
+                reason: "operands belong to different graphs".into(),
+            });
             return None;
         }
         let (a, b) = (self.ty(), other.ty());
         if a.dtype != b.dtype {
-            g.record(Error::DTypeMismatch { op, lhs: a.dtype, rhs: b.dtype });
+            g.record(Error::DTypeMismatch {
+                op,
+                lhs: a.dtype,
+                rhs: b.dtype,
+            });
             return None;
         }
         match broadcast_shapes(op, &a.shape, &b.shape) {
@@ -528,7 +547,9 @@ impl Tensor {
         let g = &self.graph;
         let dtype = on_true.tensor_dtype().or(on_false.tensor_dtype()).unwrap_or(DType::F64);
         let (t, f) = (on_true.lift(g, dtype), on_false.lift(g, dtype));
-        let Some((t, f)) = t.broadcast_pair("select", &f) else { return g.poison(self.ty().with_dtype(dtype)) };
+        let Some((t, f)) = t.broadcast_pair("select", &f) else {
+            return g.poison(self.ty().with_dtype(dtype));
+        };
         let shape = match broadcast_shapes("select", &self.shape(), &t.shape()) {
             Ok(s) => s,
             Err(e) => {
@@ -536,7 +557,11 @@ impl Tensor {
                 return g.poison(t.ty());
             }
         };
-        let (p, t, f) = (self.broadcast_to(shape.clone()), t.broadcast_to(shape.clone()), f.broadcast_to(shape));
+        let (p, t, f) = (
+            self.broadcast_to(shape.clone()),
+            t.broadcast_to(shape.clone()),
+            f.broadcast_to(shape),
+        );
         g.node(Op::Select(Select), &[&p, &t, &f])
     }
 
@@ -563,7 +588,13 @@ impl Tensor {
     /// result; axes of size 1 stretch.
     pub fn broadcast_in_dim(&self, shape: impl Into<Shape>, dims: &[i64]) -> Tensor {
         let shape = shape.into();
-        self.graph.node(Op::Broadcast(BroadcastInDim { shape, dims: dims.to_vec() }), &[self])
+        self.graph.node(
+            Op::Broadcast(BroadcastInDim {
+                shape,
+                dims: dims.to_vec(),
+            }),
+            &[self],
+        )
     }
 
     /// numpy-style broadcast to `shape` (trailing axes aligned, size-1 axes stretch).
@@ -574,7 +605,11 @@ impl Tensor {
             return self.clone();
         }
         if mine.rank() > shape.rank() {
-            self.graph.record(Error::ShapeMismatch { op: "broadcast_to", lhs: mine, rhs: shape.clone() });
+            self.graph.record(Error::ShapeMismatch {
+                op: "broadcast_to",
+                lhs: mine,
+                rhs: shape.clone(),
+            });
             return self.graph.poison(self.ty().with_shape(shape));
         }
         let off = (shape.rank() - mine.rank()) as i64;
@@ -589,14 +624,20 @@ impl Tensor {
 
     /// Static slice with steps.
     pub fn slice_strided(&self, start: &[i64], limit: &[i64], stride: &[i64]) -> Tensor {
-        let op = Slice { start: start.to_vec(), limit: limit.to_vec(), stride: stride.to_vec() };
+        let op = Slice {
+            start: start.to_vec(),
+            limit: limit.to_vec(),
+            stride: stride.to_vec(),
+        };
         self.graph.node(Op::Slice(op), &[self])
     }
 
     /// Static slice `start..end` along one axis, everything along the others.
     pub fn slice_axis(&self, axis: i64, start: i64, end: i64) -> Tensor {
         let dims = self.dims();
-        let Some(a) = norm_axis(&self.graph, "slice", axis, dims.len()) else { return self.graph.poison(self.ty()) };
+        let Some(a) = norm_axis(&self.graph, "slice", axis, dims.len()) else {
+            return self.graph.poison(self.ty());
+        };
         let mut lo = vec![0; dims.len()];
         let mut hi = dims;
         lo[a as usize] = start;
@@ -607,7 +648,9 @@ impl Tensor {
     /// Element `i` along `axis` (static), dropping that axis.
     pub fn index_axis(&self, axis: i64, i: i64) -> Tensor {
         let dims = self.dims();
-        let Some(a) = norm_axis(&self.graph, "index", axis, dims.len()) else { return self.graph.poison(self.ty()) };
+        let Some(a) = norm_axis(&self.graph, "index", axis, dims.len()) else {
+            return self.graph.poison(self.ty());
+        };
         let mut rest = dims;
         rest.remove(a as usize);
         self.slice_axis(a, i, i + 1).reshape(rest)
@@ -657,7 +700,9 @@ impl Tensor {
             ReduceKind::Max => "reduce_max",
             ReduceKind::Min => "reduce_min",
         };
-        let Some(axes) = norm_axes(&self.graph, op, axes, self.rank()) else { return self.graph.poison(self.ty()) };
+        let Some(axes) = norm_axes(&self.graph, op, axes, self.rank()) else {
+            return self.graph.poison(self.ty());
+        };
         if axes.is_empty() {
             return self.clone();
         }
@@ -693,7 +738,9 @@ impl Tensor {
     /// Mean over `axes`.
     pub fn mean(&self, axes: &[i64]) -> Tensor {
         let dims = self.dims();
-        let Some(axes) = norm_axes(&self.graph, "mean", axes, dims.len()) else { return self.graph.poison(self.ty()) };
+        let Some(axes) = norm_axes(&self.graph, "mean", axes, dims.len()) else {
+            return self.graph.poison(self.ty());
+        };
         let count: i64 = axes.iter().map(|&a| dims[a as usize]).product();
         self.reduce_sum(&axes) / count as f64
     }
@@ -738,7 +785,11 @@ impl Tensor {
                 self.dot_general(other, &batch, &batch, &[a - 1], &[a - 2])
             }
             _ => {
-                self.graph.record(Error::ShapeMismatch { op: "dot", lhs: self.shape(), rhs: other.shape() });
+                self.graph.record(Error::ShapeMismatch {
+                    op: "dot",
+                    lhs: self.shape(),
+                    rhs: other.shape(),
+                });
                 self.graph.poison(self.ty())
             }
         }
@@ -771,10 +822,14 @@ impl Tensor {
     pub fn at_axis(&self, axis: i64, i: impl IndexArg) -> Tensor {
         let g = &self.graph;
         let dims = self.dims();
-        let Some(a) = norm_axis(g, "at", axis, dims.len()) else { return g.poison(self.ty()) };
+        let Some(a) = norm_axis(g, "at", axis, dims.len()) else {
+            return g.poison(self.ty());
+        };
         let idx = i.to_index(g);
         let zero = g.scalar(DType::I64, 0.0);
-        let starts: Vec<Tensor> = (0..dims.len() as i64).map(|k| if k == a { idx.clone() } else { zero.clone() }).collect();
+        let starts: Vec<Tensor> = (0..dims.len() as i64)
+            .map(|k| if k == a { idx.clone() } else { zero.clone() })
+            .collect();
         let mut sizes = dims.clone();
         sizes[a as usize] = 1;
         let mut rest = dims;
@@ -792,10 +847,14 @@ impl Tensor {
     pub fn set_axis(&self, axis: i64, i: impl IndexArg, value: &Tensor) -> Tensor {
         let g = &self.graph;
         let dims = self.dims();
-        let Some(a) = norm_axis(g, "set", axis, dims.len()) else { return g.poison(self.ty()) };
+        let Some(a) = norm_axis(g, "set", axis, dims.len()) else {
+            return g.poison(self.ty());
+        };
         let idx = i.to_index(g);
         let zero = g.scalar(DType::I64, 0.0);
-        let starts: Vec<Tensor> = (0..dims.len() as i64).map(|k| if k == a { idx.clone() } else { zero.clone() }).collect();
+        let starts: Vec<Tensor> = (0..dims.len() as i64)
+            .map(|k| if k == a { idx.clone() } else { zero.clone() })
+            .collect();
         let mut rest = dims.clone();
         rest.remove(a as usize);
         let mut block = dims;
@@ -812,7 +871,9 @@ impl Tensor {
     /// numpy `take(self, idx, axis)`: gathers along `axis` with an integer index tensor; the
     /// result has shape `self[..axis] ++ idx.shape ++ self[axis+1..]`. Indices are clamped.
     pub fn take(&self, axis: i64, idx: &Tensor) -> Tensor {
-        let Some(a) = norm_axis(&self.graph, "take", axis, self.rank()) else { return self.graph.poison(self.ty()) };
+        let Some(a) = norm_axis(&self.graph, "take", axis, self.rank()) else {
+            return self.graph.poison(self.ty());
+        };
         self.graph.node(Op::Take(Take(a)), &[self, idx])
     }
 }
@@ -821,10 +882,15 @@ impl Graph {
     /// Concatenates `parts` (same dtype, equal shapes except along `axis`).
     pub fn concat(&self, parts: &[Tensor], axis: i64) -> Tensor {
         let Some(first) = parts.first() else {
-            self.record(Error::InvalidOp { op: "concat", reason: "no operands".into() });
+            self.record(Error::InvalidOp {
+                op: "concat",
+                reason: "no operands".into(),
+            });
             return self.poison(TensorType::scalar(DType::F64));
         };
-        let Some(a) = norm_axis(self, "concat", axis, first.rank()) else { return self.poison(first.ty()) };
+        let Some(a) = norm_axis(self, "concat", axis, first.rank()) else {
+            return self.poison(first.ty());
+        };
         if parts.len() == 1 {
             return first.clone();
         }

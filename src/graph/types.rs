@@ -16,12 +16,18 @@ pub struct TensorType {
 impl TensorType {
     /// A tensor type from an element type and dimensions.
     pub fn new(dtype: DType, shape: impl Into<Shape>) -> Self {
-        TensorType { dtype, shape: shape.into() }
+        TensorType {
+            dtype,
+            shape: shape.into(),
+        }
     }
 
     /// A rank-0 tensor type.
     pub fn scalar(dtype: DType) -> Self {
-        TensorType { dtype, shape: Shape::scalar() }
+        TensorType {
+            dtype,
+            shape: Shape::scalar(),
+        }
     }
 
     /// Number of dimensions.
@@ -36,12 +42,18 @@ impl TensorType {
 
     /// The same shape with another element type.
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        TensorType { dtype, shape: self.shape.clone() }
+        TensorType {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
 
     /// The same element type with another shape.
     pub fn with_shape(&self, shape: impl Into<Shape>) -> Self {
-        TensorType { dtype: self.dtype, shape: shape.into() }
+        TensorType {
+            dtype: self.dtype,
+            shape: shape.into(),
+        }
     }
 
     /// The MLIR spelling, e.g. `tensor<3x1000xf64>` or `tensor<f64>`.

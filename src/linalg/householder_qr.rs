@@ -49,7 +49,9 @@ fn reflector_at(x: &Tensor, rows: &Tensor, j: &Tensor) -> (Tensor, Tensor, Tenso
     let sigma = (&tail * &tail).sum();
     let x0 = x.at(j);
     let mu = (&x0 * &x0 + &sigma).sqrt();
-    let v0 = x0.gt(0.0).select(-&sigma / (&x0 + &mu).max(f64::MIN_POSITIVE), &x0 - &mu);
+    let v0 = x0
+        .gt(0.0)
+        .select(-&sigma / (&x0 + &mu).max(f64::MIN_POSITIVE), &x0 - &mu);
     let vtv = &v0 * &v0 + &sigma;
     let beta = vtv.gt(0.0).select(2.0 / vtv.max(f64::MIN_POSITIVE), 0.0);
     let v = rows.eq(j).select(&v0, &tail);
@@ -76,7 +78,7 @@ fn factor_loop(a: &Tensor, m: i64, k: i64, keep_reflectors: bool) -> (Tensor, Ve
             let x = at.at(j);
             let (mu, v, beta) = reflector_at(&x, &rows, j);
             let w = at.dot(&(&v * &beta)); // β Aᵀv: [k]
-            // Only the columns right of j change; column j becomes (R[:j, j], μ, 0, …).
+                                           // Only the columns right of j change; column j becomes (R[:j, j], μ, 0, …).
             let w = cols.gt(j).select(w.reshape([k, 1]), 0.0);
             let col = rows.lt(j).select(&x, rows.eq(j).select(&mu, 0.0));
             let at = cols.eq(j).select(col.reshape([1, m]), at - w * v.reshape([1, m]));
@@ -161,7 +163,10 @@ pub fn householder_qr(a: &Tensor) -> (Tensor, Tensor) {
         Ok(mk) => mk,
         Err(reason) => {
             let dims = a.dims();
-            let (m, k) = (dims.first().copied().unwrap_or(0).max(0), dims.get(1).copied().unwrap_or(0).max(0));
+            let (m, k) = (
+                dims.first().copied().unwrap_or(0).max(0),
+                dims.get(1).copied().unwrap_or(0).max(0),
+            );
             let q = invalid(a, "householder_qr", reason, [m, k]);
             let r = a.graph().poison(crate::graph::TensorType::new(DType::F64, [k, k]));
             return (q, r);
@@ -175,8 +180,13 @@ pub fn householder_qr(a: &Tensor) -> (Tensor, Tensor) {
 fn householder_qr_loop(a: &Tensor, m: i64, k: i64) -> (Tensor, Tensor) {
     let g = a.graph().clone();
     let (r, refl) = factor_loop(a, m, k, true);
-    let [vs, betas] = refl.as_slice() else { return (g.zeros(DType::F64, [m, k]), r) }; // never: requested
-    let eye = g.iota(DType::I64, [m, k], 0).eq(g.iota(DType::I64, [m, k], 1)).convert(DType::F64);
+    let [vs, betas] = refl.as_slice() else {
+        return (g.zeros(DType::F64, [m, k]), r);
+    }; // never: requested
+    let eye = g
+        .iota(DType::I64, [m, k], 0)
+        .eq(g.iota(DType::I64, [m, k], 1))
+        .convert(DType::F64);
     let out = g.while_loop(
         &[g.scalar(DType::I64, (k - 1) as f64), eye],
         |st| st[0].ge(0.0),

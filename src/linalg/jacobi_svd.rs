@@ -84,7 +84,10 @@ pub struct JacobiOptions {
 
 impl Default for JacobiOptions {
     fn default() -> Self {
-        JacobiOptions { max_sweeps: 30, tol: None }
+        JacobiOptions {
+            max_sweeps: 30,
+            tol: None,
+        }
     }
 }
 
@@ -136,7 +139,11 @@ fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
     let (p, q) = (top.slice_axis(1, 0, h), top.slice_axis(1, h, np));
     // α, β, γ for all pairs in one reduction.
     let stacked = g.concat(
-        &[(&p * &p).reshape([m, 1, h]), (&q * &q).reshape([m, 1, h]), (&p * &q).reshape([m, 1, h])],
+        &[
+            (&p * &p).reshape([m, 1, h]),
+            (&q * &q).reshape([m, 1, h]),
+            (&p * &q).reshape([m, 1, h]),
+        ],
         1,
     );
     let sums = stacked.reduce_sum(&[0]); // [3, h]
@@ -225,7 +232,10 @@ pub fn jacobi_svd_with(a: &Tensor, opts: &JacobiOptions) -> JacobiSvd {
         Ok(mn) => mn,
         Err(reason) => {
             let d = a.dims();
-            let (m, n) = (d.first().copied().unwrap_or(1).max(1), d.get(1).copied().unwrap_or(1).max(1));
+            let (m, n) = (
+                d.first().copied().unwrap_or(1).max(1),
+                d.get(1).copied().unwrap_or(1).max(1),
+            );
             let u = invalid(a, OP, reason, [m, n]);
             let poison = |shape: Vec<i64>, dt| g.poison(crate::graph::TensorType::new(dt, shape));
             return JacobiSvd {
@@ -244,7 +254,11 @@ pub fn jacobi_svd_with(a: &Tensor, opts: &JacobiOptions) -> JacobiSvd {
     let amax = a.abs().reduce_max(&[0, 1]);
     let scale = amax.gt(0.0).select(&amax, 1.0);
     let a1 = a / &scale;
-    let g0 = if padded { g.concat(&[a1, g.zeros(DType::F64, [m, 1])], 1) } else { a1 };
+    let g0 = if padded {
+        g.concat(&[a1, g.zeros(DType::F64, [m, 1])], 1)
+    } else {
+        a1
+    };
     let w0 = g.concat(&[g0, g.eye(DType::F64, np)], 0); // (m + np) × np
 
     // Any `np − 1` consecutive rounds meet every pair once, so the loop stops after that many
@@ -277,13 +291,19 @@ pub fn jacobi_svd_with(a: &Tensor, opts: &JacobiOptions) -> JacobiSvd {
     let vm = w.slice_axis(0, m, m + np); // np × np
     let s = (&gm * &gm).reduce_sum(&[0]).sqrt();
     // The padding column never rotates: it is the column whose last V entry is exactly 1.
-    let key = if padded { vm.row(np - 1).eq(1.0).select(-1.0, &s) } else { s.clone() };
+    let key = if padded {
+        vm.row(np - 1).eq(1.0).select(-1.0, &s)
+    } else {
+        s.clone()
+    };
     let perm = descending_order(&g, &key, np);
     let s = s.take(0, &perm).slice(&[0], &[n]);
     let gm = gm.take(1, &perm).slice(&[0, 0], &[m, n]);
     let v = vm.take(1, &perm).slice(&[0, 0], &[n, n]);
     let pos = s.gt(0.0);
-    let u = pos.reshape([1, n]).select(&gm / pos.select(&s, 1.0).reshape([1, n]), 0.0);
+    let u = pos
+        .reshape([1, n])
+        .select(&gm / pos.select(&s, 1.0).reshape([1, n]), 0.0);
     let s = s * &scale;
     JacobiSvd { u, s, v, sweeps, off }
 }
@@ -345,7 +365,9 @@ mod tests {
 
         let g = Graph::new();
         let a = g.parameter("a", DType::F64, [2, 2]);
-        let err = g.try_with(|| jacobi_svd_with(&a, &JacobiOptions::default().with_max_sweeps(0)).s).unwrap_err();
+        let err = g
+            .try_with(|| jacobi_svd_with(&a, &JacobiOptions::default().with_max_sweeps(0)).s)
+            .unwrap_err();
         assert!(err.to_string().contains("max_sweeps"), "{err}");
     }
 }

@@ -20,10 +20,10 @@
 //!   Jacobian with threshold `np.finfo(float).eps * max(jac.shape) * s[0]`.
 
 use crate::graph::{Operand, Tensor, TensorType};
-use crate::types::DType;
 use crate::linalg::householder_qr::householder_qr;
 use crate::linalg::jacobi_svd::jacobi_svd;
 use crate::linalg::{invalid, matrix_dims, EPS};
+use crate::types::DType;
 
 /// Thin SVD `A = U diag(s) Vᵀ` of an `m × n` matrix with `m ≥ n`: Householder QR first when
 /// `m > n`, then [`jacobi_svd`] of the `n × n` factor. `U` is `m × n`, `s` `[n]` descending,

@@ -157,7 +157,14 @@ pub fn cholesky(a: &Tensor) -> Tensor {
     const OP: &str = "cholesky";
     let n = match matrix_dims(a) {
         Ok((n, n2)) if n == n2 && n > 0 => n,
-        Ok(_) => return invalid(a, OP, format!("needs a non-empty square matrix, got {}", a.ty()), a.dims()),
+        Ok(_) => {
+            return invalid(
+                a,
+                OP,
+                format!("needs a non-empty square matrix, got {}", a.ty()),
+                a.dims(),
+            )
+        }
         Err(reason) => return invalid(a, OP, reason, [1, 1]),
     };
     let g = a.graph().clone();

@@ -38,11 +38,19 @@ impl Api {
 
     /// `(major, minor)` of the C API the plugin implements.
     pub(crate) fn version(&self) -> (i32, i32) {
-        (self.raw.pjrt_api_version.major_version, self.raw.pjrt_api_version.minor_version)
+        (
+            self.raw.pjrt_api_version.major_version,
+            self.raw.pjrt_api_version.minor_version,
+        )
     }
 
     /// Converts a returned `PJRT_Error*` (null = success) into a `Result`, destroying it.
-    pub(crate) fn check(&self, err: *mut sys::PJRT_Error, function: &'static str, doing: impl FnOnce() -> String) -> crate::Result<()> {
+    pub(crate) fn check(
+        &self,
+        err: *mut sys::PJRT_Error,
+        function: &'static str,
+        doing: impl FnOnce() -> String,
+    ) -> crate::Result<()> {
         if err.is_null() {
             return Ok(());
         }
@@ -76,7 +84,12 @@ impl Api {
             }
         }
         self.destroy_error(err);
-        Error::Pjrt { function, code, message, doing }
+        Error::Pjrt {
+            function,
+            code,
+            message,
+            doing,
+        }
     }
 
     fn destroy_error(&self, err: *mut sys::PJRT_Error) {
@@ -94,7 +107,9 @@ macro_rules! pjrt_call {
     ($api:expr, $name:ident, $args:expr, $doing:expr) => {{
         let api: $crate::pjrt::api::Api = $api;
         match api.raw().$name {
-            None => Err($crate::error::Error::MissingFunction { function: stringify!($name) }),
+            None => Err($crate::error::Error::MissingFunction {
+                function: stringify!($name),
+            }),
             Some(f) => {
                 // SAFETY: `f` comes from the plugin's function table and `$args` is an args
                 // struct built with `Args::new()` (zeroed, `struct_size` set) whose pointers the

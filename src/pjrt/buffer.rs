@@ -36,8 +36,14 @@ pub(crate) fn from_pjrt_type(t: sys::PJRT_Buffer_Type) -> Option<DType> {
 /// Number of elements of `dims`, or an error for negative or overflowing dimensions.
 pub(crate) fn element_count(what: &'static str, dims: &[i64]) -> Result<usize> {
     dims.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d).map_err(|_| Error::InvalidArgument { what, reason: format!("negative dimension in {}", Shape::from(dims)) })?;
-        acc.checked_mul(d).ok_or_else(|| Error::InvalidArgument { what, reason: format!("shape {} overflows", Shape::from(dims)) })
+        let d = usize::try_from(d).map_err(|_| Error::InvalidArgument {
+            what,
+            reason: format!("negative dimension in {}", Shape::from(dims)),
+        })?;
+        acc.checked_mul(d).ok_or_else(|| Error::InvalidArgument {
+            what,
+            reason: format!("shape {} overflows", Shape::from(dims)),
+        })
     })
 }
 
@@ -57,14 +63,18 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         let mut a = sys::PJRT_Buffer_Destroy_Args::new();
         a.buffer = self.raw.as_ptr();
-        let _ = pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut a, || "destroying a buffer".into());
+        let _ = pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut a, || "destroying a buffer"
+            .into());
     }
 }
 
 impl fmt::Debug for Buffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dtype = self.dtype().map(|d| d.to_string()).unwrap_or_else(|e| e.to_string());
-        let dims = self.dims().map(|d| Shape(d).to_string()).unwrap_or_else(|e| e.to_string());
+        let dims = self
+            .dims()
+            .map(|d| Shape(d).to_string())
+            .unwrap_or_else(|e| e.to_string());
         write!(f, "Buffer({dtype}{dims})")
     }
 }
@@ -90,11 +100,18 @@ impl Client {
         if n != data.len() {
             return Err(Error::InvalidArgument {
                 what: "buffer_from_host",
-                reason: format!("shape {} holds {n} elements but {} were given", Shape::from(dims), data.len()),
+                reason: format!(
+                    "shape {} holds {n} elements but {} were given",
+                    Shape::from(dims),
+                    data.len()
+                ),
             });
         }
         if !self.owns_device(device) {
-            return Err(Error::InvalidArgument { what: "buffer_from_host", reason: format!("device {device:?} belongs to another client") });
+            return Err(Error::InvalidArgument {
+                what: "buffer_from_host",
+                reason: format!("device {device:?} belongs to another client"),
+            });
         }
         let mut a = sys::PJRT_Client_BufferFromHostBuffer_Args::new();
         a.client = self.raw();
@@ -116,7 +133,10 @@ impl Client {
             what: "buffer_from_host",
             reason: "PJRT returned no buffer".into(),
         })?;
-        let buffer = Buffer { raw, client: self.clone() };
+        let buffer = Buffer {
+            raw,
+            client: self.clone(),
+        };
         if let Some(done) = done {
             done.wait("a host-to-device copy")?;
         }
@@ -126,7 +146,10 @@ impl Client {
 
 impl Buffer {
     pub(crate) fn from_raw(client: &Client, raw: *mut sys::PJRT_Buffer) -> Option<Buffer> {
-        NonNull::new(raw).map(|raw| Buffer { raw, client: client.clone() })
+        NonNull::new(raw).map(|raw| Buffer {
+            raw,
+            client: client.clone(),
+        })
     }
 
     pub(crate) fn raw(&self) -> *mut sys::PJRT_Buffer {
@@ -144,7 +167,9 @@ impl Buffer {
     pub fn dtype(&self) -> Result<DType> {
         let mut a = sys::PJRT_Buffer_ElementType_Args::new();
         a.buffer = self.raw();
-        pjrt_call!(self.client.api(), PJRT_Buffer_ElementType, &mut a, || "reading a buffer's element type".into())?;
+        pjrt_call!(self.client.api(), PJRT_Buffer_ElementType, &mut a, || {
+            "reading a buffer's element type".into()
+        })?;
         from_pjrt_type(a.type_).ok_or_else(|| Error::InvalidArgument {
             what: "Buffer::dtype",
             reason: format!("unsupported PJRT element type {}", a.type_.0),
@@ -158,7 +183,9 @@ impl Buffer {
     pub fn dims(&self) -> Result<Vec<i64>> {
         let mut a = sys::PJRT_Buffer_Dimensions_Args::new();
         a.buffer = self.raw();
-        pjrt_call!(self.client.api(), PJRT_Buffer_Dimensions, &mut a, || "reading a buffer's dimensions".into())?;
+        pjrt_call!(self.client.api(), PJRT_Buffer_Dimensions, &mut a, || {
+            "reading a buffer's dimensions".into()
+        })?;
         if a.dims.is_null() || a.num_dims == 0 {
             return Ok(Vec::new());
         }
@@ -174,7 +201,10 @@ impl Buffer {
     pub fn to_vec<T: NativeType>(&self) -> Result<Vec<T>> {
         let dtype = self.dtype()?;
         if dtype != T::DTYPE {
-            return Err(Error::BufferDType { actual: dtype, requested: T::DTYPE });
+            return Err(Error::BufferDType {
+                actual: dtype,
+                requested: T::DTYPE,
+            });
         }
         let n = element_count("Buffer::to_vec", &self.dims()?)?;
         if T::DTYPE == DType::Bool {
@@ -197,7 +227,10 @@ impl Buffer {
     pub fn to_array<T: NativeType>(&self) -> Result<ndarray::ArrayD<T>> {
         let dims: Vec<usize> = self.dims()?.into_iter().map(|d| d as usize).collect();
         let v = self.to_vec::<T>()?;
-        ndarray::ArrayD::from_shape_vec(dims, v).map_err(|e| Error::InvalidArgument { what: "Buffer::to_array", reason: e.to_string() })
+        ndarray::ArrayD::from_shape_vec(dims, v).map_err(|e| Error::InvalidArgument {
+            what: "Buffer::to_array",
+            reason: e.to_string(),
+        })
     }
 
     /// Copies exactly `size` bytes of dense row-major data into `dst`.
@@ -209,7 +242,9 @@ impl Buffer {
         a.src = self.raw();
         a.dst = dst.cast();
         a.dst_size = size;
-        pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut a, || "copying a buffer to the host".into())?;
+        pjrt_call!(self.client.api(), PJRT_Buffer_ToHostBuffer, &mut a, || {
+            "copying a buffer to the host".into()
+        })?;
         if let Some(ev) = Event::from_raw(self.client.api(), a.event) {
             ev.wait("a device-to-host copy")?;
         }

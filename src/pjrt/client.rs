@@ -67,7 +67,10 @@ impl Client {
         let mut a = sys::PJRT_Client_Create_Args::new();
         a.create_options = values.raw.as_ptr();
         a.num_options = values.raw.len();
-        pjrt_call!(api, PJRT_Client_Create, &mut a, || format!("creating a client of {}", plugin.path().display()))?;
+        pjrt_call!(api, PJRT_Client_Create, &mut a, || format!(
+            "creating a client of {}",
+            plugin.path().display()
+        ))?;
         let raw = NonNull::new(a.client).ok_or_else(|| Error::PluginLoad {
             path: plugin.path().to_path_buf(),
             reason: "PJRT_Client_Create returned no client".into(),
@@ -83,17 +86,22 @@ impl Client {
         };
         let mut n = sys::PJRT_Client_PlatformName_Args::new();
         n.client = raw.as_ptr();
-        pjrt_call!(api, PJRT_Client_PlatformName, &mut n, || "reading the platform name".into())?;
+        pjrt_call!(api, PJRT_Client_PlatformName, &mut n, || "reading the platform name"
+            .into())?;
         // SAFETY: the name is owned by the client, which is alive.
         inner.platform_name = unsafe { string_from(n.platform_name, n.platform_name_size) };
         let mut v = sys::PJRT_Client_PlatformVersion_Args::new();
         v.client = raw.as_ptr();
-        pjrt_call!(api, PJRT_Client_PlatformVersion, &mut v, || "reading the platform version".into())?;
+        pjrt_call!(api, PJRT_Client_PlatformVersion, &mut v, || {
+            "reading the platform version".into()
+        })?;
         // SAFETY: as above.
         inner.platform_version = unsafe { string_from(v.platform_version, v.platform_version_size) };
         let mut d = sys::PJRT_Client_AddressableDevices_Args::new();
         d.client = raw.as_ptr();
-        pjrt_call!(api, PJRT_Client_AddressableDevices, &mut d, || "listing addressable devices".into())?;
+        pjrt_call!(api, PJRT_Client_AddressableDevices, &mut d, || {
+            "listing addressable devices".into()
+        })?;
         let ptrs: &[*mut sys::PJRT_Device] = if d.addressable_devices.is_null() {
             &[]
         } else {
@@ -124,7 +132,14 @@ impl Client {
 
     /// The devices this process can address.
     pub fn devices(&self) -> Vec<Device<'_>> {
-        self.inner.devices.iter().map(|info| Device { info: info.clone(), _client: PhantomData }).collect()
+        self.inner
+            .devices
+            .iter()
+            .map(|info| Device {
+                info: info.clone(),
+                _client: PhantomData,
+            })
+            .collect()
     }
 
     /// The first addressable device, on which [`crate::pjrt::LoadedExecutable::execute`] runs.
@@ -154,16 +169,21 @@ impl Client {
 fn describe(api: Api, raw: NonNull<sys::PJRT_Device>) -> Result<DeviceInfo> {
     let mut g = sys::PJRT_Device_GetDescription_Args::new();
     g.device = raw.as_ptr();
-    pjrt_call!(api, PJRT_Device_GetDescription, &mut g, || "reading a device description".into())?;
+    pjrt_call!(api, PJRT_Device_GetDescription, &mut g, || {
+        "reading a device description".into()
+    })?;
     let mut id = sys::PJRT_DeviceDescription_Id_Args::new();
     id.device_description = g.device_description;
     pjrt_call!(api, PJRT_DeviceDescription_Id, &mut id, || "reading a device id".into())?;
     let mut k = sys::PJRT_DeviceDescription_Kind_Args::new();
     k.device_description = g.device_description;
-    pjrt_call!(api, PJRT_DeviceDescription_Kind, &mut k, || "reading a device kind".into())?;
+    pjrt_call!(api, PJRT_DeviceDescription_Kind, &mut k, || "reading a device kind"
+        .into())?;
     let mut s = sys::PJRT_DeviceDescription_DebugString_Args::new();
     s.device_description = g.device_description;
-    pjrt_call!(api, PJRT_DeviceDescription_DebugString, &mut s, || "reading a device description".into())?;
+    pjrt_call!(api, PJRT_DeviceDescription_DebugString, &mut s, || {
+        "reading a device description".into()
+    })?;
     Ok(DeviceInfo {
         raw,
         id: id.id,
@@ -204,7 +224,10 @@ impl Device<'_> {
 
 impl fmt::Debug for Device<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Device").field("id", &self.info.id).field("kind", &self.info.kind).finish()
+        f.debug_struct("Device")
+            .field("id", &self.info.id)
+            .field("kind", &self.info.kind)
+            .finish()
     }
 }
 

@@ -23,7 +23,11 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { device_ordinal: -1, num_replicas: 1, num_partitions: 1 }
+        CompileOptions {
+            device_ordinal: -1,
+            num_replicas: 1,
+            num_partitions: 1,
+        }
     }
 }
 
@@ -59,7 +63,11 @@ impl CompileOptions {
     /// # Errors
     /// [`crate::Error::InvalidOption`] for replicas or partitions below 1 or an ordinal below -1.
     pub fn validate(&self) -> crate::Result<()> {
-        let bad = |field, value: i64, constraint| crate::Error::InvalidOption { field, value: value.to_string(), constraint };
+        let bad = |field, value: i64, constraint| crate::Error::InvalidOption {
+            field,
+            value: value.to_string(),
+            constraint,
+        };
         if self.num_replicas < 1 {
             return Err(bad("num_replicas", self.num_replicas, ">= 1"));
         }
@@ -99,7 +107,10 @@ mod tests {
 
     #[test]
     fn validate_rejects_zero_replicas() {
-        let o = CompileOptions { num_replicas: 0, ..CompileOptions::default() };
+        let o = CompileOptions {
+            num_replicas: 0,
+            ..CompileOptions::default()
+        };
         assert!(o.validate().is_err());
         assert!(CompileOptions::default().validate().is_ok());
     }

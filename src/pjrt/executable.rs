@@ -70,7 +70,18 @@ impl Signature {
     }
 
     fn encode(&self) -> String {
-        let list = |v: &[TensorSpec]| v.iter().map(|t| format!("{}:{}", t.dtype.mlir_name(), t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))).collect::<Vec<_>>().join(",");
+        let list = |v: &[TensorSpec]| {
+            v.iter()
+                .map(|t| {
+                    format!(
+                        "{}:{}",
+                        t.dtype.mlir_name(),
+                        t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         format!("{}->{}", list(&self.inputs), list(&self.outputs))
     }
 
@@ -83,12 +94,22 @@ impl Signature {
             s.split(',')
                 .map(|t| {
                     let (d, dims) = t.split_once(':')?;
-                    let dims = if dims.is_empty() { Vec::new() } else { dims.split('x').map(|x| x.parse().ok()).collect::<Option<Vec<i64>>>()? };
-                    Some(TensorSpec { dtype: dtype_from_mlir(d)?, dims })
+                    let dims = if dims.is_empty() {
+                        Vec::new()
+                    } else {
+                        dims.split('x').map(|x| x.parse().ok()).collect::<Option<Vec<i64>>>()?
+                    };
+                    Some(TensorSpec {
+                        dtype: dtype_from_mlir(d)?,
+                        dims,
+                    })
                 })
                 .collect()
         };
-        Some(Signature { inputs: list(i)?, outputs: list(o)? })
+        Some(Signature {
+            inputs: list(i)?,
+            outputs: list(o)?,
+        })
     }
 }
 
@@ -153,7 +174,10 @@ fn parse_tensor_type(s: &str) -> Option<TensorSpec> {
     let (inner, _) = balanced(s)?;
     let mut parts: Vec<&str> = inner.split('x').collect();
     let dtype = dtype_from_mlir(parts.pop()?.trim())?;
-    let dims = parts.iter().map(|d| d.trim().parse::<i64>().ok()).collect::<Option<Vec<_>>>()?;
+    let dims = parts
+        .iter()
+        .map(|d| d.trim().parse::<i64>().ok())
+        .collect::<Option<Vec<_>>>()?;
     Some(TensorSpec { dtype, dims })
 }
 
@@ -177,13 +201,18 @@ impl Drop for LoadedExecutable {
     fn drop(&mut self) {
         let mut a = sys::PJRT_LoadedExecutable_Destroy_Args::new();
         a.executable = self.raw.as_ptr();
-        let _ = pjrt_call!(self.client.api(), PJRT_LoadedExecutable_Destroy, &mut a, || "destroying an executable".into());
+        let _ = pjrt_call!(self.client.api(), PJRT_LoadedExecutable_Destroy, &mut a, || {
+            "destroying an executable".into()
+        });
     }
 }
 
 impl fmt::Debug for LoadedExecutable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedExecutable").field("num_outputs", &self.num_outputs).field("signature", &self.signature).finish()
+        f.debug_struct("LoadedExecutable")
+            .field("num_outputs", &self.num_outputs)
+            .field("signature", &self.signature)
+            .finish()
     }
 }
 
@@ -197,7 +226,9 @@ impl Drop for ExecutableView<'_> {
     fn drop(&mut self) {
         let mut a = sys::PJRT_Executable_Destroy_Args::new();
         a.executable = self.raw;
-        let _ = pjrt_call!(self.client.api(), PJRT_Executable_Destroy, &mut a, || "releasing an executable view".into());
+        let _ = pjrt_call!(self.client.api(), PJRT_Executable_Destroy, &mut a, || {
+            "releasing an executable view".into()
+        });
     }
 }
 
@@ -218,7 +249,10 @@ impl Client {
     pub fn compile_with(&self, mlir: &str, options: &CompileOptions) -> Result<LoadedExecutable> {
         options.validate()?;
         if mlir.trim().is_empty() {
-            return Err(Error::InvalidArgument { what: "compile", reason: "empty program text".into() });
+            return Err(Error::InvalidArgument {
+                what: "compile",
+                reason: "empty program text".into(),
+            });
         }
         let mut code = mlir.as_bytes().to_vec();
         let format = b"mlir";
@@ -233,7 +267,9 @@ impl Client {
         a.program = &program;
         a.compile_options = opts.as_ptr().cast();
         a.compile_options_size = opts.len();
-        pjrt_call!(self.api(), PJRT_Client_Compile, &mut a, || "compiling a StableHLO program".into())?;
+        pjrt_call!(self.api(), PJRT_Client_Compile, &mut a, || {
+            "compiling a StableHLO program".into()
+        })?;
         LoadedExecutable::wrap(self, a.executable, Signature::parse_main(mlir).map(Arc::new))
     }
 
@@ -243,8 +279,13 @@ impl Client {
     /// [`Error::InvalidArgument`] when the bytes are not an nlsq envelope; [`Error::Pjrt`] when the
     /// plugin rejects the payload (other plugin or version, corrupt bytes).
     pub fn deserialize(&self, bytes: &[u8]) -> Result<LoadedExecutable> {
-        let bad = |reason: &str| Error::InvalidArgument { what: "deserialize", reason: reason.to_string() };
-        let rest = bytes.strip_prefix(ENVELOPE_MAGIC.as_slice()).ok_or_else(|| bad("not a serialized nlsq executable (bad magic)"))?;
+        let bad = |reason: &str| Error::InvalidArgument {
+            what: "deserialize",
+            reason: reason.to_string(),
+        };
+        let rest = bytes
+            .strip_prefix(ENVELOPE_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a serialized nlsq executable (bad magic)"))?;
         if rest.len() < 4 {
             return Err(bad("truncated header"));
         }
@@ -254,7 +295,13 @@ impl Client {
             return Err(bad("truncated signature"));
         }
         let sig_text = std::str::from_utf8(&rest[..sig_len]).map_err(|_| bad("signature is not UTF-8"))?;
-        let signature = if sig_text.is_empty() { None } else { Some(Arc::new(Signature::decode(sig_text).ok_or_else(|| bad("unreadable signature"))?)) };
+        let signature = if sig_text.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                Signature::decode(sig_text).ok_or_else(|| bad("unreadable signature"))?,
+            ))
+        };
         let payload = &rest[sig_len..];
         if payload.is_empty() {
             return Err(bad("empty payload"));
@@ -263,19 +310,35 @@ impl Client {
         a.client = self.raw();
         a.serialized_executable = payload.as_ptr().cast();
         a.serialized_executable_size = payload.len();
-        pjrt_call!(self.api(), PJRT_Executable_DeserializeAndLoad, &mut a, || "loading a serialized executable".into())?;
+        pjrt_call!(self.api(), PJRT_Executable_DeserializeAndLoad, &mut a, || {
+            "loading a serialized executable".into()
+        })?;
         LoadedExecutable::wrap(self, a.loaded_executable, signature)
     }
 }
 
 impl LoadedExecutable {
-    fn wrap(client: &Client, raw: *mut sys::PJRT_LoadedExecutable, signature: Option<Arc<Signature>>) -> Result<LoadedExecutable> {
-        let raw = NonNull::new(raw).ok_or_else(|| Error::InvalidArgument { what: "compile", reason: "PJRT returned no executable".into() })?;
-        let mut exe = LoadedExecutable { raw, client: client.clone(), num_outputs: 0, signature };
+    fn wrap(
+        client: &Client,
+        raw: *mut sys::PJRT_LoadedExecutable,
+        signature: Option<Arc<Signature>>,
+    ) -> Result<LoadedExecutable> {
+        let raw = NonNull::new(raw).ok_or_else(|| Error::InvalidArgument {
+            what: "compile",
+            reason: "PJRT returned no executable".into(),
+        })?;
+        let mut exe = LoadedExecutable {
+            raw,
+            client: client.clone(),
+            num_outputs: 0,
+            signature,
+        };
         let view = exe.view()?;
         let mut n = sys::PJRT_Executable_NumOutputs_Args::new();
         n.executable = view.raw;
-        pjrt_call!(client.api(), PJRT_Executable_NumOutputs, &mut n, || "counting executable outputs".into())?;
+        pjrt_call!(client.api(), PJRT_Executable_NumOutputs, &mut n, || {
+            "counting executable outputs".into()
+        })?;
         drop(view);
         exe.num_outputs = n.num_outputs;
         if let Some(sig) = &exe.signature {
@@ -290,8 +353,13 @@ impl LoadedExecutable {
     fn view(&self) -> Result<ExecutableView<'_>> {
         let mut g = sys::PJRT_LoadedExecutable_GetExecutable_Args::new();
         g.loaded_executable = self.raw.as_ptr();
-        pjrt_call!(self.client.api(), PJRT_LoadedExecutable_GetExecutable, &mut g, || "reading an executable".into())?;
-        Ok(ExecutableView { raw: g.executable, client: &self.client })
+        pjrt_call!(self.client.api(), PJRT_LoadedExecutable_GetExecutable, &mut g, || {
+            "reading an executable".into()
+        })?;
+        Ok(ExecutableView {
+            raw: g.executable,
+            client: &self.client,
+        })
     }
 
     /// Number of results of `@main`.
@@ -326,13 +394,19 @@ impl LoadedExecutable {
     /// As [`LoadedExecutable::execute`].
     pub fn execute_on(&self, device: &Device<'_>, args: &[&Buffer]) -> Result<Vec<Buffer>> {
         if !self.client.owns_device(device) {
-            return Err(Error::InvalidArgument { what: "execute", reason: format!("device {device:?} belongs to another client") });
+            return Err(Error::InvalidArgument {
+                what: "execute",
+                reason: format!("device {device:?} belongs to another client"),
+            });
         }
         self.execute_impl(Some(device.raw()), args)
     }
 
     fn check_args(&self, args: &[&Buffer]) -> Result<()> {
-        let bad = |reason: String| Error::InvalidArgument { what: "execute", reason };
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "execute",
+            reason,
+        };
         for (i, b) in args.iter().enumerate() {
             if !Arc::ptr_eq(&b.client().inner, &self.client.inner) {
                 return Err(bad(format!("argument {i} belongs to another client")));
@@ -340,13 +414,20 @@ impl LoadedExecutable {
         }
         let Some(sig) = &self.signature else { return Ok(()) };
         if args.len() != sig.inputs.len() {
-            return Err(bad(format!("expected {} arguments, got {}", sig.inputs.len(), args.len())));
+            return Err(bad(format!(
+                "expected {} arguments, got {}",
+                sig.inputs.len(),
+                args.len()
+            )));
         }
         for (i, (b, spec)) in args.iter().zip(&sig.inputs).enumerate() {
             let dtype = b.dtype()?;
             let dims = b.dims()?;
             if dtype != spec.dtype || dims != spec.dims {
-                return Err(bad(format!("argument {i} is {dtype}{} but the program expects {spec}", Shape(dims))));
+                return Err(bad(format!(
+                    "argument {i} is {dtype}{} but the program expects {spec}",
+                    Shape(dims)
+                )));
             }
         }
         Ok(())
@@ -369,7 +450,9 @@ impl LoadedExecutable {
         a.output_lists = out_lists.as_ptr();
         a.device_complete_events = events.as_mut_ptr();
         a.execute_device = device.unwrap_or(std::ptr::null_mut());
-        pjrt_call!(self.client.api(), PJRT_LoadedExecutable_Execute, &mut a, || "executing a program".into())?;
+        pjrt_call!(self.client.api(), PJRT_LoadedExecutable_Execute, &mut a, || {
+            "executing a program".into()
+        })?;
         // Take ownership of every output first, so they are freed whatever happens next.
         let outputs: Vec<Buffer> = outs.iter().filter_map(|&p| Buffer::from_raw(&self.client, p)).collect();
         if let Some(ev) = Event::from_raw(self.client.api(), events[0]) {
@@ -393,7 +476,9 @@ impl LoadedExecutable {
         let view = self.view()?;
         let mut a = sys::PJRT_Executable_Serialize_Args::new();
         a.executable = view.raw;
-        pjrt_call!(self.client.api(), PJRT_Executable_Serialize, &mut a, || "serializing an executable".into())?;
+        pjrt_call!(self.client.api(), PJRT_Executable_Serialize, &mut a, || {
+            "serializing an executable".into()
+        })?;
         // SAFETY: the bytes are valid until the deleter is called below.
         let payload = unsafe { super::plugin::bytes(a.serialized_bytes.cast(), a.serialized_bytes_size) }.to_vec();
         if let Some(deleter) = a.serialized_executable_deleter {
@@ -418,8 +503,32 @@ mod tests {
     fn parses_main_signature_with_attributes_and_multiple_results() {
         let text = "module @m {\n func.func public @main(%arg0: tensor<3x4xf64> {mhlo.sharding = \"{replicated}\"}, %b: tensor<i1>) -> (tensor<3xf32>, tensor<i64>) {\n }\n}";
         let sig = Signature::parse_main(text).unwrap();
-        assert_eq!(sig.inputs, vec![TensorSpec { dtype: DType::F64, dims: vec![3, 4] }, TensorSpec { dtype: DType::Bool, dims: vec![] }]);
-        assert_eq!(sig.outputs, vec![TensorSpec { dtype: DType::F32, dims: vec![3] }, TensorSpec { dtype: DType::I64, dims: vec![] }]);
+        assert_eq!(
+            sig.inputs,
+            vec![
+                TensorSpec {
+                    dtype: DType::F64,
+                    dims: vec![3, 4]
+                },
+                TensorSpec {
+                    dtype: DType::Bool,
+                    dims: vec![]
+                }
+            ]
+        );
+        assert_eq!(
+            sig.outputs,
+            vec![
+                TensorSpec {
+                    dtype: DType::F32,
+                    dims: vec![3]
+                },
+                TensorSpec {
+                    dtype: DType::I64,
+                    dims: vec![]
+                }
+            ]
+        );
         assert_eq!(Signature::decode(&sig.encode()).unwrap(), sig);
     }
 

@@ -11,6 +11,8 @@
 //!
 //! # References
 //! - `xla/pjrt/c/pjrt_c_api.h` (OpenXLA), C API 0.81 as shipped in `xla-cpu-pjrt==0.0.1`.
+// The crate denies `unsafe_code` (Cargo.toml [lints]); this module is the one exception.
+#![allow(unsafe_code)]
 
 pub(crate) mod api;
 mod buffer;

@@ -41,7 +41,12 @@ pub(crate) struct NamedValues {
 
 impl NamedValues {
     pub(crate) fn new(options: &[(&str, NamedValue)]) -> NamedValues {
-        let mut nv = NamedValues { names: Vec::new(), strings: Vec::new(), lists: Vec::new(), raw: Vec::new() };
+        let mut nv = NamedValues {
+            names: Vec::new(),
+            strings: Vec::new(),
+            lists: Vec::new(),
+            raw: Vec::new(),
+        };
         for (name, value) in options {
             nv.names.push(name.as_bytes().to_vec());
             let mut r = sys::PJRT_NamedValue::new();
@@ -105,14 +110,23 @@ unsafe fn read_named_values(ptr: *const sys::PJRT_NamedValue, len: usize) -> Vec
             let value = unsafe {
                 match r.type_ {
                     sys::PJRT_NamedValue_Type::PJRT_NamedValue_kString => NamedValue::Str(
-                        String::from_utf8_lossy(bytes(r.__bindgen_anon_1.string_value.cast(), r.value_size)).into_owned(),
+                        String::from_utf8_lossy(bytes(r.__bindgen_anon_1.string_value.cast(), r.value_size))
+                            .into_owned(),
                     ),
-                    sys::PJRT_NamedValue_Type::PJRT_NamedValue_kInt64 => NamedValue::I64(r.__bindgen_anon_1.int64_value),
+                    sys::PJRT_NamedValue_Type::PJRT_NamedValue_kInt64 => {
+                        NamedValue::I64(r.__bindgen_anon_1.int64_value)
+                    }
                     sys::PJRT_NamedValue_Type::PJRT_NamedValue_kInt64List => {
                         let p = r.__bindgen_anon_1.int64_array_value;
-                        NamedValue::I64List(if p.is_null() { Vec::new() } else { std::slice::from_raw_parts(p, r.value_size).to_vec() })
+                        NamedValue::I64List(if p.is_null() {
+                            Vec::new()
+                        } else {
+                            std::slice::from_raw_parts(p, r.value_size).to_vec()
+                        })
                     }
-                    sys::PJRT_NamedValue_Type::PJRT_NamedValue_kFloat => NamedValue::F32(r.__bindgen_anon_1.float_value),
+                    sys::PJRT_NamedValue_Type::PJRT_NamedValue_kFloat => {
+                        NamedValue::F32(r.__bindgen_anon_1.float_value)
+                    }
                     sys::PJRT_NamedValue_Type::PJRT_NamedValue_kBool => NamedValue::Bool(r.__bindgen_anon_1.bool_value),
                     other => NamedValue::Str(format!("<unknown named value type {}>", other.0)),
                 }
@@ -143,7 +157,10 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("path", &self.path).field("api_version", &self.api_version()).finish()
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("api_version", &self.api_version())
+            .finish()
     }
 }
 
@@ -159,12 +176,18 @@ impl Plugin {
     /// [`Error::ApiVersion`] when its C API major version differs from the bindings', and
     /// [`Error::Pjrt`] when `PJRT_Plugin_Initialize` fails.
     pub fn load(path: &Path) -> Result<&'static Plugin> {
-        let key = path.canonicalize().map_err(|e| Error::PluginLoad { path: path.to_path_buf(), reason: e.to_string() })?;
+        let key = path.canonicalize().map_err(|e| Error::PluginLoad {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = registry.get(&key) {
             return Ok(p);
         }
-        let load_err = |reason: String| Error::PluginLoad { path: key.clone(), reason };
+        let load_err = |reason: String| Error::PluginLoad {
+            path: key.clone(),
+            reason,
+        };
         // SAFETY: loading a shared library runs its initialisers. PJRT plugins are designed to
         // be dlopen'ed by a host process; this is the documented way to use them.
         let lib = unsafe { libloading::Library::new(&key) }.map_err(|e| load_err(e.to_string()))?;
@@ -188,7 +211,10 @@ impl Plugin {
         // Never unload: see the module docs.
         std::mem::forget(lib);
         let mut args = sys::PJRT_Plugin_Initialize_Args::new();
-        pjrt_call!(api, PJRT_Plugin_Initialize, &mut args, || format!("initialising plugin {}", key.display()))?;
+        pjrt_call!(api, PJRT_Plugin_Initialize, &mut args, || format!(
+            "initialising plugin {}",
+            key.display()
+        ))?;
         let plugin: &'static Plugin = Box::leak(Box::new(Plugin { api, path: key.clone() }));
         registry.insert(key, plugin);
         Ok(plugin)
@@ -210,7 +236,8 @@ impl Plugin {
     /// [`Error::Pjrt`] when the call fails.
     pub fn attributes(&self) -> Result<Vec<(String, NamedValue)>> {
         let mut a = sys::PJRT_Plugin_Attributes_Args::new();
-        pjrt_call!(self.api, PJRT_Plugin_Attributes, &mut a, || "reading plugin attributes".into())?;
+        pjrt_call!(self.api, PJRT_Plugin_Attributes, &mut a, || "reading plugin attributes"
+            .into())?;
         // SAFETY: the plugin owns the array for its lifetime (the process).
         Ok(unsafe { read_named_values(a.attributes, a.num_attributes) })
     }
@@ -233,4 +260,3 @@ pub(crate) unsafe fn string_from(ptr: *const std::ffi::c_char, len: usize) -> St
     // SAFETY: guaranteed by the caller.
     String::from_utf8_lossy(unsafe { bytes(ptr.cast(), len) }).into_owned()
 }
-

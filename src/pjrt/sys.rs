@@ -74,8 +74,7 @@ pub const PJRT_Error_Destroy_Args_STRUCT_SIZE: _bindgen_ty_3 = _bindgen_ty_3(24)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_3(pub ::core::ffi::c_uint);
-pub type PJRT_Error_Destroy =
-    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Error_Destroy_Args)>;
+pub type PJRT_Error_Destroy = ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Error_Destroy_Args)>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Error_Message_Args {
@@ -89,8 +88,7 @@ pub const PJRT_Error_Message_Args_STRUCT_SIZE: _bindgen_ty_4 = _bindgen_ty_4(40)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_4(pub ::core::ffi::c_uint);
-pub type PJRT_Error_Message =
-    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Error_Message_Args)>;
+pub type PJRT_Error_Message = ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Error_Message_Args)>;
 impl PJRT_Error_Code {
     pub const PJRT_Error_Code_OK: PJRT_Error_Code = PJRT_Error_Code(0);
     pub const PJRT_Error_Code_CANCELLED: PJRT_Error_Code = PJRT_Error_Code(1);
@@ -125,9 +123,8 @@ pub const PJRT_Error_GetCode_Args_STRUCT_SIZE: _bindgen_ty_5 = _bindgen_ty_5(28)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_5(pub ::core::ffi::c_uint);
-pub type PJRT_Error_GetCode = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Error_GetCode_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Error_GetCode =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Error_GetCode_Args) -> *mut PJRT_Error>;
 pub type PJRT_CallbackError = ::core::option::Option<
     unsafe extern "C" fn(
         code: PJRT_Error_Code,
@@ -179,9 +176,8 @@ pub const PJRT_Plugin_Initialize_Args_STRUCT_SIZE: _bindgen_ty_7 = _bindgen_ty_7
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_7(pub ::core::ffi::c_uint);
-pub type PJRT_Plugin_Initialize = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Plugin_Initialize_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Plugin_Initialize =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Plugin_Initialize_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Plugin_Attributes_Args {
@@ -194,9 +190,8 @@ pub const PJRT_Plugin_Attributes_Args_STRUCT_SIZE: _bindgen_ty_8 = _bindgen_ty_8
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_8(pub ::core::ffi::c_uint);
-pub type PJRT_Plugin_Attributes = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Plugin_Attributes_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Plugin_Attributes =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Plugin_Attributes_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug)]
 pub struct PJRT_Event {
@@ -213,9 +208,8 @@ pub const PJRT_Event_Destroy_Args_STRUCT_SIZE: _bindgen_ty_9 = _bindgen_ty_9(24)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_9(pub ::core::ffi::c_uint);
-pub type PJRT_Event_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Event_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Event_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Event_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Event_IsReady_Args {
@@ -228,9 +222,8 @@ pub const PJRT_Event_IsReady_Args_STRUCT_SIZE: _bindgen_ty_10 = _bindgen_ty_10(2
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_10(pub ::core::ffi::c_uint);
-pub type PJRT_Event_IsReady = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Event_IsReady_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Event_IsReady =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Event_IsReady_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Event_Error_Args {
@@ -242,9 +235,8 @@ pub const PJRT_Event_Error_Args_STRUCT_SIZE: _bindgen_ty_11 = _bindgen_ty_11(24)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_11(pub ::core::ffi::c_uint);
-pub type PJRT_Event_Error = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Event_Error_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Event_Error =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Event_Error_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Event_Await_Args {
@@ -256,12 +248,10 @@ pub const PJRT_Event_Await_Args_STRUCT_SIZE: _bindgen_ty_12 = _bindgen_ty_12(24)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_12(pub ::core::ffi::c_uint);
-pub type PJRT_Event_Await = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Event_Await_Args) -> *mut PJRT_Error,
->;
-pub type PJRT_Event_OnReadyCallback = ::core::option::Option<
-    unsafe extern "C" fn(error: *mut PJRT_Error, user_arg: *mut ::core::ffi::c_void),
->;
+pub type PJRT_Event_Await =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Event_Await_Args) -> *mut PJRT_Error>;
+pub type PJRT_Event_OnReadyCallback =
+    ::core::option::Option<unsafe extern "C" fn(error: *mut PJRT_Error, user_arg: *mut ::core::ffi::c_void)>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Event_OnReady_Args {
@@ -275,9 +265,8 @@ pub const PJRT_Event_OnReady_Args_STRUCT_SIZE: _bindgen_ty_13 = _bindgen_ty_13(4
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_13(pub ::core::ffi::c_uint);
-pub type PJRT_Event_OnReady = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Event_OnReady_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Event_OnReady =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Event_OnReady_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug)]
 pub struct PJRT_Client {
@@ -353,9 +342,8 @@ pub const PJRT_KeyValueGetCallback_Args_STRUCT_SIZE: _bindgen_ty_14 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_14(pub ::core::ffi::c_uint);
-pub type PJRT_KeyValueGetCallback = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_KeyValueGetCallback_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_KeyValueGetCallback =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_KeyValueGetCallback_Args) -> *mut PJRT_Error>;
 pub type PJRT_KeyValueTryGetCallback_ValueDeleter =
     ::core::option::Option<unsafe extern "C" fn(value: *mut ::core::ffi::c_char)>;
 #[repr(C)]
@@ -375,9 +363,8 @@ pub const PJRT_KeyValueTryGetCallback_Args_STRUCT_SIZE: _bindgen_ty_15 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_15(pub ::core::ffi::c_uint);
-pub type PJRT_KeyValueTryGetCallback = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_KeyValueTryGetCallback_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_KeyValueTryGetCallback =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_KeyValueTryGetCallback_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_KeyValuePutCallback_Args {
@@ -394,9 +381,8 @@ pub const PJRT_KeyValuePutCallback_Args_STRUCT_SIZE: _bindgen_ty_16 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_16(pub ::core::ffi::c_uint);
-pub type PJRT_KeyValuePutCallback = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_KeyValuePutCallback_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_KeyValuePutCallback =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_KeyValuePutCallback_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_Create_Args {
@@ -416,9 +402,8 @@ pub const PJRT_Client_Create_Args_STRUCT_SIZE: _bindgen_ty_17 = _bindgen_ty_17(8
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_17(pub ::core::ffi::c_uint);
-pub type PJRT_Client_Create = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_Create_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_Create =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_Create_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_Destroy_Args {
@@ -430,9 +415,8 @@ pub const PJRT_Client_Destroy_Args_STRUCT_SIZE: _bindgen_ty_18 = _bindgen_ty_18(
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_18(pub ::core::ffi::c_uint);
-pub type PJRT_Client_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_PlatformName_Args {
@@ -446,9 +430,8 @@ pub const PJRT_Client_PlatformName_Args_STRUCT_SIZE: _bindgen_ty_19 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_19(pub ::core::ffi::c_uint);
-pub type PJRT_Client_PlatformName = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_PlatformName_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_PlatformName =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_PlatformName_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_ProcessIndex_Args {
@@ -461,9 +444,8 @@ pub const PJRT_Client_ProcessIndex_Args_STRUCT_SIZE: _bindgen_ty_20 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_20(pub ::core::ffi::c_uint);
-pub type PJRT_Client_ProcessIndex = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_ProcessIndex_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_ProcessIndex =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_ProcessIndex_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_PlatformVersion_Args {
@@ -477,9 +459,8 @@ pub const PJRT_Client_PlatformVersion_Args_STRUCT_SIZE: _bindgen_ty_21 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_21(pub ::core::ffi::c_uint);
-pub type PJRT_Client_PlatformVersion = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_PlatformVersion_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_PlatformVersion =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_PlatformVersion_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_TopologyDescription_Args {
@@ -492,9 +473,8 @@ pub const PJRT_Client_TopologyDescription_Args_STRUCT_SIZE: _bindgen_ty_22 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_22(pub ::core::ffi::c_uint);
-pub type PJRT_Client_TopologyDescription = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_TopologyDescription_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_TopologyDescription =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_TopologyDescription_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_Devices_Args {
@@ -508,9 +488,8 @@ pub const PJRT_Client_Devices_Args_STRUCT_SIZE: _bindgen_ty_23 = _bindgen_ty_23(
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_23(pub ::core::ffi::c_uint);
-pub type PJRT_Client_Devices = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_Devices_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_Devices =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_Devices_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_AddressableDevices_Args {
@@ -524,9 +503,8 @@ pub const PJRT_Client_AddressableDevices_Args_STRUCT_SIZE: _bindgen_ty_24 = _bin
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_24(pub ::core::ffi::c_uint);
-pub type PJRT_Client_AddressableDevices = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_AddressableDevices_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_AddressableDevices =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_AddressableDevices_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_LookupDevice_Args {
@@ -540,9 +518,8 @@ pub const PJRT_Client_LookupDevice_Args_STRUCT_SIZE: _bindgen_ty_25 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_25(pub ::core::ffi::c_uint);
-pub type PJRT_Client_LookupDevice = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_LookupDevice_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_LookupDevice =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_LookupDevice_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_LookupAddressableDevice_Args {
@@ -613,9 +590,8 @@ pub const PJRT_Client_AddressableMemories_Args_STRUCT_SIZE: _bindgen_ty_29 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_29(pub ::core::ffi::c_uint);
-pub type PJRT_Client_AddressableMemories = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_AddressableMemories_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_AddressableMemories =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_AddressableMemories_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Program {
@@ -645,9 +621,8 @@ pub const PJRT_Client_Compile_Args_STRUCT_SIZE: _bindgen_ty_31 = _bindgen_ty_31(
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_31(pub ::core::ffi::c_uint);
-pub type PJRT_Client_Compile = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_Compile_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_Compile =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_Compile_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_DefaultDeviceAssignment_Args {
@@ -679,9 +654,8 @@ pub const PJRT_Client_DmaMap_Args_STRUCT_SIZE: _bindgen_ty_33 = _bindgen_ty_33(4
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_33(pub ::core::ffi::c_uint);
-pub type PJRT_Client_DmaMap = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_DmaMap_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_DmaMap =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_DmaMap_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_DmaUnmap_Args {
@@ -694,9 +668,8 @@ pub const PJRT_Client_DmaUnmap_Args_STRUCT_SIZE: _bindgen_ty_34 = _bindgen_ty_34
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_34(pub ::core::ffi::c_uint);
-pub type PJRT_Client_DmaUnmap = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_DmaUnmap_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_DmaUnmap =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_DmaUnmap_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_AsyncHostToDeviceTransferManager_Destroy_Args {
@@ -704,15 +677,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_Destroy_Args {
     pub extension_start: *mut PJRT_Extension_Base,
     pub transfer_manager: *mut PJRT_AsyncHostToDeviceTransferManager,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_Destroy_Args_STRUCT_SIZE: _bindgen_ty_35 =
-    _bindgen_ty_35(24);
+pub const PJRT_AsyncHostToDeviceTransferManager_Destroy_Args_STRUCT_SIZE: _bindgen_ty_35 = _bindgen_ty_35(24);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_35(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_Destroy_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_Destroy_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -727,15 +697,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_TransferData_Args {
     pub is_last_transfer: bool,
     pub done_with_h2d_transfer: *mut PJRT_Event,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_TransferData_Args_STRUCT_SIZE: _bindgen_ty_36 =
-    _bindgen_ty_36(72);
+pub const PJRT_AsyncHostToDeviceTransferManager_TransferData_Args_STRUCT_SIZE: _bindgen_ty_36 = _bindgen_ty_36(72);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_36(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_TransferData = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_TransferData_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_TransferData_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -746,15 +713,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer_Args {
     pub buffer_index: ::core::ffi::c_int,
     pub buffer_out: *mut PJRT_Buffer,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer_Args_STRUCT_SIZE: _bindgen_ty_37 =
-    _bindgen_ty_37(40);
+pub const PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer_Args_STRUCT_SIZE: _bindgen_ty_37 = _bindgen_ty_37(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_37(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -764,15 +728,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_Device_Args {
     pub transfer_manager: *mut PJRT_AsyncHostToDeviceTransferManager,
     pub device_out: *mut PJRT_Device,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_Device_Args_STRUCT_SIZE: _bindgen_ty_38 =
-    _bindgen_ty_38(32);
+pub const PJRT_AsyncHostToDeviceTransferManager_Device_Args_STRUCT_SIZE: _bindgen_ty_38 = _bindgen_ty_38(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_38(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_Device = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_Device_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_Device_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -782,15 +743,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_BufferCount_Args {
     pub transfer_manager: *mut PJRT_AsyncHostToDeviceTransferManager,
     pub buffer_count: usize,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_BufferCount_Args_STRUCT_SIZE: _bindgen_ty_39 =
-    _bindgen_ty_39(32);
+pub const PJRT_AsyncHostToDeviceTransferManager_BufferCount_Args_STRUCT_SIZE: _bindgen_ty_39 = _bindgen_ty_39(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_39(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_BufferCount = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_BufferCount_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_BufferCount_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -801,15 +759,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_BufferSize_Args {
     pub buffer_index: ::core::ffi::c_int,
     pub buffer_size: usize,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_BufferSize_Args_STRUCT_SIZE: _bindgen_ty_40 =
-    _bindgen_ty_40(40);
+pub const PJRT_AsyncHostToDeviceTransferManager_BufferSize_Args_STRUCT_SIZE: _bindgen_ty_40 = _bindgen_ty_40(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_40(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_BufferSize = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_BufferSize_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_BufferSize_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -822,15 +777,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_SetBufferError_Args {
     pub error_message: *const ::core::ffi::c_char,
     pub error_message_size: usize,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_SetBufferError_Args_STRUCT_SIZE: _bindgen_ty_41 =
-    _bindgen_ty_41(48);
+pub const PJRT_AsyncHostToDeviceTransferManager_SetBufferError_Args_STRUCT_SIZE: _bindgen_ty_41 = _bindgen_ty_41(48);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_41(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_SetBufferError = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_SetBufferError_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_SetBufferError_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -841,15 +793,12 @@ pub struct PJRT_AsyncHostToDeviceTransferManager_AddMetadata_Args {
     pub transfer_metadata: *const PJRT_NamedValue,
     pub num_metadata: usize,
 }
-pub const PJRT_AsyncHostToDeviceTransferManager_AddMetadata_Args_STRUCT_SIZE: _bindgen_ty_42 =
-    _bindgen_ty_42(40);
+pub const PJRT_AsyncHostToDeviceTransferManager_AddMetadata_Args_STRUCT_SIZE: _bindgen_ty_42 = _bindgen_ty_42(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_42(pub ::core::ffi::c_uint);
 pub type PJRT_AsyncHostToDeviceTransferManager_AddMetadata = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_AsyncHostToDeviceTransferManager_AddMetadata_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_AsyncHostToDeviceTransferManager_AddMetadata_Args) -> *mut PJRT_Error,
 >;
 impl PJRT_Buffer_Type {
     pub const PJRT_Buffer_Type_INVALID: PJRT_Buffer_Type = PJRT_Buffer_Type(0);
@@ -887,23 +836,18 @@ impl PJRT_Buffer_Type {
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct PJRT_Buffer_Type(pub ::core::ffi::c_uint);
 impl PJRT_HostBufferSemantics {
-    pub const PJRT_HostBufferSemantics_kImmutableOnlyDuringCall: PJRT_HostBufferSemantics =
-        PJRT_HostBufferSemantics(0);
+    pub const PJRT_HostBufferSemantics_kImmutableOnlyDuringCall: PJRT_HostBufferSemantics = PJRT_HostBufferSemantics(0);
     pub const PJRT_HostBufferSemantics_kImmutableUntilTransferCompletes: PJRT_HostBufferSemantics =
         PJRT_HostBufferSemantics(1);
-    pub const PJRT_HostBufferSemantics_kImmutableZeroCopy: PJRT_HostBufferSemantics =
-        PJRT_HostBufferSemantics(2);
-    pub const PJRT_HostBufferSemantics_kMutableZeroCopy: PJRT_HostBufferSemantics =
-        PJRT_HostBufferSemantics(3);
+    pub const PJRT_HostBufferSemantics_kImmutableZeroCopy: PJRT_HostBufferSemantics = PJRT_HostBufferSemantics(2);
+    pub const PJRT_HostBufferSemantics_kMutableZeroCopy: PJRT_HostBufferSemantics = PJRT_HostBufferSemantics(3);
 }
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct PJRT_HostBufferSemantics(pub ::core::ffi::c_uint);
 impl PJRT_Buffer_MemoryLayout_Type {
-    pub const PJRT_Buffer_MemoryLayout_Type_Tiled: PJRT_Buffer_MemoryLayout_Type =
-        PJRT_Buffer_MemoryLayout_Type(0);
-    pub const PJRT_Buffer_MemoryLayout_Type_Strides: PJRT_Buffer_MemoryLayout_Type =
-        PJRT_Buffer_MemoryLayout_Type(1);
+    pub const PJRT_Buffer_MemoryLayout_Type_Tiled: PJRT_Buffer_MemoryLayout_Type = PJRT_Buffer_MemoryLayout_Type(0);
+    pub const PJRT_Buffer_MemoryLayout_Type_Strides: PJRT_Buffer_MemoryLayout_Type = PJRT_Buffer_MemoryLayout_Type(1);
 }
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
@@ -967,8 +911,7 @@ pub struct PJRT_Client_CreateUninitializedBuffer_Args {
     pub memory: *mut PJRT_Memory,
     pub buffer: *mut PJRT_Buffer,
 }
-pub const PJRT_Client_CreateUninitializedBuffer_Args_STRUCT_SIZE: _bindgen_ty_46 =
-    _bindgen_ty_46(80);
+pub const PJRT_Client_CreateUninitializedBuffer_Args_STRUCT_SIZE: _bindgen_ty_46 = _bindgen_ty_46(80);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_46(pub ::core::ffi::c_uint);
@@ -993,9 +936,8 @@ pub const PJRT_Client_CreateAliasBuffer_Args_STRUCT_SIZE: _bindgen_ty_47 = _bind
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_47(pub ::core::ffi::c_uint);
-pub type PJRT_Client_CreateAliasBuffer = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_CreateAliasBuffer_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_CreateAliasBuffer =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_CreateAliasBuffer_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_FulfillAliasBuffer_Args {
@@ -1012,9 +954,8 @@ pub const PJRT_Client_FulfillAliasBuffer_Args_STRUCT_SIZE: _bindgen_ty_48 = _bin
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_48(pub ::core::ffi::c_uint);
-pub type PJRT_Client_FulfillAliasBuffer = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_FulfillAliasBuffer_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_FulfillAliasBuffer =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_FulfillAliasBuffer_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_BufferFromHostBuffer_Args {
@@ -1038,9 +979,8 @@ pub const PJRT_Client_BufferFromHostBuffer_Args_STRUCT_SIZE: _bindgen_ty_49 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_49(pub ::core::ffi::c_uint);
-pub type PJRT_Client_BufferFromHostBuffer = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Client_BufferFromHostBuffer_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Client_BufferFromHostBuffer =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Client_BufferFromHostBuffer_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Client_CreateViewOfDeviceBuffer_Args {
@@ -1054,18 +994,14 @@ pub struct PJRT_Client_CreateViewOfDeviceBuffer_Args {
     pub layout: *mut PJRT_Buffer_MemoryLayout,
     pub device: *mut PJRT_Device,
     pub on_delete_callback: ::core::option::Option<
-        unsafe extern "C" fn(
-            device_buffer_ptr: *mut ::core::ffi::c_void,
-            user_arg: *mut ::core::ffi::c_void,
-        ),
+        unsafe extern "C" fn(device_buffer_ptr: *mut ::core::ffi::c_void, user_arg: *mut ::core::ffi::c_void),
     >,
     pub on_delete_callback_arg: *mut ::core::ffi::c_void,
     pub stream: isize,
     pub buffer: *mut PJRT_Buffer,
     pub memory: *mut PJRT_Memory,
 }
-pub const PJRT_Client_CreateViewOfDeviceBuffer_Args_STRUCT_SIZE: _bindgen_ty_50 =
-    _bindgen_ty_50(112);
+pub const PJRT_Client_CreateViewOfDeviceBuffer_Args_STRUCT_SIZE: _bindgen_ty_50 = _bindgen_ty_50(112);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_50(pub ::core::ffi::c_uint);
@@ -1098,15 +1034,12 @@ pub struct PJRT_Client_CreateBuffersForAsyncHostToDevice_Args {
     pub memory: *mut PJRT_Memory,
     pub transfer_manager: *mut PJRT_AsyncHostToDeviceTransferManager,
 }
-pub const PJRT_Client_CreateBuffersForAsyncHostToDevice_Args_STRUCT_SIZE: _bindgen_ty_52 =
-    _bindgen_ty_52(72);
+pub const PJRT_Client_CreateBuffersForAsyncHostToDevice_Args_STRUCT_SIZE: _bindgen_ty_52 = _bindgen_ty_52(72);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_52(pub ::core::ffi::c_uint);
 pub type PJRT_Client_CreateBuffersForAsyncHostToDevice = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_Client_CreateBuffersForAsyncHostToDevice_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_Client_CreateBuffersForAsyncHostToDevice_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1120,9 +1053,8 @@ pub const PJRT_DeviceDescription_Id_Args_STRUCT_SIZE: _bindgen_ty_53 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_53(pub ::core::ffi::c_uint);
-pub type PJRT_DeviceDescription_Id = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Id_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_DeviceDescription_Id =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Id_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_DeviceDescription_ProcessIndex_Args {
@@ -1151,9 +1083,8 @@ pub const PJRT_DeviceDescription_Attributes_Args_STRUCT_SIZE: _bindgen_ty_55 = _
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_55(pub ::core::ffi::c_uint);
-pub type PJRT_DeviceDescription_Attributes = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Attributes_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_DeviceDescription_Attributes =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Attributes_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_DeviceDescription_Kind_Args {
@@ -1167,9 +1098,8 @@ pub const PJRT_DeviceDescription_Kind_Args_STRUCT_SIZE: _bindgen_ty_56 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_56(pub ::core::ffi::c_uint);
-pub type PJRT_DeviceDescription_Kind = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Kind_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_DeviceDescription_Kind =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_Kind_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_DeviceDescription_DebugString_Args {
@@ -1183,9 +1113,8 @@ pub const PJRT_DeviceDescription_DebugString_Args_STRUCT_SIZE: _bindgen_ty_57 = 
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_57(pub ::core::ffi::c_uint);
-pub type PJRT_DeviceDescription_DebugString = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_DebugString_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_DeviceDescription_DebugString =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_DebugString_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_DeviceDescription_ToString_Args {
@@ -1199,9 +1128,8 @@ pub const PJRT_DeviceDescription_ToString_Args_STRUCT_SIZE: _bindgen_ty_58 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_58(pub ::core::ffi::c_uint);
-pub type PJRT_DeviceDescription_ToString = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_ToString_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_DeviceDescription_ToString =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_DeviceDescription_ToString_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_GetDescription_Args {
@@ -1214,9 +1142,8 @@ pub const PJRT_Device_GetDescription_Args_STRUCT_SIZE: _bindgen_ty_59 = _bindgen
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_59(pub ::core::ffi::c_uint);
-pub type PJRT_Device_GetDescription = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_GetDescription_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_GetDescription =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_GetDescription_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_IsAddressable_Args {
@@ -1229,9 +1156,8 @@ pub const PJRT_Device_IsAddressable_Args_STRUCT_SIZE: _bindgen_ty_60 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_60(pub ::core::ffi::c_uint);
-pub type PJRT_Device_IsAddressable = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_IsAddressable_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_IsAddressable =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_IsAddressable_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_LocalHardwareId_Args {
@@ -1244,9 +1170,8 @@ pub const PJRT_Device_LocalHardwareId_Args_STRUCT_SIZE: _bindgen_ty_61 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_61(pub ::core::ffi::c_uint);
-pub type PJRT_Device_LocalHardwareId = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_LocalHardwareId_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_LocalHardwareId =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_LocalHardwareId_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_AddressableMemories_Args {
@@ -1260,9 +1185,8 @@ pub const PJRT_Device_AddressableMemories_Args_STRUCT_SIZE: _bindgen_ty_62 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_62(pub ::core::ffi::c_uint);
-pub type PJRT_Device_AddressableMemories = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_AddressableMemories_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_AddressableMemories =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_AddressableMemories_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_DefaultMemory_Args {
@@ -1275,9 +1199,8 @@ pub const PJRT_Device_DefaultMemory_Args_STRUCT_SIZE: _bindgen_ty_63 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_63(pub ::core::ffi::c_uint);
-pub type PJRT_Device_DefaultMemory = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_DefaultMemory_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_DefaultMemory =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_DefaultMemory_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Device_MemoryStats_Args {
@@ -1310,9 +1233,8 @@ pub const PJRT_Device_MemoryStats_Args_STRUCT_SIZE: _bindgen_ty_64 = _bindgen_ty
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_64(pub ::core::ffi::c_uint);
-pub type PJRT_Device_MemoryStats = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Device_MemoryStats_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Device_MemoryStats =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Device_MemoryStats_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Memory_Id_Args {
@@ -1340,9 +1262,8 @@ pub const PJRT_Memory_Kind_Args_STRUCT_SIZE: _bindgen_ty_66 = _bindgen_ty_66(40)
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_66(pub ::core::ffi::c_uint);
-pub type PJRT_Memory_Kind = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Memory_Kind_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Memory_Kind =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Memory_Kind_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Memory_Kind_Id_Args {
@@ -1355,9 +1276,8 @@ pub const PJRT_Memory_Kind_Id_Args_STRUCT_SIZE: _bindgen_ty_67 = _bindgen_ty_67(
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_67(pub ::core::ffi::c_uint);
-pub type PJRT_Memory_Kind_Id = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Memory_Kind_Id_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Memory_Kind_Id =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Memory_Kind_Id_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Memory_DebugString_Args {
@@ -1371,9 +1291,8 @@ pub const PJRT_Memory_DebugString_Args_STRUCT_SIZE: _bindgen_ty_68 = _bindgen_ty
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_68(pub ::core::ffi::c_uint);
-pub type PJRT_Memory_DebugString = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Memory_DebugString_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Memory_DebugString =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Memory_DebugString_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Memory_ToString_Args {
@@ -1387,9 +1306,8 @@ pub const PJRT_Memory_ToString_Args_STRUCT_SIZE: _bindgen_ty_69 = _bindgen_ty_69
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_69(pub ::core::ffi::c_uint);
-pub type PJRT_Memory_ToString = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Memory_ToString_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Memory_ToString =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Memory_ToString_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Memory_AddressableByDevices_Args {
@@ -1403,9 +1321,8 @@ pub const PJRT_Memory_AddressableByDevices_Args_STRUCT_SIZE: _bindgen_ty_70 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_70(pub ::core::ffi::c_uint);
-pub type PJRT_Memory_AddressableByDevices = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Memory_AddressableByDevices_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Memory_AddressableByDevices =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Memory_AddressableByDevices_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug)]
 pub struct PJRT_ExecuteContext {
@@ -1422,9 +1339,8 @@ pub const PJRT_ExecuteContext_Create_Args_STRUCT_SIZE: _bindgen_ty_71 = _bindgen
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_71(pub ::core::ffi::c_uint);
-pub type PJRT_ExecuteContext_Create = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_ExecuteContext_Create_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_ExecuteContext_Create =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_ExecuteContext_Create_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_ExecuteContext_Destroy_Args {
@@ -1436,9 +1352,8 @@ pub const PJRT_ExecuteContext_Destroy_Args_STRUCT_SIZE: _bindgen_ty_72 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_72(pub ::core::ffi::c_uint);
-pub type PJRT_ExecuteContext_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_ExecuteContext_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_ExecuteContext_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_ExecuteContext_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_Destroy_Args {
@@ -1450,9 +1365,8 @@ pub const PJRT_Executable_Destroy_Args_STRUCT_SIZE: _bindgen_ty_73 = _bindgen_ty
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_73(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_Destroy_Args {
@@ -1464,9 +1378,8 @@ pub const PJRT_LoadedExecutable_Destroy_Args_STRUCT_SIZE: _bindgen_ty_74 = _bind
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_74(pub ::core::ffi::c_uint);
-pub type PJRT_LoadedExecutable_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_LoadedExecutable_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_GetExecutable_Args {
@@ -1499,15 +1412,12 @@ pub struct PJRT_LoadedExecutable_GetDeviceAssignment_Args {
     pub serialized_device_assignment_deleter:
         ::core::option::Option<unsafe extern "C" fn(da: *mut PJRT_DeviceAssignmentSerialized)>,
 }
-pub const PJRT_LoadedExecutable_GetDeviceAssignment_Args_STRUCT_SIZE: _bindgen_ty_76 =
-    _bindgen_ty_76(56);
+pub const PJRT_LoadedExecutable_GetDeviceAssignment_Args_STRUCT_SIZE: _bindgen_ty_76 = _bindgen_ty_76(56);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_76(pub ::core::ffi::c_uint);
 pub type PJRT_LoadedExecutable_GetDeviceAssignment = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_LoadedExecutable_GetDeviceAssignment_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_GetDeviceAssignment_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1522,9 +1432,8 @@ pub const PJRT_Executable_Name_Args_STRUCT_SIZE: _bindgen_ty_77 = _bindgen_ty_77
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_77(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_Name = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_Name_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_Name =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_Name_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_NumReplicas_Args {
@@ -1537,9 +1446,8 @@ pub const PJRT_Executable_NumReplicas_Args_STRUCT_SIZE: _bindgen_ty_78 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_78(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_NumReplicas = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_NumReplicas_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_NumReplicas =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_NumReplicas_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_NumPartitions_Args {
@@ -1552,9 +1460,8 @@ pub const PJRT_Executable_NumPartitions_Args_STRUCT_SIZE: _bindgen_ty_79 = _bind
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_79(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_NumPartitions = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_NumPartitions_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_NumPartitions =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_NumPartitions_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_AddressableDevices_Args {
@@ -1564,15 +1471,12 @@ pub struct PJRT_LoadedExecutable_AddressableDevices_Args {
     pub addressable_devices: *const *mut PJRT_Device,
     pub num_addressable_devices: usize,
 }
-pub const PJRT_LoadedExecutable_AddressableDevices_Args_STRUCT_SIZE: _bindgen_ty_80 =
-    _bindgen_ty_80(40);
+pub const PJRT_LoadedExecutable_AddressableDevices_Args_STRUCT_SIZE: _bindgen_ty_80 = _bindgen_ty_80(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_80(pub ::core::ffi::c_uint);
 pub type PJRT_LoadedExecutable_AddressableDevices = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_LoadedExecutable_AddressableDevices_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_AddressableDevices_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1586,9 +1490,8 @@ pub const PJRT_Executable_OptimizedProgram_Args_STRUCT_SIZE: _bindgen_ty_81 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_81(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_OptimizedProgram = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_OptimizedProgram_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_OptimizedProgram =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_OptimizedProgram_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_Delete_Args {
@@ -1600,9 +1503,8 @@ pub const PJRT_LoadedExecutable_Delete_Args_STRUCT_SIZE: _bindgen_ty_82 = _bindg
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_82(pub ::core::ffi::c_uint);
-pub type PJRT_LoadedExecutable_Delete = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Delete_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_LoadedExecutable_Delete =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Delete_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_IsDeleted_Args {
@@ -1615,9 +1517,8 @@ pub const PJRT_LoadedExecutable_IsDeleted_Args_STRUCT_SIZE: _bindgen_ty_83 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_83(pub ::core::ffi::c_uint);
-pub type PJRT_LoadedExecutable_IsDeleted = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_IsDeleted_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_LoadedExecutable_IsDeleted =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_IsDeleted_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Chunk {
@@ -1712,9 +1613,8 @@ pub const PJRT_LoadedExecutable_Execute_Args_STRUCT_SIZE: _bindgen_ty_87 = _bind
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_87(pub ::core::ffi::c_uint);
-pub type PJRT_LoadedExecutable_Execute = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Execute_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_LoadedExecutable_Execute =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Execute_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_NumOutputs_Args {
@@ -1727,9 +1627,8 @@ pub const PJRT_Executable_NumOutputs_Args_STRUCT_SIZE: _bindgen_ty_88 = _bindgen
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_88(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_NumOutputs = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_NumOutputs_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_NumOutputs =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_NumOutputs_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_SizeOfGeneratedCodeInBytes_Args {
@@ -1738,15 +1637,12 @@ pub struct PJRT_Executable_SizeOfGeneratedCodeInBytes_Args {
     pub executable: *mut PJRT_Executable,
     pub size_in_bytes: i64,
 }
-pub const PJRT_Executable_SizeOfGeneratedCodeInBytes_Args_STRUCT_SIZE: _bindgen_ty_89 =
-    _bindgen_ty_89(32);
+pub const PJRT_Executable_SizeOfGeneratedCodeInBytes_Args_STRUCT_SIZE: _bindgen_ty_89 = _bindgen_ty_89(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_89(pub ::core::ffi::c_uint);
 pub type PJRT_Executable_SizeOfGeneratedCodeInBytes = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_Executable_SizeOfGeneratedCodeInBytes_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_Executable_SizeOfGeneratedCodeInBytes_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1761,9 +1657,8 @@ pub const PJRT_Executable_Fingerprint_Args_STRUCT_SIZE: _bindgen_ty_90 = _bindge
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_90(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_Fingerprint = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_Fingerprint_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_Fingerprint =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_Fingerprint_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_GetCostAnalysis_Args {
@@ -1777,9 +1672,8 @@ pub const PJRT_Executable_GetCostAnalysis_Args_STRUCT_SIZE: _bindgen_ty_91 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_91(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_GetCostAnalysis = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_GetCostAnalysis_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_GetCostAnalysis =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_GetCostAnalysis_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_GetCompiledMemoryStats_Args {
@@ -1798,8 +1692,7 @@ pub struct PJRT_Executable_GetCompiledMemoryStats_Args {
     pub host_temp_size_in_bytes: i64,
     pub peak_memory_in_bytes: i64,
 }
-pub const PJRT_Executable_GetCompiledMemoryStats_Args_STRUCT_SIZE: _bindgen_ty_92 =
-    _bindgen_ty_92(112);
+pub const PJRT_Executable_GetCompiledMemoryStats_Args_STRUCT_SIZE: _bindgen_ty_92 = _bindgen_ty_92(112);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_92(pub ::core::ffi::c_uint);
@@ -1819,9 +1712,8 @@ pub const PJRT_Executable_OutputElementTypes_Args_STRUCT_SIZE: _bindgen_ty_93 = 
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_93(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_OutputElementTypes = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_OutputElementTypes_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_OutputElementTypes =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_OutputElementTypes_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_OutputDimensions_Args {
@@ -1836,9 +1728,8 @@ pub const PJRT_Executable_OutputDimensions_Args_STRUCT_SIZE: _bindgen_ty_94 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_94(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_OutputDimensions = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_OutputDimensions_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_OutputDimensions =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_OutputDimensions_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_OutputMemoryKinds_Args {
@@ -1853,9 +1744,8 @@ pub const PJRT_Executable_OutputMemoryKinds_Args_STRUCT_SIZE: _bindgen_ty_95 = _
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_95(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_OutputMemoryKinds = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_OutputMemoryKinds_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_OutputMemoryKinds =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_OutputMemoryKinds_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug)]
 pub struct PJRT_SerializedExecutable {
@@ -1877,9 +1767,8 @@ pub const PJRT_Executable_Serialize_Args_STRUCT_SIZE: _bindgen_ty_96 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_96(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_Serialize = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_Serialize_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_Serialize =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_Serialize_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Executable_DeserializeAndLoad_Args {
@@ -1896,9 +1785,8 @@ pub const PJRT_Executable_DeserializeAndLoad_Args_STRUCT_SIZE: _bindgen_ty_97 = 
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_97(pub ::core::ffi::c_uint);
-pub type PJRT_Executable_DeserializeAndLoad = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Executable_DeserializeAndLoad_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Executable_DeserializeAndLoad =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Executable_DeserializeAndLoad_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_LoadedExecutable_Fingerprint_Args {
@@ -1912,9 +1800,8 @@ pub const PJRT_LoadedExecutable_Fingerprint_Args_STRUCT_SIZE: _bindgen_ty_98 = _
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_98(pub ::core::ffi::c_uint);
-pub type PJRT_LoadedExecutable_Fingerprint = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Fingerprint_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_LoadedExecutable_Fingerprint =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_LoadedExecutable_Fingerprint_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_Destroy_Args {
@@ -1926,9 +1813,8 @@ pub const PJRT_Buffer_Destroy_Args_STRUCT_SIZE: _bindgen_ty_99 = _bindgen_ty_99(
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_99(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_ElementType_Args {
@@ -1941,9 +1827,8 @@ pub const PJRT_Buffer_ElementType_Args_STRUCT_SIZE: _bindgen_ty_100 = _bindgen_t
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_100(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_ElementType = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_ElementType_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_ElementType =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_ElementType_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_Dimensions_Args {
@@ -1957,9 +1842,8 @@ pub const PJRT_Buffer_Dimensions_Args_STRUCT_SIZE: _bindgen_ty_101 = _bindgen_ty
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_101(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_Dimensions = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_Dimensions_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_Dimensions =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_Dimensions_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_UnpaddedDimensions_Args {
@@ -1973,9 +1857,8 @@ pub const PJRT_Buffer_UnpaddedDimensions_Args_STRUCT_SIZE: _bindgen_ty_102 = _bi
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_102(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_UnpaddedDimensions = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_UnpaddedDimensions_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_UnpaddedDimensions =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_UnpaddedDimensions_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_DynamicDimensionIndices_Args {
@@ -1985,8 +1868,7 @@ pub struct PJRT_Buffer_DynamicDimensionIndices_Args {
     pub dynamic_dim_indices: *const usize,
     pub num_dynamic_dims: usize,
 }
-pub const PJRT_Buffer_DynamicDimensionIndices_Args_STRUCT_SIZE: _bindgen_ty_103 =
-    _bindgen_ty_103(40);
+pub const PJRT_Buffer_DynamicDimensionIndices_Args_STRUCT_SIZE: _bindgen_ty_103 = _bindgen_ty_103(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_103(pub ::core::ffi::c_uint);
@@ -2005,9 +1887,8 @@ pub const PJRT_Buffer_GetMemoryLayout_Args_STRUCT_SIZE: _bindgen_ty_104 = _bindg
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_104(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_GetMemoryLayout = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_GetMemoryLayout_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_GetMemoryLayout =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_GetMemoryLayout_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_ToHostBuffer_Args {
@@ -2023,9 +1904,8 @@ pub const PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE: _bindgen_ty_105 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_105(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_ToHostBuffer = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_ToHostBuffer_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_ToHostBuffer =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_ToHostBuffer_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_OnDeviceSizeInBytes_Args {
@@ -2038,9 +1918,8 @@ pub const PJRT_Buffer_OnDeviceSizeInBytes_Args_STRUCT_SIZE: _bindgen_ty_106 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_106(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_OnDeviceSizeInBytes = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_OnDeviceSizeInBytes_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_OnDeviceSizeInBytes =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_OnDeviceSizeInBytes_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_Delete_Args {
@@ -2052,9 +1931,8 @@ pub const PJRT_Buffer_Delete_Args_STRUCT_SIZE: _bindgen_ty_107 = _bindgen_ty_107
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_107(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_Delete = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_Delete_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_Delete =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_Delete_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_IsDeleted_Args {
@@ -2067,9 +1945,8 @@ pub const PJRT_Buffer_IsDeleted_Args_STRUCT_SIZE: _bindgen_ty_108 = _bindgen_ty_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_108(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_IsDeleted = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_IsDeleted_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_IsDeleted =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_IsDeleted_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_CopyRawToHost_Args {
@@ -2085,9 +1962,8 @@ pub const PJRT_Buffer_CopyRawToHost_Args_STRUCT_SIZE: _bindgen_ty_109 = _bindgen
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_109(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_CopyRawToHost = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyRawToHost_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_CopyRawToHost =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyRawToHost_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_CopyToDevice_Args {
@@ -2101,9 +1977,8 @@ pub const PJRT_Buffer_CopyToDevice_Args_STRUCT_SIZE: _bindgen_ty_110 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_110(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_CopyToDevice = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyToDevice_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_CopyToDevice =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyToDevice_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_CopyToMemory_Args {
@@ -2117,9 +1992,8 @@ pub const PJRT_Buffer_CopyToMemory_Args_STRUCT_SIZE: _bindgen_ty_111 = _bindgen_
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_111(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_CopyToMemory = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyToMemory_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_CopyToMemory =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_CopyToMemory_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_IsOnCpu_Args {
@@ -2132,9 +2006,8 @@ pub const PJRT_Buffer_IsOnCpu_Args_STRUCT_SIZE: _bindgen_ty_112 = _bindgen_ty_11
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_112(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_IsOnCpu = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_IsOnCpu_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_IsOnCpu =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_IsOnCpu_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_Device_Args {
@@ -2147,9 +2020,8 @@ pub const PJRT_Buffer_Device_Args_STRUCT_SIZE: _bindgen_ty_113 = _bindgen_ty_113
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_113(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_Device = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_Device_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_Device =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_Device_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_Memory_Args {
@@ -2162,9 +2034,8 @@ pub const PJRT_Buffer_Memory_Args_STRUCT_SIZE: _bindgen_ty_114 = _bindgen_ty_114
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_114(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_Memory = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_Memory_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_Memory =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_Memory_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_ReadyEvent_Args {
@@ -2177,9 +2048,8 @@ pub const PJRT_Buffer_ReadyEvent_Args_STRUCT_SIZE: _bindgen_ty_115 = _bindgen_ty
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_115(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_ReadyEvent = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_ReadyEvent_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_ReadyEvent =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_ReadyEvent_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_UnsafePointer_Args {
@@ -2192,9 +2062,8 @@ pub const PJRT_Buffer_UnsafePointer_Args_STRUCT_SIZE: _bindgen_ty_116 = _bindgen
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_116(pub ::core::ffi::c_uint);
-pub type PJRT_Buffer_UnsafePointer = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_Buffer_UnsafePointer_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_Buffer_UnsafePointer =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Buffer_UnsafePointer_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Buffer_IncreaseExternalReferenceCount_Args {
@@ -2202,15 +2071,12 @@ pub struct PJRT_Buffer_IncreaseExternalReferenceCount_Args {
     pub extension_start: *mut PJRT_Extension_Base,
     pub buffer: *mut PJRT_Buffer,
 }
-pub const PJRT_Buffer_IncreaseExternalReferenceCount_Args_STRUCT_SIZE: _bindgen_ty_117 =
-    _bindgen_ty_117(24);
+pub const PJRT_Buffer_IncreaseExternalReferenceCount_Args_STRUCT_SIZE: _bindgen_ty_117 = _bindgen_ty_117(24);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_117(pub ::core::ffi::c_uint);
 pub type PJRT_Buffer_IncreaseExternalReferenceCount = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_Buffer_IncreaseExternalReferenceCount_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_Buffer_IncreaseExternalReferenceCount_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2219,15 +2085,12 @@ pub struct PJRT_Buffer_DecreaseExternalReferenceCount_Args {
     pub extension_start: *mut PJRT_Extension_Base,
     pub buffer: *mut PJRT_Buffer,
 }
-pub const PJRT_Buffer_DecreaseExternalReferenceCount_Args_STRUCT_SIZE: _bindgen_ty_118 =
-    _bindgen_ty_118(24);
+pub const PJRT_Buffer_DecreaseExternalReferenceCount_Args_STRUCT_SIZE: _bindgen_ty_118 = _bindgen_ty_118(24);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_118(pub ::core::ffi::c_uint);
 pub type PJRT_Buffer_DecreaseExternalReferenceCount = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_Buffer_DecreaseExternalReferenceCount_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_Buffer_DecreaseExternalReferenceCount_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2237,15 +2100,12 @@ pub struct PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args {
     pub buffer: *mut PJRT_Buffer,
     pub device_memory_ptr: *mut ::core::ffi::c_void,
 }
-pub const PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args_STRUCT_SIZE: _bindgen_ty_119 =
-    _bindgen_ty_119(32);
+pub const PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args_STRUCT_SIZE: _bindgen_ty_119 = _bindgen_ty_119(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_119(pub ::core::ffi::c_uint);
 pub type PJRT_Buffer_OpaqueDeviceMemoryDataPointer = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_Buffer_OpaqueDeviceMemoryDataPointer_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2258,9 +2118,8 @@ pub const PJRT_CopyToDeviceStream_Destroy_Args_STRUCT_SIZE: _bindgen_ty_120 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_120(pub ::core::ffi::c_uint);
-pub type PJRT_CopyToDeviceStream_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_CopyToDeviceStream_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_CopyToDeviceStream_AddChunk_Args {
@@ -2274,9 +2133,8 @@ pub const PJRT_CopyToDeviceStream_AddChunk_Args_STRUCT_SIZE: _bindgen_ty_121 = _
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_121(pub ::core::ffi::c_uint);
-pub type PJRT_CopyToDeviceStream_AddChunk = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_AddChunk_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_CopyToDeviceStream_AddChunk =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_AddChunk_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_CopyToDeviceStream_TotalBytes_Args {
@@ -2285,14 +2143,12 @@ pub struct PJRT_CopyToDeviceStream_TotalBytes_Args {
     pub stream: *mut PJRT_CopyToDeviceStream,
     pub total_bytes: i64,
 }
-pub const PJRT_CopyToDeviceStream_TotalBytes_Args_STRUCT_SIZE: _bindgen_ty_122 =
-    _bindgen_ty_122(32);
+pub const PJRT_CopyToDeviceStream_TotalBytes_Args_STRUCT_SIZE: _bindgen_ty_122 = _bindgen_ty_122(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_122(pub ::core::ffi::c_uint);
-pub type PJRT_CopyToDeviceStream_TotalBytes = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_TotalBytes_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_CopyToDeviceStream_TotalBytes =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_CopyToDeviceStream_TotalBytes_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_CopyToDeviceStream_GranuleSize_Args {
@@ -2301,8 +2157,7 @@ pub struct PJRT_CopyToDeviceStream_GranuleSize_Args {
     pub stream: *mut PJRT_CopyToDeviceStream,
     pub granule_size_in_bytes: i64,
 }
-pub const PJRT_CopyToDeviceStream_GranuleSize_Args_STRUCT_SIZE: _bindgen_ty_123 =
-    _bindgen_ty_123(32);
+pub const PJRT_CopyToDeviceStream_GranuleSize_Args_STRUCT_SIZE: _bindgen_ty_123 = _bindgen_ty_123(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_123(pub ::core::ffi::c_uint);
@@ -2317,8 +2172,7 @@ pub struct PJRT_CopyToDeviceStream_CurrentBytes_Args {
     pub stream: *mut PJRT_CopyToDeviceStream,
     pub current_bytes: i64,
 }
-pub const PJRT_CopyToDeviceStream_CurrentBytes_Args_STRUCT_SIZE: _bindgen_ty_124 =
-    _bindgen_ty_124(32);
+pub const PJRT_CopyToDeviceStream_CurrentBytes_Args_STRUCT_SIZE: _bindgen_ty_124 = _bindgen_ty_124(32);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_124(pub ::core::ffi::c_uint);
@@ -2340,9 +2194,8 @@ pub const PJRT_TopologyDescription_Create_Args_STRUCT_SIZE: _bindgen_ty_125 = _b
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_125(pub ::core::ffi::c_uint);
-pub type PJRT_TopologyDescription_Create = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Create_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_TopologyDescription_Create =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Create_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_TopologyDescription_Destroy_Args {
@@ -2354,9 +2207,8 @@ pub const PJRT_TopologyDescription_Destroy_Args_STRUCT_SIZE: _bindgen_ty_126 = _
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_126(pub ::core::ffi::c_uint);
-pub type PJRT_TopologyDescription_Destroy = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Destroy_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_TopologyDescription_Destroy =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Destroy_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_TopologyDescription_PlatformVersion_Args {
@@ -2366,15 +2218,12 @@ pub struct PJRT_TopologyDescription_PlatformVersion_Args {
     pub platform_version: *const ::core::ffi::c_char,
     pub platform_version_size: usize,
 }
-pub const PJRT_TopologyDescription_PlatformVersion_Args_STRUCT_SIZE: _bindgen_ty_127 =
-    _bindgen_ty_127(40);
+pub const PJRT_TopologyDescription_PlatformVersion_Args_STRUCT_SIZE: _bindgen_ty_127 = _bindgen_ty_127(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_127(pub ::core::ffi::c_uint);
 pub type PJRT_TopologyDescription_PlatformVersion = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_TopologyDescription_PlatformVersion_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_PlatformVersion_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2385,8 +2234,7 @@ pub struct PJRT_TopologyDescription_PlatformName_Args {
     pub platform_name: *const ::core::ffi::c_char,
     pub platform_name_size: usize,
 }
-pub const PJRT_TopologyDescription_PlatformName_Args_STRUCT_SIZE: _bindgen_ty_128 =
-    _bindgen_ty_128(40);
+pub const PJRT_TopologyDescription_PlatformName_Args_STRUCT_SIZE: _bindgen_ty_128 = _bindgen_ty_128(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_128(pub ::core::ffi::c_uint);
@@ -2402,15 +2250,12 @@ pub struct PJRT_TopologyDescription_GetDeviceDescriptions_Args {
     pub descriptions: *const *mut PJRT_DeviceDescription,
     pub num_descriptions: usize,
 }
-pub const PJRT_TopologyDescription_GetDeviceDescriptions_Args_STRUCT_SIZE: _bindgen_ty_129 =
-    _bindgen_ty_129(40);
+pub const PJRT_TopologyDescription_GetDeviceDescriptions_Args_STRUCT_SIZE: _bindgen_ty_129 = _bindgen_ty_129(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_129(pub ::core::ffi::c_uint);
 pub type PJRT_TopologyDescription_GetDeviceDescriptions = ::core::option::Option<
-    unsafe extern "C" fn(
-        args: *mut PJRT_TopologyDescription_GetDeviceDescriptions_Args,
-    ) -> *mut PJRT_Error,
+    unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_GetDeviceDescriptions_Args) -> *mut PJRT_Error,
 >;
 #[repr(C)]
 #[derive(Debug)]
@@ -2426,18 +2271,15 @@ pub struct PJRT_TopologyDescription_Serialize_Args {
     pub serialized_bytes: *const ::core::ffi::c_char,
     pub serialized_bytes_size: usize,
     pub serialized_topology: *mut PJRT_SerializedTopology,
-    pub serialized_topology_deleter: ::core::option::Option<
-        unsafe extern "C" fn(serialized_topology: *mut PJRT_SerializedTopology),
-    >,
+    pub serialized_topology_deleter:
+        ::core::option::Option<unsafe extern "C" fn(serialized_topology: *mut PJRT_SerializedTopology)>,
 }
-pub const PJRT_TopologyDescription_Serialize_Args_STRUCT_SIZE: _bindgen_ty_130 =
-    _bindgen_ty_130(56);
+pub const PJRT_TopologyDescription_Serialize_Args_STRUCT_SIZE: _bindgen_ty_130 = _bindgen_ty_130(56);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_130(pub ::core::ffi::c_uint);
-pub type PJRT_TopologyDescription_Serialize = ::core::option::Option<
-    unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Serialize_Args) -> *mut PJRT_Error,
->;
+pub type PJRT_TopologyDescription_Serialize =
+    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_TopologyDescription_Serialize_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_TopologyDescription_Deserialize_Args {
@@ -2447,8 +2289,7 @@ pub struct PJRT_TopologyDescription_Deserialize_Args {
     pub serialized_topology_size: usize,
     pub topology: *mut PJRT_TopologyDescription,
 }
-pub const PJRT_TopologyDescription_Deserialize_Args_STRUCT_SIZE: _bindgen_ty_131 =
-    _bindgen_ty_131(40);
+pub const PJRT_TopologyDescription_Deserialize_Args_STRUCT_SIZE: _bindgen_ty_131 = _bindgen_ty_131(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_131(pub ::core::ffi::c_uint);
@@ -2464,8 +2305,7 @@ pub struct PJRT_TopologyDescription_Attributes_Args {
     pub attributes: *const PJRT_NamedValue,
     pub num_attributes: usize,
 }
-pub const PJRT_TopologyDescription_Attributes_Args_STRUCT_SIZE: _bindgen_ty_132 =
-    _bindgen_ty_132(40);
+pub const PJRT_TopologyDescription_Attributes_Args_STRUCT_SIZE: _bindgen_ty_132 = _bindgen_ty_132(40);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_132(pub ::core::ffi::c_uint);
@@ -2488,8 +2328,7 @@ pub const PJRT_Compile_Args_STRUCT_SIZE: _bindgen_ty_133 = _bindgen_ty_133(64);
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct _bindgen_ty_133(pub ::core::ffi::c_uint);
-pub type PJRT_Compile =
-    ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Compile_Args) -> *mut PJRT_Error>;
+pub type PJRT_Compile = ::core::option::Option<unsafe extern "C" fn(args: *mut PJRT_Compile_Args) -> *mut PJRT_Error>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct PJRT_Api {
@@ -2582,8 +2421,7 @@ pub struct PJRT_Api {
     pub PJRT_TopologyDescription_Destroy: PJRT_TopologyDescription_Destroy,
     pub PJRT_TopologyDescription_PlatformName: PJRT_TopologyDescription_PlatformName,
     pub PJRT_TopologyDescription_PlatformVersion: PJRT_TopologyDescription_PlatformVersion,
-    pub PJRT_TopologyDescription_GetDeviceDescriptions:
-        PJRT_TopologyDescription_GetDeviceDescriptions,
+    pub PJRT_TopologyDescription_GetDeviceDescriptions: PJRT_TopologyDescription_GetDeviceDescriptions,
     pub PJRT_TopologyDescription_Serialize: PJRT_TopologyDescription_Serialize,
     pub PJRT_TopologyDescription_Attributes: PJRT_TopologyDescription_Attributes,
     pub PJRT_Compile: PJRT_Compile,
@@ -2598,23 +2436,15 @@ pub struct PJRT_Api {
     pub PJRT_ExecuteContext_Create: PJRT_ExecuteContext_Create,
     pub PJRT_ExecuteContext_Destroy: PJRT_ExecuteContext_Destroy,
     pub PJRT_Buffer_CopyRawToHost: PJRT_Buffer_CopyRawToHost,
-    pub PJRT_AsyncHostToDeviceTransferManager_Destroy:
-        PJRT_AsyncHostToDeviceTransferManager_Destroy,
-    pub PJRT_AsyncHostToDeviceTransferManager_TransferData:
-        PJRT_AsyncHostToDeviceTransferManager_TransferData,
-    pub PJRT_Client_CreateBuffersForAsyncHostToDevice:
-        PJRT_Client_CreateBuffersForAsyncHostToDevice,
-    pub PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer:
-        PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer,
+    pub PJRT_AsyncHostToDeviceTransferManager_Destroy: PJRT_AsyncHostToDeviceTransferManager_Destroy,
+    pub PJRT_AsyncHostToDeviceTransferManager_TransferData: PJRT_AsyncHostToDeviceTransferManager_TransferData,
+    pub PJRT_Client_CreateBuffersForAsyncHostToDevice: PJRT_Client_CreateBuffersForAsyncHostToDevice,
+    pub PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer: PJRT_AsyncHostToDeviceTransferManager_RetrieveBuffer,
     pub PJRT_AsyncHostToDeviceTransferManager_Device: PJRT_AsyncHostToDeviceTransferManager_Device,
-    pub PJRT_AsyncHostToDeviceTransferManager_BufferCount:
-        PJRT_AsyncHostToDeviceTransferManager_BufferCount,
-    pub PJRT_AsyncHostToDeviceTransferManager_BufferSize:
-        PJRT_AsyncHostToDeviceTransferManager_BufferSize,
-    pub PJRT_AsyncHostToDeviceTransferManager_SetBufferError:
-        PJRT_AsyncHostToDeviceTransferManager_SetBufferError,
-    pub PJRT_AsyncHostToDeviceTransferManager_AddMetadata:
-        PJRT_AsyncHostToDeviceTransferManager_AddMetadata,
+    pub PJRT_AsyncHostToDeviceTransferManager_BufferCount: PJRT_AsyncHostToDeviceTransferManager_BufferCount,
+    pub PJRT_AsyncHostToDeviceTransferManager_BufferSize: PJRT_AsyncHostToDeviceTransferManager_BufferSize,
+    pub PJRT_AsyncHostToDeviceTransferManager_SetBufferError: PJRT_AsyncHostToDeviceTransferManager_SetBufferError,
+    pub PJRT_AsyncHostToDeviceTransferManager_AddMetadata: PJRT_AsyncHostToDeviceTransferManager_AddMetadata,
     pub PJRT_Client_DmaMap: PJRT_Client_DmaMap,
     pub PJRT_Client_DmaUnmap: PJRT_Client_DmaUnmap,
     pub PJRT_Client_CreateUninitializedBuffer: PJRT_Client_CreateUninitializedBuffer,

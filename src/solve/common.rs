@@ -95,7 +95,13 @@ pub(crate) fn solve_trust_region(
 
     let rtol = 0.01;
     let out = g.while_loop(
-        &[alpha0, alpha_lower0, alpha_upper0, int(&g, 0), g.scalar(DType::Bool, 0.0)],
+        &[
+            alpha0,
+            alpha_lower0,
+            alpha_upper0,
+            int(&g, 0),
+            g.scalar(DType::Bool, 0.0),
+        ],
         |st| st[4].not().and(&st[3].lt(10.0)),
         |st| {
             let (alpha, lower, upper, it) = (&st[0], &st[1], &st[2], &st[3]);
@@ -126,7 +132,9 @@ pub(crate) fn update_radius(
     bound_hit: &Tensor,
 ) -> (Tensor, Tensor) {
     let both_zero = predicted.eq(0.0).and(&actual.eq(0.0));
-    let ratio = predicted.gt(0.0).select(actual / predicted.max(f64::MIN_POSITIVE), both_zero.select(1.0, 0.0));
+    let ratio = predicted
+        .gt(0.0)
+        .select(actual / predicted.max(f64::MIN_POSITIVE), both_zero.select(1.0, 0.0));
     let grow = ratio.gt(0.75).and(bound_hit);
     let new = ratio.lt(0.25).select(step_norm * 0.25, grow.select(delta * 2.0, delta));
     (new, ratio)
@@ -153,7 +161,10 @@ pub(crate) fn check_termination(
     let g = d_cost.graph().clone();
     let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25)).and(model_ok);
     let xtol_ok = step_norm.lt(&(xtol * (xtol + x_norm)));
-    ftol_ok.and(&xtol_ok).select(int(&g, 4), ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))))
+    ftol_ok.and(&xtol_ok).select(
+        int(&g, 4),
+        ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))),
+    )
 }
 
 /// Reduction of `½‖J h + f‖²` that the full Gauss–Newton step achieves, `½ Σ uf_i²` over the

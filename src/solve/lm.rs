@@ -48,7 +48,9 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
         (q, &qn - delta, dphi)
     };
     let (_, phi_at0, dphi_at0) = phi(&g.constant(0.0));
-    let parl0 = full_rank.select(-&phi_at0 / dphi_at0.min(-f64::MIN_POSITIVE), 0.0).max(0.0);
+    let parl0 = full_rank
+        .select(-&phi_at0 / dphi_at0.min(-f64::MIN_POSITIVE), 0.0)
+        .max(0.0);
     let gnorm = norm(&suf);
     let paru0 = &gnorm / delta;
     let paru0 = paru0.eq(0.0).select(f64::MIN_POSITIVE / delta.min(P1), &paru0);
@@ -57,14 +59,25 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 
     // State: par, parl, paru, iteration, previous phi, done.
     let out = g.while_loop(
-        &[par, parl0.clone(), paru0, int(&g, 0), g.constant(f64::INFINITY), gn_ok.clone()],
+        &[
+            par,
+            parl0.clone(),
+            paru0,
+            int(&g, 0),
+            g.constant(f64::INFINITY),
+            gn_ok.clone(),
+        ],
         |st| st[5].not(),
         |st| {
             let (par, parl, paru, iter, prev) = (&st[0], &st[1], &st[2], &st[3], &st[4]);
             let iter = iter + 1.0;
             let par = par.eq(0.0).select((paru * 0.001).max(f64::MIN_POSITIVE), par);
             let (_, fp, dphi) = phi(&par);
-            let done = fp.abs().le(&(delta * P1)).or(&parl.eq(0.0).and(&fp.le(prev)).and(&prev.lt(0.0))).or(&iter.ge(10.0));
+            let done = fp
+                .abs()
+                .le(&(delta * P1))
+                .or(&parl.eq(0.0).and(&fp.le(prev)).and(&prev.lt(0.0)))
+                .or(&iter.ge(10.0));
             // Newton correction (Moré): parc = -((fp + Δ)/Δ) * fp / φ'.
             let parc = -((&fp + delta) / delta) * &fp / dphi.min(-f64::MIN_POSITIVE);
             let parl_new = fp.gt(0.0).select(parl.max(&par), parl);
@@ -90,7 +103,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let gnorm_of = |r: &Tensor, qtf: &Tensor, fnorm: &Tensor| {
         let jtf = r.t().dot(qtf);
         let acnorm = column_norms(r);
-        let cosines = acnorm.ne(0.0).select(jtf.abs() / (fnorm * acnorm.max(f64::MIN_POSITIVE)), 0.0);
+        let cosines = acnorm
+            .ne(0.0)
+            .select(jtf.abs() / (fnorm * acnorm.max(f64::MIN_POSITIVE)), 0.0);
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
@@ -129,7 +144,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let nfev = first_pass.select(int(&g, 1), &st[7]);
             let fnorm = first_pass.select(&fnorm_here, &st[3]);
             let acnorm = column_norms(&r);
-            let diag_init = if cfg.jac_scale { acnorm.eq(0.0).select(1.0, &acnorm) } else { inp.x_scale.recip() };
+            let diag_init = if cfg.jac_scale {
+                acnorm.eq(0.0).select(1.0, &acnorm)
+            } else {
+                inp.x_scale.recip()
+            };
             let diag = first_pass.select(&diag_init, &st[4]);
             let xnorm_init = norm(&(&diag * x));
             let xnorm = first_pass.select(&xnorm_init, &st[12]);
@@ -140,9 +159,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let history = first_pass.select(st[11].set(0, &(fnorm_here.square() * 0.5)), &st[11]);
             let gnorm = gnorm_of(&r, &qtf, &fnorm);
             let status = first_pass.and(&finite.not()).select(int(&g, NONFINITE_START), &st[10]);
-            let status = status.eq(RUNNING as f64).and(&gnorm.le(&inp.gtol)).select(int(&g, 1), &status);
+            let status = status
+                .eq(RUNNING as f64)
+                .and(&gnorm.le(&inp.gtol))
+                .select(int(&g, 1), &status);
             let done = status.ne(RUNNING as f64);
-            let diag = if cfg.jac_scale { done.select(&diag, diag.max(&acnorm)) } else { diag };
+            let diag = if cfg.jac_scale {
+                done.select(&diag, diag.max(&acnorm))
+            } else {
+                diag
+            };
             // On the final pass the SVD is of R itself (for the covariance).
             let rs = done.select(&r, &r / &diag);
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
@@ -150,9 +176,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
             // `common::check_termination`); MINPACK's reductions are relative to ‖f‖².
             let gn_rel = gauss_newton_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(f64::MIN_POSITIVE);
-            let model_ok = gn_rel
-                .le(&inp.ftol)
-                .and(&gauss_newton_converged(&uf, &s, &vmat, &diag.recip(), x, &inp.ftol, &inp.m_valid));
+            let model_ok = gn_rel.le(&inp.ftol).and(&gauss_newton_converged(
+                &uf,
+                &s,
+                &vmat,
+                &diag.recip(),
+                x,
+                &inp.ftol,
+                &inp.m_valid,
+            ));
 
             let inner_init = vec![
                 delta.clone(),              // 0 Δ
@@ -180,7 +212,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let nfev = nfev + 1.0;
                     let fnorm1 = norm(&f_new);
                     let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
-                    let actred = (&fnorm1 * P1).lt(&fnorm).select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
+                    let actred = (&fnorm1 * P1)
+                        .lt(&fnorm)
+                        .select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
                     let temp1 = norm(&r.dot(&p)) / &fnorm;
                     let temp2 = par.sqrt() * &pnorm / &fnorm;
                     let prered = temp1.square() + temp2.square() / 0.5;
@@ -200,11 +234,17 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let xnorm = success.select(norm(&(&diag * &x_new)), xnorm);
                     let first = success.select(false_(&g), first);
                     // Convergence tests (MINPACK info 1..3), then 5..8.
-                    let ftol_ok = actred.abs().le(&inp.ftol).and(&prered.le(&inp.ftol)).and(&(&ratio * 0.5).le(1.0)).and(&model_ok);
+                    let ftol_ok = actred
+                        .abs()
+                        .le(&inp.ftol)
+                        .and(&prered.le(&inp.ftol))
+                        .and(&(&ratio * 0.5).le(1.0))
+                        .and(&model_ok);
                     let xtol_ok = delta_new.le(&(&inp.xtol * &xnorm));
-                    let status = ftol_ok
-                        .and(&xtol_ok)
-                        .select(int(&g, 4), ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))));
+                    let status = ftol_ok.and(&xtol_ok).select(
+                        int(&g, 4),
+                        ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))),
+                    );
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&nfev.ge(&inp.max_nfev)).select(int(&g, 0), &status);
                     let running = status.eq(RUNNING as f64);
@@ -214,7 +254,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let status = running.and(&delta_new.le(&(&xnorm * eps))).select(int(&g, 3), &status);
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&gnorm.le(eps)).select(int(&g, 1), &status);
-                    vec![delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success]
+                    vec![
+                        delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success,
+                    ]
                 },
             );
             let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);

@@ -145,7 +145,11 @@ fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
     let top = w.slice_axis(1, 0, m);
     let (p, q) = (top.slice_axis(2, 0, h), top.slice_axis(2, h, np));
     let stacked = g.concat(
-        &[(&p * &p).reshape([b, m, 1, h]), (&q * &q).reshape([b, m, 1, h]), (&p * &q).reshape([b, m, 1, h])],
+        &[
+            (&p * &p).reshape([b, m, 1, h]),
+            (&q * &q).reshape([b, m, 1, h]),
+            (&p * &q).reshape([b, m, 1, h]),
+        ],
         2,
     );
     let sums = stacked.reduce_sum(&[1]); // [B, 3, h]
@@ -188,7 +192,11 @@ pub(crate) fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
     let amax = a.abs().reduce_max(&[1, 2]);
     let scale = amax.gt(0.0).select(&amax, 1.0);
     let a1 = a / col3(&scale);
-    let g0 = if padded { g.concat(&[a1, g.zeros(DType::F64, [b, m, 1])], 2) } else { a1 };
+    let g0 = if padded {
+        g.concat(&[a1, g.zeros(DType::F64, [b, m, 1])], 2)
+    } else {
+        a1
+    };
     let eye = g.eye(DType::F64, np).broadcast_to([b, np, np]);
     let w0 = g.concat(&[g0, eye], 1);
     let rounds_per_sweep = np - 1;
@@ -208,14 +216,22 @@ pub(crate) fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
                 quiet = cos2.gt(0.0).select(0.0, &quiet + 1.0);
                 rounds += 1.0;
             }
-            vec![pick(&active, &w, &st[0]), pick(&active, &rounds, &st[1]), pick(&active, &quiet, &st[2])]
+            vec![
+                pick(&active, &w, &st[0]),
+                pick(&active, &rounds, &st[1]),
+                pick(&active, &quiet, &st[2]),
+            ]
         },
     );
     let w = &out[0];
     let gm = w.slice_axis(1, 0, m); // [B, m, np]
     let vm = w.slice_axis(1, m, m + np); // [B, np, np]
     let s = (&gm * &gm).reduce_sum(&[1]).sqrt(); // [B, np]
-    let key = if padded { vm.slice_axis(1, np - 1, np).reshape([b, np]).eq(1.0).select(-1.0, &s) } else { s.clone() };
+    let key = if padded {
+        vm.slice_axis(1, np - 1, np).reshape([b, np]).eq(1.0).select(-1.0, &s)
+    } else {
+        s.clone()
+    };
     // Stable descending order as a one-hot permutation P[b, i, k] = (rank of i == k).
     let ki = key.reshape([b, np, 1]);
     let kj = key.reshape([b, 1, np]);
@@ -223,17 +239,25 @@ pub(crate) fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
     let before = kj.gt(&ki).or(&kj.eq(&ki).and(&jj.lt(&ii)));
     let rank = before.convert(DType::I64).reduce_sum(&[2]); // [B, np]
     let onehot = rank.reshape([b, np, 1]).eq(&jj); // [B, i, k]
-    let s = onehot.select(s.reshape([b, np, 1]), 0.0).reduce_sum(&[1]).slice_axis(1, 0, n);
+    let s = onehot
+        .select(s.reshape([b, np, 1]), 0.0)
+        .reduce_sum(&[1])
+        .slice_axis(1, 0, n);
     // Column k of the result is the column i with rank k: a one-hot selection and a sum
     // (exact: one term, the others zero).
     let permute = |a: &Tensor| {
         let r = a.dims()[1];
-        onehot.reshape([b, 1, np, np]).select(a.reshape([b, r, np, 1]), 0.0).reduce_sum(&[2])
+        onehot
+            .reshape([b, 1, np, np])
+            .select(a.reshape([b, r, np, 1]), 0.0)
+            .reduce_sum(&[2])
     };
     let gm = permute(&gm).slice_axis(2, 0, n); // [B, m, n]
     let v = permute(&vm).slice(&[0, 0, 0], &[b, n, n]);
     let pos = s.gt(0.0);
-    let u = pos.reshape([b, 1, n]).select(&gm / pos.select(&s, 1.0).reshape([b, 1, n]), 0.0);
+    let u = pos
+        .reshape([b, 1, n])
+        .select(&gm / pos.select(&s, 1.0).reshape([b, 1, n]), 0.0);
     let s = s * col(&scale);
     (u, s, v)
 }
@@ -266,14 +290,25 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
     let par = par0.max(&parl0).min(&paru0);
     let par = par.eq(0.0).select(&gnorm / dxnorm.max(TINY), &par);
     let out = g.while_loop(
-        &[par, parl0, paru0, g.zeros(DType::I64, [b]), g.full(DType::F64, [b], f64::INFINITY), gn_ok.clone()],
+        &[
+            par,
+            parl0,
+            paru0,
+            g.zeros(DType::I64, [b]),
+            g.full(DType::F64, [b], f64::INFINITY),
+            gn_ok.clone(),
+        ],
         |st| any(&st[5].not()),
         |st| {
             let (par, parl, paru, iter, prev) = (&st[0], &st[1], &st[2], &st[3], &st[4]);
             let iter = iter + 1.0;
             let par = par.eq(0.0).select((paru * 0.001).max(TINY), par);
             let (_, fp, dphi) = phi(&par);
-            let done = fp.abs().le(&(delta * P1)).or(&parl.eq(0.0).and(&fp.le(prev)).and(&prev.lt(0.0))).or(&iter.ge(10.0));
+            let done = fp
+                .abs()
+                .le(&(delta * P1))
+                .or(&parl.eq(0.0).and(&fp.le(prev)).and(&prev.lt(0.0)))
+                .or(&iter.ge(10.0));
             let parc = -((&fp + delta) / delta) * &fp / dphi.min(-TINY);
             let parl_new = fp.gt(0.0).select(parl.max(&par), parl);
             let paru_new = fp.lt(0.0).select(paru.min(&par), paru);
@@ -297,7 +332,15 @@ pub(super) fn gn_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor 
 
 /// `gauss_newton_converged` per problem.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gn_converged(uf: &Tensor, s: &Tensor, v: &Tensor, d: &Tensor, x: &Tensor, ftol: &Tensor, m_valid: &Tensor) -> Tensor {
+pub(super) fn gn_converged(
+    uf: &Tensor,
+    s: &Tensor,
+    v: &Tensor,
+    d: &Tensor,
+    x: &Tensor,
+    ftol: &Tensor,
+    m_valid: &Tensor,
+) -> Tensor {
     let n = s.dims()[1];
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
     let keep = s.gt(col(&threshold));
@@ -334,26 +377,26 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
     };
 
     let init = vec![
-        inp.x0.clone(),                                         // 0 x
-        f64z(vec![b, m]),                                       // 1 f
-        f64z(vec![b]),                                          // 2 ‖f‖
-        f64z(vec![b, n]),                                       // 3 D
-        f64z(vec![b]),                                          // 4 Δ
-        f64z(vec![b]),                                          // 5 par
-        i64z(),                                                 // 6 nfev
-        i64z(),                                                 // 7 njev
-        i64z(),                                                 // 8 nit
-        const_i(RUNNING),                                       // 9 status
-        g.full(DType::F64, [b, history_len], f64::NAN),         // 10 history
-        f64z(vec![b]),                                          // 11 ‖D x‖
-        bools(1.0),                                             // 12 no successful step yet
-        f64z(vec![b]),                                          // 13 gradient max-norm
-        inp.active.not(),                                       // 14 done (unused slots: from the start)
-        bools(1.0),                                             // 15 first pass
-        f64z(vec![b]),                                          // 16 initial cost
-        f64z(vec![b, n, n]),                                    // 17 covariance
-        i64z(),                                                 // 18 rank
-        f64z(vec![b, n]),                                       // 19 gradient
+        inp.x0.clone(),                                 // 0 x
+        f64z(vec![b, m]),                               // 1 f
+        f64z(vec![b]),                                  // 2 ‖f‖
+        f64z(vec![b, n]),                               // 3 D
+        f64z(vec![b]),                                  // 4 Δ
+        f64z(vec![b]),                                  // 5 par
+        i64z(),                                         // 6 nfev
+        i64z(),                                         // 7 njev
+        i64z(),                                         // 8 nit
+        const_i(RUNNING),                               // 9 status
+        g.full(DType::F64, [b, history_len], f64::NAN), // 10 history
+        f64z(vec![b]),                                  // 11 ‖D x‖
+        bools(1.0),                                     // 12 no successful step yet
+        f64z(vec![b]),                                  // 13 gradient max-norm
+        inp.active.not(),                               // 14 done (unused slots: from the start)
+        bools(1.0),                                     // 15 first pass
+        f64z(vec![b]),                                  // 16 initial cost
+        f64z(vec![b, n, n]),                            // 17 covariance
+        i64z(),                                         // 18 rank
+        f64z(vec![b, n]),                               // 19 gradient
     ];
 
     let out = g.while_loop(
@@ -374,7 +417,11 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
             let nfev = first_pass.select(const_i(1), &st[6]);
             let fnorm = first_pass.select(&fnorm_here, &st[2]);
             let acnorm = column_norms(&r);
-            let diag_init = if jac_scale { acnorm.eq(0.0).select(1.0, &acnorm) } else { inp.x_scale.recip().broadcast_to([b, n]) };
+            let diag_init = if jac_scale {
+                acnorm.eq(0.0).select(1.0, &acnorm)
+            } else {
+                inp.x_scale.recip().broadcast_to([b, n])
+            };
             let diag = pick(first_pass, &diag_init, &st[3]);
             let xnorm_init = norm(&(&diag * x));
             let xnorm = first_pass.select(&xnorm_init, &st[11]);
@@ -382,20 +429,34 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
             let delta_init = delta_init.eq(0.0).select(FACTOR, &delta_init);
             let delta = first_pass.select(&delta_init, &st[4]);
             let initial_cost = first_pass.select(fnorm_here.square() * 0.5, &st[16]);
-            let history = pick(first_pass, &set_hist(&st[10], &i64z(), &(fnorm_here.square() * 0.5)), &st[10]);
+            let history = pick(
+                first_pass,
+                &set_hist(&st[10], &i64z(), &(fnorm_here.square() * 0.5)),
+                &st[10],
+            );
             // MINPACK's gnorm.
             let jtf = mtv(&r, &qtf);
             let cosines = acnorm.ne(0.0).select(jtf.abs() / (col(&fnorm) * acnorm.max(TINY)), 0.0);
             let gnorm = fnorm.ne(0.0).select(cosines.reduce_max(&[1]), 0.0);
             let status = first_pass.and(&finite.not()).select(const_i(NONFINITE_START), &st[9]);
-            let status = status.eq(RUNNING as f64).and(&gnorm.le(&inp.gtol)).select(const_i(1), &status);
+            let status = status
+                .eq(RUNNING as f64)
+                .and(&gnorm.le(&inp.gtol))
+                .select(const_i(1), &status);
             let done = status.ne(RUNNING as f64);
-            let diag = if jac_scale { pick(&done, &diag, &diag.max(&acnorm)) } else { diag };
+            let diag = if jac_scale {
+                pick(&done, &diag, &diag.max(&acnorm))
+            } else {
+                diag
+            };
             let rs = pick(&done, &r, &(&r / diag.reshape([b, 1, n])));
             let (u, s, vmat) = svd(&rs);
             let uf = mtv(&u, &qtf);
             let gn_rel = gn_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(TINY);
-            let model_ok = gn_rel.le(&inp.ftol).and(&gn_converged(&uf, &s, &vmat, &diag.recip(), x, &inp.ftol, &inp.m_valid));
+            let model_ok =
+                gn_rel
+                    .le(&inp.ftol)
+                    .and(&gn_converged(&uf, &s, &vmat, &diag.recip(), x, &inp.ftol, &inp.m_valid));
 
             let inner_init = vec![
                 delta.clone(),
@@ -425,7 +486,9 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
                     let nfev = nfev + 1.0;
                     let fnorm1 = norm(&f_new);
                     let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
-                    let actred = (&fnorm1 * P1).lt(&fnorm).select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
+                    let actred = (&fnorm1 * P1)
+                        .lt(&fnorm)
+                        .select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
                     let temp1 = norm(&mv(&r, &p)) / &fnorm;
                     let temp2 = par.sqrt() * &pnorm / &fnorm;
                     let prered = temp1.square() + temp2.square() / 0.5;
@@ -442,11 +505,17 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
                     let fnorm_acc = success.select(&fnorm1, &fnorm);
                     let xnorm = success.select(norm(&(&diag * &x_new)), xnorm);
                     let first = success.select(bools(0.0), first);
-                    let ftol_ok = actred.abs().le(&inp.ftol).and(&prered.le(&inp.ftol)).and(&(&ratio * 0.5).le(1.0)).and(&model_ok);
+                    let ftol_ok = actred
+                        .abs()
+                        .le(&inp.ftol)
+                        .and(&prered.le(&inp.ftol))
+                        .and(&(&ratio * 0.5).le(1.0))
+                        .and(&model_ok);
                     let xtol_ok = delta_new.le(&(&inp.xtol * &xnorm));
-                    let status = ftol_ok
-                        .and(&xtol_ok)
-                        .select(const_i(4), ftol_ok.select(const_i(2), xtol_ok.select(const_i(3), const_i(RUNNING))));
+                    let status = ftol_ok.and(&xtol_ok).select(
+                        const_i(4),
+                        ftol_ok.select(const_i(2), xtol_ok.select(const_i(3), const_i(RUNNING))),
+                    );
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&nfev.ge(&inp.max_nfev)).select(const_i(0), &status);
                     let running = status.eq(RUNNING as f64);
@@ -456,7 +525,9 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
                     let status = running.and(&delta_new.le(&(&xnorm * EPS))).select(const_i(3), &status);
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&gnorm.le(EPS)).select(const_i(1), &status);
-                    let new = [delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success];
+                    let new = [
+                        delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success,
+                    ];
                     new.iter().zip(it).map(|(n, o)| pick(&active, n, o)).collect()
                 },
             );
@@ -522,7 +593,10 @@ mod timing {
         let program = g.finish(outs.iter()).unwrap();
         let exe = crate::fit::cache::executable(&program.text).unwrap();
         let client = exe.executable.client().clone();
-        let bufs: Vec<_> = inputs.iter().map(|(v, d)| client.buffer_from_host(v, d).unwrap()).collect();
+        let bufs: Vec<_> = inputs
+            .iter()
+            .map(|(v, d)| client.buffer_from_host(v, d).unwrap())
+            .collect();
         let refs: Vec<_> = bufs.iter().collect();
         let mut ts = Vec::new();
         for _ in 0..15 {
@@ -553,11 +627,17 @@ mod timing {
         let g = Graph::new();
         let a = g.parameter("a", DType::F64, [b, n + 1, m]);
         let r = qr_r(&a);
-        println!("qr [B, 4, 104]: {:.3} ms", 1e3 * time_program(&g, &[r], &[(rnd((b * (n + 1) * m) as usize, 1), vec![b, n + 1, m])]));
+        println!(
+            "qr [B, 4, 104]: {:.3} ms",
+            1e3 * time_program(&g, &[r], &[(rnd((b * (n + 1) * m) as usize, 1), vec![b, n + 1, m])])
+        );
         let g = Graph::new();
         let a = g.parameter("a", DType::F64, [b, n, n]);
         let (u, s, v) = svd(&a);
-        println!("svd [B, 3, 3]: {:.3} ms", 1e3 * time_program(&g, &[s, u, v], &[(rnd((b * n * n) as usize, 2), vec![b, n, n])]));
+        println!(
+            "svd [B, 3, 3]: {:.3} ms",
+            1e3 * time_program(&g, &[s, u, v], &[(rnd((b * n * n) as usize, 2), vec![b, n, n])])
+        );
         let g = Graph::new();
         let a = g.parameter("a", DType::F64, [b, n, n]);
         let uf = g.parameter("uf", DType::F64, [b, n]);
@@ -567,10 +647,23 @@ mod timing {
         let par0 = g.zeros(DType::F64, [b]);
         let mv_ = g.full(DType::F64, [b], 100.0);
         let (q, par) = lmpar(&uf, &s, &v, &delta, &par0, &mv_);
-        println!("svd + lmpar: {:.3} ms", 1e3 * time_program(&g, &[q, par], &[(rnd((b * n * n) as usize, 2), vec![b, n, n]), (rnd((b * n) as usize, 3), vec![b, n])]));
+        println!(
+            "svd + lmpar: {:.3} ms",
+            1e3 * time_program(
+                &g,
+                &[q, par],
+                &[
+                    (rnd((b * n * n) as usize, 2), vec![b, n, n]),
+                    (rnd((b * n) as usize, 3), vec![b, n])
+                ]
+            )
+        );
         let g = Graph::new();
         let x = g.parameter("x", DType::F64, [b, m]);
         let f = (x.exp() * 2.0 + 1.0).square().reduce_sum(&[1]);
-        println!("exp + reduce [B, 104]: {:.3} ms", 1e3 * time_program(&g, &[f], &[(rnd((b * m) as usize, 4), vec![b, m])]));
+        println!(
+            "exp + reduce [B, 104]: {:.3} ms",
+            1e3 * time_program(&g, &[f], &[(rnd((b * m) as usize, 4), vec![b, m])])
+        );
     }
 }

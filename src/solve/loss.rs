@@ -48,7 +48,11 @@ pub(crate) fn rho(loss: Loss, f: &Tensor, f_scale: &Tensor) -> Rho {
             (z.atan(), t.recip(), -2.0 * &z / t.square())
         }
     };
-    Rho { rho0: r0 * &c2, rho1: r1, rho2: r2 / &c2 }
+    Rho {
+        rho0: r0 * &c2,
+        rho1: r1,
+        rho2: r2 / &c2,
+    }
 }
 
 /// `0.5 * sum(rho0)`: the cost of residuals `f`.

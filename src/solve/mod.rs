@@ -19,9 +19,9 @@
 //! - scipy.optimize.least_squares and curve_fit documentation.
 
 pub(crate) mod common;
-pub mod loss;
 pub(crate) mod lm;
 pub(crate) mod lm_batch;
+pub mod loss;
 pub mod options;
 pub mod termination;
 pub(crate) mod trf;
@@ -82,8 +82,17 @@ pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tenso
         let (f, j) = (pb.fun_jac)(x);
         let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, f_scale);
         let (r, qtf) = factor(&js, &fs);
-        let finite = all_finite(&f).and(&all_finite(&r.reshape([n * n]))).and(&is_finite(&cost));
-        return Evaluation { f, jac: js, r, qtf, cost, finite };
+        let finite = all_finite(&f)
+            .and(&all_finite(&r.reshape([n * n])))
+            .and(&is_finite(&cost));
+        return Evaluation {
+            f,
+            jac: js,
+            r,
+            qtf,
+            cost,
+            finite,
+        };
     };
     let g = x.graph().clone();
     let k = n + 1;
@@ -91,7 +100,11 @@ pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tenso
     // One pass over the data: each chunk's rows of [J | f] (loss-scaled) are folded into the
     // running triangle and its cost is added up; neither J nor f is kept.
     let out = g.while_loop(
-        &[g.scalar(crate::DType::I64, 0.0), g.zeros(crate::DType::F64, [k, k]), g.constant(0.0)],
+        &[
+            g.scalar(crate::DType::I64, 0.0),
+            g.zeros(crate::DType::F64, [k, k]),
+            g.constant(0.0),
+        ],
         |st| st[0].lt(chunks.count as f64),
         |st| {
             let start = &st[0] * size as f64;
@@ -106,7 +119,14 @@ pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tenso
     let r = r_aug.slice(&[0, 0], &[n, n]);
     let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
     let finite = is_finite(&cost).and(&all_finite(&r_aug.reshape([k * k])));
-    Evaluation { f: g.zeros(crate::DType::F64, [1]), jac: g.zeros(crate::DType::F64, [1, n]), r, qtf, cost, finite }
+    Evaluation {
+        f: g.zeros(crate::DType::F64, [1]),
+        jac: g.zeros(crate::DType::F64, [1, n]),
+        r,
+        qtf,
+        cost,
+        finite,
+    }
 }
 
 impl Problem<'_> {

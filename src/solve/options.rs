@@ -32,7 +32,11 @@ impl std::str::FromStr for Method {
         match s {
             "trf" => Ok(Method::Trf),
             "lm" => Ok(Method::Lm),
-            other => Err(Error::InvalidOption { field: "method", value: other.to_string(), constraint: "one of trf, lm" }),
+            other => Err(Error::InvalidOption {
+                field: "method",
+                value: other.to_string(),
+                constraint: "one of trf, lm",
+            }),
         }
     }
 }
@@ -139,7 +143,11 @@ impl Default for SolverOptions {
 }
 
 fn invalid(field: &'static str, value: impl fmt::Display, constraint: &'static str) -> Error {
-    Error::InvalidOption { field, value: value.to_string(), constraint }
+    Error::InvalidOption {
+        field,
+        value: value.to_string(),
+        constraint,
+    }
 }
 
 impl SolverOptions {
@@ -199,7 +207,11 @@ impl SolverOptions {
             }
         }
         if self.ftol < f64::EPSILON && self.xtol < f64::EPSILON && self.gtol < f64::EPSILON {
-            return Err(invalid("ftol", self.ftol, "at least one of ftol, xtol, gtol >= machine epsilon (2.2e-16)"));
+            return Err(invalid(
+                "ftol",
+                self.ftol,
+                "at least one of ftol, xtol, gtol >= machine epsilon (2.2e-16)",
+            ));
         }
         if self.max_nfev == Some(0) {
             return Err(invalid("max_nfev", 0, ">= 1"));
@@ -209,7 +221,11 @@ impl SolverOptions {
         }
         if let Some(XScale::Values(v)) = &self.x_scale {
             if v.len() != 1 && v.len() != n {
-                return Err(invalid("x_scale", format!("{} values", v.len()), "1 value or one per parameter"));
+                return Err(invalid(
+                    "x_scale",
+                    format!("{} values", v.len()),
+                    "1 value or one per parameter",
+                ));
             }
             if let Some(bad) = v.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
                 return Err(invalid("x_scale", bad, "finite and > 0"));
@@ -247,9 +263,16 @@ mod tests {
         assert!(e.to_string().contains("ftol"), "{e}");
         let e = SolverOptions::default().with_f_scale(0.0).validate(3).unwrap_err();
         assert!(e.to_string().contains("f_scale"), "{e}");
-        let e = SolverOptions::default().with_x_scale(XScale::Values(vec![1.0, 2.0])).validate(3).unwrap_err();
+        let e = SolverOptions::default()
+            .with_x_scale(XScale::Values(vec![1.0, 2.0]))
+            .validate(3)
+            .unwrap_err();
         assert!(e.to_string().contains("x_scale"), "{e}");
-        let e = SolverOptions::default().with_method(Method::Lm).with_loss(Loss::Huber).validate(3).unwrap_err();
+        let e = SolverOptions::default()
+            .with_method(Method::Lm)
+            .with_loss(Loss::Huber)
+            .validate(3)
+            .unwrap_err();
         assert!(e.to_string().contains("loss"), "{e}");
         assert!(SolverOptions::default().with_tol(0.0).validate(3).is_err());
         assert!(SolverOptions::default().validate(3).is_ok());

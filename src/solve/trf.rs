@@ -37,27 +37,27 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
     let init = vec![
-        x0.clone(),                                       // 0 x
-        g.zeros(DType::F64, [pb.jac_rows()]),             // 1 f at x (unscaled)
-        g.zeros(DType::F64, [pb.jac_rows(), n]),          // 2 J at x (loss-scaled)
-        g.constant(0.0),                                  // 3 cost at x
-        zeros_n(),                                        // 4 gradient
-        zeros_n(),                                        // 5 scale
-        zeros_n(),                                        // 6 scale_inv
-        g.constant(1.0),                                  // 7 Delta
-        g.constant(0.0),                                  // 8 alpha
-        int(&g, 0),                                       // 9 nfev
-        int(&g, 0),                                       // 10 njev
-        int(&g, 0),                                       // 11 nit
-        int(&g, RUNNING),                                 // 12 status
-        g.full(DType::F64, [cfg.history], f64::NAN),      // 13 history
-        g.constant(0.0),                                  // 14 optimality
-        g.scalar(DType::Bool, 0.0),                       // 15 done
-        g.scalar(DType::Bool, 1.0),                       // 16 first iteration
-        g.scalar(DType::Bool, 1.0),                       // 17 x changed since the last J
-        g.constant(0.0),                                  // 18 initial cost
-        g.zeros(DType::F64, [n, n]),                      // 19 covariance (JᵀJ)⁺ at x
-        int(&g, 0),                                       // 20 rank of J at x
+        x0.clone(),                                  // 0 x
+        g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
+        g.zeros(DType::F64, [pb.jac_rows(), n]),     // 2 J at x (loss-scaled)
+        g.constant(0.0),                             // 3 cost at x
+        zeros_n(),                                   // 4 gradient
+        zeros_n(),                                   // 5 scale
+        zeros_n(),                                   // 6 scale_inv
+        g.constant(1.0),                             // 7 Delta
+        g.constant(0.0),                             // 8 alpha
+        int(&g, 0),                                  // 9 nfev
+        int(&g, 0),                                  // 10 njev
+        int(&g, 0),                                  // 11 nit
+        int(&g, RUNNING),                            // 12 status
+        g.full(DType::F64, [cfg.history], f64::NAN), // 13 history
+        g.constant(0.0),                             // 14 optimality
+        g.scalar(DType::Bool, 0.0),                  // 15 done
+        g.scalar(DType::Bool, 1.0),                  // 16 first iteration
+        g.scalar(DType::Bool, 1.0),                  // 17 x changed since the last J
+        g.constant(0.0),                             // 18 initial cost
+        g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
+        int(&g, 0),                                  // 20 rank of J at x
     ];
 
     let out = g.while_loop(
@@ -83,15 +83,24 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = norm_inf(&(&grad * &v));
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
-            let delta_init = delta_init.eq(0.0).or(&is_finite(&delta_init).not()).select(1.0, &delta_init);
+            let delta_init = delta_init
+                .eq(0.0)
+                .or(&is_finite(&delta_init).not())
+                .select(1.0, &delta_init);
             let delta = first.select(&delta_init, &st[7]);
             let initial_cost = first.select(&cost_here, &st[18]);
             let history = first.select(st[13].set(0, &cost_here), &st[13]);
             // Status at the top of the iteration (scipy): gtol, then max_nfev.
             let status = first.and(&finite.not()).select(int(&g, NONFINITE_START), &st[12]);
             // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
-            let status = status.ne(NONFINITE_START as f64).and(&gnorm.lt(&inp.gtol)).select(int(&g, 1), &status);
-            let status = status.eq(RUNNING as f64).and(&nfev.ge(&inp.max_nfev)).select(int(&g, 0), &status);
+            let status = status
+                .ne(NONFINITE_START as f64)
+                .and(&gnorm.lt(&inp.gtol))
+                .select(int(&g, 1), &status);
+            let status = status
+                .eq(RUNNING as f64)
+                .and(&nfev.ge(&inp.max_nfev))
+                .select(int(&g, 0), &status);
             let done = status.ne(RUNNING as f64);
 
             // Hat-space quantities; on the final pass (done) d = 1 and no Coleman–Li term, so
@@ -111,9 +120,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
             let uf = u.t().dot(&c);
             let gn_reduction = gauss_newton_reduction(&uf, &s, &inp.m_valid);
-            let model_ok = gn_reduction
-                .le(&(&inp.ftol * &cost))
-                .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
+            let model_ok = gn_reduction.le(&(&inp.ftol * &cost)).and(&gauss_newton_converged(
+                &uf,
+                &s,
+                &vmat,
+                &d,
+                x,
+                &inp.ftol,
+                &inp.m_valid,
+            ));
             let theta = (-&gnorm + 1.0).max(0.995);
             let quad = |sh: &Tensor| {
                 let q = rd.dot(sh);
@@ -121,17 +136,22 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             };
 
             let inner_init = vec![
-                delta.clone(),             // 0 Delta
-                st[8].clone(),             // 1 alpha
-                nfev.clone(),              // 2 nfev
-                status.clone(),            // 3 status (the loop runs only while RUNNING)
-                g.constant(-1.0),          // 4 actual reduction
-                x.clone(),                 // 5 x_new
-                cost.clone(),              // 6 cost_new
+                delta.clone(),    // 0 Delta
+                st[8].clone(),    // 1 alpha
+                nfev.clone(),     // 2 nfev
+                status.clone(),   // 3 status (the loop runs only while RUNNING)
+                g.constant(-1.0), // 4 actual reduction
+                x.clone(),        // 5 x_new
+                cost.clone(),     // 6 cost_new
             ];
             let inner = g.while_loop(
                 &inner_init,
-                |it| it[4].le(0.0).and(&it[2].lt(&inp.max_nfev)).and(&it[3].eq(RUNNING as f64)),
+                |it| {
+                    it[4]
+                        .le(0.0)
+                        .and(&it[2].lt(&inp.max_nfev))
+                        .and(&it[3].eq(RUNNING as f64))
+                },
                 |it| {
                     let (delta, alpha, nfev) = (&it[0], &it[1], &it[2]);
                     let (p_h, alpha_new) = solve_trust_region(&uf, &s, &vmat, delta, alpha, &inp.m_valid);
@@ -142,7 +162,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                         let pv = quad(&p_h);
                         (p.clone(), p_h.clone(), -pv)
                     };
-                    let x_new = if cfg.bounded { make_strictly_feasible(&(x + &step), lb, ub) } else { x + &step };
+                    let x_new = if cfg.bounded {
+                        make_strictly_feasible(&(x + &step), lb, ub)
+                    } else {
+                        x + &step
+                    };
                     let f_new = (pb.fun)(&x_new);
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
@@ -152,7 +176,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
                     let step_norm = norm(&step);
-                    let term = check_termination(&actual, &cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol, &model_ok);
+                    let term = check_termination(
+                        &actual,
+                        &cost,
+                        &step_norm,
+                        &norm(x),
+                        &ratio,
+                        &inp.ftol,
+                        &inp.xtol,
+                        &model_ok,
+                    );
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
                     vec![
@@ -302,5 +335,9 @@ fn select_step(
     let step_h = pick_p.select(&p_h3, pick_r.select(&r_h_final, &ag_h));
     let value = pick_p.select(&p_value, pick_r.select(&r_value, &ag_value));
 
-    (inside.select(p, &step), inside.select(p_h, &step_h), -inside.select(&p_value_full, &value))
+    (
+        inside.select(p, &step),
+        inside.select(p_h, &step_h),
+        -inside.select(&p_value_full, &value),
+    )
 }

@@ -4,8 +4,14 @@
 //! state variable (vectors `[B, n]`, scalars `[B]`); loops run while any problem needs them
 //! and freeze the problems that are done (see [`super::lm_batch`]).
 
-use super::common::{active_constraints, check_termination, cl_scaling, int, is_finite, make_strictly_feasible, minimize_quadratic_1d, update_radius};
-use super::lm_batch::{any, col, column_norms, covariance, first_col, gn_converged, gn_reduction, mtv, mv, norm, pick, qr_r, svd, BatchOutputs, BatchProblem};
+use super::common::{
+    active_constraints, check_termination, cl_scaling, int, is_finite, make_strictly_feasible, minimize_quadratic_1d,
+    update_radius,
+};
+use super::lm_batch::{
+    any, col, column_norms, covariance, first_col, gn_converged, gn_reduction, mtv, mv, norm, pick, qr_r, svd,
+    BatchOutputs, BatchProblem,
+};
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
 use super::Loss;
@@ -95,7 +101,14 @@ fn phi_and_derivative(alpha: &Tensor, suf: &Tensor, s: &Tensor, delta: &Tensor) 
 }
 
 /// `common::solve_trust_region` per problem.
-fn solve_trust_region(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, initial_alpha: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
+fn solve_trust_region(
+    uf: &Tensor,
+    s: &Tensor,
+    v: &Tensor,
+    delta: &Tensor,
+    initial_alpha: &Tensor,
+    m_valid: &Tensor,
+) -> (Tensor, Tensor) {
     let g = uf.graph().clone();
     let (b, n) = (s.dims()[0], s.dims()[1]);
     let suf = s * uf;
@@ -116,7 +129,13 @@ fn solve_trust_region(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, initi
     let rtol = 0.01;
     let running = |st: &[Tensor]| st[4].not().and(&st[3].lt(10.0));
     let out = g.while_loop(
-        &[alpha0, alpha_lower0, alpha_upper0, g.zeros(DType::I64, [b]), g.full(DType::Bool, [b], 0.0)],
+        &[
+            alpha0,
+            alpha_lower0,
+            alpha_upper0,
+            g.zeros(DType::I64, [b]),
+            g.full(DType::Bool, [b], 0.0),
+        ],
         |st| any(&running(st)),
         |st| {
             let active = running(st);
@@ -217,7 +236,11 @@ fn select_step(
     let step_h = pick(&pick_p, &p_h3, &pick(&pick_r, &r_h_final, &ag_h));
     let value = pick_p.select(&p_value, pick_r.select(&r_value, &ag_value));
 
-    (pick(&inside, p, &step), pick(&inside, p_h, &step_h), -inside.select(&p_value_full, &value))
+    (
+        pick(&inside, p, &step),
+        pick(&inside, p_h, &step_h),
+        -inside.select(&p_value_full, &value),
+    )
 }
 
 /// Builds the batched TRF solve.
@@ -283,18 +306,30 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                 let sinv = pick(first, &init, &norms.max(&st[6]));
                 (sinv.recip(), sinv)
             } else {
-                (inp.x_scale.broadcast_to([b, n]), inp.x_scale.recip().broadcast_to([b, n]))
+                (
+                    inp.x_scale.broadcast_to([b, n]),
+                    inp.x_scale.recip().broadcast_to([b, n]),
+                )
             };
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = (&grad * &v).abs().reduce_max(&[1]);
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
-            let delta_init = delta_init.eq(0.0).or(&is_finite(&delta_init).not()).select(1.0, &delta_init);
+            let delta_init = delta_init
+                .eq(0.0)
+                .or(&is_finite(&delta_init).not())
+                .select(1.0, &delta_init);
             let delta = first.select(&delta_init, &st[7]);
             let initial_cost = first.select(&cost_here, &st[18]);
             let history = pick(first, &set_hist(&st[13], &i64z(), &cost_here), &st[13]);
             let status = first.and(&finite.not()).select(const_i(NONFINITE_START), &st[12]);
-            let status = status.ne(NONFINITE_START as f64).and(&gnorm.lt(&inp.gtol)).select(const_i(1), &status);
-            let status = status.eq(RUNNING as f64).and(&nfev.ge(&inp.max_nfev)).select(const_i(0), &status);
+            let status = status
+                .ne(NONFINITE_START as f64)
+                .and(&gnorm.lt(&inp.gtol))
+                .select(const_i(1), &status);
+            let status = status
+                .eq(RUNNING as f64)
+                .and(&nfev.ge(&inp.max_nfev))
+                .select(const_i(0), &status);
             let done = status.ne(RUNNING as f64);
 
             let v = dv.ne(0.0).select(&v * &scale_inv, &v);
@@ -308,7 +343,10 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                 let dh = g.eye(DType::F64, n) * diag_h.sqrt().reshape([b, 1, n]);
                 let bottom = g.concat(&[dh, f64z(vec![b, 1, n])], 1);
                 let r_aug = qr_r(&g.concat(&[top, bottom], 2));
-                (r_aug.slice(&[0, 0, 0], &[b, n, n]), r_aug.slice(&[0, 0, n], &[b, n, n + 1]).reshape([b, n]))
+                (
+                    r_aug.slice(&[0, 0, 0], &[b, n, n]),
+                    r_aug.slice(&[0, 0, n], &[b, n, n + 1]).reshape([b, n]),
+                )
             } else {
                 (rd.clone(), qtf.clone())
             };
@@ -323,8 +361,21 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                 (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
             };
 
-            let inner_init = vec![delta.clone(), st[8].clone(), nfev.clone(), status.clone(), g.full(DType::F64, [b], -1.0), x.clone(), cost.clone()];
-            let inner_running = |it: &[Tensor]| it[4].le(0.0).and(&it[2].lt(&inp.max_nfev)).and(&it[3].eq(RUNNING as f64));
+            let inner_init = vec![
+                delta.clone(),
+                st[8].clone(),
+                nfev.clone(),
+                status.clone(),
+                g.full(DType::F64, [b], -1.0),
+                x.clone(),
+                cost.clone(),
+            ];
+            let inner_running = |it: &[Tensor]| {
+                it[4]
+                    .le(0.0)
+                    .and(&it[2].lt(&inp.max_nfev))
+                    .and(&it[3].eq(RUNNING as f64))
+            };
             let inner = g.while_loop(
                 &inner_init,
                 |it| any(&inner_running(it)),
@@ -339,7 +390,11 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                         let pv = quad(&p_h);
                         (p.clone(), p_h.clone(), -pv)
                     };
-                    let x_new = if cfg.bounded { make_strictly_feasible(&(x + &step), lb, ub) } else { x + &step };
+                    let x_new = if cfg.bounded {
+                        make_strictly_feasible(&(x + &step), lb, ub)
+                    } else {
+                        x + &step
+                    };
                     let f_new = (pb.fun)(&x_new);
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
@@ -349,7 +404,16 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
                     let step_norm = norm(&step);
-                    let term = check_termination(&actual, &cost, &step_norm, &norm(x), &ratio, &inp.ftol, &inp.xtol, &model_ok);
+                    let term = check_termination(
+                        &actual,
+                        &cost,
+                        &step_norm,
+                        &norm(x),
+                        &ratio,
+                        &inp.ftol,
+                        &inp.xtol,
+                        &model_ok,
+                    );
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
                     let new = [

@@ -172,7 +172,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io { doing, path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        doing,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Where a provisioned plugin came from.
@@ -307,9 +311,16 @@ pub fn provision_with(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
 /// [`Error::OverrideMissing`].
 pub fn use_override(path: &Path) -> Result<Provisioned> {
     if !path.is_file() {
-        return Err(Error::OverrideMissing { path: path.to_path_buf() });
+        return Err(Error::OverrideMissing {
+            path: path.to_path_buf(),
+        });
     }
-    Ok(Provisioned { plugin: path.to_path_buf(), header: None, sha256: None, source: Source::Override })
+    Ok(Provisioned {
+        plugin: path.to_path_buf(),
+        header: None,
+        sha256: None,
+        source: Source::Override,
+    })
 }
 
 /// Looks for a verified entry of `pin` in the cache. `None` when absent or incomplete.
@@ -325,9 +336,13 @@ pub fn find_cached(cache_root: &Path, pin: &Pin) -> Option<Provisioned> {
 
 /// An entry is usable when its marker names the pinned hash and the plugin has the recorded size.
 fn check_entry(dir: &Path, pin: &Pin) -> bool {
-    let Ok(marker) = fs::read_to_string(dir.join(MARKER_FILE)) else { return false };
+    let Ok(marker) = fs::read_to_string(dir.join(MARKER_FILE)) else {
+        return false;
+    };
     let mut fields = marker.split_whitespace();
-    let (Some(hash), Some(size)) = (fields.next(), fields.next()) else { return false };
+    let (Some(hash), Some(size)) = (fields.next(), fields.next()) else {
+        return false;
+    };
     let Ok(size) = size.parse::<u64>() else { return false };
     hash == pin.plugin_sha256
         && fs::metadata(dir.join(PLUGIN_FILE)).is_ok_and(|m| m.len() == size)
@@ -335,7 +350,10 @@ fn check_entry(dir: &Path, pin: &Pin) -> bool {
 }
 
 fn unique_suffix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{}-{}", std::process::id(), nanos)
 }
 
@@ -348,8 +366,7 @@ pub fn fetch_and_install(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
     fs::create_dir_all(&pjrt_dir).map_err(io_err("creating cache folder", &pjrt_dir))?;
     let download = pjrt_dir.join(format!(".download-{}", unique_suffix()));
     fs::create_dir_all(&download).map_err(io_err("creating download folder", &download))?;
-    let result = download_wheel(cfg, pin, &download)
-        .and_then(|wheel| install_wheel(&wheel, &cfg.cache_root, pin));
+    let result = download_wheel(cfg, pin, &download).and_then(|wheel| install_wheel(&wheel, &cfg.cache_root, pin));
     let _ = fs::remove_dir_all(&download);
     result.map(|mut p| {
         p.source = Source::Fetched;
@@ -360,23 +377,35 @@ pub fn fetch_and_install(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
 fn download_wheel(cfg: &Config, pin: &Pin, dest: &Path) -> Result<PathBuf> {
     let spec = format!("{}=={}", pin.package, pin.version);
     let mut cmd = Command::new(&cfg.python);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-        .arg("--dest")
-        .arg(dest)
-        .arg(&spec);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+    ])
+    .arg("--dest")
+    .arg(dest)
+    .arg(&spec);
     let command = format!(
         "{} -m pip download --no-deps --only-binary=:all: {spec} -d {}",
         cfg.python.to_string_lossy(),
         dest.display()
     );
-    let out = cmd
-        .output()
-        .map_err(|source| Error::PythonMissing { python: cfg.python.clone(), source })?;
+    let out = cmd.output().map_err(|source| Error::PythonMissing {
+        python: cfg.python.clone(),
+        source,
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
-        return Err(Error::PipFailed { command, status: out.status.to_string(), stderr: tail });
+        return Err(Error::PipFailed {
+            command,
+            status: out.status.to_string(),
+            stderr: tail,
+        });
     }
     let wheel = dest.join(pin.wheel_file);
     if !wheel.is_file() {
@@ -459,9 +488,12 @@ pub fn install_wheel(wheel: &Path, cache_root: &Path, pin: &Pin) -> Result<Provi
 
 fn stage_entry(wheel: &Path, staging: &Path, pin: &Pin) -> Result<()> {
     let file = fs::File::open(wheel).map_err(io_err("opening", wheel))?;
-    let corrupt = |reason: String| Error::CorruptArchive { path: wheel.to_path_buf(), reason };
-    let mut archive = zip::ZipArchive::new(io::BufReader::new(file))
-        .map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
+    let corrupt = |reason: String| Error::CorruptArchive {
+        path: wheel.to_path_buf(),
+        reason,
+    };
+    let mut archive =
+        zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
     let members = [
         ("plugin", pin.plugin_member, pin.plugin_sha256, PLUGIN_FILE),
         ("header", pin.header_member, pin.header_sha256, HEADER_FILE),
@@ -473,18 +505,31 @@ fn stage_entry(wheel: &Path, staging: &Path, pin: &Pin) -> Result<()> {
             .map_err(|e| corrupt(format!("cannot read member {member}: {e}")))?;
         let dest = staging.join(name);
         let out = fs::File::create(&dest).map_err(io_err("creating", &dest))?;
-        let mut w = HashingWriter { inner: io::BufWriter::new(out), hasher: Sha256::new(), written: 0 };
+        let mut w = HashingWriter {
+            inner: io::BufWriter::new(out),
+            hasher: Sha256::new(),
+            written: 0,
+        };
         io::copy(&mut entry, &mut w).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
                 corrupt(format!("member {member} does not decompress: {e}"))
             } else {
-                Error::Io { doing: "extracting to", path: dest.clone(), source: e }
+                Error::Io {
+                    doing: "extracting to",
+                    path: dest.clone(),
+                    source: e,
+                }
             }
         })?;
         w.flush().map_err(io_err("writing", &dest))?;
         let actual = hex(&w.hasher.finalize_reset());
         if actual != expected {
-            return Err(Error::HashMismatch { what, path: dest, expected: expected.to_string(), actual });
+            return Err(Error::HashMismatch {
+                what,
+                path: dest,
+                expected: expected.to_string(),
+                actual,
+            });
         }
         if what == "plugin" {
             plugin_size = w.written;
@@ -497,8 +542,7 @@ fn stage_entry(wheel: &Path, staging: &Path, pin: &Pin) -> Result<()> {
         inner.sync_all().map_err(io_err("syncing", &dest))?;
     }
     let marker = staging.join(MARKER_FILE);
-    fs::write(&marker, format!("{} {}\n", pin.plugin_sha256, plugin_size))
-        .map_err(io_err("writing", &marker))?;
+    fs::write(&marker, format!("{} {}\n", pin.plugin_sha256, plugin_size)).map_err(io_err("writing", &marker))?;
     Ok(())
 }
 
@@ -516,7 +560,11 @@ fn commit_entry(staging: &Path, cache_root: &Path, pin: &Pin) -> Result<Provisio
         if let Err(e) = fs::rename(staging, &dir) {
             // Losing the race to another installer is fine; anything else is an error.
             if !check_entry(&dir, pin) {
-                return Err(Error::Io { doing: "renaming staging folder to", path: dir, source: e });
+                return Err(Error::Io {
+                    doing: "renaming staging folder to",
+                    path: dir,
+                    source: e,
+                });
             }
         }
     }

@@ -47,7 +47,10 @@ fn corrupt_zip_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let wheel = tmp.path().join("bad.whl");
     fs::write(&wheel, b"this is not a zip archive at all").unwrap();
-    let pin = Pin { wheel_sha256: leak(sha256_file(&wheel).unwrap()), ..CPU_PLUGIN };
+    let pin = Pin {
+        wheel_sha256: leak(sha256_file(&wheel).unwrap()),
+        ..CPU_PLUGIN
+    };
     let err = install_wheel(&wheel, &tmp.path().join("cache"), &pin).unwrap_err();
     assert!(matches!(err, Error::CorruptArchive { .. }), "{err}");
     assert!(err.to_string().contains("not a zip archive"), "{err}");
@@ -89,7 +92,10 @@ fn good_wheel_installs_and_is_found_in_cache() {
     assert_eq!(hit.plugin, p.plugin);
     assert_eq!(hit.source, Source::Cache);
     // provision_with uses the cache without fetching, even offline.
-    let cfg = Config { offline: true, ..Config::with_cache_root(&cache) };
+    let cfg = Config {
+        offline: true,
+        ..Config::with_cache_root(&cache)
+    };
     assert_eq!(provision_with(&cfg, &pin).unwrap().plugin, p.plugin);
 }
 
@@ -103,7 +109,10 @@ fn truncated_cache_entry_is_not_a_hit() {
     assert!(find_cached(&cache, &pin).is_none());
     // Installing again repairs the entry.
     install_wheel(&wheel, &cache, &pin).unwrap();
-    assert_eq!(fs::read(find_cached(&cache, &pin).unwrap().plugin).unwrap(), b"plugin bytes");
+    assert_eq!(
+        fs::read(find_cached(&cache, &pin).unwrap().plugin).unwrap(),
+        b"plugin bytes"
+    );
 }
 
 #[test]
@@ -113,24 +122,37 @@ fn concurrent_installs_both_succeed() {
     let (wheel, pin) = fake_wheel(tmp.path(), &plugin, b"header");
     let cache = tmp.path().join("cache");
     let results: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| install_wheel(&wheel, &cache, &pin))).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| install_wheel(&wheel, &cache, &pin)))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for r in results {
         assert_eq!(fs::read(r.unwrap().plugin).unwrap(), plugin);
     }
-    let names: Vec<_> = fs::read_dir(cache.join("pjrt")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(cache.join("pjrt"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from(pin.plugin_sha256)]);
 }
 
 #[test]
 fn offline_with_empty_cache_explains_what_to_set() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = Config { offline: true, ..Config::with_cache_root(tmp.path()) };
+    let cfg = Config {
+        offline: true,
+        ..Config::with_cache_root(tmp.path())
+    };
     let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
     assert!(matches!(err, Error::Offline { .. }), "{err}");
     let msg = err.to_string();
-    for needle in ["NLSQ_OFFLINE", "NLSQ_CACHE_DIR", "NLSQ_PJRT_PLUGIN", "xla-cpu-pjrt==0.0.1"] {
+    for needle in [
+        "NLSQ_OFFLINE",
+        "NLSQ_CACHE_DIR",
+        "NLSQ_PJRT_PLUGIN",
+        "xla-cpu-pjrt==0.0.1",
+    ] {
         assert!(msg.contains(needle), "{msg}");
     }
 }
@@ -138,7 +160,10 @@ fn offline_with_empty_cache_explains_what_to_set() {
 #[test]
 fn missing_python_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = Config { python: "/nonexistent/python3".into(), ..Config::with_cache_root(tmp.path()) };
+    let cfg = Config {
+        python: "/nonexistent/python3".into(),
+        ..Config::with_cache_root(tmp.path())
+    };
     let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
     assert!(matches!(err, Error::PythonMissing { .. }), "{err}");
     assert!(err.to_string().contains("NLSQ_PYTHON"), "{err}");
@@ -148,7 +173,10 @@ fn missing_python_is_reported() {
 fn failing_pip_is_reported_with_its_message() {
     let tmp = tempfile::tempdir().unwrap();
     // `python3 -c` style failure: use `false` as the interpreter, which exits 1.
-    let cfg = Config { python: "false".into(), ..Config::with_cache_root(tmp.path()) };
+    let cfg = Config {
+        python: "false".into(),
+        ..Config::with_cache_root(tmp.path())
+    };
     let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
     assert!(matches!(err, Error::PipFailed { .. }), "{err}");
     // The download folder is cleaned up.

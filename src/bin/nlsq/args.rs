@@ -251,14 +251,18 @@ impl Tokens {
 
 fn parse_f64(name: &str, v: &str) -> Result<f64> {
     let t = v.trim();
-    t.parse::<f64>().ok().filter(|x| !x.is_nan()).ok_or_else(|| anyhow!("option {name}: '{v}' is not a number"))
+    t.parse::<f64>()
+        .ok()
+        .filter(|x| !x.is_nan())
+        .ok_or_else(|| anyhow!("option {name}: '{v}' is not a number"))
 }
 
 fn parse_method(v: &str) -> Result<Method> {
     if v == "dogbox" {
         bail!("--method dogbox is not supported yet (use trf or lm)");
     }
-    v.parse::<Method>().map_err(|_| anyhow!("option --method: '{v}' is not one of trf, lm, dogbox"))
+    v.parse::<Method>()
+        .map_err(|_| anyhow!("option --method: '{v}' is not one of trf, lm, dogbox"))
 }
 
 fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
@@ -280,8 +284,10 @@ fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
                 out.named.push((k.to_string(), parse_f64(name, val)?));
             }
             None if out.all.is_none() => {
-                out.all =
-                    Some(parse_f64(name, item).with_context(|| format!("option {name} takes NAME=VALUE pairs (or one value for all)"))?)
+                out.all = Some(
+                    parse_f64(name, item)
+                        .with_context(|| format!("option {name} takes NAME=VALUE pairs (or one value for all)"))?,
+                )
             }
             None => bail!("option {name}: only one value without a name is allowed"),
         }
@@ -297,11 +303,15 @@ fn parse_columns(v: &str) -> Result<Vec<ColSpec>> {
     items
         .into_iter()
         .map(|item| match item.split_once('=') {
-            Some((alias, col)) if !alias.trim().is_empty() && !col.trim().is_empty() => {
-                Ok(ColSpec { alias: Some(alias.trim().to_string()), col: col.trim().to_string() })
-            }
+            Some((alias, col)) if !alias.trim().is_empty() && !col.trim().is_empty() => Ok(ColSpec {
+                alias: Some(alias.trim().to_string()),
+                col: col.trim().to_string(),
+            }),
             Some(_) => bail!("option --x: '{item}' must be NAME=COLUMN"),
-            None => Ok(ColSpec { alias: None, col: item.to_string() }),
+            None => Ok(ColSpec {
+                alias: None,
+                col: item.to_string(),
+            }),
         })
         .collect()
 }
@@ -316,7 +326,11 @@ fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<()> {
 }
 
 fn parse_fit(items: Vec<String>) -> Result<Command> {
-    let mut t = Tokens { items, pos: 0, command: "fit" };
+    let mut t = Tokens {
+        items,
+        pos: 0,
+        command: "fit",
+    };
     let mut a = FitArgs::default();
     let (mut model, mut data, mut p0, mut lower, mut upper) = (None, None, None, None, None);
     let mut method = None;
@@ -348,8 +362,9 @@ fn parse_fit(items: Vec<String>) -> Result<Command> {
             "--method" => once(&mut method, &name, t.value(&name, inline)?)?,
             "--loss" => {
                 let v = t.value(&name, inline)?;
-                let loss =
-                    v.parse::<Loss>().map_err(|_| anyhow!("option --loss: '{v}' is not one of linear, soft_l1, huber, cauchy, arctan"))?;
+                let loss = v.parse::<Loss>().map_err(|_| {
+                    anyhow!("option --loss: '{v}' is not one of linear, soft_l1, huber, cauchy, arctan")
+                })?;
                 once(&mut a.loss, &name, loss)?
             }
             "--f-scale" => once(&mut a.f_scale, &name, parse_f64(&name, &t.value(&name, inline)?)?)?,
@@ -371,7 +386,9 @@ fn parse_fit(items: Vec<String>) -> Result<Command> {
                 a.json = true
             }
             "--plot" => once(&mut a.plot, &name, PathBuf::from(t.value(&name, inline)?))?,
-            other if other.starts_with('-') && other.len() > 1 => bail!("unknown option '{other}' for nlsq fit (see nlsq fit --help)"),
+            other if other.starts_with('-') && other.len() > 1 => {
+                bail!("unknown option '{other}' for nlsq fit (see nlsq fit --help)")
+            }
             other => bail!("unexpected argument '{other}' for nlsq fit (options start with --; see nlsq fit --help)"),
         }
     }
@@ -393,7 +410,11 @@ fn parse_fit(items: Vec<String>) -> Result<Command> {
 }
 
 fn parse_nist(items: Vec<String>) -> Result<Command> {
-    let mut t = Tokens { items, pos: 0, command: "nist" };
+    let mut t = Tokens {
+        items,
+        pos: 0,
+        command: "nist",
+    };
     let (mut dir, mut method, mut starts, mut problems) = (None, None, None, None);
     let (mut ftol, mut xtol, mut gtol, mut max_nfev) = (None, None, None, None);
     let mut json = false;
@@ -426,7 +447,11 @@ fn parse_nist(items: Vec<String>) -> Result<Command> {
             }
             "--problem" => {
                 let v = t.value(&name, inline)?;
-                let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 if list.is_empty() {
                     bail!("option --problem needs NAME[,NAME...]");
                 }
@@ -438,7 +463,9 @@ fn parse_nist(items: Vec<String>) -> Result<Command> {
                 }
                 json = true
             }
-            other if other.starts_with('-') && other.len() > 1 => bail!("unknown option '{other}' for nlsq nist (see nlsq nist --help)"),
+            other if other.starts_with('-') && other.len() > 1 => {
+                bail!("unknown option '{other}' for nlsq nist (see nlsq nist --help)")
+            }
             other => {
                 if dir.is_some() {
                     bail!("unexpected argument '{other}': nlsq nist takes one directory");
@@ -474,7 +501,9 @@ fn parse_batch(items: Vec<String>) -> Result<Command> {
             "--data" | "--group" => {
                 let v = match inline {
                     Some(v) => v,
-                    None => it.next().ok_or_else(|| anyhow!("option {name} needs a value (see nlsq batch --help)"))?,
+                    None => it
+                        .next()
+                        .ok_or_else(|| anyhow!("option {name} needs a value (see nlsq batch --help)"))?,
                 };
                 if name == "--data" {
                     files.push(PathBuf::from(v));
@@ -500,7 +529,9 @@ fn parse_batch(items: Vec<String>) -> Result<Command> {
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<String>) -> Result<Command> {
     let mut it = args.into_iter();
-    let Some(first) = it.next() else { return Ok(Command::Help(MAIN_HELP)) };
+    let Some(first) = it.next() else {
+        return Ok(Command::Help(MAIN_HELP));
+    };
     let rest: Vec<String> = it.collect();
     match first.as_str() {
         "-h" | "--help" | "help" => Ok(Command::Help(match rest.first().map(String::as_str) {
@@ -532,11 +563,28 @@ mod tests {
 
     #[test]
     fn fit_options_parse_with_and_without_equals() {
-        let a = fit(&["--model", "a*x", "--data=d.csv", "--p0", "a=2,b=-1e-3", "--lower=0", "--x", "u=1,v", "--json"]).unwrap();
+        let a = fit(&[
+            "--model",
+            "a*x",
+            "--data=d.csv",
+            "--p0",
+            "a=2,b=-1e-3",
+            "--lower=0",
+            "--x",
+            "u=1,v",
+            "--json",
+        ])
+        .unwrap();
         assert_eq!(a.model, "a*x");
         assert_eq!(a.p0.named, vec![("a".to_string(), 2.0), ("b".to_string(), -1e-3)]);
         assert_eq!(a.lower.all, Some(0.0));
-        assert_eq!(a.x.unwrap()[0], ColSpec { alias: Some("u".into()), col: "1".into() });
+        assert_eq!(
+            a.x.unwrap()[0],
+            ColSpec {
+                alias: Some("u".into()),
+                col: "1".into()
+            }
+        );
         assert!(a.json);
     }
 
@@ -554,7 +602,9 @@ mod tests {
             let e = fit(&bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
             assert!(!format!("{e:#}").contains('\n'));
         }
-        let e = fit(&["--model", "a", "--data", "d", "--method", "dogbox"]).err().unwrap();
+        let e = fit(&["--model", "a", "--data", "d", "--method", "dogbox"])
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("not supported yet"));
     }
 }

@@ -74,11 +74,17 @@ impl Table {
         let name = path.display().to_string();
         let mut text = String::new();
         if name == "-" {
-            std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
         } else {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {name}"))?;
-            text = String::from_utf8(bytes)
-                .map_err(|e| anyhow!("data file {name} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+            text = String::from_utf8(bytes).map_err(|e| {
+                anyhow!(
+                    "data file {name} is not UTF-8 text (byte {})",
+                    e.utf8_error().valid_up_to()
+                )
+            })?;
         }
         if let Some(rest) = text.strip_prefix('\u{feff}') {
             text = rest.to_string();
@@ -95,7 +101,9 @@ impl Table {
             }
             start = end;
         }
-        let Some((_, first)) = lines.first().cloned() else { bail!("data file {name} has no data lines") };
+        let Some((_, first)) = lines.first().cloned() else {
+            bail!("data file {name} has no data lines")
+        };
         let first_line = &text[first];
         let delimiter = match ext.as_deref() {
             Some("csv") if !first_line.contains(',') && first_line.contains(';') => Delimiter::Semicolon,
@@ -114,7 +122,14 @@ impl Table {
         if rows.is_empty() {
             bail!("data file {name} has a header line but no data lines");
         }
-        Ok(Table { name, header, delimiter, text, rows, n_columns })
+        Ok(Table {
+            name,
+            header,
+            delimiter,
+            text,
+            rows,
+            n_columns,
+        })
     }
 
     fn columns_list(&self) -> String {
@@ -128,21 +143,37 @@ impl Table {
     pub fn column(&self, spec: &str, what: &str) -> Result<Column> {
         if let Some(h) = &self.header {
             if let Some(i) = h.iter().position(|c| c == spec) {
-                return Ok(Column { index: i, label: spec.to_string(), named: true });
+                return Ok(Column {
+                    index: i,
+                    label: spec.to_string(),
+                    named: true,
+                });
             }
         }
         if let Ok(i) = spec.parse::<usize>() {
             if i == 0 || i > self.n_columns {
-                bail!("{what} column {i} is out of range: {} has {} columns (indices start at 1)", self.name, self.n_columns);
+                bail!(
+                    "{what} column {i} is out of range: {} has {} columns (indices start at 1)",
+                    self.name,
+                    self.n_columns
+                );
             }
             let label = match &self.header {
                 Some(h) => h[i - 1].clone(),
                 None => format!("column {i}"),
             };
-            return Ok(Column { index: i - 1, label, named: self.header.is_some() });
+            return Ok(Column {
+                index: i - 1,
+                label,
+                named: self.header.is_some(),
+            });
         }
         match &self.header {
-            Some(_) => bail!("{what} column '{spec}' not found in {} (columns: {})", self.name, self.columns_list()),
+            Some(_) => bail!(
+                "{what} column '{spec}' not found in {} (columns: {})",
+                self.name,
+                self.columns_list()
+            ),
             None => bail!(
                 "{what} column '{spec}': {} has no header line, so give a 1-based index (1..{}), or --header",
                 self.name,
@@ -157,7 +188,13 @@ impl Table {
         for (line_no, range) in &self.rows {
             let fields = split(&self.text[range.clone()], self.delimiter);
             let Some(field) = fields.get(col.index) else {
-                bail!("{}:{line_no}: has {} fields, but {what} is column {} ('{}')", self.name, fields.len(), col.index + 1, col.label);
+                bail!(
+                    "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
+                    self.name,
+                    fields.len(),
+                    col.index + 1,
+                    col.label
+                );
             };
             out.push(unquote(field).to_string());
         }
@@ -171,22 +208,38 @@ impl Table {
             let line = &self.text[range.clone()];
             let fields = split(line, self.delimiter);
             let Some(field) = fields.get(col.index) else {
-                bail!("{}:{line_no}: has {} fields, but {what} is column {} ('{}')", self.name, fields.len(), col.index + 1, col.label);
+                bail!(
+                    "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
+                    self.name,
+                    fields.len(),
+                    col.index + 1,
+                    col.label
+                );
             };
             let v: f64 = match field.parse() {
                 Ok(v) => v,
-                Err(_) if field.is_empty() => bail!("{}:{line_no}: {what} (column {}) is empty", self.name, col.index + 1),
+                Err(_) if field.is_empty() => {
+                    bail!("{}:{line_no}: {what} (column {}) is empty", self.name, col.index + 1)
+                }
                 Err(_) => {
                     let hint = if *line_no == self.rows[0].0 && self.header.is_none() {
                         " (use --header if the first line names the columns)"
                     } else {
                         ""
                     };
-                    bail!("{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}", self.name, col.index + 1)
+                    bail!(
+                        "{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}",
+                        self.name,
+                        col.index + 1
+                    )
                 }
             };
             if !v.is_finite() {
-                bail!("{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers", self.name, col.index + 1);
+                bail!(
+                    "{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers",
+                    self.name,
+                    col.index + 1
+                );
             }
             out.push(v);
         }
@@ -209,7 +262,10 @@ mod tests {
     #[test]
     fn header_is_detected_and_columns_resolve() {
         let t = table("a.csv", "# comment\nt, \"y\",s\n1,2,0.1\n\n2,4,0.1\n", None).unwrap();
-        assert_eq!(t.header.as_deref(), Some(&["t".to_string(), "y".into(), "s".into()][..]));
+        assert_eq!(
+            t.header.as_deref(),
+            Some(&["t".to_string(), "y".into(), "s".into()][..])
+        );
         let y = t.column("y", "--y").unwrap();
         assert_eq!(t.values(&y, "y").unwrap(), vec![2.0, 4.0]);
         assert_eq!(t.column("3", "--sigma").unwrap().label, "s");
@@ -226,6 +282,10 @@ mod tests {
         let e = t.values(&y, "y").unwrap_err().to_string();
         assert!(e.contains("c.tsv:3") && e.contains("finite"), "{e}");
         let t = table("d.csv", "x,y\n1,2\n2\n", None).unwrap();
-        assert!(t.values(&t.column("y", "y").unwrap(), "y").unwrap_err().to_string().contains(":3"));
+        assert!(t
+            .values(&t.column("y", "y").unwrap(), "y")
+            .unwrap_err()
+            .to_string()
+            .contains(":3"));
     }
 }

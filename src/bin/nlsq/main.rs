@@ -45,7 +45,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 /// One line: the error and its causes joined by ": ".
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    format!("{e:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Prints to stdout; a closed pipe (`nlsq ... | head`) is not an error.
@@ -104,13 +109,24 @@ fn resolve_variables(table: &Table, specs: &[ColSpec]) -> Result<Vec<Variable>> 
 fn per_param(opt: &str, values: &ParamValues, names: &[String], default: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
     for (n, _) in &values.named {
         if !names.contains(n) {
-            bail!("{opt}: '{n}' is not a parameter of the model (parameters: {})", names.join(", "));
+            bail!(
+                "{opt}: '{n}' is not a parameter of the model (parameters: {})",
+                names.join(", ")
+            );
         }
     }
     Ok(names
         .iter()
         .enumerate()
-        .map(|(i, n)| values.named.iter().find(|(m, _)| m == n).map(|(_, v)| *v).or(values.all).unwrap_or_else(|| default(i)))
+        .map(|(i, n)| {
+            values
+                .named
+                .iter()
+                .find(|(m, _)| m == n)
+                .map(|(_, v)| *v)
+                .or(values.all)
+                .unwrap_or_else(|| default(i))
+        })
         .collect())
 }
 
@@ -126,8 +142,14 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
 
     // Columns.
     let specs = a.x.clone().unwrap_or_else(|| match &table.header {
-        Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec { alias: None, col: "x".into() }],
-        _ => vec![ColSpec { alias: Some("x".into()), col: "1".into() }],
+        Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec {
+            alias: None,
+            col: "x".into(),
+        }],
+        _ => vec![ColSpec {
+            alias: Some("x".into()),
+            col: "1".into(),
+        }],
     });
     let vars = resolve_variables(&table, &specs)?;
     let y_col = match &a.y {
@@ -135,30 +157,48 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         None => {
             let last = vars.iter().map(|v| v.column.index).max().unwrap_or(0);
             if last + 1 >= table.n_columns {
-                bail!("{} has no column after column {} for y; choose one with --y", table.name, last + 1);
+                bail!(
+                    "{} has no column after column {} for y; choose one with --y",
+                    table.name,
+                    last + 1
+                );
             }
             table.column(&(last + 2).to_string(), "y")?
         }
     };
     let sigma_col = a.sigma.as_ref().map(|c| table.column(c, "--sigma")).transpose()?;
-    let x_rows: Vec<Vec<f64>> = vars.iter().map(|v| table.values(&v.column, &format!("x '{}'", v.name))).collect::<Result<_>>()?;
+    let x_rows: Vec<Vec<f64>> = vars
+        .iter()
+        .map(|v| table.values(&v.column, &format!("x '{}'", v.name)))
+        .collect::<Result<_>>()?;
     let y = table.values(&y_col, "y")?;
     let sigma = sigma_col.as_ref().map(|c| table.values(c, "sigma")).transpose()?;
     if let (Some(s), Some(c)) = (&sigma, &sigma_col) {
         if let Some(i) = s.iter().position(|v| *v <= 0.0) {
-            bail!("{}: sigma (column {}) must be > 0, but data row {} has {}", table.name, c.index + 1, i + 1, s[i]);
+            bail!(
+                "{}: sigma (column {}) must be > 0, but data row {} has {}",
+                table.name,
+                c.index + 1,
+                i + 1,
+                s[i]
+            );
         }
     }
 
     // Model and parameters.
     let var_names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
     let expr = Expr::parse(&src, &var_names).map_err(|e| match e {
-        nlsq::Error::Parse { line, column, message } => anyhow!("invalid --model expression at {line}:{column}: {message}"),
+        nlsq::Error::Parse { line, column, message } => {
+            anyhow!("invalid --model expression at {line}:{column}: {message}")
+        }
         other => anyhow!("invalid --model expression: {other}"),
     })?;
     let names: Vec<String> = expr.params().to_vec();
     if names.is_empty() {
-        bail!("the model has no parameters (every name in it is a variable ({}), a function or a constant)", var_names.join(", "));
+        bail!(
+            "the model has no parameters (every name in it is a variable ({}), a function or a constant)",
+            var_names.join(", ")
+        );
     }
     if !uses_a_variable(expr.root()) {
         warn(&format!(
@@ -169,11 +209,18 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         ));
     }
     if let Some(h) = &table.header {
-        let used: Vec<usize> =
-            vars.iter().map(|v| v.column.index).chain([y_col.index]).chain(sigma_col.as_ref().map(|c| c.index)).collect();
+        let used: Vec<usize> = vars
+            .iter()
+            .map(|v| v.column.index)
+            .chain([y_col.index])
+            .chain(sigma_col.as_ref().map(|c| c.index))
+            .collect();
         for (i, col) in h.iter().enumerate() {
             if !used.contains(&i) && names.contains(col) {
-                warn(&format!("'{col}' is a column of {} but a parameter of the model (select it with --x {col})", table.name));
+                warn(&format!(
+                    "'{col}' is a column of {} but a parameter of the model (select it with --x {col})",
+                    table.name
+                ));
             }
         }
     }
@@ -181,37 +228,54 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
     for (i, n) in names.iter().enumerate() {
         if lower[i] >= upper[i] {
-            bail!("the lower bound of '{n}' ({}) must be less than its upper bound ({})", lower[i], upper[i]);
+            bail!(
+                "the lower bound of '{n}' ({}) must be less than its upper bound ({})",
+                lower[i],
+                upper[i]
+            );
         }
     }
     // scipy's curve_fit (`_initialize_feasible`): p0 defaults to 1 without bounds, the
     // midpoint with both bounds, lower + 1 or upper - 1 with one.
-    let p0 = per_param("--p0", &a.p0, &names, |i| match (lower[i].is_finite(), upper[i].is_finite()) {
-        (true, true) => 0.5 * (lower[i] + upper[i]),
-        (true, false) => lower[i] + 1.0,
-        (false, true) => upper[i] - 1.0,
-        (false, false) => 1.0,
+    let p0 = per_param("--p0", &a.p0, &names, |i| {
+        match (lower[i].is_finite(), upper[i].is_finite()) {
+            (true, true) => 0.5 * (lower[i] + upper[i]),
+            (true, false) => lower[i] + 1.0,
+            (false, true) => upper[i] - 1.0,
+            (false, false) => 1.0,
+        }
     })?;
     for (i, n) in names.iter().enumerate() {
         if !p0[i].is_finite() {
             bail!("--p0: the starting value of '{n}' must be finite");
         }
         if p0[i] < lower[i] || p0[i] > upper[i] {
-            bail!("p0 of '{n}' = {} is outside its bounds [{}, {}]", p0[i], lower[i], upper[i]);
+            bail!(
+                "p0 of '{n}' = {} is outside its bounds [{}, {}]",
+                p0[i],
+                lower[i],
+                upper[i]
+            );
         }
     }
     let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
 
     // Options.
     let loss = a.loss.unwrap_or(Loss::Linear);
-    let mut opts = FitOptions::default().with_absolute_sigma(a.absolute_sigma).with_loss(loss);
+    let mut opts = FitOptions::default()
+        .with_absolute_sigma(a.absolute_sigma)
+        .with_loss(loss);
     if let Some(s) = &sigma {
         opts = opts.with_sigma(s.clone());
     }
     if bounded {
         opts = opts.with_bounds(lower.clone(), upper.clone());
     }
-    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear { Method::Trf } else { Method::Lm });
+    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
+        Method::Trf
+    } else {
+        Method::Lm
+    });
     if method == Method::Lm && loss != Loss::Linear {
         bail!("--loss {loss} needs --method trf (lm supports only the linear loss)");
     }
@@ -240,12 +304,16 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     let fit = if x_rows.len() == 1 {
         curve_fit(&model, &x_rows[0], &y, Some(&p0), &opts)
     } else {
-        let x = Array2::from_shape_vec((x_rows.len(), y.len()), x_rows.concat()).map_err(|e| anyhow!("building the x matrix: {e}"))?;
+        let x = Array2::from_shape_vec((x_rows.len(), y.len()), x_rows.concat())
+            .map_err(|e| anyhow!("building the x matrix: {e}"))?;
         curve_fit(&model, &x, &y, Some(&p0), &opts)
     }
     .map_err(|e| match e {
         nlsq::Error::InvalidInput { field: "p0", reason } if reason.contains("not finite") => {
-            anyhow!("the model is not finite at the starting point (p0: {}); give other --p0 values", fmt_params(&names, &p0))
+            anyhow!(
+                "the model is not finite at the starting point (p0: {}); give other --p0 values",
+                fmt_params(&names, &p0)
+            )
         }
         other => anyhow::Error::new(other).context("fit failed"),
     })?;
@@ -254,7 +322,10 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     if a.json {
         print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit))? + "\n"))?;
     } else {
-        let xs: Vec<String> = vars.iter().map(|v| format!("{} = {}", v.name, v.column.describe())).collect();
+        let xs: Vec<String> = vars
+            .iter()
+            .map(|v| format!("{} = {}", v.name, v.column.describe()))
+            .collect();
         let mut context = format!(
             "model  {}\ndata   {}: {} points; {}; y = {}",
             src.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -264,7 +335,11 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
             y_col.describe()
         );
         if let Some(c) = &sigma_col {
-            context.push_str(&format!("; sigma = {}{}", c.describe(), if a.absolute_sigma { " (absolute)" } else { "" }));
+            context.push_str(&format!(
+                "; sigma = {}{}",
+                c.describe(),
+                if a.absolute_sigma { " (absolute)" } else { "" }
+            ));
         }
         print(&output::fit_table(&names, &fit, &context))?;
     }
@@ -272,15 +347,23 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         let popt: Vec<f64> = fit.popt.to_vec();
         let (x, curve, fitted) = if x_rows.len() == 1 {
             let x = &x_rows[0];
-            let (lo, hi) = x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+            let (lo, hi) = x
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
             const GRID: usize = 512;
-            let grid: Vec<f64> = (0..GRID).map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64).collect();
+            let grid: Vec<f64> = (0..GRID)
+                .map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64)
+                .collect();
             let both: Vec<f64> = grid.iter().chain(x.iter()).copied().collect();
             let mut f = predict::evaluate(&expr, &[both], &popt).context("evaluating the fitted model for the plot")?;
             let at_data = f.split_off(GRID);
             (Some(x.clone()), Some((grid, f)), at_data)
         } else {
-            (None, None, predict::evaluate(&expr, &x_rows, &popt).context("evaluating the fitted model for the plot")?)
+            (
+                None,
+                None,
+                predict::evaluate(&expr, &x_rows, &popt).context("evaluating the fitted model for the plot")?,
+            )
         };
         let title = format!(
             "{}   (cost {}, status {})",
@@ -303,7 +386,11 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         }
     }
     if !fit.success() {
-        eprintln!("error: the fit did not converge (status {}: {})", fit.result.status.code(), fit.result.message());
+        eprintln!(
+            "error: the fit did not converge (status {}: {})",
+            fit.result.status.code(),
+            fit.result.message()
+        );
         return Ok(1);
     }
     Ok(0)
@@ -326,8 +413,14 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     for path in &b.files {
         let table = Table::read(path, a.header)?;
         let specs = a.x.clone().unwrap_or_else(|| match &table.header {
-            Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec { alias: None, col: "x".into() }],
-            _ => vec![ColSpec { alias: Some("x".into()), col: "1".into() }],
+            Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec {
+                alias: None,
+                col: "x".into(),
+            }],
+            _ => vec![ColSpec {
+                alias: Some("x".into()),
+                col: "1".into(),
+            }],
         });
         let vars = resolve_variables(&table, &specs)?;
         if vars.len() != 1 {
@@ -350,7 +443,11 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         };
         let x = table.values(&vars[0].column, &format!("x '{}'", vars[0].name))?;
         let y = table.values(&y_col, "y")?;
-        let sigma = a.sigma.as_ref().map(|c| table.column(c, "--sigma").and_then(|c| table.values(&c, "sigma"))).transpose()?;
+        let sigma = a
+            .sigma
+            .as_ref()
+            .map(|c| table.column(c, "--sigma").and_then(|c| table.values(&c, "sigma")))
+            .transpose()?;
         if let Some(s) = &sigma {
             if let Some(i) = s.iter().position(|v| *v <= 0.0) {
                 bail!("{}: sigma must be > 0, but data row {} has {}", table.name, i + 1, s[i]);
@@ -386,7 +483,9 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     }
     let var_name = var_name.unwrap_or_else(|| "x".into());
     let expr = Expr::parse(&src, &[var_name.as_str()]).map_err(|e| match e {
-        nlsq::Error::Parse { line, column, message } => anyhow!("invalid --model expression at {line}:{column}: {message}"),
+        nlsq::Error::Parse { line, column, message } => {
+            anyhow!("invalid --model expression at {line}:{column}: {message}")
+        }
         other => anyhow!("invalid --model expression: {other}"),
     })?;
     let names: Vec<String> = expr.params().to_vec();
@@ -395,19 +494,27 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     }
     let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
     let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
-    let p0 = per_param("--p0", &a.p0, &names, |i| match (lower[i].is_finite(), upper[i].is_finite()) {
-        (true, true) => 0.5 * (lower[i] + upper[i]),
-        (true, false) => lower[i] + 1.0,
-        (false, true) => upper[i] - 1.0,
-        (false, false) => 1.0,
+    let p0 = per_param("--p0", &a.p0, &names, |i| {
+        match (lower[i].is_finite(), upper[i].is_finite()) {
+            (true, true) => 0.5 * (lower[i] + upper[i]),
+            (true, false) => lower[i] + 1.0,
+            (false, true) => upper[i] - 1.0,
+            (false, false) => 1.0,
+        }
     })?;
     let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
     let loss = a.loss.unwrap_or(Loss::Linear);
-    let mut opts = FitOptions::default().with_absolute_sigma(a.absolute_sigma).with_loss(loss);
+    let mut opts = FitOptions::default()
+        .with_absolute_sigma(a.absolute_sigma)
+        .with_loss(loss);
     if bounded {
         opts = opts.with_bounds(lower.clone(), upper.clone());
     }
-    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear { Method::Trf } else { Method::Lm });
+    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
+        Method::Trf
+    } else {
+        Method::Lm
+    });
     if method == Method::Lm && (bounded || loss != Loss::Linear) {
         bail!("--method lm supports neither bounds nor robust losses; use --method trf");
     }
@@ -490,7 +597,12 @@ fn uses_a_variable(node: &Node) -> bool {
 }
 
 fn fmt_params(names: &[String], v: &[f64]) -> String {
-    names.iter().zip(v).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(",")
+    names
+        .iter()
+        .zip(v)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn run() -> Result<u8> {
@@ -512,8 +624,14 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("error: internal error: {}{at} (please report it)", msg.replace('\n', " "));
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {}{at} (please report it)",
+            msg.replace('\n', " ")
+        );
         std::process::exit(3);
     }));
     match run() {

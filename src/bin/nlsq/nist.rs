@@ -27,24 +27,42 @@ struct Problem {
 }
 
 fn floats(p: &Value, key: &str, name: &str) -> Result<Vec<f64>> {
-    let arr = p[key].as_array().ok_or_else(|| anyhow!("problem {name}: '{key}' is missing or not an array"))?;
-    arr.iter().map(|v| v.as_f64().ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a number"))).collect()
+    let arr = p[key]
+        .as_array()
+        .ok_or_else(|| anyhow!("problem {name}: '{key}' is missing or not an array"))?;
+    arr.iter()
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a number"))
+        })
+        .collect()
 }
 
 fn strings(p: &Value, key: &str, name: &str) -> Result<Vec<String>> {
-    let arr = p[key].as_array().ok_or_else(|| anyhow!("problem {name}: '{key}' is missing or not an array"))?;
+    let arr = p[key]
+        .as_array()
+        .ok_or_else(|| anyhow!("problem {name}: '{key}' is missing or not an array"))?;
     arr.iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a string")))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("problem {name}: '{key}' holds a value that is not a string"))
+        })
         .collect()
 }
 
 fn load_problem(p: &Value) -> Result<Problem> {
-    let name = p["name"].as_str().ok_or_else(|| anyhow!("a problem has no 'name'"))?.to_string();
+    let name = p["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("a problem has no 'name'"))?
+        .to_string();
     let predictors = strings(p, "predictors", &name)?;
     let params = strings(p, "params", &name)?;
     let vars: Vec<&str> = predictors.iter().map(String::as_str).collect();
     let pnames: Vec<&str> = params.iter().map(String::as_str).collect();
-    let src = p["model"].as_str().ok_or_else(|| anyhow!("problem {name}: 'model' is missing"))?;
+    let src = p["model"]
+        .as_str()
+        .ok_or_else(|| anyhow!("problem {name}: 'model' is missing"))?;
     let model = Expr::parse_with_params(src, &vars, &pnames).map_err(|e| anyhow!("problem {name}: model: {e}"))?;
     let mut y = floats(p, "y", &name)?;
     match p["response"].as_str() {
@@ -52,7 +70,10 @@ fn load_problem(p: &Value) -> Result<Problem> {
         Some("log(y)") => y.iter_mut().for_each(|v| *v = v.ln()),
         Some(other) => bail!("problem {name}: unknown response '{other}' (y or log(y))"),
     }
-    let x = predictors.iter().map(|k| floats(p, k, &name)).collect::<Result<Vec<_>>>()?;
+    let x = predictors
+        .iter()
+        .map(|k| floats(p, k, &name))
+        .collect::<Result<Vec<_>>>()?;
     if x.is_empty() || x.iter().any(|r| r.len() != y.len()) {
         bail!("problem {name}: predictors and y differ in length");
     }
@@ -61,14 +82,25 @@ fn load_problem(p: &Value) -> Result<Problem> {
     if starts.iter().chain([&certified]).any(|v| v.len() != params.len()) {
         bail!("problem {name}: starts and certified values must have one value per parameter");
     }
-    Ok(Problem { name, model, x, y, starts, certified })
+    Ok(Problem {
+        name,
+        model,
+        x,
+        y,
+        starts,
+        certified,
+    })
 }
 
 fn lre(est: f64, cert: f64, cap: f64) -> f64 {
     if !est.is_finite() {
         return 0.0;
     }
-    let rel = if cert == 0.0 { est.abs() } else { ((est - cert) / cert).abs() };
+    let rel = if cert == 0.0 {
+        est.abs()
+    } else {
+        ((est - cert) / cert).abs()
+    };
     if rel == 0.0 {
         cap
     } else {
@@ -103,20 +135,40 @@ fn run_one(p: &Problem, start: usize, a: &NistArgs, cap: f64) -> Run {
         let m = p.y.len();
         match Array2::from_shape_vec((p.x.len(), m), p.x.concat()) {
             Ok(x) => curve_fit(&model, &x, &p.y, Some(&p.starts[start]), &opts),
-            Err(e) => Err(nlsq::Error::InvalidInput { field: "xdata", reason: e.to_string() }),
+            Err(e) => Err(nlsq::Error::InvalidInput {
+                field: "xdata",
+                reason: e.to_string(),
+            }),
         }
     };
     let time = t0.elapsed();
-    let base = Run { problem: p.name.clone(), start: start + 1, lre_min: 0.0, success: false, status: -1, nfev: 0, time, error: None };
+    let base = Run {
+        problem: p.name.clone(),
+        start: start + 1,
+        lre_min: 0.0,
+        success: false,
+        status: -1,
+        nfev: 0,
+        time,
+        error: None,
+    };
     match fit {
         Ok(fit) => Run {
-            lre_min: fit.popt.iter().zip(&p.certified).map(|(e, c)| lre(*e, *c, cap)).fold(f64::INFINITY, f64::min),
+            lre_min: fit
+                .popt
+                .iter()
+                .zip(&p.certified)
+                .map(|(e, c)| lre(*e, *c, cap))
+                .fold(f64::INFINITY, f64::min),
             success: fit.success(),
             status: fit.result.status.code(),
             nfev: fit.result.nfev,
             ..base
         },
-        Err(e) => Run { error: Some(e.to_string().replace('\n', " ")), ..base },
+        Err(e) => Run {
+            error: Some(e.to_string().replace('\n', " ")),
+            ..base
+        },
     }
 }
 
@@ -126,13 +178,23 @@ pub fn run(a: &NistArgs) -> Result<String> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let doc: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let cap = doc["lre_cap"].as_f64().unwrap_or(11.0);
-    let list = doc["problems"].as_array().ok_or_else(|| anyhow!("{}: no 'problems' array", path.display()))?;
-    let mut problems = list.iter().map(load_problem).collect::<Result<Vec<_>>>().with_context(|| format!("reading {}", path.display()))?;
+    let list = doc["problems"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{}: no 'problems' array", path.display()))?;
+    let mut problems = list
+        .iter()
+        .map(load_problem)
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("reading {}", path.display()))?;
     if let Some(wanted) = &a.problems {
         for w in wanted {
             if !problems.iter().any(|p| &p.name == w) {
                 let names: Vec<&str> = problems.iter().map(|p| p.name.as_str()).collect();
-                bail!("--problem: no problem '{w}' in {} (problems: {})", path.display(), names.join(", "));
+                bail!(
+                    "--problem: no problem '{w}' in {} (problems: {})",
+                    path.display(),
+                    names.join(", ")
+                );
             }
         }
         problems.retain(|p| wanted.contains(&p.name));
@@ -140,8 +202,11 @@ pub fn run(a: &NistArgs) -> Result<String> {
     if problems.is_empty() {
         bail!("{} holds no problems", path.display());
     }
-    let runs: Vec<Run> =
-        problems.iter().flat_map(|p| a.starts.indices().iter().map(move |&s| (p, s))).map(|(p, s)| run_one(p, s, a, cap)).collect();
+    let runs: Vec<Run> = problems
+        .iter()
+        .flat_map(|p| a.starts.indices().iter().map(move |&s| (p, s)))
+        .map(|(p, s)| run_one(p, s, a, cap))
+        .collect();
     let method = a.method.to_string();
     if a.json {
         let arr: Vec<Value> = runs
@@ -150,8 +215,17 @@ pub fn run(a: &NistArgs) -> Result<String> {
             .collect();
         return Ok(serde_json::to_string_pretty(&Value::Array(arr))? + "\n");
     }
-    let mut s = format!("NIST StRD ({}), method {method}, ftol {:e}, xtol {:e}, gtol {:e}\n\n", path.display(), a.ftol, a.xtol, a.gtol);
-    s.push_str(&format!("{:<10} {:>5} {:>7} {:>6} {:>6} {:>10}\n", "problem", "start", "LRE min", "status", "nfev", "time"));
+    let mut s = format!(
+        "NIST StRD ({}), method {method}, ftol {:e}, xtol {:e}, gtol {:e}\n\n",
+        path.display(),
+        a.ftol,
+        a.xtol,
+        a.gtol
+    );
+    s.push_str(&format!(
+        "{:<10} {:>5} {:>7} {:>6} {:>6} {:>10}\n",
+        "problem", "start", "LRE min", "status", "nfev", "time"
+    ));
     let (mut ge4, mut ge6) = (0, 0);
     for r in &runs {
         let score = if r.success { r.lre_min } else { 0.0 };

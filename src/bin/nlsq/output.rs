@@ -21,9 +21,22 @@ pub fn ms(d: Duration) -> f64 {
 /// The `--json` object: exactly the keys the issue lists, in that order.
 pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
     let r = &fit.result;
-    let params: Map<String, Value> = names.iter().zip(fit.popt.iter()).map(|(n, v)| (n.clone(), num(*v))).collect();
-    let stderr: Map<String, Value> = names.iter().zip(fit.perr.iter()).map(|(n, v)| (n.clone(), num(*v))).collect();
-    let pcov: Vec<Value> = fit.pcov.rows().into_iter().map(|row| Value::Array(row.iter().map(|v| num(*v)).collect())).collect();
+    let params: Map<String, Value> = names
+        .iter()
+        .zip(fit.popt.iter())
+        .map(|(n, v)| (n.clone(), num(*v)))
+        .collect();
+    let stderr: Map<String, Value> = names
+        .iter()
+        .zip(fit.perr.iter())
+        .map(|(n, v)| (n.clone(), num(*v)))
+        .collect();
+    let pcov: Vec<Value> = fit
+        .pcov
+        .rows()
+        .into_iter()
+        .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
+        .collect();
     json!({
         "params": params,
         "stderr": stderr,
@@ -78,14 +91,28 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
     let mut s = String::new();
     s.push_str(context);
     s.push('\n');
-    s.push_str(&format!("\n{:<width$}  {:>18}  {:>12}  {:>9}\n", "parameter", "value", "std error", "rel error"));
+    s.push_str(&format!(
+        "\n{:<width$}  {:>18}  {:>12}  {:>9}\n",
+        "parameter", "value", "std error", "rel error"
+    ));
     for (i, name) in names.iter().enumerate() {
         let (v, e) = (fit.popt[i], fit.perr[i]);
-        let rel = if v != 0.0 && e.is_finite() { format!("{:.2}%", 100.0 * (e / v).abs()) } else { "-".to_string() };
-        s.push_str(&format!("{name:<width$}  {:>18}  {:>12}  {:>9}\n", sci(v, 10), sci(e, 4), rel));
+        let rel = if v != 0.0 && e.is_finite() {
+            format!("{:.2}%", 100.0 * (e / v).abs())
+        } else {
+            "-".to_string()
+        };
+        s.push_str(&format!(
+            "{name:<width$}  {:>18}  {:>12}  {:>9}\n",
+            sci(v, 10),
+            sci(e, 4),
+            rel
+        ));
     }
     if fit.perr.iter().any(|e| !e.is_finite()) {
-        s.push_str("(the covariance could not be estimated: too few points, or a parameter the data do not determine)\n");
+        s.push_str(
+            "(the covariance could not be estimated: too few points, or a parameter the data do not determine)\n",
+        );
     }
     let t = &r.timings;
     s.push_str(&format!(

@@ -53,7 +53,8 @@ fn register_font() -> Result<bool> {
         _ => FONT_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()),
     };
     let Some(path) = path else { return Ok(false) };
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read plot font {} (NLSQ_PLOT_FONT)", path.display()))?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read plot font {} (NLSQ_PLOT_FONT)", path.display()))?;
     // plotters keeps registered fonts for the life of the process.
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
@@ -71,7 +72,11 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
         return (-1.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { 0.05 * span } else { 0.1 * lo.abs().max(1.0) };
+    let pad = if span > 0.0 {
+        0.05 * span
+    } else {
+        0.1 * lo.abs().max(1.0)
+    };
     (lo - pad, hi + pad)
 }
 
@@ -108,8 +113,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
 
     // Upper panel: data and fit (one variable), or observed vs fitted (several).
     let (xs, ys): (Vec<f64>, Vec<f64>) = match &d.x {
-        Some(x) => (idx.iter().map(|&i| x[i]).collect(), idx.iter().map(|&i| d.y[i]).collect()),
-        None => (idx.iter().map(|&i| d.fitted[i]).collect(), idx.iter().map(|&i| d.y[i]).collect()),
+        Some(x) => (
+            idx.iter().map(|&i| x[i]).collect(),
+            idx.iter().map(|&i| d.y[i]).collect(),
+        ),
+        None => (
+            idx.iter().map(|&i| d.fitted[i]).collect(),
+            idx.iter().map(|&i| d.y[i]).collect(),
+        ),
     };
     let curve: Vec<Vec<(f64, f64)>> = match (&d.x, &d.curve) {
         (Some(_), Some((cx, cy))) => segments(cx, cy),
@@ -123,7 +134,12 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         _ => Vec::new(),
     };
     let (x0, x1) = range(xs.iter().copied().chain(curve.iter().flatten().map(|p| p.0)));
-    let (y0, y1) = range(ys.iter().copied().chain(curve.iter().flatten().map(|p| p.1)).chain(bars.iter().flat_map(|b| [b.1, b.2])));
+    let (y0, y1) = range(
+        ys.iter()
+            .copied()
+            .chain(curve.iter().flatten().map(|p| p.1))
+            .chain(bars.iter().flat_map(|b| [b.1, b.2])),
+    );
     let mut builder = ChartBuilder::on(&top);
     builder.margin(12).x_label_area_size(label_x).y_label_area_size(label_y);
     if text {
@@ -143,22 +159,40 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
     }
     mesh.draw().map_err(err)?;
     if !text {
-        chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], BLACK.mix(0.6)))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], BLACK.mix(0.6))))
+            .map_err(err)?;
     }
     for (x, lo, hi) in &bars {
-        chart.draw_series(std::iter::once(PathElement::new(vec![(*x, *lo), (*x, *hi)], data_color.mix(0.5)))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(*x, *lo), (*x, *hi)],
+                data_color.mix(0.5),
+            )))
+            .map_err(err)?;
     }
-    let data_series =
-        chart.draw_series(xs.iter().zip(&ys).map(|(&x, &y)| Circle::new((x, y), point_size, data_color.filled()))).map_err(err)?;
+    let data_series = chart
+        .draw_series(
+            xs.iter()
+                .zip(&ys)
+                .map(|(&x, &y)| Circle::new((x, y), point_size, data_color.filled())),
+        )
+        .map_err(err)?;
     if text {
         let label = if d.x.is_some() { "data" } else { "observed vs fitted" };
-        data_series.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 3, data_color.filled()));
+        data_series
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, data_color.filled()));
     }
     for (i, seg) in curve.into_iter().enumerate() {
-        let series = chart.draw_series(LineSeries::new(seg, fit_color.stroke_width(2))).map_err(err)?;
+        let series = chart
+            .draw_series(LineSeries::new(seg, fit_color.stroke_width(2)))
+            .map_err(err)?;
         if text && i == 0 {
             let label = if d.x.is_some() { "fit" } else { "y = x" };
-            series.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], fit_color.stroke_width(2)));
+            series
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], fit_color.stroke_width(2)));
         }
     }
     if text {
@@ -177,7 +211,11 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         None => idx.iter().map(|&i| i as f64).collect(),
     };
     let ry: Vec<f64> = idx.iter().map(|&i| residuals[i]).collect();
-    let (rx0, rx1) = if d.x.is_some() { (x0, x1) } else { range(rx.iter().copied()) };
+    let (rx0, rx1) = if d.x.is_some() {
+        (x0, x1)
+    } else {
+        range(rx.iter().copied())
+    };
     let (ry0, ry1) = range(ry.iter().copied().chain([0.0]));
     let mut chart = ChartBuilder::on(&bottom)
         .margin(12)
@@ -188,17 +226,36 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
     let mut mesh = chart.configure_mesh();
     mesh.light_line_style(RGBColor(235, 235, 235));
     if text {
-        let xd = if d.x.is_some() { d.x_label.clone() } else { "point".to_string() };
-        mesh.x_desc(xd).y_desc("residual (y - fit)").label_style(("sans-serif", 13));
+        let xd = if d.x.is_some() {
+            d.x_label.clone()
+        } else {
+            "point".to_string()
+        };
+        mesh.x_desc(xd)
+            .y_desc("residual (y - fit)")
+            .label_style(("sans-serif", 13));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(err)?;
     if !text {
-        chart.draw_series(std::iter::once(Rectangle::new([(rx0, ry0), (rx1, ry1)], BLACK.mix(0.6)))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(rx0, ry0), (rx1, ry1)],
+                BLACK.mix(0.6),
+            )))
+            .map_err(err)?;
     }
-    chart.draw_series(LineSeries::new(vec![(rx0, 0.0), (rx1, 0.0)], BLACK.mix(0.6))).map_err(err)?;
-    chart.draw_series(rx.iter().zip(&ry).map(|(&x, &y)| Circle::new((x, y), point_size.min(2), data_color.filled()))).map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(vec![(rx0, 0.0), (rx1, 0.0)], BLACK.mix(0.6)))
+        .map_err(err)?;
+    chart
+        .draw_series(
+            rx.iter()
+                .zip(&ry)
+                .map(|(&x, &y)| Circle::new((x, y), point_size.min(2), data_color.filled())),
+        )
+        .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -206,8 +263,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
 /// Writes the plot to `path` (`.svg` or `.png`). Returns a warning to print, if any.
 pub fn write(path: &Path, d: &PlotData) -> Result<Option<String>> {
     let text = register_font()?;
-    let warning =
-        (!text).then(|| "no TrueType font found for the plot's text (set NLSQ_PLOT_FONT to a .ttf file); it has no labels".to_string());
+    let warning = (!text).then(|| {
+        "no TrueType font found for the plot's text (set NLSQ_PLOT_FONT to a .ttf file); it has no labels".to_string()
+    });
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("svg") => {
@@ -228,9 +286,13 @@ pub fn write(path: &Path, d: &PlotData) -> Result<Option<String>> {
             let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc.write_header().with_context(|| format!("cannot write plot {}", path.display()))?;
-            w.write_image_data(&buf).with_context(|| format!("cannot write plot {}", path.display()))?;
-            w.finish().with_context(|| format!("cannot write plot {}", path.display()))?;
+            let mut w = enc
+                .write_header()
+                .with_context(|| format!("cannot write plot {}", path.display()))?;
+            w.write_image_data(&buf)
+                .with_context(|| format!("cannot write plot {}", path.display()))?;
+            w.finish()
+                .with_context(|| format!("cannot write plot {}", path.display()))?;
         }
         _ => bail!("--plot {}: the file must end in .svg or .png", path.display()),
     }

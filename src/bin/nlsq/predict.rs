@@ -15,7 +15,11 @@ pub fn evaluate(expr: &Expr, x_rows: &[Vec<f64>], popt: &[f64]) -> Result<Vec<f6
     let k = x_rows.len();
     let m = x_rows.first().map_or(0, Vec::len);
     let n = popt.len();
-    let x_dims: Vec<i64> = if k == 1 { vec![m as i64] } else { vec![k as i64, m as i64] };
+    let x_dims: Vec<i64> = if k == 1 {
+        vec![m as i64]
+    } else {
+        vec![k as i64, m as i64]
+    };
     let g = Graph::new();
     let x = g.parameter("x", DType::F64, x_dims.clone());
     let p = g.parameter("p", DType::F64, [n as i64]);
@@ -23,7 +27,9 @@ pub fn evaluate(expr: &Expr, x_rows: &[Vec<f64>], popt: &[f64]) -> Result<Vec<f6
     let f = eval_model(&model, &x, &p).context("tracing the model for evaluation")?;
     let program = g.finish([&f]).context("tracing the model for evaluation")?;
     let client = nlsq::runtime::client()?;
-    let exe = ExecutableCache::global().get_or_compile(&client, &program.text)?.executable;
+    let exe = ExecutableCache::global()
+        .get_or_compile(&client, &program.text)?
+        .executable;
     let flat: Vec<f64> = x_rows.concat();
     let xb = client.buffer_from_host(&flat, &x_dims)?;
     let pb = client.buffer_from_host(popt, &[n as i64])?;

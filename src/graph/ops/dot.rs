@@ -21,7 +21,9 @@ pub(crate) struct DotGeneral {
 }
 
 fn free_axes(rank: usize, batch: &[i64], contract: &[i64]) -> Vec<i64> {
-    (0..rank as i64).filter(|a| !batch.contains(a) && !contract.contains(a)).collect()
+    (0..rank as i64)
+        .filter(|a| !batch.contains(a) && !contract.contains(a))
+        .collect()
 }
 
 fn check_axes(op: &'static str, rank: usize, batch: &[i64], contract: &[i64]) -> Result<()> {
@@ -31,7 +33,10 @@ fn check_axes(op: &'static str, rank: usize, batch: &[i64], contract: &[i64]) ->
             return Err(Error::InvalidAxis { op, axis: a, rank });
         }
         if std::mem::replace(&mut seen[a as usize], true) {
-            return Err(Error::InvalidOp { op, reason: format!("axis {a} used twice") });
+            return Err(Error::InvalidOp {
+                op,
+                reason: format!("axis {a} used twice"),
+            });
         }
     }
     Ok(())
@@ -62,26 +67,49 @@ impl Primitive for DotGeneral {
         const OP: &str = "dot_general";
         let (a, b) = (ins[0], ins[1]);
         if a.dtype != b.dtype {
-            return Err(Error::DTypeMismatch { op: OP, lhs: a.dtype, rhs: b.dtype });
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                lhs: a.dtype,
+                rhs: b.dtype,
+            });
         }
         if a.dtype == crate::types::DType::Bool {
-            return Err(Error::InvalidOp { op: OP, reason: "needs numeric operands, got bool".into() });
+            return Err(Error::InvalidOp {
+                op: OP,
+                reason: "needs numeric operands, got bool".into(),
+            });
         }
         check_axes(OP, a.rank(), &self.lhs_batch, &self.lhs_contract)?;
         check_axes(OP, b.rank(), &self.rhs_batch, &self.rhs_contract)?;
-        let mismatch = || Error::ShapeMismatch { op: OP, lhs: a.shape.clone(), rhs: b.shape.clone() };
+        let mismatch = || Error::ShapeMismatch {
+            op: OP,
+            lhs: a.shape.clone(),
+            rhs: b.shape.clone(),
+        };
         if self.lhs_batch.len() != self.rhs_batch.len() || self.lhs_contract.len() != self.rhs_contract.len() {
             return Err(mismatch());
         }
-        let pairs = self.lhs_batch.iter().zip(&self.rhs_batch).chain(self.lhs_contract.iter().zip(&self.rhs_contract));
+        let pairs = self
+            .lhs_batch
+            .iter()
+            .zip(&self.rhs_batch)
+            .chain(self.lhs_contract.iter().zip(&self.rhs_contract));
         for (&i, &j) in pairs {
             if a.dims()[i as usize] != b.dims()[j as usize] {
                 return Err(mismatch());
             }
         }
         let mut dims: Vec<i64> = self.lhs_batch.iter().map(|&i| a.dims()[i as usize]).collect();
-        dims.extend(free_axes(a.rank(), &self.lhs_batch, &self.lhs_contract).iter().map(|&i| a.dims()[i as usize]));
-        dims.extend(free_axes(b.rank(), &self.rhs_batch, &self.rhs_contract).iter().map(|&i| b.dims()[i as usize]));
+        dims.extend(
+            free_axes(a.rank(), &self.lhs_batch, &self.lhs_contract)
+                .iter()
+                .map(|&i| a.dims()[i as usize]),
+        );
+        dims.extend(
+            free_axes(b.rank(), &self.rhs_batch, &self.rhs_contract)
+                .iter()
+                .map(|&i| b.dims()[i as usize]),
+        );
         Ok(a.with_shape(dims))
     }
     fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {

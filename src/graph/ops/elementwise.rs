@@ -51,17 +51,28 @@ fn check_class(op: &'static str, class: Class, d: DType) -> Result<()> {
     if class.accepts(d) {
         Ok(())
     } else {
-        Err(Error::InvalidOp { op, reason: format!("needs {}, got {d}", class.describe()) })
+        Err(Error::InvalidOp {
+            op,
+            reason: format!("needs {}, got {d}", class.describe()),
+        })
     }
 }
 
 /// Requires two operands of equal dtype and shape.
 pub(crate) fn same_type(op: &'static str, a: &TensorType, b: &TensorType) -> Result<()> {
     if a.dtype != b.dtype {
-        return Err(Error::DTypeMismatch { op, lhs: a.dtype, rhs: b.dtype });
+        return Err(Error::DTypeMismatch {
+            op,
+            lhs: a.dtype,
+            rhs: b.dtype,
+        });
     }
     if a.shape != b.shape {
-        return Err(Error::ShapeMismatch { op, lhs: a.shape.clone(), rhs: b.shape.clone() });
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: a.shape.clone(),
+            rhs: b.shape.clone(),
+        });
     }
     Ok(())
 }
@@ -253,7 +264,13 @@ impl Primitive for Compare {
         None
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.compare", args, ins, &[("comparison_direction", Attr::Comparison(self.0.mlir()))], out)
+        e.generic(
+            "stablehlo.compare",
+            args,
+            ins,
+            &[("comparison_direction", Attr::Comparison(self.0.mlir()))],
+            out,
+        )
     }
 }
 
@@ -268,10 +285,18 @@ impl Primitive for Select {
     fn infer(&self, ins: &[&TensorType]) -> Result<TensorType> {
         same_type("select", ins[1], ins[2])?;
         if ins[0].dtype != DType::Bool {
-            return Err(Error::DTypeMismatch { op: "select", lhs: ins[0].dtype, rhs: DType::Bool });
+            return Err(Error::DTypeMismatch {
+                op: "select",
+                lhs: ins[0].dtype,
+                rhs: DType::Bool,
+            });
         }
         if ins[0].shape != ins[1].shape {
-            return Err(Error::ShapeMismatch { op: "select", lhs: ins[0].shape.clone(), rhs: ins[1].shape.clone() });
+            return Err(Error::ShapeMismatch {
+                op: "select",
+                lhs: ins[0].shape.clone(),
+                rhs: ins[1].shape.clone(),
+            });
         }
         Ok(ins[1].clone())
     }

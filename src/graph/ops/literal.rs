@@ -86,10 +86,17 @@ impl Primitive for Iota {
     }
     fn infer(&self, _ins: &[&TensorType]) -> Result<TensorType> {
         if self.axis >= self.ty.rank() {
-            return Err(Error::InvalidAxis { op: "iota", axis: self.axis as i64, rank: self.ty.rank() });
+            return Err(Error::InvalidAxis {
+                op: "iota",
+                axis: self.axis as i64,
+                rank: self.ty.rank(),
+            });
         }
         if self.ty.dtype == DType::Bool {
-            return Err(Error::InvalidOp { op: "iota", reason: "needs a numeric dtype, got bool".into() });
+            return Err(Error::InvalidOp {
+                op: "iota",
+                reason: "needs a numeric dtype, got bool".into(),
+            });
         }
         check_dims("iota", &self.ty.shape)?;
         Ok(self.ty.clone())
@@ -98,14 +105,23 @@ impl Primitive for Iota {
         None
     }
     fn emit(&self, e: &mut Emitter, _args: &[&str], _ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.iota", &[], &[], &[("iota_dimension", Attr::I64(self.axis as i64))], out)
+        e.generic(
+            "stablehlo.iota",
+            &[],
+            &[],
+            &[("iota_dimension", Attr::I64(self.axis as i64))],
+            out,
+        )
     }
 }
 
 /// Rejects negative dimensions.
 pub(crate) fn check_dims(op: &'static str, s: &Shape) -> Result<()> {
     if s.dims().iter().any(|&d| d < 0) {
-        return Err(Error::InvalidOp { op, reason: format!("negative dimension in shape {s}") });
+        return Err(Error::InvalidOp {
+            op,
+            reason: format!("negative dimension in shape {s}"),
+        });
     }
     Ok(())
 }

@@ -32,9 +32,7 @@ pub(crate) use dot::DotGeneral;
 pub(crate) use elementwise::{Binary, BinaryOp, CmpDir, Compare, Convert, Select, Unary, UnaryOp};
 pub(crate) use literal::{Iota, Literal};
 pub(crate) use reduce::{Reduce, ReduceKind};
-pub(crate) use shape::{
-    BroadcastInDim, Concat, DynamicSlice, DynamicUpdateSlice, Reshape, Slice, Take, Transpose,
-};
+pub(crate) use shape::{BroadcastInDim, Concat, DynamicSlice, DynamicUpdateSlice, Reshape, Slice, Take, Transpose};
 
 /// A tangent: `Some(t)` with `t` of shape `[n, ...primal shape]`, or `None` for a symbolic zero.
 pub(crate) type Tangent = Option<Tensor>;
@@ -55,9 +53,16 @@ pub(crate) trait Primitive {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Op {
     /// Argument of `@main`, of a private function, or block argument of a loop region.
-    Parameter { scope: ScopeId, index: usize, ty: TensorType },
+    Parameter {
+        scope: ScopeId,
+        index: usize,
+        ty: TensorType,
+    },
     /// Placeholder returned after a trace-time error; never emitted.
-    Poison { id: usize, ty: TensorType },
+    Poison {
+        id: usize,
+        ty: TensorType,
+    },
     Constant(Literal),
     Iota(Iota),
     Unary(Unary),
@@ -77,11 +82,18 @@ pub(crate) enum Op {
     Take(Take),
     /// `stablehlo.while`; args are the initial state; regions are indices into the builder's
     /// region table. Multi-result: read through [`Op::Get`].
-    While { cond: usize, body: usize },
+    While {
+        cond: usize,
+        body: usize,
+    },
     /// `func.call` of a private function. Multi-result: read through [`Op::Get`].
-    Call { func: usize },
+    Call {
+        func: usize,
+    },
     /// Result `index` of a multi-result node (its only arg).
-    Get { index: usize },
+    Get {
+        index: usize,
+    },
 }
 
 impl Op {
@@ -105,11 +117,9 @@ impl Op {
             Op::DynamicSlice(p) => p,
             Op::DynamicUpdateSlice(p) => p,
             Op::Take(p) => p,
-            Op::Parameter { .. }
-            | Op::Poison { .. }
-            | Op::While { .. }
-            | Op::Call { .. }
-            | Op::Get { .. } => return None,
+            Op::Parameter { .. } | Op::Poison { .. } | Op::While { .. } | Op::Call { .. } | Op::Get { .. } => {
+                return None
+            }
         })
     }
 

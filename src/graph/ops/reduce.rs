@@ -75,14 +75,24 @@ impl Primitive for Reduce {
         let x = ins[0];
         let op = self.kind.name();
         if !(x.dtype.is_float() || x.dtype.is_int()) {
-            return Err(Error::InvalidOp { op, reason: format!("needs a numeric tensor, got {x}") });
+            return Err(Error::InvalidOp {
+                op,
+                reason: format!("needs a numeric tensor, got {x}"),
+            });
         }
         for (i, &a) in self.axes.iter().enumerate() {
             if a < 0 || a as usize >= x.rank() {
-                return Err(Error::InvalidAxis { op, axis: a, rank: x.rank() });
+                return Err(Error::InvalidAxis {
+                    op,
+                    axis: a,
+                    rank: x.rank(),
+                });
             }
             if i > 0 && self.axes[i - 1] >= a {
-                return Err(Error::InvalidOp { op, reason: format!("axes {:?} must be sorted and unique", self.axes) });
+                return Err(Error::InvalidOp {
+                    op,
+                    reason: format!("axes {:?} must be sorted and unique", self.axes),
+                });
             }
         }
         let dims: Vec<i64> = self.kept(x.rank()).iter().map(|&a| x.dims()[a as usize]).collect();

@@ -35,14 +35,24 @@ fn check_axis(op: &'static str, axis: i64, rank: usize) -> Result<usize> {
 /// Index operands of dynamic ops: scalar integers, all of one dtype.
 fn check_indices(op: &'static str, idx: &[&TensorType], rank: usize) -> Result<()> {
     if idx.len() != rank {
-        return Err(Error::InvalidOp { op, reason: format!("{} start indices for rank {rank}", idx.len()) });
+        return Err(Error::InvalidOp {
+            op,
+            reason: format!("{} start indices for rank {rank}", idx.len()),
+        });
     }
     for t in idx {
         if t.rank() != 0 || !t.dtype.is_int() {
-            return Err(Error::InvalidOp { op, reason: format!("start indices must be integer scalars, got {t}") });
+            return Err(Error::InvalidOp {
+                op,
+                reason: format!("start indices must be integer scalars, got {t}"),
+            });
         }
         if t.dtype != idx[0].dtype {
-            return Err(Error::DTypeMismatch { op, lhs: idx[0].dtype, rhs: t.dtype });
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: idx[0].dtype,
+                rhs: t.dtype,
+            });
         }
     }
     Ok(())
@@ -59,7 +69,11 @@ impl Primitive for Reshape {
     fn infer(&self, ins: &[&TensorType]) -> Result<TensorType> {
         check_dims("reshape", &self.0)?;
         if ins[0].shape.num_elements() != self.0.num_elements() {
-            return Err(Error::ShapeMismatch { op: "reshape", lhs: ins[0].shape.clone(), rhs: self.0.clone() });
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                lhs: ins[0].shape.clone(),
+                rhs: self.0.clone(),
+            });
         }
         Ok(ins[0].with_shape(self.0.clone()))
     }
@@ -98,11 +112,18 @@ impl Primitive for BroadcastInDim {
         for (i, &d) in self.dims.iter().enumerate() {
             let d = check_axis(OP, d, self.shape.rank())?;
             if std::mem::replace(&mut seen[d], true) {
-                return Err(Error::InvalidOp { op: OP, reason: format!("output axis {d} used twice") });
+                return Err(Error::InvalidOp {
+                    op: OP,
+                    reason: format!("output axis {d} used twice"),
+                });
             }
             let (from, to) = (x.dims()[i], self.shape.dims()[d]);
             if from != 1 && from != to {
-                return Err(Error::ShapeMismatch { op: OP, lhs: x.shape.clone(), rhs: self.shape.clone() });
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: x.shape.clone(),
+                    rhs: self.shape.clone(),
+                });
             }
         }
         Ok(x.with_shape(self.shape.clone()))
@@ -112,7 +133,13 @@ impl Primitive for BroadcastInDim {
         Some(t.broadcast_in_dim(cons(basis_size(t), self.shape.dims()), &cons(0, &shifted(&self.dims))))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.broadcast_in_dim", args, ins, &[("broadcast_dimensions", Attr::I64s(self.dims.clone()))], out)
+        e.generic(
+            "stablehlo.broadcast_in_dim",
+            args,
+            ins,
+            &[("broadcast_dimensions", Attr::I64s(self.dims.clone()))],
+            out,
+        )
     }
 }
 
@@ -132,7 +159,10 @@ impl Primitive for Slice {
         let x = ins[0];
         let r = x.rank();
         if self.start.len() != r || self.limit.len() != r || self.stride.len() != r {
-            return Err(Error::InvalidOp { op: "slice", reason: format!("bounds of length {} for rank {r}", self.start.len()) });
+            return Err(Error::InvalidOp {
+                op: "slice",
+                reason: format!("bounds of length {} for rank {r}", self.start.len()),
+            });
         }
         let mut out = Vec::with_capacity(r);
         for i in 0..r {
@@ -149,7 +179,11 @@ impl Primitive for Slice {
     }
     fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
         let t = t[0].as_ref()?;
-        Some(t.slice_strided(&cons(0, &self.start), &cons(basis_size(t), &self.limit), &cons(1, &self.stride)))
+        Some(t.slice_strided(
+            &cons(0, &self.start),
+            &cons(basis_size(t), &self.limit),
+            &cons(1, &self.stride),
+        ))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
@@ -175,18 +209,28 @@ impl Primitive for Concat {
         "concat"
     }
     fn infer(&self, ins: &[&TensorType]) -> Result<TensorType> {
-        let first = ins.first().ok_or(Error::InvalidOp { op: "concat", reason: "no operands".into() })?;
+        let first = ins.first().ok_or(Error::InvalidOp {
+            op: "concat",
+            reason: "no operands".into(),
+        })?;
         let axis = check_axis("concat", self.0, first.rank())?;
         let mut dims = first.dims().to_vec();
         dims[axis] = 0;
         for t in ins {
             if t.dtype != first.dtype {
-                return Err(Error::DTypeMismatch { op: "concat", lhs: first.dtype, rhs: t.dtype });
+                return Err(Error::DTypeMismatch {
+                    op: "concat",
+                    lhs: first.dtype,
+                    rhs: t.dtype,
+                });
             }
-            let ok = t.rank() == first.rank()
-                && (0..t.rank()).all(|i| i == axis || t.dims()[i] == first.dims()[i]);
+            let ok = t.rank() == first.rank() && (0..t.rank()).all(|i| i == axis || t.dims()[i] == first.dims()[i]);
             if !ok {
-                return Err(Error::ShapeMismatch { op: "concat", lhs: first.shape.clone(), rhs: t.shape.clone() });
+                return Err(Error::ShapeMismatch {
+                    op: "concat",
+                    lhs: first.shape.clone(),
+                    rhs: t.shape.clone(),
+                });
             }
             dims[axis] += t.dims()[axis];
         }
@@ -198,7 +242,13 @@ impl Primitive for Concat {
         Some(x[0].graph().concat(&parts, self.0 + 1))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.concatenate", args, ins, &[("dimension", Attr::I64(self.0))], out)
+        e.generic(
+            "stablehlo.concatenate",
+            args,
+            ins,
+            &[("dimension", Attr::I64(self.0))],
+            out,
+        )
     }
 }
 
@@ -214,13 +264,19 @@ impl Primitive for Transpose {
         let x = ins[0];
         let mut seen = vec![false; x.rank()];
         if self.0.len() != x.rank() {
-            return Err(Error::InvalidOp { op: "transpose", reason: format!("permutation {:?} for rank {}", self.0, x.rank()) });
+            return Err(Error::InvalidOp {
+                op: "transpose",
+                reason: format!("permutation {:?} for rank {}", self.0, x.rank()),
+            });
         }
         let mut out = Vec::with_capacity(x.rank());
         for &p in &self.0 {
             let p = check_axis("transpose", p, x.rank())?;
             if std::mem::replace(&mut seen[p], true) {
-                return Err(Error::InvalidOp { op: "transpose", reason: format!("{:?} is not a permutation", self.0) });
+                return Err(Error::InvalidOp {
+                    op: "transpose",
+                    reason: format!("{:?} is not a permutation", self.0),
+                });
             }
             out.push(x.dims()[p]);
         }
@@ -230,7 +286,13 @@ impl Primitive for Transpose {
         Some(t[0].as_ref()?.transpose(&cons(0, &shifted(&self.0))))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.transpose", args, ins, &[("permutation", Attr::I64s(self.0.clone()))], out)
+        e.generic(
+            "stablehlo.transpose",
+            args,
+            ins,
+            &[("permutation", Attr::I64s(self.0.clone()))],
+            out,
+        )
     }
 }
 
@@ -261,7 +323,13 @@ impl Primitive for DynamicSlice {
         Some(t.dynamic_slice(&starts, &cons(basis_size(t), &self.0)))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
-        e.generic("stablehlo.dynamic_slice", args, ins, &[("slice_sizes", Attr::I64s(self.0.clone()))], out)
+        e.generic(
+            "stablehlo.dynamic_slice",
+            args,
+            ins,
+            &[("slice_sizes", Attr::I64s(self.0.clone()))],
+            out,
+        )
     }
 }
 
@@ -277,10 +345,18 @@ impl Primitive for DynamicUpdateSlice {
         const OP: &str = "dynamic_update_slice";
         let (x, u) = (ins[0], ins[1]);
         if x.dtype != u.dtype {
-            return Err(Error::DTypeMismatch { op: OP, lhs: x.dtype, rhs: u.dtype });
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                lhs: x.dtype,
+                rhs: u.dtype,
+            });
         }
         if x.rank() != u.rank() || u.dims().iter().zip(x.dims()).any(|(a, b)| a > b) {
-            return Err(Error::ShapeMismatch { op: OP, lhs: x.shape.clone(), rhs: u.shape.clone() });
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: x.shape.clone(),
+                rhs: u.shape.clone(),
+            });
         }
         check_indices(OP, &ins[2..], x.rank())?;
         Ok(x.clone())
@@ -309,7 +385,10 @@ impl Primitive for Take {
         let (x, idx) = (ins[0], ins[1]);
         let a = check_axis("take", self.0, x.rank())?;
         if !idx.dtype.is_int() {
-            return Err(Error::InvalidOp { op: "take", reason: format!("indices must be integers, got {idx}") });
+            return Err(Error::InvalidOp {
+                op: "take",
+                reason: format!("indices must be integers, got {idx}"),
+            });
         }
         let mut dims = x.dims()[..a].to_vec();
         dims.extend_from_slice(idx.dims());
@@ -330,7 +409,13 @@ impl Primitive for Take {
         let mut slice_sizes = x.dims().to_vec();
         slice_sizes[a as usize] = 1;
         let mut canonical = idx.dims().to_vec();
-        canonical.extend(x.dims().iter().enumerate().filter(|&(i, _)| i as i64 != a).map(|(_, &d)| d));
+        canonical.extend(
+            x.dims()
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i as i64 != a)
+                .map(|(_, &d)| d),
+        );
         let gathered_ty = out.with_shape(canonical);
         let gathered = e.generic(
             "stablehlo.gather",
@@ -355,6 +440,12 @@ impl Primitive for Take {
             return gathered;
         }
         let perm: Vec<i64> = (ir..ir + a).chain(0..ir).chain(ir + a..ir + r - 1).collect();
-        e.generic("stablehlo.transpose", &[&gathered], &[&gathered_ty], &[("permutation", Attr::I64s(perm))], out)
+        e.generic(
+            "stablehlo.transpose",
+            &[&gathered],
+            &[&gathered_ty],
+            &[("permutation", Attr::I64s(perm))],
+            out,
+        )
     }
 }
