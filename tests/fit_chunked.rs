@@ -32,7 +32,9 @@ fn assert_same(a: &CurveFit, b: &CurveFit, what: &str) {
 
 #[test]
 fn chunked_equals_whole_on_reference_problems() {
-    let cases: Vec<(&str, &str, Vec<f64>, Vec<f64>, FitOptions)> = vec![
+    // (name, model, true parameters, p0, options)
+    type Case = (&'static str, &'static str, Vec<f64>, Vec<f64>, FitOptions);
+    let cases: Vec<Case> = vec![
         (
             "exp lm",
             "a*exp(-k*x)+c",

@@ -617,26 +617,9 @@ fn run_chunk<'a>(
             executable: exe.source,
             device: device.clone(),
         };
-        let mut pcov = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec())
+        let cov_i = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec())
             .map_err(|e| invalid("cov", e.to_string()))?;
-        if !absolute_sigma {
-            if m > n {
-                let s_sq = 2.0 * result.cost / (m - n) as f64;
-                pcov.mapv_inplace(|v| v * s_sq);
-            } else {
-                pcov.fill(f64::INFINITY);
-            }
-        }
-        if pcov.iter().any(|v| v.is_nan()) {
-            pcov.fill(f64::INFINITY);
-        }
-        let perr = pcov.diag().mapv(|v| v.sqrt());
-        fits.push(Ok(CurveFit {
-            popt: result.x.clone(),
-            pcov,
-            perr,
-            result,
-        }));
+        fits.push(Ok(super::curve_fit_result(result, cov_i, m, n, absolute_sigma)));
     }
     Ok(fits)
 }

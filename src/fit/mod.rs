@@ -806,7 +806,18 @@ fn run_curve(
 ) -> Result<CurveFit> {
     let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
     let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
-    // scipy: pcov = cov * (2 cost / (m - n)) unless absolute_sigma; inf when m <= n or NaN.
+    Ok(curve_fit_result(result, cov, m, n, absolute_sigma))
+}
+
+/// scipy's `pcov` from the unscaled `(JᵀJ)⁺`: scaled by `2 cost / (m - n)` unless
+/// `absolute_sigma`, all inf when `m <= n` (and not absolute) or when it holds a NaN.
+pub(crate) fn curve_fit_result(
+    result: FitResult,
+    cov: Array2<f64>,
+    m: usize,
+    n: usize,
+    absolute_sigma: bool,
+) -> CurveFit {
     let mut pcov = cov;
     if !absolute_sigma {
         if m > n {
@@ -820,12 +831,12 @@ fn run_curve(
         pcov.fill(f64::INFINITY);
     }
     let perr = pcov.diag().mapv(|v| v.sqrt());
-    Ok(CurveFit {
+    CurveFit {
         popt: result.x.clone(),
         pcov,
         perr,
         result,
-    })
+    }
 }
 
 /// Fits `model(x, p)` to `ydata`, like `scipy.optimize.curve_fit`.

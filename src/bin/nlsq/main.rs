@@ -130,6 +130,26 @@ fn per_param(opt: &str, values: &ParamValues, names: &[String], default: impl Fn
         .collect())
 }
 
+/// `--f-scale`, `--max-nfev` and the tolerances, shared by `fit` and `batch`.
+fn solver_options(mut opts: FitOptions, a: &FitArgs) -> FitOptions {
+    if let Some(f) = a.f_scale {
+        opts = opts.with_f_scale(f);
+    }
+    if let Some(n) = a.max_nfev {
+        opts = opts.with_max_nfev(n);
+    }
+    if let Some(v) = a.ftol {
+        opts.solver.ftol = v;
+    }
+    if let Some(v) = a.xtol {
+        opts.solver.xtol = v;
+    }
+    if let Some(v) = a.gtol {
+        opts.solver.gtol = v;
+    }
+    opts
+}
+
 fn run_fit(a: &FitArgs) -> Result<u8> {
     let src = match a.model.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
@@ -282,22 +302,7 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     if method == Method::Lm && bounded {
         bail!("--method lm does not support bounds; use --method trf");
     }
-    opts = opts.with_method(method);
-    if let Some(f) = a.f_scale {
-        opts = opts.with_f_scale(f);
-    }
-    if let Some(n) = a.max_nfev {
-        opts = opts.with_max_nfev(n);
-    }
-    if let Some(v) = a.ftol {
-        opts.solver.ftol = v;
-    }
-    if let Some(v) = a.xtol {
-        opts.solver.xtol = v;
-    }
-    if let Some(v) = a.gtol {
-        opts.solver.gtol = v;
-    }
+    opts = solver_options(opts.with_method(method), a);
 
     // Fit.
     let model = expr.model();
@@ -518,22 +523,7 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     if method == Method::Lm && (bounded || loss != Loss::Linear) {
         bail!("--method lm supports neither bounds nor robust losses; use --method trf");
     }
-    opts = opts.with_method(method);
-    if let Some(f) = a.f_scale {
-        opts = opts.with_f_scale(f);
-    }
-    if let Some(n) = a.max_nfev {
-        opts = opts.with_max_nfev(n);
-    }
-    if let Some(v) = a.ftol {
-        opts.solver.ftol = v;
-    }
-    if let Some(v) = a.xtol {
-        opts.solver.xtol = v;
-    }
-    if let Some(v) = a.gtol {
-        opts.solver.gtol = v;
-    }
+    opts = solver_options(opts.with_method(method), a);
 
     // Ragged arrays padded to the longest dataset.
     let (nb, n) = (sets.len(), names.len());
