@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use nlsq::fit::{curve_fit, ExecutableSource, FitOptions};
+use nlsq::fit::{curve_fit, CurveFitter, ExecutableSource, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::Method;
 
@@ -56,11 +56,27 @@ fn main() -> Result<()> {
                 times.push(t.elapsed().as_secs_f64());
                 exec.push(f.result.timings.execute.as_secs_f64());
             }
+            // The same fits through a reused `CurveFitter` (no per-call model fingerprint).
+            let fitter = CurveFitter::new(model, None, x.len(), 3, opts.clone())?;
+            let mut fitter_times = Vec::new();
+            for _ in 0..repeats {
+                let t = Instant::now();
+                let f = fitter.fit(&x, &y, Some(&p0))?;
+                fitter_times.push(t.elapsed().as_secs_f64());
+                if f.result.cost != first.result.cost {
+                    bail!(
+                        "CurveFitter and curve_fit disagree: cost {} vs {}",
+                        f.result.cost,
+                        first.result.cost
+                    );
+                }
+            }
             println!(
                 "{}",
                 serde_json::json!({
                     "workload": "warm", "m": x.len(), "method": method.to_string(),
                     "median_s": median(times), "execute_median_s": median(exec),
+                    "fitter_median_s": median(fitter_times),
                     "nfev": first.result.nfev, "njev": first.result.njev, "status": first.result.status.code(),
                     "popt": first.popt.to_vec(), "cost": first.result.cost,
                     "first_compile_s": first.result.timings.compile.as_secs_f64(),

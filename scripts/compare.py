@@ -12,7 +12,8 @@ required; NLSQ and optimistix are skipped when they do not import). The nlsq sid
 Run it through `scripts/compare`, which creates the pinned virtualenv.
 
 Workloads (3-parameter exponential decay y = a exp(-k x) + c, noise sd 0.05):
-  warm    the executable/jit reused: median time of a fit at m = 1e3, 1e5, 1e6 (lm and trf)
+  warm    the executable/jit reused: median time of a fit at m = 1e3, 1e5, 1e6 (lm and trf), through
+          `curve_fit` (nlsq_s) and through a reused `CurveFitter` (nlsq_fitter_s)
   first   the first fit of a new process: cold compile (empty cache), then warm disk cache
   lengths 50 fits at 50 lengths from 100 to 10,000 points in a new process
   large   (--large) one fit of 20,000,000 points
@@ -194,8 +195,10 @@ def main():
             ours = run_nlsq(["warm", xp, yp, method, reps])
             theirs = median_time(lambda: scipy_fit(x, y, method), reps)
             rows.append({"workload": f"warm m={m}", "method": method, "nlsq_s": ours["median_s"],
+                         "nlsq_fitter_s": ours["fitter_median_s"],
                          "nlsq_execute_s": ours["execute_median_s"], "nlsq_nfev": ours["nfev"],
-                         "scipy_s": theirs, "ratio_scipy_over_nlsq": theirs / ours["median_s"]})
+                         "scipy_s": theirs, "ratio_scipy_over_nlsq": theirs / ours["median_s"],
+                         "ratio_scipy_over_nlsq_fitter": theirs / ours["fitter_median_s"]})
 
     # First fit of a new process: cold compile, then warm disk cache.
     x, y = make_data(1000, seed=1000)
