@@ -38,7 +38,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let method: Method = args.get(3).map(String::as_str).unwrap_or("lm").parse()?;
-    let opts = FitOptions::default().with_method(method);
+    let mut opts = FitOptions::default().with_method(method);
+    // For experiments: force a chunk size (0 = never chunk).
+    if let Some(rows) = std::env::var("COMPARE_CHUNK_ROWS").ok().and_then(|v| v.parse().ok()) {
+        opts = opts.with_chunk_rows(rows);
+    }
     let p0 = [1.0, 1.0, 1.0];
     let t_load = Instant::now();
     let client = nlsq::runtime::client()?;

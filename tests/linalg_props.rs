@@ -199,6 +199,22 @@ fn qr(a: &Mat) -> Qr {
     }
 }
 
+/// `householder_qr_r_blocked(a, block)` and `householder_qr_r(a)` of the same matrix.
+fn blocked_r(a: &Mat, block: usize) -> (Mat, Mat) {
+    let (m, k) = (a.rows, a.cols);
+    let exe = cached(format!("qr_blocked{m}x{k}b{block}"), || {
+        program(|g| {
+            let a = g.parameter("a", DType::F64, [m as i64, k as i64]);
+            vec![
+                linalg::householder_qr_r_blocked(&a, block),
+                linalg::householder_qr_r(&a),
+            ]
+        })
+    });
+    let o = run(&exe, &[a]);
+    (Mat::new(k, k, o[0].clone()), Mat::new(k, k, o[1].clone()))
+}
+
 struct Svd {
     u: Mat,
     s: Vec<f64>,
@@ -293,6 +309,20 @@ proptest! {
         let bound = 8.0 * EPS * (a.rows.max(a.cols) as f64).sqrt() * a.cols as f64;
         prop_assert!(rec <= bound, "‖A−QR‖/‖A‖ = {rec:e} > {bound:e} for {}x{}", a.rows, a.cols);
         prop_assert!(orth <= bound, "‖QᵀQ−I‖ = {orth:e} > {bound:e}");
+    }
+
+    #[test]
+    fn blocked_qr_matches_unblocked(a in matrix(&[(1024, 3), (768, 5), (512, 8)])) {
+        // Blocks of 256 rows: 4, 3 and 2 of them; R is unique (diag ≥ 0), so both agree.
+        let (blocked, whole) = blocked_r(&a, 256);
+        let diff = blocked.sub(&whole).max_abs() / a.fro();
+        prop_assert!(diff <= 1e-13, "blocked R differs by {diff:e} (relative) for {}x{}", a.rows, a.cols);
+        for i in 0..a.cols {
+            prop_assert!(blocked.at(i, i) >= 0.0);
+            for j in 0..i {
+                prop_assert_eq!(blocked.at(i, j), 0.0);
+            }
+        }
     }
 
     #[test]

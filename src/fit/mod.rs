@@ -492,8 +492,13 @@ struct CurveSpec {
     chunk: Option<usize>,
 }
 
-/// Rows per chunk when chunking is automatic.
-pub const AUTO_CHUNK_ROWS: usize = 16_384;
+/// Rows per chunk when chunking is automatic, for `n` parameters: a block of `[J | f]` that
+/// stays in cache ([`crate::linalg::cache_block_rows`]; 4,096 rows for 3 parameters). Measured
+/// at 100,000 points (lm, 3 parameters): 16,384-row chunks 9.2 ms per fit, 2,048–8,192 rows
+/// 7.1–7.6 ms.
+pub fn auto_chunk_rows(n: usize) -> usize {
+    crate::linalg::cache_block_rows(n + 1)
+}
 /// Point count from which chunking is automatic.
 pub const AUTO_CHUNK_FROM: usize = 65_536;
 
@@ -559,7 +564,7 @@ fn prepare<'a>(
         (Some((_, chunk)), _) => chunk,
         (None, Some(0)) => None,
         (None, Some(c)) => Some(c),
-        (None, None) if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(AUTO_CHUNK_ROWS),
+        (None, None) if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(auto_chunk_rows(n)),
         (None, None) => None,
     };
     if chunk.is_some() && cov_sigma {

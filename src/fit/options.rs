@@ -95,8 +95,9 @@ pub struct FitOptions {
     /// Default `true`.
     pub bucket: bool,
     /// Walk the data in chunks of this many rows when evaluating the Jacobian (TSQR), so that
-    /// the `m × n` Jacobian is never materialised: `None` (default) chunks by 16,384 rows when
-    /// there are at least 65,536 points; `Some(0)` never chunks; `Some(c)` always chunks by `c`
+    /// the `m × n` Jacobian is never materialised: `None` (default) chunks by
+    /// [`crate::fit::auto_chunk_rows`] rows (4,096 for 3 parameters) when there are at least
+    /// 65,536 points; `Some(0)` never chunks; `Some(c)` always chunks by `c`
     /// (the point count is padded to a multiple of `c`). A chunked fit returns neither the
     /// Jacobian (`jac` is `0 × n`) nor the residual vector (`fun` is empty): keeping memory a
     /// small multiple of the data is the point. Not available with a 2-D `sigma`.

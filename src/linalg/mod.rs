@@ -57,7 +57,7 @@ pub mod jacobi_svd;
 pub mod lstsq;
 pub mod triangular;
 
-pub use householder_qr::{householder_qr, householder_qr_r};
+pub use householder_qr::{cache_block_rows, householder_qr, householder_qr_r, householder_qr_r_blocked};
 pub use jacobi_svd::{jacobi_svd, jacobi_svd_with, JacobiOptions, JacobiSvd};
 pub use lstsq::{covariance_from_svd, pinv, pinv_from_svd, scipy_cutoff, svd};
 pub use triangular::{cholesky, solve_lower_triangular, solve_upper_triangular};

@@ -198,11 +198,13 @@ pub(crate) struct Outputs {
     pub rank: Tensor,
 }
 
-/// `R [n, n]` and `Qᵀf [n]` of the Householder QR of `[J | f]`.
+/// `R [n, n]` and `Qᵀf [n]` of the Householder QR of `[J | f]` (blocked TSQR when `J` is taller
+/// than a cache block).
 pub(crate) fn factor(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
     let (m, n) = (jac.dims()[0], jac.dims()[1]);
     let aug = jac.graph().concat(&[jac.clone(), f.reshape([m, 1])], 1);
-    let r_aug = crate::linalg::householder_qr_r(&aug);
+    let block = crate::linalg::cache_block_rows(n as usize + 1);
+    let r_aug = crate::linalg::householder_qr_r_blocked(&aug, block);
     let r = r_aug.slice(&[0, 0], &[n, n]);
     let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
     (r, qtf)
