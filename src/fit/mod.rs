@@ -190,29 +190,42 @@ impl HostArg<'_> {
 }
 
 /// The solver inputs as program parameters, in a fixed order after the data parameters.
+/// The solver's inputs, all in one `f64` parameter of `4n + 6` values (one host-to-device copy
+/// instead of ten): `p0, lower, upper, x_scale` (n each), then `ftol, xtol, gtol, f_scale,
+/// max_nfev, m_valid`. [`SolverArgs::push`] writes it.
 fn solver_inputs(g: &Graph, n: i64) -> Inputs {
-    let vec = |name: &str| g.parameter(name, DType::F64, [n]);
-    let scalar = |name: &str| g.parameter(name, DType::F64, []);
+    let packed = g.parameter("solver_args", DType::F64, [4 * n + 6]);
+    let vec = |i: i64| packed.slice(&[i * n], &[(i + 1) * n]);
+    let scalar = |i: i64| packed.slice(&[4 * n + i], &[4 * n + i + 1]).reshape([]);
     Inputs {
-        x0: vec("p0"),
-        lb: vec("lower"),
-        ub: vec("upper"),
-        x_scale: vec("x_scale"),
-        ftol: scalar("ftol"),
-        xtol: scalar("xtol"),
-        gtol: scalar("gtol"),
-        f_scale: scalar("f_scale"),
-        max_nfev: g.parameter("max_nfev", DType::I64, []),
-        m_valid: scalar("m_valid"),
+        x0: vec(0),
+        lb: vec(1),
+        ub: vec(2),
+        x_scale: vec(3),
+        ftol: scalar(0),
+        xtol: scalar(1),
+        gtol: scalar(2),
+        f_scale: scalar(3),
+        max_nfev: scalar(4).convert(DType::I64),
+        m_valid: scalar(5),
     }
 }
 
-fn outputs_list(o: &solve::Outputs) -> [&Tensor; 15] {
-    [
+/// The program's outputs: the residuals, the Jacobian, and everything else packed into one
+/// `f64` vector (one device-to-host copy; see [`Summary`] for the layout).
+fn outputs_list(o: &solve::Outputs) -> [Tensor; 3] {
+    let flat = |t: &Tensor| {
+        let t = if t.dtype() == DType::F64 {
+            t.clone()
+        } else {
+            t.convert(DType::F64)
+        };
+        let len: i64 = t.dims().iter().product();
+        t.reshape([len])
+    };
+    let parts: Vec<Tensor> = [
         &o.x,
         &o.cost,
-        &o.fun,
-        &o.jac,
         &o.grad,
         &o.optimality,
         &o.active_mask,
@@ -225,6 +238,63 @@ fn outputs_list(o: &solve::Outputs) -> [&Tensor; 15] {
         &o.cov,
         &o.rank,
     ]
+    .into_iter()
+    .map(flat)
+    .collect();
+    [o.x.graph().concat(&parts, 0), o.fun.clone(), o.jac.clone()]
+}
+
+/// The packed summary output of a fit program, decoded ([`outputs_list`] order). Counts and
+/// codes travel as `f64`, exact for every value they can take.
+struct Summary {
+    x: Vec<f64>,
+    cost: f64,
+    grad: Vec<f64>,
+    optimality: f64,
+    active_mask: Vec<i64>,
+    nfev: i64,
+    njev: i64,
+    nit: i64,
+    status: i64,
+    history: Vec<f64>,
+    initial_cost: f64,
+    cov: Vec<f64>,
+    rank: i64,
+}
+
+impl Summary {
+    fn decode(v: &[f64], n: usize) -> Result<Summary> {
+        let h = HISTORY_LEN as usize;
+        let expected = 3 * n + 8 + h + n * n;
+        if v.len() != expected {
+            return Err(invalid(
+                "program outputs",
+                format!("summary has {} values, expected {expected}", v.len()),
+            ));
+        }
+        let mut at = 0;
+        let mut take = |len: usize| {
+            let s = &v[at..at + len];
+            at += len;
+            s
+        };
+        let int = |x: f64| x as i64;
+        Ok(Summary {
+            x: take(n).to_vec(),
+            cost: take(1)[0],
+            grad: take(n).to_vec(),
+            optimality: take(1)[0],
+            active_mask: take(n).iter().map(|&x| int(x)).collect(),
+            nfev: int(take(1)[0]),
+            njev: int(take(1)[0]),
+            nit: int(take(1)[0]),
+            status: int(take(1)[0]),
+            history: take(h).to_vec(),
+            initial_cost: take(1)[0],
+            cov: take(n * n).to_vec(),
+            rank: int(take(1)[0]),
+        })
+    }
 }
 
 /// The outputs a batch keeps per problem (all but the Jacobian), in `batch::trace_batch` order.
@@ -262,16 +332,18 @@ struct SolverArgs {
 }
 
 impl SolverArgs {
+    /// Appends the one packed `solver_args` input ([`solver_inputs`] layout).
     fn push(self, args: &mut Vec<HostArg<'_>>) {
-        let n = self.p0.len() as i64;
-        for v in [self.p0, self.lb, self.ub, self.x_scale] {
-            args.push(HostArg::F64(v, vec![n]));
+        let n = self.p0.len();
+        let mut v = Vec::with_capacity(4 * n + 6);
+        for part in [self.p0, self.lb, self.ub, self.x_scale] {
+            v.extend(part);
         }
-        for s in [self.ftol, self.xtol, self.gtol, self.f_scale] {
-            args.push(HostArg::F64(vec![s], vec![]));
-        }
-        args.push(HostArg::I64(self.max_nfev));
-        args.push(HostArg::F64(vec![self.m_valid], vec![]));
+        // `max_nfev` travels as f64: exact up to 2^53, far beyond any evaluation budget.
+        let max_nfev = self.max_nfev.clamp(0, 1 << 53) as f64;
+        v.extend([self.ftol, self.xtol, self.gtol, self.f_scale, max_nfev, self.m_valid]);
+        let len = v.len() as i64;
+        args.push(HostArg::F64(v, vec![len]));
     }
 }
 
@@ -383,24 +455,29 @@ fn execute(
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
     let out = exe.execute(&refs)?;
-    let f64s = |i: usize| out[i].to_vec::<f64>();
-    let i64s = |i: usize| out[i].to_vec::<i64>();
-    let (n, m_pad) = (plan.n, out[2].dims()?[0] as usize);
+    let summary = Summary::decode(&out[0].to_vec::<f64>()?, plan.n)?;
+    let (n, m_pad) = (plan.n, out[1].dims()?[0] as usize);
     // A chunked program returns one-row placeholders (real outputs have m_pad >= n + 1 >= 2 rows).
     let chunked = m_pad == 1;
-    let x = Array1::from(f64s(0)?);
-    let cost = f64s(1)?[0];
-    let mut fun = f64s(2)?;
-    let jac = f64s(3)?;
-    let grad = Array1::from(f64s(4)?);
-    let optimality = f64s(5)?[0];
-    let active_mask = Array1::from(i64s(6)?);
-    let (nfev, njev, nit) = (i64s(7)?[0], i64s(8)?[0], i64s(9)?[0]);
-    let status_code = i64s(10)?[0];
-    let history_full = f64s(11)?;
-    let initial_cost = f64s(12)?[0];
-    let cov = Array2::from_shape_vec((n, n), f64s(13)?).map_err(|e| invalid("cov", e.to_string()))?;
-    let rank = i64s(14)?[0];
+    let mut fun = out[1].to_vec::<f64>()?;
+    let jac = out[2].to_vec::<f64>()?;
+    let Summary {
+        x,
+        cost,
+        grad,
+        optimality,
+        active_mask,
+        nfev,
+        njev,
+        nit,
+        status: status_code,
+        history: history_full,
+        initial_cost,
+        cov,
+        rank,
+    } = summary;
+    let (x, grad, active_mask) = (Array1::from(x), Array1::from(grad), Array1::from(active_mask));
+    let cov = Array2::from_shape_vec((n, n), cov).map_err(|e| invalid("cov", e.to_string()))?;
     let execute = t2.elapsed();
     if status_code == NONFINITE_START {
         return Err(invalid(
@@ -798,7 +875,8 @@ where
         chunks,
     };
     let out = solve::solve(&problem, &inputs, &spec.config);
-    g.finish(outputs_list(&out))
+    let outs = outputs_list(&out);
+    g.finish(outs.iter())
 }
 
 /// Runs a prepared fit on an executable and applies scipy's covariance rules.
@@ -1265,7 +1343,8 @@ where
         chunks: None,
     };
     let out = solve::solve(&problem, &inputs, &plan.config);
-    let program = g.finish(outputs_list(&out))?;
+    let outs = outputs_list(&out);
+    let program = g.finish(outs.iter())?;
     let trace = t0.elapsed();
     let mut args: Vec<HostArg> = data
         .iter()

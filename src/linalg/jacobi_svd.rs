@@ -69,7 +69,7 @@ use crate::types::DType;
 const TINY_PAIR: f64 = 1e-270;
 
 /// Rounds per `while`-loop iteration (fewer loop steps vs. a larger loop body to compile).
-const UNROLL_ROUNDS: i64 = 4;
+const UNROLL_ROUNDS: i64 = 1;
 
 /// Options of [`jacobi_svd_with`].
 #[derive(Clone, Debug, PartialEq)]

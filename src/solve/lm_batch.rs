@@ -20,7 +20,7 @@ const FACTOR: f64 = 1.0;
 const EPS: f64 = f64::EPSILON;
 const TINY: f64 = f64::MIN_POSITIVE;
 const TINY_PAIR: f64 = 1e-270;
-const UNROLL_ROUNDS: i64 = 4;
+const UNROLL_ROUNDS: i64 = 1;
 
 /// The residual function of a batch.
 pub(crate) struct BatchProblem<'a> {
