@@ -1009,7 +1009,8 @@ where
 static PROGRAMS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>> =
     once_cell::sync::Lazy::new(Default::default);
 
-/// sha256 of the model's own traced residuals and Jacobian (emitted text) and the program spec.
+/// sha256 of the model's own traced residuals (emitted text; the Jacobian and the solver follow
+/// from them) and the program spec.
 fn model_fingerprint<M>(model: &M, spec: &CurveSpec) -> Result<[u8; 32]>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -1023,8 +1024,9 @@ where
     let g = Graph::new();
     let x = g.parameter("x", DType::F64, x_dims);
     let p = g.parameter("p", DType::F64, [n]);
-    let (f, j) = crate::graph::jacfwd_model(model, &x, &p)?;
-    let text = g.finish([&f, &j])?.text;
+    // The residual graph alone: the Jacobian is derived from it deterministically.
+    let f = crate::graph::eval_model(model, &x, &p)?;
+    let text = g.finish([&f])?.text;
     let mut h = Sha256::new();
     h.update(text.as_bytes());
     h.update(format!("{spec:?}").as_bytes());
