@@ -86,6 +86,40 @@ fn elementwise_and_reduction_f64() {
 }
 
 #[test]
+fn lent_host_vectors_compute_like_copies_and_outlive_nothing() {
+    use nlsq::pjrt::HostVec;
+    let c = client();
+    let exe = compile(&c, SQUARE_SUM_F64);
+    let data = [1.0f64, -2.0, 3.0, 0.5, 1e-3, 7.0];
+    let lent = HostVec::from(&data[..]);
+    assert_eq!(lent.as_slice(), &data[..]);
+    assert_eq!(
+        lent.as_slice().as_ptr() as usize % 64,
+        0,
+        "HostVec data are 64-byte aligned"
+    );
+    let x = c.buffer_from_host_vec(lent, &[2, 3]).unwrap();
+    let out = exe.execute(&[&x]).unwrap();
+    assert_eq!(out[0].to_vec::<f64>().unwrap(), vec![1.0, 4.0, 9.0, 0.25, 1e-6, 49.0]);
+    // The lent buffer reads back its own values, and can be used again.
+    assert_eq!(x.to_vec::<f64>().unwrap(), data.to_vec());
+    let again = exe.execute(&[&x]).unwrap();
+    assert_eq!(again[1].to_vec::<f64>().unwrap(), out[1].to_vec::<f64>().unwrap());
+    drop(x);
+    // A large lent array, dropped while outputs computed from it live on.
+    let n = 1 << 20;
+    let mut big = HostVec::filled(n, 0.0f64);
+    for (i, v) in big.as_mut_slice().iter_mut().enumerate() {
+        *v = i as f64;
+    }
+    let b = c.buffer_from_host_vec(big, &[n as i64]).unwrap();
+    assert_eq!(b.to_vec::<f64>().unwrap()[n - 1], (n - 1) as f64);
+    drop(b);
+    // Wrong element count: an error before PJRT.
+    assert!(c.buffer_from_host_vec(HostVec::filled(5, 0.0f64), &[2, 3]).is_err());
+}
+
+#[test]
 fn elementwise_f32_with_scalar_argument() {
     let c = client();
     let exe = compile(&c, SCALE_F32);

@@ -177,13 +177,16 @@ impl HostArg<'_> {
                         }
                     }
                 }
-                let mut v = Vec::with_capacity(rows.len() * len);
-                for row in &rows {
-                    v.extend(row.iter().copied());
+                // The padded copy is lent to the device, not copied again (CPU plugin).
+                let mut v = crate::pjrt::HostVec::filled(rows.len() * len, 0.0);
+                for (row, out) in rows.iter().zip(v.as_mut_slice().chunks_exact_mut(len.max(1))) {
                     let pad = fill.unwrap_or_else(|| row.first().copied().unwrap_or(0.0));
-                    v.resize(v.len() + (len - row.len()), pad);
+                    for (o, &x) in out.iter_mut().zip(row.iter()) {
+                        *o = x;
+                    }
+                    out[row.len()..].fill(pad);
                 }
-                client.buffer_from_host(&v, &dims)
+                client.buffer_from_host_vec(v, &dims)
             }
         }
     }

@@ -47,10 +47,80 @@ pub(crate) fn element_count(what: &'static str, dims: &[i64]) -> Result<usize> {
     })
 }
 
+/// Alignment of [`HostVec`] data: what XLA:CPU needs to use host memory in place.
+const HOST_ALIGN: usize = 64;
+
+/// A host array whose data start on a 64-byte boundary, so that
+/// [`Client::buffer_from_host_vec`] can lend it to the CPU plugin without a copy.
+pub struct HostVec<T> {
+    buf: Vec<T>,
+    offset: usize,
+    len: usize,
+}
+
+impl<T: Copy> HostVec<T> {
+    /// `len` copies of `fill`.
+    pub fn filled(len: usize, fill: T) -> HostVec<T> {
+        let size = std::mem::size_of::<T>().max(1);
+        let slack = HOST_ALIGN.div_ceil(size);
+        let buf = vec![fill; len + slack];
+        // A Vec's pointer is aligned to `T`, so the distance to the boundary is whole elements.
+        let misalign = buf.as_ptr() as usize % HOST_ALIGN;
+        let offset = ((HOST_ALIGN - misalign) % HOST_ALIGN) / size;
+        HostVec { buf, offset, len }
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        &self.buf[self.offset..self.offset + self.len]
+    }
+
+    /// The elements, to fill in.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.buf[self.offset..self.offset + self.len]
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<T: Copy> From<&[T]> for HostVec<T> {
+    fn from(data: &[T]) -> HostVec<T> {
+        match data.first() {
+            None => HostVec {
+                buf: Vec::new(),
+                offset: 0,
+                len: 0,
+            },
+            Some(&first) => {
+                let mut v = HostVec::filled(data.len(), first);
+                v.as_mut_slice().copy_from_slice(data);
+                v
+            }
+        }
+    }
+}
+
 /// A buffer in device memory. Owns a reference to its client, so the client outlives it.
 pub struct Buffer {
     raw: NonNull<sys::PJRT_Buffer>,
     client: Client,
+    /// Host memory the buffer may alias ([`Client::buffer_from_vec`]): kept alive until PJRT
+    /// says it is done with it, after the buffer is destroyed.
+    host: Option<HostData>,
+}
+
+/// Host data lent to PJRT without a copy, and the event PJRT fires when it no longer reads it.
+struct HostData {
+    done: Option<Event>,
+    _data: Box<dyn std::any::Any + Send + Sync>,
 }
 
 // SAFETY: PJRT buffers are thread-safe (PjRtBuffer methods may be called concurrently; the C API
@@ -65,6 +135,12 @@ impl Drop for Buffer {
         a.buffer = self.raw.as_ptr();
         let _ = pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut a, || "destroying a buffer"
             .into());
+        // Only now may lent host memory go: PJRT may read it until the buffer is gone.
+        if let Some(host) = self.host.take() {
+            if let Some(done) = host.done {
+                let _ = done.wait("releasing host memory lent to a buffer");
+            }
+        }
     }
 }
 
@@ -89,6 +165,67 @@ impl Client {
     pub fn buffer_from_host<T: NativeType>(&self, data: &[T], dims: &[i64]) -> Result<Buffer> {
         let device = self.default_device()?;
         self.buffer_from_host_on(&device, data, dims)
+    }
+
+    /// Like [`Client::buffer_from_host`], but hands `data` itself to the device: on a plugin
+    /// whose device memory is host memory (CPU), the buffer uses the (aligned) [`HostVec`] in
+    /// place (`kImmutableZeroCopy`) instead of keeping a second copy, which halves the memory of
+    /// large inputs. The buffer owns `data` and frees it once PJRT is done with it; a plugin that
+    /// cannot alias copies, as `buffer_from_host` does.
+    ///
+    /// # Errors
+    /// As [`Client::buffer_from_host`].
+    pub fn buffer_from_host_vec<T: NativeType + Send + Sync + 'static>(
+        &self,
+        data: HostVec<T>,
+        dims: &[i64],
+    ) -> Result<Buffer> {
+        let n = element_count("buffer_from_host_vec", dims)?;
+        if n != data.len {
+            return Err(Error::InvalidArgument {
+                what: "buffer_from_host_vec",
+                reason: format!(
+                    "shape {} holds {n} elements but {} were given",
+                    Shape::from(dims),
+                    data.len
+                ),
+            });
+        }
+        let device = self.default_device()?;
+        let mut a = sys::PJRT_Client_BufferFromHostBuffer_Args::new();
+        a.client = self.raw();
+        a.data = data.as_slice().as_ptr().cast();
+        a.type_ = to_pjrt_type(T::DTYPE);
+        a.dims = dims.as_ptr();
+        a.num_dims = dims.len();
+        a.host_buffer_semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy;
+        a.device = device.raw();
+        pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
+            "lending {} {} to the device",
+            T::DTYPE,
+            Shape::from(dims)
+        ))?;
+        let done = Event::from_raw(self.api(), a.done_with_host_buffer);
+        let Some(raw) = NonNull::new(a.buffer) else {
+            // No buffer: wait until PJRT is done with the memory before `data` is dropped.
+            if let Some(done) = done {
+                let _ = done.wait("a failed host-to-device transfer");
+            }
+            return Err(Error::InvalidArgument {
+                what: "buffer_from_host_vec",
+                reason: "PJRT returned no buffer".into(),
+            });
+        };
+        // The heap allocation behind `data` does not move when it is boxed, so the pointer PJRT
+        // holds stays valid until `Buffer::drop` has destroyed the buffer and awaited `done`.
+        Ok(Buffer {
+            raw,
+            client: self.clone(),
+            host: Some(HostData {
+                done,
+                _data: Box::new(data),
+            }),
+        })
     }
 
     /// Like [`Client::buffer_from_host`], on a chosen device of this client.
@@ -136,6 +273,7 @@ impl Client {
         let buffer = Buffer {
             raw,
             client: self.clone(),
+            host: None,
         };
         if let Some(done) = done {
             done.wait("a host-to-device copy")?;
@@ -149,6 +287,7 @@ impl Buffer {
         NonNull::new(raw).map(|raw| Buffer {
             raw,
             client: client.clone(),
+            host: None,
         })
     }
 

@@ -24,7 +24,7 @@ mod plugin;
 #[allow(unsafe_op_in_unsafe_fn, clippy::all, unreachable_pub)]
 pub(crate) mod sys;
 
-pub use buffer::Buffer;
+pub use buffer::{Buffer, HostVec};
 pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use event::Event;
