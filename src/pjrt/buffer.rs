@@ -200,11 +200,16 @@ impl Client {
         a.num_dims = dims.len();
         a.host_buffer_semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy;
         a.device = device.raw();
-        pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
+        if pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
             "lending {} {} to the device",
             T::DTYPE,
             Shape::from(dims)
-        ))?;
+        ))
+        .is_err()
+        {
+            // A plugin that refuses to alias host memory: copy, as `buffer_from_host` does.
+            return self.buffer_from_host_on(&device, data.as_slice(), dims);
+        }
         let done = Event::from_raw(self.api(), a.done_with_host_buffer);
         let Some(raw) = NonNull::new(a.buffer) else {
             // No buffer: wait until PJRT is done with the memory before `data` is dropped.
