@@ -1,0 +1,38 @@
+//! nlsq's default XLA option reaches the process's XLA_FLAGS before the plugin loads, and a fit
+//! compiled under it gives the same answer. Its own test binary: it reads and sets process-wide
+//! environment variables before the runtime exists.
+
+#[test]
+fn default_xla_option_is_added_once_before_the_plugin_loads() {
+    std::env::remove_var("XLA_FLAGS");
+    let opted_out = std::env::var("NLSQ_XLA_DEFAULTS").is_ok_and(|v| v.trim() == "0");
+    nlsq::runtime::client().expect("the PJRT runtime (the build provisions the plugin)");
+    let flags = std::env::var("XLA_FLAGS").unwrap_or_default();
+    if opted_out {
+        assert!(
+            flags.is_empty(),
+            "NLSQ_XLA_DEFAULTS=0 must leave XLA_FLAGS alone: {flags}"
+        );
+        return;
+    }
+    let expected = format!(
+        "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={}",
+        nlsq::runtime::SMALL_WHILE_LOOP_BYTES
+    );
+    assert_eq!(flags, expected);
+    // A second request for the runtime does not add it again.
+    nlsq::runtime::client().unwrap();
+    assert_eq!(std::env::var("XLA_FLAGS").unwrap(), expected);
+
+    // A fit compiled with the option (every solver loop one kernel) still converges to the
+    // closed-form answer of an exactly exponential dataset.
+    use nlsq::fit::{curve_fit, FitOptions};
+    use nlsq::graph::{Params, Tensor};
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let x: Vec<f64> = (0..200).map(|i| i as f64 * 0.025).collect();
+    let y: Vec<f64> = x.iter().map(|x| 2.5 * (-1.3 * x).exp() + 0.5).collect();
+    let fit = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default()).unwrap();
+    for (got, want) in fit.popt.iter().zip([2.5, 1.3, 0.5]) {
+        assert!((got - want).abs() < 1e-9 * want, "popt {} vs {want}", got);
+    }
+}
