@@ -33,3 +33,20 @@ pub use plugin::{NamedValue, Plugin};
 
 /// The PJRT C API version these bindings were generated from, `(major, minor)`.
 pub const BINDINGS_API_VERSION: (u32, u32) = (sys::PJRT_API_MAJOR, sys::PJRT_API_MINOR);
+
+/// Ends the process now with `code`, after flushing Rust's standard output and error, without
+/// running static destructors: for a command-line program whose work is done. A loaded plugin's
+/// teardown (its thread pools, the compiler's global state) takes about 9 ms at exit on a
+/// 2-core machine, a sixth of a whole `nlsq fit` run. Files the program wrote must be closed
+/// (flushed) before; nothing of nlsq's own needs a destructor at exit.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    extern "C" {
+        fn _exit(code: i32) -> !;
+    }
+    // SAFETY: `_exit` (POSIX) takes any int and does not return; Rust's buffered standard
+    // streams were flushed above, and no Rust destructor is required for correctness here.
+    unsafe { _exit(code) }
+}
