@@ -68,6 +68,8 @@ pub fn xla_flags_with_defaults(current: Option<&str>, nlsq_defaults: Option<&str
 /// are added to the process's `XLA_FLAGS` (see [`xla_flags_with_defaults`]; the plugin reads the
 /// variable once, when it first compiles). Set `NLSQ_XLA_DEFAULTS=0` to run XLA with its own
 /// defaults; the executable cache keys include `XLA_FLAGS`, so the two never share entries.
+/// Setting a variable races with C code that reads the environment on another thread at the
+/// same moment: a program with such threads should create the runtime ([`client`]) first.
 ///
 /// # Errors
 /// Provisioning or loading errors.
