@@ -31,9 +31,9 @@ fn rosenbrock_residuals_reach_the_minimum_with_both_methods() {
         assert!(r.cost < 1e-20, "{method}: cost {}", r.cost);
         // Jacobian at the solution: [[-20 x0, 10], [-1, 0]].
         let want = [[-20.0, 10.0], [-1.0, 0.0]];
-        for i in 0..2 {
-            for j in 0..2 {
-                assert!((r.jac[[i, j]] - want[i][j]).abs() < 1e-6, "{method}: jac {}", r.jac);
+        for (i, row) in want.iter().enumerate() {
+            for (j, w) in row.iter().enumerate() {
+                assert!((r.jac[[i, j]] - w).abs() < 1e-6, "{method}: jac {}", r.jac);
             }
         }
     }
