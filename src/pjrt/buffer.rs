@@ -112,7 +112,7 @@ impl<T: Copy> From<&[T]> for HostVec<T> {
 pub struct Buffer {
     raw: NonNull<sys::PJRT_Buffer>,
     client: Client,
-    /// Host memory the buffer may alias ([`Client::buffer_from_vec`]): kept alive until PJRT
+    /// Host memory the buffer may alias ([`Client::buffer_from_host_vec`]): kept alive until PJRT
     /// says it is done with it, after the buffer is destroyed.
     host: Option<HostData>,
 }
