@@ -28,6 +28,19 @@ fn assert_same(a: &CurveFit, b: &CurveFit, what: &str) {
     for (p, q) in a.pcov.iter().zip(&b.pcov) {
         assert!((p - q).abs() <= 1e-8 * scale, "{what}: pcov {} vs {}", a.pcov, b.pcov);
     }
+    // Residuals and Jacobian at the solution, where both fits return them.
+    if !a.result.fun.is_empty() && !b.result.fun.is_empty() {
+        assert_eq!(a.result.fun.len(), b.result.fun.len(), "{what}: fun length");
+        assert_eq!(a.result.jac.dim(), b.result.jac.dim(), "{what}: jac shape");
+        let fs = b.result.fun.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (p, q) in a.result.fun.iter().zip(&b.result.fun) {
+            assert!((p - q).abs() <= 1e-8 * fs, "{what}: fun {p} vs {q}");
+        }
+        let js = b.result.jac.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (p, q) in a.result.jac.iter().zip(&b.result.jac) {
+            assert!((p - q).abs() <= 1e-8 * js, "{what}: jac {p} vs {q}");
+        }
+    }
 }
 
 #[test]
@@ -100,7 +113,13 @@ fn chunked_equals_whole_on_reference_problems() {
         let whole = curve_fit(&model, &x, &y, Some(&p0), &base.clone().with_chunk_rows(0)).unwrap();
         let chunked = curve_fit(&model, &x, &y, Some(&p0), &base.clone().with_chunk_rows(512)).unwrap();
         assert!(whole.success(), "{name}: {}", whole.result);
-        assert_eq!(chunked.result.jac.nrows(), 0, "chunked fits return no Jacobian");
+        // Small chunked fits evaluate fun and jac once more at the solution to return them.
+        assert_eq!(
+            chunked.result.jac.nrows(),
+            m,
+            "{name}: chunked fits of this size return J"
+        );
+        assert_eq!(chunked.result.fun.len(), m);
         assert_eq!(whole.result.jac.nrows(), m);
         assert_same(&chunked, &whole, name);
     }
@@ -143,7 +162,12 @@ fn automatic_chunking_at_large_m() {
             &FitOptions::default().with_method(method),
         )
         .unwrap();
-        assert_eq!(auto.result.jac.nrows(), 0, "{method}: 100k points chunk automatically");
+        assert_eq!(
+            auto.result.jac.nrows(),
+            0,
+            "{method}: 100k points chunk automatically, no J"
+        );
+        assert!(auto.result.fun.is_empty());
         let whole = curve_fit(
             &model,
             &x,
@@ -153,6 +177,30 @@ fn automatic_chunking_at_large_m() {
         )
         .unwrap();
         assert_same(&auto, &whole, &format!("{method} 100k"));
+    }
+}
+
+#[test]
+fn mid_size_fits_chunk_automatically_and_return_fun_and_jac() {
+    // 20,000 points: chunked by default (cache-sized blocks), yet fun and jac are returned,
+    // equal to the unchunked fit's.
+    let m = 20_000;
+    assert!(m >= nlsq::fit::AUTO_CHUNK_FROM && m * 4 <= nlsq::fit::MATERIALIZE_MAX_VALUES);
+    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
+        .collect();
+    let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
+    let model = expr.model();
+    for method in [Method::Lm, Method::Trf] {
+        let opts = FitOptions::default().with_method(method);
+        let auto = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).unwrap();
+        let whole = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts.with_chunk_rows(0)).unwrap();
+        assert_eq!(auto.result.jac.nrows(), m, "{method}");
+        assert_eq!(auto.result.fun.len(), m, "{method}");
+        assert_same(&auto, &whole, &format!("{method} 20k"));
     }
 }
 

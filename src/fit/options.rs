@@ -95,12 +95,14 @@ pub struct FitOptions {
     /// Default `true`.
     pub bucket: bool,
     /// Walk the data in chunks of this many rows when evaluating the Jacobian (TSQR), so that
-    /// the `m × n` Jacobian is never materialised: `None` (default) chunks by
-    /// [`crate::fit::auto_chunk_rows`] rows (4,096 for 3 parameters) when there are at least
-    /// 65,536 points; `Some(0)` never chunks; `Some(c)` always chunks by `c`
-    /// (the point count is padded to a multiple of `c`). A chunked fit returns neither the
-    /// Jacobian (`jac` is `0 × n`) nor the residual vector (`fun` is empty): keeping memory a
-    /// small multiple of the data is the point. Not available with a 2-D `sigma`.
+    /// each chunk stays in cache and the `m × n` Jacobian is never materialised during the
+    /// solve: `None` (default) chunks by [`crate::fit::auto_chunk_rows`] rows (4,096 for 3
+    /// parameters) from [`crate::fit::AUTO_CHUNK_FROM`] points on; `Some(0)` never chunks;
+    /// `Some(c)` always chunks by `c` (the point count is padded to a multiple of `c`). A
+    /// chunked fit evaluates `fun` and `jac` once more at the solution to return them while they
+    /// hold at most [`crate::fit::MATERIALIZE_MAX_VALUES`] values; above that it returns neither
+    /// (`jac` is `0 × n`, `fun` is empty): keeping memory a small multiple of the data is the
+    /// point. Not available with a 2-D `sigma`.
     pub chunk_rows: Option<usize>,
     /// Solver options (method, tolerances, loss, ...).
     pub solver: SolverOptions,
