@@ -54,9 +54,11 @@ pub struct FitResult {
     pub x: Array1<f64>,
     /// Final cost `0.5 * sum(rho(f²))`.
     pub cost: f64,
-    /// Residuals at the solution `[m]` (weighted by sigma, before the robust loss).
+    /// Residuals at the solution `[m]` (weighted by sigma, before the robust loss); empty for a
+    /// chunked fit too large to return them ([`crate::fit::MATERIALIZE_MAX_VALUES`]).
     pub fun: Array1<f64>,
-    /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`.
+    /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`; `0 × n` where `fun` is
+    /// empty.
     pub jac: Array2<f64>,
     /// Gradient of the cost at the solution `[n]`.
     pub grad: Array1<f64>,
