@@ -185,7 +185,7 @@ fn mid_size_fits_chunk_automatically_and_return_fun_and_jac() {
     // 20,000 points: chunked by default (cache-sized blocks), yet fun and jac are returned,
     // equal to the unchunked fit's.
     let m = 20_000;
-    assert!(m >= nlsq::fit::AUTO_CHUNK_FROM && m * 4 <= nlsq::fit::MATERIALIZE_MAX_VALUES);
+    assert!((nlsq::fit::AUTO_CHUNK_FROM..=nlsq::fit::MATERIALIZE_MAX_ROWS).contains(&m));
     let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
     let y: Vec<f64> = x
         .iter()

@@ -598,15 +598,15 @@ struct CurveSpec {
     /// Rows per chunk of the Jacobian evaluation, when chunked.
     chunk: Option<usize>,
     /// A chunked program evaluates the residuals and Jacobian once more at the solution, in
-    /// full, to return them (when they are small enough: [`MATERIALIZE_MAX_VALUES`]).
+    /// full, to return them (when they are small enough: [`MATERIALIZE_MAX_ROWS`]).
     materialize: bool,
 }
 
-/// A chunked fit returns `fun` and `jac` (one extra evaluation at the solution) when the
-/// Jacobian and residuals hold at most this many values (2 MiB of f64: 65,536 points with 3
-/// parameters, where automatic chunking used to start); above, neither. Evaluating and copying
-/// them costs about 1 ms at 100,000 points, 15% of such a fit.
-pub const MATERIALIZE_MAX_VALUES: usize = 1 << 18;
+/// A chunked fit returns `fun` and `jac` (one extra evaluation at the solution) when it has at
+/// most this many rows (where automatic chunking used to start, so every fit that returned them
+/// before still does); above, neither. Evaluating and copying them would cost about 1 ms at
+/// 100,000 points, 15% of such a fit.
+pub const MATERIALIZE_MAX_ROWS: usize = 65_536;
 
 /// Rows per chunk when chunking is automatic, for `n` parameters: a block of `[J | f]` that
 /// stays in cache ([`crate::linalg::cache_block_rows`]; 4,096 rows for 3 parameters). Measured
@@ -618,7 +618,7 @@ pub fn auto_chunk_rows(n: usize) -> usize {
 /// Point count from which chunking is automatic. Chunks that stay in cache beat one pass over
 /// the whole Jacobian from a few thousand points on (warm lm fits, 3 parameters, 4,096-row
 /// chunks against none: 8,000 points 0.91 -> 0.66 ms, 16,384 1.99 -> 1.20 ms, 50,000
-/// 6.0 -> 4.0 ms); fits up to [`MATERIALIZE_MAX_VALUES`] still return `fun` and `jac`.
+/// 6.0 -> 4.0 ms); fits up to [`MATERIALIZE_MAX_ROWS`] still return `fun` and `jac`.
 pub const AUTO_CHUNK_FROM: usize = 8_192;
 
 /// Validated, padded host data of one `curve_fit` call.
@@ -807,7 +807,7 @@ fn prepare<'a>(
         cov_sigma,
         weighted,
         chunk,
-        materialize: chunk.is_some() && m_pad * (n + 1) <= MATERIALIZE_MAX_VALUES,
+        materialize: chunk.is_some() && m_pad <= MATERIALIZE_MAX_ROWS,
     };
     Ok(CurveData {
         spec,

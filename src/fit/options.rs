@@ -100,7 +100,7 @@ pub struct FitOptions {
     /// parameters) from [`crate::fit::AUTO_CHUNK_FROM`] points on; `Some(0)` never chunks;
     /// `Some(c)` always chunks by `c` (the point count is padded to a multiple of `c`). A
     /// chunked fit evaluates `fun` and `jac` once more at the solution to return them while they
-    /// hold at most [`crate::fit::MATERIALIZE_MAX_VALUES`] values; above that it returns neither
+    /// have at most [`crate::fit::MATERIALIZE_MAX_ROWS`] rows; above that it returns neither
     /// (`jac` is `0 × n`, `fun` is empty): keeping memory a small multiple of the data is the
     /// point. Not available with a 2-D `sigma`.
     pub chunk_rows: Option<usize>,

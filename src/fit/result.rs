@@ -55,7 +55,7 @@ pub struct FitResult {
     /// Final cost `0.5 * sum(rho(f²))`.
     pub cost: f64,
     /// Residuals at the solution `[m]` (weighted by sigma, before the robust loss); empty for a
-    /// chunked fit too large to return them ([`crate::fit::MATERIALIZE_MAX_VALUES`]).
+    /// chunked fit too large to return them ([`crate::fit::MATERIALIZE_MAX_ROWS`]).
     pub fun: Array1<f64>,
     /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`; `0 × n` where `fun` is
     /// empty.
