@@ -7,6 +7,9 @@
 //! compare_workloads lengths DIR COUNT METHOD           # DIR/len_{i}_x.bin, len_{i}_y.bin, i < COUNT
 //! compare_workloads batch X.bin Y.bin METHOD REPEATS B  # B curves: shared x [m], y [B, m] (row-major)
 //! ```
+//!
+//! `warm` also times the same fits through a reused `CurveFitter`. `COMPARE_CHUNK_ROWS=c` forces
+//! the chunk size of the Jacobian evaluation (`0`: never chunk), for experiments.
 
 use std::time::Instant;
 
