@@ -180,46 +180,13 @@ impl Client {
         data: HostVec<T>,
         dims: &[i64],
     ) -> Result<Buffer> {
-        let n = element_count("buffer_from_host_vec", dims)?;
-        if n != data.len {
-            return Err(Error::InvalidArgument {
-                what: "buffer_from_host_vec",
-                reason: format!(
-                    "shape {} holds {n} elements but {} were given",
-                    Shape::from(dims),
-                    data.len
-                ),
-            });
-        }
         let device = self.default_device()?;
-        let mut a = sys::PJRT_Client_BufferFromHostBuffer_Args::new();
-        a.client = self.raw();
-        a.data = data.as_slice().as_ptr().cast();
-        a.type_ = to_pjrt_type(T::DTYPE);
-        a.dims = dims.as_ptr();
-        a.num_dims = dims.len();
-        a.host_buffer_semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy;
-        a.device = device.raw();
-        if pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
-            "lending {} {} to the device",
-            T::DTYPE,
-            Shape::from(dims)
-        ))
-        .is_err()
-        {
+        let semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy;
+        let (raw, done) = match self.transfer(&device, data.as_slice(), dims, semantics, "buffer_from_host_vec") {
+            Ok(lent) => lent,
+            Err(e @ Error::InvalidArgument { .. }) => return Err(e),
             // A plugin that refuses to alias host memory: copy, as `buffer_from_host` does.
-            return self.buffer_from_host_on(&device, data.as_slice(), dims);
-        }
-        let done = Event::from_raw(self.api(), a.done_with_host_buffer);
-        let Some(raw) = NonNull::new(a.buffer) else {
-            // No buffer: wait until PJRT is done with the memory before `data` is dropped.
-            if let Some(done) = done {
-                let _ = done.wait("a failed host-to-device transfer");
-            }
-            return Err(Error::InvalidArgument {
-                what: "buffer_from_host_vec",
-                reason: "PJRT returned no buffer".into(),
-            });
+            Err(_) => return self.buffer_from_host_on(&device, data.as_slice(), dims),
         };
         // The heap allocation behind `data` does not move when it is boxed, so the pointer PJRT
         // holds stays valid until `Buffer::drop` has destroyed the buffer and awaited `done`.
@@ -238,10 +205,35 @@ impl Client {
     /// # Errors
     /// As [`Client::buffer_from_host`], plus [`Error::InvalidArgument`] for a device of another client.
     pub fn buffer_from_host_on<T: NativeType>(&self, device: &Device<'_>, data: &[T], dims: &[i64]) -> Result<Buffer> {
-        let n = element_count("buffer_from_host", dims)?;
+        let semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall;
+        let (raw, done) = self.transfer(device, data, dims, semantics, "buffer_from_host")?;
+        let buffer = Buffer {
+            raw,
+            client: self.clone(),
+            host: None,
+        };
+        // The copy is complete when the call returns (kImmutableOnlyDuringCall), but the event
+        // must still be destroyed; awaiting it also surfaces a failed transfer.
+        if let Some(done) = done {
+            done.wait("a host-to-device copy")?;
+        }
+        Ok(buffer)
+    }
+
+    /// `PJRT_Client_BufferFromHostBuffer` of `data` with `semantics`, after checking the shape
+    /// and the device: the new buffer and PJRT's done-with-host-memory event.
+    fn transfer<T: NativeType>(
+        &self,
+        device: &Device<'_>,
+        data: &[T],
+        dims: &[i64],
+        semantics: sys::PJRT_HostBufferSemantics,
+        what: &'static str,
+    ) -> Result<(NonNull<sys::PJRT_Buffer>, Option<Event>)> {
+        let n = element_count(what, dims)?;
         if n != data.len() {
             return Err(Error::InvalidArgument {
-                what: "buffer_from_host",
+                what,
                 reason: format!(
                     "shape {} holds {n} elements but {} were given",
                     Shape::from(dims),
@@ -251,7 +243,7 @@ impl Client {
         }
         if !self.owns_device(device) {
             return Err(Error::InvalidArgument {
-                what: "buffer_from_host",
+                what,
                 reason: format!("device {device:?} belongs to another client"),
             });
         }
@@ -261,29 +253,27 @@ impl Client {
         a.type_ = to_pjrt_type(T::DTYPE);
         a.dims = dims.as_ptr();
         a.num_dims = dims.len();
-        a.host_buffer_semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableOnlyDuringCall;
+        a.host_buffer_semantics = semantics;
         a.device = device.raw();
         pjrt_call!(self.api(), PJRT_Client_BufferFromHostBuffer, &mut a, || format!(
             "copying {} {} to the device",
             T::DTYPE,
             Shape::from(dims)
         ))?;
-        // The copy is complete when the call returns (kImmutableOnlyDuringCall), but the event
-        // must still be destroyed; awaiting it also surfaces a failed transfer.
         let done = Event::from_raw(self.api(), a.done_with_host_buffer);
-        let raw = NonNull::new(a.buffer).ok_or_else(|| Error::InvalidArgument {
-            what: "buffer_from_host",
-            reason: "PJRT returned no buffer".into(),
-        })?;
-        let buffer = Buffer {
-            raw,
-            client: self.clone(),
-            host: None,
-        };
-        if let Some(done) = done {
-            done.wait("a host-to-device copy")?;
+        match NonNull::new(a.buffer) {
+            Some(raw) => Ok((raw, done)),
+            None => {
+                // No buffer: PJRT must be done with the host memory before the caller frees it.
+                if let Some(done) = done {
+                    let _ = done.wait("a failed host-to-device transfer");
+                }
+                Err(Error::InvalidArgument {
+                    what,
+                    reason: "PJRT returned no buffer".into(),
+                })
+            }
         }
-        Ok(buffer)
     }
 }
 
@@ -350,7 +340,8 @@ impl Buffer {
                 requested: T::DTYPE,
             });
         }
-        let n = element_count("Buffer::to_vec", &self.dims()?)?;
+        let dims = self.dims()?;
+        let n = element_count("Buffer::to_vec", &dims)?;
         if T::DTYPE == DType::Bool {
             // Read bytes, not `bool`s: a byte other than 0 or 1 in a `bool` would be undefined behaviour.
             let mut bytes = vec![0u8; n];
@@ -361,7 +352,7 @@ impl Buffer {
         }
         let mut out = vec![T::default(); n];
         let bytes = n * T::DTYPE.size_in_bytes();
-        if !self.read_in_place(out.as_mut_ptr().cast(), bytes)? {
+        if !self.read_in_place(dims.len(), out.as_mut_ptr().cast(), bytes)? {
             self.copy_to_host(out.as_mut_ptr().cast(), bytes)?;
         }
         Ok(out)
@@ -386,8 +377,7 @@ impl Buffer {
     /// `PJRT_Buffer_ToHostBuffer` instead hands the copy to a worker thread and back, ~30 µs per
     /// buffer on a 2-core machine. Returns false (nothing copied) where the fast path does not
     /// apply, and the caller falls back to the copy through PJRT.
-    fn read_in_place(&self, dst: *mut u8, size: usize) -> Result<bool> {
-        let rank = self.dims()?.len();
+    fn read_in_place(&self, rank: usize, dst: *mut u8, size: usize) -> Result<bool> {
         if size == 0 || (rank > 1 && !self.is_row_major(rank)) {
             return Ok(false);
         }
