@@ -34,6 +34,8 @@ pub mod linalg;
 pub mod pjrt;
 pub mod runtime;
 pub mod solve;
+#[cfg(test)]
+mod test_util;
 pub mod types;
 
 pub use error::{Error, PjrtCode, Result};

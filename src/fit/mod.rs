@@ -608,18 +608,23 @@ struct CurveSpec {
 /// 100,000 points, 15% of such a fit.
 pub const MATERIALIZE_MAX_ROWS: usize = 65_536;
 
-/// Rows per chunk when chunking is automatic, for `n` parameters: a block of `[J | f]` that
-/// stays in cache ([`crate::linalg::cache_block_rows`]; 4,096 rows for 3 parameters). Measured
-/// at 100,000 points (lm, 3 parameters): 16,384-row chunks 9.2 ms per fit, 2,048–8,192 rows
-/// 7.1–7.6 ms.
+/// Rows per chunk when chunking is automatic, for `n` parameters: a block `[J | f]ᵀ` of about
+/// 32 KiB (a core's L1 data cache), as a power of two between 256 and 4,096 rows: 1,024 rows for
+/// 3 parameters. Measured with `COMPARE_CHUNK_ROWS=c compare_workloads warm` (lm, 3
+/// parameters, Gram pass): 256-1,024 rows 2.9-3.3 ms at 100,000 points and 37-43 ms at
+/// 1,000,000; 2,048 rows 3.3-3.5 / 42 ms; 4,096 rows 3.8 / 49 ms; 8,192 rows 4.6 / 53 ms.
 pub fn auto_chunk_rows(n: usize) -> usize {
-    crate::linalg::cache_block_rows(n + 1)
+    let target = (4_096 / (n + 1)).clamp(256, 4_096);
+    1 << target.ilog2()
 }
-/// Point count from which chunking is automatic. Chunks that stay in cache beat one pass over
-/// the whole Jacobian from a few thousand points on (warm lm fits, 3 parameters, 4,096-row
-/// chunks against none: 8,000 points 0.91 -> 0.66 ms, 16,384 1.99 -> 1.20 ms, 50,000
-/// 6.0 -> 4.0 ms); fits up to [`MATERIALIZE_MAX_ROWS`] still return `fun` and `jac`.
-pub const AUTO_CHUNK_FROM: usize = 8_192;
+/// Point count from which chunking is automatic. A chunked evaluation (Gram pass over cache-sized
+/// blocks) beats the Householder QR of the whole Jacobian from about a thousand points on
+/// (warm lm fits, 3 parameters, `COMPARE_CHUNK_ROWS=c compare_workloads warm`, chunked against
+/// not: 1,000 points 0.15-0.20 -> 0.10-0.15 ms, 2,000 points 0.23-0.33 -> 0.14-0.17 ms, 8,000
+/// points 0.74-0.83 -> 0.34-0.36 ms); smaller fits, the NIST-sized ones among them, keep the
+/// Householder QR of the whole Jacobian. Fits up to [`MATERIALIZE_MAX_ROWS`] still return
+/// `fun` and `jac`, and are padded to their shape bucket.
+pub const AUTO_CHUNK_FROM: usize = 2_048;
 
 /// Validated, padded host data of one `curve_fit` call.
 struct CurveData<'a> {
@@ -704,9 +709,11 @@ fn prepare<'a>(
             ))
         }
         Some(cap) => cap,
-        // Chunked (large) fits pad to a multiple of the chunk only: a bucket could add half
-        // again as much memory and work.
+        // Large chunked fits pad to a multiple of the chunk only: a bucket could add half again
+        // as much memory and work. Mid-sized ones pad to their bucket (then to the chunk), so
+        // that varying lengths share executables as unchunked fits do.
         None => match chunk {
+            Some(c) if options.bucket && rows <= MATERIALIZE_MAX_ROWS => bucket(rows).div_ceil(c) * c,
             Some(c) => rows.div_ceil(c) * c,
             None if options.bucket => bucket(rows),
             None => rows,
@@ -847,7 +854,7 @@ where
             };
             Some((
                 c as i64,
-                g.model_jac_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?,
+                g.model_jac_t_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?,
             ))
         }
         None => None,
@@ -898,17 +905,17 @@ where
             };
             let ys = yt.dynamic_slice(std::slice::from_ref(start), &[*c]);
             let mut v = fj.call(&[&xs, p]);
-            let j = v.pop().expect("two results");
+            let jt = v.pop().expect("two results");
             let f = v.pop().expect("two results");
             let ok = valid_rows(Some(start), *c);
             let (r, jw) = match &wt {
                 Some(w) => {
                     let ws = w.dynamic_slice(std::slice::from_ref(start), &[*c]);
-                    ((f - &ys) * &ws, j * ws.reshape([*c, 1]))
+                    ((f - &ys) * &ws, jt * ws.reshape([1, *c]))
                 }
-                None => (f - &ys, j),
+                None => (f - &ys, jt),
             };
-            (ok.select(r, 0.0), ok.reshape([*c, 1]).select(jw, 0.0))
+            (ok.select(r, 0.0), ok.reshape([1, *c]).select(jw, 0.0))
         };
         let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks {
             size: *c,

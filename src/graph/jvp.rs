@@ -249,6 +249,17 @@ pub fn jvp(outputs: &[Tensor], seeds: &[(Tensor, Tensor)]) -> Result<Vec<Tensor>
 /// `n` unit vectors as seeds. The result has shape `[...f.shape, n]`: for residuals
 /// `f: [m]` it is `J: [m, n]`.
 pub fn jacfwd(f: &Tensor, p: &Tensor) -> Result<Tensor> {
+    let t = jacfwd_t(f, p)?;
+    let r = t.rank() as i64;
+    let perm: Vec<i64> = (1..r).chain(std::iter::once(0)).collect();
+    p.graph().try_with(|| t.transpose(&perm))
+}
+
+/// The transposed Jacobian of `f` with respect to the vector `p` (shape `[n]`): shape
+/// `[n, ...f.shape]`, one row per parameter (for residuals `f: [m]`, `Jᵀ: [n, m]`). This is the
+/// layout forward mode produces; code that reads the Jacobian a parameter at a time should
+/// take it, since XLA:CPU does not vectorise a loop over a column of the transposed copy.
+pub fn jacfwd_t(f: &Tensor, p: &Tensor) -> Result<Tensor> {
     let pt = p.ty();
     if pt.rank() != 1 {
         return Err(Error::InvalidOp {
@@ -259,10 +270,7 @@ pub fn jacfwd(f: &Tensor, p: &Tensor) -> Result<Tensor> {
     let n = pt.dims()[0];
     let g = p.graph();
     let seed = g.try_with(|| g.eye(pt.dtype, n))?;
-    let t = jvp(std::slice::from_ref(f), &[(p.clone(), seed)])?.remove(0);
-    let r = t.rank() as i64;
-    let perm: Vec<i64> = (1..r).chain(std::iter::once(0)).collect();
-    g.try_with(|| t.transpose(&perm))
+    Ok(jvp(std::slice::from_ref(f), &[(p.clone(), seed)])?.remove(0))
 }
 
 #[cfg(test)]

@@ -71,8 +71,8 @@ mod types;
 
 pub use builder::{Function, Graph};
 pub use emit::Program;
-pub use jvp::{jacfwd, jvp};
-pub use model::{eval_model, jacfwd_model, Params};
+pub use jvp::{jacfwd, jacfwd_t, jvp};
+pub use model::{eval_model, jacfwd_model, jacfwd_model_t, Params};
 pub use tensor::{IndexArg, Operand, Tensor};
 pub use types::{DType, Shape, TensorType};
 

@@ -162,6 +162,17 @@ where
     Ok((f, j))
 }
 
+/// Residuals `f [m]` and the transposed Jacobian `Jᵀ [n, m]` of `model` at `(x, p)` (see
+/// [`jacfwd_t`](crate::graph::jacfwd_t)).
+pub fn jacfwd_model_t<F>(model: &F, x: &Tensor, p: &Tensor) -> Result<(Tensor, Tensor)>
+where
+    F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let f = eval_model(model, x, p)?;
+    let jt = crate::graph::jacfwd_t(&f, p)?;
+    Ok((f, jt))
+}
+
 impl Graph {
     /// Traces `model` into `func.func private @name(%x, %p) -> f` for `x` of type `x` and
     /// `n` parameters of `x`'s dtype.
@@ -187,15 +198,36 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
+        self.model_derivative_function(name, model, x, n, jacfwd_model)
+    }
+
+    /// As [`Graph::model_jac_function`], with the Jacobian transposed: `(f, Jᵀ)` with
+    /// `f: [m]`, `Jᵀ: [n, m]` (one row per parameter).
+    pub fn model_jac_t_function<F>(&self, name: &str, model: &F, x: TensorType, n: i64) -> Result<Function>
+    where
+        F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
+        self.model_derivative_function(name, model, x, n, jacfwd_model_t)
+    }
+
+    fn model_derivative_function<F>(
+        &self,
+        name: &str,
+        model: &F,
+        x: TensorType,
+        n: i64,
+        derive: fn(&F, &Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<Function>
+    where
+        F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
         let p = TensorType::new(x.dtype, [n]);
         let mut err = None;
-        let f = self.function(name, &[("x", x), ("p", p)], |a| {
-            match jacfwd_model(model, &a[0], &a[1]) {
-                Ok((f, j)) => vec![f, j],
-                Err(e) => {
-                    err = Some(e);
-                    Vec::new()
-                }
+        let f = self.function(name, &[("x", x), ("p", p)], |a| match derive(model, &a[0], &a[1]) {
+            Ok((f, j)) => vec![f, j],
+            Err(e) => {
+                err = Some(e);
+                Vec::new()
             }
         })?;
         err.map_or(Ok(f), Err)

@@ -590,23 +590,7 @@ mod timing {
     use super::*;
 
     fn time_program(g: &Graph, outs: &[Tensor], inputs: &[(Vec<f64>, Vec<i64>)]) -> f64 {
-        let program = g.finish(outs.iter()).unwrap();
-        let exe = crate::fit::cache::executable(&program.text).unwrap();
-        let client = exe.executable.client().clone();
-        let bufs: Vec<_> = inputs
-            .iter()
-            .map(|(v, d)| client.buffer_from_host(v, d).unwrap())
-            .collect();
-        let refs: Vec<_> = bufs.iter().collect();
-        let mut ts = Vec::new();
-        for _ in 0..15 {
-            let t = std::time::Instant::now();
-            let out = exe.executable.execute(&refs).unwrap();
-            let _ = out[0].to_vec::<f64>().unwrap();
-            ts.push(t.elapsed().as_secs_f64());
-        }
-        ts.sort_by(|a, b| a.total_cmp(b));
-        ts[ts.len() / 2]
+        crate::test_util::prepare(g, outs, inputs).median_ms() / 1e3
     }
 
     fn rnd(len: usize, seed: u64) -> Vec<f64> {

@@ -63,16 +63,27 @@ pub(crate) fn cost(loss: Loss, f: &Tensor, f_scale: &Tensor) -> Tensor {
     }
 }
 
-/// Residuals and Jacobian of the equivalent least-squares problem, and the cost.
+/// Residuals and Jacobian (`J [m, n]`) of the equivalent least-squares problem, and the cost.
 pub(crate) fn scale_for_loss(loss: Loss, f: &Tensor, jac: &Tensor, f_scale: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let m = f.dims()[0];
+    scale_rows(loss, f, jac, f_scale, [m, 1])
+}
+
+/// [`scale_for_loss`] for the transposed Jacobian `Jᵀ [n, m]`.
+pub(crate) fn scale_for_loss_t(loss: Loss, f: &Tensor, jt: &Tensor, f_scale: &Tensor) -> (Tensor, Tensor, Tensor) {
+    let m = f.dims()[0];
+    scale_rows(loss, f, jt, f_scale, [1, m])
+}
+
+/// Scales residuals and Jacobian by the loss; `shape` is the per-residual scale factor's shape
+/// against the Jacobian's (`[m, 1]` or `[1, m]`).
+fn scale_rows(loss: Loss, f: &Tensor, jac: &Tensor, f_scale: &Tensor, shape: [i64; 2]) -> (Tensor, Tensor, Tensor) {
     if loss == Loss::Linear {
         return (f.clone(), jac.clone(), f.square().sum() * 0.5);
     }
     let r = rho(loss, f, f_scale);
     let js = (&r.rho1 + 2.0 * &r.rho2 * f.square()).max(f64::EPSILON).sqrt();
     let fs = f * &r.rho1 / &js;
-    let m = f.dims()[0];
-    let js_col = js.reshape([m, 1]);
-    let jac_s = jac * &js_col;
+    let jac_s = jac * js.reshape(shape);
     (fs, jac_s, r.rho0.sum() * 0.5)
 }
