@@ -16,7 +16,7 @@
 
 use super::common::*;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, Config, Evaluation, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -94,6 +94,12 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 /// Builds the LM solve. As in TRF, the Jacobian is evaluated in one place only, at the top
 /// of the outer loop body (MINPACK's outer iteration); a final pass after termination records
 /// the Jacobian at the solution and the SVD of its `R` for the covariance.
+///
+/// A chunked problem instead factors `[J | f]` at every trial point (its Gram pass costs about
+/// two residual passes) and carries the factorization of the accepted point into the next
+/// iteration: one pass over the data per trial instead of a residual pass per trial and a
+/// Jacobian pass per iteration. Counts are unchanged (`njev` counts the Jacobians the
+/// iterations use).
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
     let n = pb.n;
@@ -109,7 +115,10 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    let init = vec![
+    // The factorization at x0 of a chunked problem (carried in the loop state from then on).
+    let chunked = pb.chunks.is_some();
+    let ev0 = chunked.then(|| evaluate(pb, &inp.x0, super::Loss::Linear, &inp.f_scale));
+    let mut init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
         g.zeros(DType::F64, [pb.jac_rows(), n]),     // 2 J at x
@@ -132,13 +141,21 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         int(&g, 0),                                  // 19 rank at x
         g.zeros(DType::F64, [n]),                    // 20 gradient at x
     ];
+    // 21-24 (chunked problems only): R, Qᵀf, cost and finiteness at x.
+    if let Some(e) = &ev0 {
+        init.extend(super::carried(e));
+    }
 
     let out = g.while_loop(
         &init,
         |st| st[15].not(),
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
-            let ev = evaluate(pb, x, super::Loss::Linear, &inp.f_scale);
+            let ev = if chunked {
+                Evaluation::from_carried(&g, n, &st[21..25])
+            } else {
+                evaluate(pb, x, super::Loss::Linear, &inp.f_scale)
+            };
             let (f, j, r, qtf, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.finite);
             let fnorm_here = (&ev.cost * 2.0).sqrt();
             let nfev = first_pass.select(int(&g, 1), &st[7]);
@@ -186,7 +203,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 &inp.m_valid,
             ));
 
-            let inner_init = vec![
+            let mut inner_init = vec![
                 delta.clone(),              // 0 Δ
                 st[6].clone(),              // 1 par
                 nfev.clone(),               // 2 nfev
@@ -198,6 +215,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 st[13].clone(),             // 8 no successful step yet
                 g.scalar(DType::Bool, 0.0), // 9 success
             ];
+            // 10-13 (chunked problems only): the factorization at the accepted (or current) point.
+            inner_init.extend(st[21..].iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
                 |it| it[3].eq(RUNNING as f64).and(&it[9].not()),
@@ -208,9 +227,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let x_new = x + &p;
                     let pnorm = norm(&q);
                     let delta = first.select(delta.min(&pnorm), delta);
-                    let f_new = (pb.fun)(&x_new);
+                    let trial = chunked.then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
                     let nfev = nfev + 1.0;
-                    let fnorm1 = norm(&f_new);
+                    let fnorm1 = match &trial {
+                        Some(e) => (&e.cost * 2.0).sqrt(),
+                        None => norm(&(pb.fun)(&x_new)),
+                    };
                     let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
                     let actred = (&fnorm1 * P1)
                         .lt(&fnorm)
@@ -254,9 +276,19 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let status = running.and(&delta_new.le(&(&xnorm * eps))).select(int(&g, 3), &status);
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&gnorm.le(eps)).select(int(&g, 1), &status);
-                    vec![
+                    let kept: Vec<Tensor> = match &trial {
+                        Some(e) => super::carried(e)
+                            .iter()
+                            .zip(&it[10..])
+                            .map(|(new, old)| success.select(new, old))
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let mut next = vec![
                         delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success,
-                    ]
+                    ];
+                    next.extend(kept);
+                    next
                 },
             );
             let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
@@ -265,7 +297,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let fnorm_next = &inner[6];
             let history = done.select(&history, history.set(&nit, &(fnorm_next.square() * 0.5)));
             let grad = r.t().dot(&qtf);
-            vec![
+            let mut next = vec![
                 inner[5].clone(),
                 f,
                 j,
@@ -287,7 +319,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 cov,
                 rank,
                 grad,
-            ]
+            ];
+            next.extend(inner[10..].iter().cloned());
+            next
         },
     );
 

@@ -77,6 +77,26 @@ pub(crate) struct Evaluation {
     pub finite: Tensor,
 }
 
+impl Evaluation {
+    /// A chunked evaluation rebuilt from the loop state that carries it (see [`carried`]).
+    pub(crate) fn from_carried(g: &crate::graph::Graph, n: i64, state: &[Tensor]) -> Evaluation {
+        Evaluation {
+            f: g.zeros(crate::DType::F64, [1]),
+            jac: g.zeros(crate::DType::F64, [1, n]),
+            r: state[0].clone(),
+            qtf: state[1].clone(),
+            cost: state[2].clone(),
+            finite: state[3].clone(),
+        }
+    }
+}
+
+/// The parts of a chunked evaluation that the solvers carry in their loop state from the
+/// trial point that computed it to the iteration that uses it: `R`, `Qᵀf`, cost, finiteness.
+pub(crate) fn carried(e: &Evaluation) -> Vec<Tensor> {
+    vec![e.r.clone(), e.qtf.clone(), e.cost.clone(), e.finite.clone()]
+}
+
 /// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).
 pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tensor) -> Evaluation {
     use common::{all_finite, is_finite};

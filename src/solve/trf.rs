@@ -18,7 +18,7 @@
 use super::common::*;
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, factor, Config, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, factor, Config, Evaluation, Inputs, Outputs, Problem};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -29,6 +29,10 @@ use crate::types::DType;
 /// solve already terminated only records that evaluation (the final `J`, gradient and the SVD
 /// of `R` for the covariance) and ends the loop. Keeping one copy of the model, the QR and the
 /// SVD in the program halves its size, and with it compile and load time.
+///
+/// A chunked problem factors `[J | f]` at every trial point instead (one pass over the data
+/// per trial, as in `lm::solve`) and carries the factorization of the accepted point into the
+/// next iteration; the counts are those of the unchunked solve.
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
     let n = pb.n;
@@ -36,7 +40,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let (lb, ub) = (&inp.lb, &inp.ub);
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
-    let init = vec![
+    let chunked = pb.chunks.is_some();
+    let ev0 = chunked.then(|| evaluate(pb, &x0, loss, &inp.f_scale));
+    let mut init = vec![
         x0.clone(),                                  // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
         g.zeros(DType::F64, [pb.jac_rows(), n]),     // 2 J at x (loss-scaled)
@@ -59,14 +65,23 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
         int(&g, 0),                                  // 20 rank of J at x
     ];
+    // 21-24 (chunked problems only): R, Qᵀf, cost and finiteness at x.
+    if let Some(e) = &ev0 {
+        init.extend(super::carried(e));
+    }
 
     let out = g.while_loop(
         &init,
         |st| st[15].not(),
         |st| {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
-            // The one evaluation of residuals and Jacobian, at the current point.
-            let ev = evaluate(pb, x, loss, &inp.f_scale);
+            // The one evaluation of residuals and Jacobian, at the current point (carried over
+            // from the accepted trial when chunked).
+            let ev = if chunked {
+                Evaluation::from_carried(&g, n, &st[21..25])
+            } else {
+                evaluate(pb, x, loss, &inp.f_scale)
+            };
             let (f, js, r, qtf, cost_here, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.cost, ev.finite);
             let grad = r.t().dot(&qtf);
             let nfev = first.select(int(&g, 1), &st[9]);
@@ -135,7 +150,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
             };
 
-            let inner_init = vec![
+            let mut inner_init = vec![
                 delta.clone(),    // 0 Delta
                 st[8].clone(),    // 1 alpha
                 nfev.clone(),     // 2 nfev
@@ -144,6 +159,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 x.clone(),        // 5 x_new
                 cost.clone(),     // 6 cost_new
             ];
+            // 7-10 (chunked problems only): the factorization at x_new.
+            inner_init.extend(st[21..].iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
                 |it| {
@@ -167,11 +184,18 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     } else {
                         x + &step
                     };
-                    let f_new = (pb.fun)(&x_new);
+                    let trial = chunked.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
-                    let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
-                    let finite = all_finite(&f_new).and(&is_finite(&cost_new));
+                    let (cost_new, finite) = match &trial {
+                        Some(e) => (e.cost.clone(), is_finite(&e.cost)),
+                        None => {
+                            let f_new = (pb.fun)(&x_new);
+                            let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
+                            let finite = all_finite(&f_new).and(&is_finite(&cost_new));
+                            (cost_new, finite)
+                        }
+                    };
                     let actual = &cost - &cost_new;
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
@@ -188,7 +212,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     );
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
-                    vec![
+                    let mut next = vec![
                         finite.select(stop.select(delta, &delta_new), &step_h_norm * 0.25),
                         go_on.select(&alpha_new * delta / &delta_new, &alpha_new),
                         nfev,
@@ -196,7 +220,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                         finite.select(&actual, -1.0),
                         x_new,
                         cost_new,
-                    ]
+                    ];
+                    if let Some(e) = &trial {
+                        next.extend(super::carried(e));
+                    }
+                    next
                 },
             );
             let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
@@ -208,7 +236,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let cost_next = accepted.select(&inner[6], &cost);
             let nit = &st[11] + done.not().select(1.0, 0.0).convert(DType::I64);
             let history = done.select(&history, history.set(&nit, &cost_next));
-            vec![
+            let carried_next: Vec<Tensor> = inner[7..]
+                .iter()
+                .zip(&st[21..])
+                .map(|(new, old)| accepted.select(new, old))
+                .collect();
+            let mut next = vec![
                 x_next,
                 f,
                 js,
@@ -231,7 +264,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 // The covariance from this pass's SVD: of R itself on the final pass.
                 cov,
                 rank,
-            ]
+            ];
+            next.extend(carried_next);
+            next
         },
     );
 
