@@ -15,6 +15,7 @@ fn rel(a: f64, b: f64) -> f64 {
 fn assert_same(a: &CurveFit, b: &CurveFit, what: &str) {
     assert_eq!(a.result.status, b.result.status, "{what}");
     assert_eq!(a.result.nfev, b.result.nfev, "{what}: nfev");
+    assert_eq!(a.result.njev, b.result.njev, "{what}: njev");
     assert!(
         rel(a.result.cost, b.result.cost) < 1e-10,
         "{what}: cost {} vs {}",
@@ -122,6 +123,47 @@ fn chunked_equals_whole_on_reference_problems() {
         assert_eq!(chunked.result.fun.len(), m);
         assert_eq!(whole.result.jac.nrows(), m);
         assert_same(&chunked, &whole, name);
+    }
+}
+
+#[test]
+fn ill_conditioned_chunked_fit_equals_whole() {
+    // A cubic on [10, 11]: its Jacobian columns 1, x, x², x³ are nearly parallel (condition
+    // number ~1e7 after column scaling), so the chunked evaluation must take its Householder
+    // TSQR pass instead of the Cholesky factor of the Gram matrix at every point.
+    let expr = Expr::parse("a + b*x + c*x^2 + d*x^3", &["x"]).unwrap();
+    let model = expr.model();
+    let m = 6000;
+    let x: Vec<f64> = (0..m).map(|i| 10.0 + i as f64 / m as f64).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| 1.0 - 0.5 * x + 0.03 * x * x + 0.001 * x * x * x + 1e-3 * noise(i))
+        .collect();
+    for method in [Method::Lm, Method::Trf] {
+        let opts = FitOptions::default().with_method(method);
+        let p0 = [0.0, 0.0, 0.0, 0.0];
+        let whole = curve_fit(&model, &x, &y, Some(&p0), &opts.clone().with_chunk_rows(0)).unwrap();
+        let chunked = curve_fit(&model, &x, &y, Some(&p0), &opts.with_chunk_rows(1024)).unwrap();
+        assert!(whole.success(), "{method}: {}", whole.result);
+        assert_eq!(chunked.result.status, whole.result.status, "{method}");
+        assert_eq!(chunked.result.nfev, whole.result.nfev, "{method}");
+        // A linear model: both reach the least-squares solution, which the conditioning
+        // determines only to about cond·ε relative.
+        assert!(rel(chunked.result.cost, whole.result.cost) < 1e-9, "{method}");
+        for (p, q) in chunked.popt.iter().zip(&whole.popt) {
+            assert!(
+                (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                "{method}: {} vs {}",
+                chunked.popt,
+                whole.popt
+            );
+        }
+        // The covariance is where a Gram-matrix factor would show: its error grows with cond²
+        // (about 1e-2 here), a Householder factor's with cond.
+        for (p, q) in chunked.pcov.iter().zip(&whole.pcov) {
+            assert!(rel(*p, *q) < 1e-6, "{method}: pcov {} vs {}", chunked.pcov, whole.pcov);
+        }
     }
 }
 
