@@ -203,13 +203,22 @@ fn gram_pass(g: &crate::graph::Graph, chunks: &Chunks<'_>, x: &Tensor, loss: Los
             let (fs, jts, cost) = loss::scale_for_loss_t(loss, &fc, &jtc, f_scale);
             let at = g.concat(&[jts, fs.reshape([1, size])], 0).reshape([k, blocks, lanes]);
             let products = at.reshape([k, 1, blocks, lanes]) * at.reshape([1, k, blocks, lanes]);
-            vec![&st[0] + 1.0, &st[1] + products.reduce_sum(&[2]), &st[2] + cost]
+            // Without a robust loss the cost is half the Gram matrix's last diagonal entry.
+            let cost = if loss == Loss::Linear {
+                st[2].clone()
+            } else {
+                &st[2] + cost
+            };
+            vec![&st[0] + 1.0, &st[1] + products.reduce_sum(&[2]), cost]
         },
     );
-    Gram {
-        matrix: out[1].reduce_sum(&[2]),
-        cost: out[2].clone(),
-    }
+    let matrix = out[1].reduce_sum(&[2]);
+    let cost = if loss == Loss::Linear {
+        matrix.slice(&[k - 1, k - 1], &[k, k]).reshape([]) * 0.5
+    } else {
+        out[2].clone()
+    };
+    Gram { matrix, cost }
 }
 
 /// One pass over the chunks folding `[J | f]` (loss-scaled) into the triangle by Householder
