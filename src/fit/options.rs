@@ -94,9 +94,9 @@ pub struct FitOptions {
     /// lengths reuse a few executables. Padded rows have zero weight and change no result.
     /// Default `true`.
     pub bucket: bool,
-    /// Walk the data in chunks of this many rows when evaluating the Jacobian (TSQR), so that
-    /// each chunk stays in cache and the `m × n` Jacobian is never materialised during the
-    /// solve: `None` (default) chunks by [`crate::fit::auto_chunk_rows`] rows (1,024 for 3
+    /// Walk the data in chunks of this many rows when evaluating the Jacobian (a Gram-matrix
+    /// pass, or Householder TSQR where the Jacobian is ill-conditioned), so that each chunk
+    /// stays in cache and the `m × n` Jacobian is never materialised during the solve: `None` (default) chunks by [`crate::fit::auto_chunk_rows`] rows (1,024 for 3
     /// parameters) from [`crate::fit::AUTO_CHUNK_FROM`] points on; `Some(0)` never chunks;
     /// `Some(c)` always chunks by `c` (the point count is padded to a multiple of `c`). A
     /// chunked fit evaluates `fun` and `jac` once more at the solution to return them while they
