@@ -95,11 +95,11 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 /// of the outer loop body (MINPACK's outer iteration); a final pass after termination records
 /// the Jacobian at the solution and the SVD of its `R` for the covariance.
 ///
-/// A chunked problem instead factors `[J | f]` at every trial point (its Gram pass costs about
-/// two residual passes) and carries the factorization of the accepted point into the next
-/// iteration: one pass over the data per trial instead of a residual pass per trial and a
-/// Jacobian pass per iteration. Counts are unchanged (`njev` counts the Jacobians the
-/// iterations use).
+/// A chunked problem with `factor_trials` instead factors `[J | f]` at every trial point (its
+/// Gram pass costs about two residual passes) and carries the factorization of the accepted
+/// point into the next iteration: one pass over the data per trial instead of a residual pass
+/// per trial and a Jacobian pass per iteration. Counts are unchanged (`njev` counts the
+/// Jacobians the iterations use).
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
     let n = pb.n;
@@ -115,9 +115,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    // The factorization at x0 of a chunked problem (carried in the loop state from then on).
-    let chunked = pb.chunks.is_some();
-    let ev0 = chunked.then(|| evaluate(pb, &inp.x0, super::Loss::Linear, &inp.f_scale));
+    // The factorization at x0 when trials are factored (carried in the loop state from then on).
+    let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
+    let ev0 = factor_trials.then(|| evaluate(pb, &inp.x0, super::Loss::Linear, &inp.f_scale));
     let mut init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
@@ -141,7 +141,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         int(&g, 0),                                  // 19 rank at x
         g.zeros(DType::F64, [n]),                    // 20 gradient at x
     ];
-    // 21-24 (chunked problems only): R, Qᵀf, cost and finiteness at x.
+    // 21-24 (only when trials are factored): R, Qᵀf, cost and finiteness at x.
     if let Some(e) = &ev0 {
         init.extend(super::carried(e));
     }
@@ -151,7 +151,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| st[15].not(),
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
-            let ev = if chunked {
+            let ev = if factor_trials {
                 Evaluation::from_carried(&g, n, &st[21..25])
             } else {
                 evaluate(pb, x, super::Loss::Linear, &inp.f_scale)
@@ -215,7 +215,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 st[13].clone(),             // 8 no successful step yet
                 g.scalar(DType::Bool, 0.0), // 9 success
             ];
-            // 10-13 (chunked problems only): the factorization at the accepted (or current) point.
+            // 10-13 (only when trials are factored): the factorization at the accepted (or current) point.
             inner_init.extend(st[21..].iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
@@ -227,7 +227,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let x_new = x + &p;
                     let pnorm = norm(&q);
                     let delta = first.select(delta.min(&pnorm), delta);
-                    let trial = chunked.then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
+                    let trial = factor_trials.then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let fnorm1 = match &trial {
                         Some(e) => (&e.cost * 2.0).sqrt(),

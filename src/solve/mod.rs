@@ -45,6 +45,11 @@ pub(crate) struct Chunks<'a> {
     /// `(p, first_row) -> (f_chunk [size], Jᵀ_chunk [n, size])`, weighted and masked like
     /// `fun_jac` (the Jacobian transposed: one row per parameter).
     pub fun_jac: &'a dyn Fn(&Tensor, &Tensor) -> (Tensor, Tensor),
+    /// Factor `[J | f]` at every trial point and carry the accepted factorization into the next
+    /// iteration (one data pass per trial), instead of a residual pass per trial and a Jacobian
+    /// pass per iteration. Faster by 10-16% at 10⁵-10⁶ points, but the program then holds two
+    /// copies of the chunked evaluation: compiling takes ~1.1 s instead of ~0.65 s.
+    pub factor_trials: bool,
 }
 
 /// The residual function of a problem, as graph code of the parameter vector `p [n]`.
@@ -406,6 +411,7 @@ mod tests {
                 size,
                 count: m / size,
                 fun_jac: &chunk,
+                factor_trials: false,
             }),
         };
         let plain = Problem {
@@ -508,6 +514,7 @@ mod tests {
                 size: c,
                 count: m / c,
                 fun_jac: &chunk,
+                factor_trials: false,
             };
             let one = g.constant(1.0);
             let out = match mode {

@@ -30,9 +30,9 @@ use crate::types::DType;
 /// of `R` for the covariance) and ends the loop. Keeping one copy of the model, the QR and the
 /// SVD in the program halves its size, and with it compile and load time.
 ///
-/// A chunked problem factors `[J | f]` at every trial point instead (one pass over the data
-/// per trial, as in `lm::solve`) and carries the factorization of the accepted point into the
-/// next iteration; the counts are those of the unchunked solve.
+/// A chunked problem with `factor_trials` factors `[J | f]` at every trial point instead (one
+/// pass over the data per trial, as in `lm::solve`) and carries the factorization of the
+/// accepted point into the next iteration; the counts are those of the unchunked solve.
 pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let g = inp.x0.graph().clone();
     let n = pb.n;
@@ -40,8 +40,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let (lb, ub) = (&inp.lb, &inp.ub);
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
-    let chunked = pb.chunks.is_some();
-    let ev0 = chunked.then(|| evaluate(pb, &x0, loss, &inp.f_scale));
+    let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
+    let ev0 = factor_trials.then(|| evaluate(pb, &x0, loss, &inp.f_scale));
     let mut init = vec![
         x0.clone(),                                  // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
@@ -65,7 +65,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
         int(&g, 0),                                  // 20 rank of J at x
     ];
-    // 21-24 (chunked problems only): R, Qᵀf, cost and finiteness at x.
+    // 21-24 (only when trials are factored): R, Qᵀf, cost and finiteness at x.
     if let Some(e) = &ev0 {
         init.extend(super::carried(e));
     }
@@ -76,8 +76,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
             // The one evaluation of residuals and Jacobian, at the current point (carried over
-            // from the accepted trial when chunked).
-            let ev = if chunked {
+            // from the accepted trial when trials are factored).
+            let ev = if factor_trials {
                 Evaluation::from_carried(&g, n, &st[21..25])
             } else {
                 evaluate(pb, x, loss, &inp.f_scale)
@@ -159,7 +159,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 x.clone(),        // 5 x_new
                 cost.clone(),     // 6 cost_new
             ];
-            // 7-10 (chunked problems only): the factorization at x_new.
+            // 7-10 (only when trials are factored): the factorization at x_new.
             inner_init.extend(st[21..].iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
@@ -184,7 +184,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     } else {
                         x + &step
                     };
-                    let trial = chunked.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
+                    let trial = factor_trials.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
                     let (cost_new, finite) = match &trial {
