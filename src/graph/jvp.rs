@@ -302,5 +302,29 @@ mod tests {
         let f = x.row(1) * p.get(2);
         assert_eq!(jacfwd(&f, &p).unwrap().dims(), vec![7, 3]);
         assert_eq!(jacfwd(&(&x * p.get(0)), &p).unwrap().dims(), vec![2, 7, 3]);
+        // The transposed form keeps the parameter axis first, as forward mode produces it.
+        assert_eq!(jacfwd_t(&f, &p).unwrap().dims(), vec![3, 7]);
+        assert_eq!(jacfwd_t(&(&x * p.get(0)), &p).unwrap().dims(), vec![3, 2, 7]);
+    }
+
+    #[test]
+    fn transposed_jacobian_has_the_same_values() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [5]);
+        let p = g.parameter("p", DType::F64, [2]);
+        let f = (&x * p.get(0)).sin() + p.get(1) * x.square();
+        let j = jacfwd(&f, &p).unwrap();
+        let jt = jacfwd_t(&f, &p).unwrap();
+        let xs = [0.1, 0.5, 1.0, 2.0, 3.5];
+        let ps = [0.7, -1.2];
+        let out = crate::test_util::prepare(&g, &[j, jt], &[(&xs[..], vec![5]), (&ps[..], vec![2])]).run();
+        for (i, &xv) in xs.iter().enumerate() {
+            // d/dp0 = x cos(p0 x), d/dp1 = x².
+            let want = [xv * (ps[0] * xv).cos(), xv * xv];
+            for (k, w) in want.iter().enumerate() {
+                assert!((out[0][i * 2 + k] - w).abs() < 1e-14, "J[{i}, {k}]");
+                assert_eq!(out[1][k * 5 + i], out[0][i * 2 + k], "Jᵀ[{k}, {i}]");
+            }
+        }
     }
 }
