@@ -223,6 +223,45 @@ fn automatic_chunking_at_large_m() {
 }
 
 #[test]
+fn large_chunked_fits_stop_at_max_nfev_and_bounds_like_whole_ones() {
+    // Above 65,536 rows the chunked solvers factor every trial point and evaluate x0 in an
+    // evaluate-only first pass: the counts, statuses and results must still be the unchunked
+    // fit's, also when max_nfev stops the solve after one, two or three evaluations, and with
+    // bounds (TRF's reflective steps) and a robust loss.
+    let m = 80_000;
+    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
+        .collect();
+    let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
+    let model = expr.model();
+    let mut cases: Vec<(String, [f64; 3], FitOptions)> = Vec::new();
+    for method in [Method::Lm, Method::Trf] {
+        for max_nfev in [1, 2, 3] {
+            let opts = FitOptions::default().with_method(method).with_max_nfev(max_nfev);
+            cases.push((format!("{method} max_nfev {max_nfev}"), [1.0, 1.0, 1.0], opts));
+        }
+    }
+    // k's lower bound is active at the solution (the data have k = 1.3).
+    cases.push((
+        "trf bounded huber".into(),
+        [1.0, 2.0, 0.5],
+        FitOptions::default()
+            .with_bounds(vec![0.0, 1.35, 0.0], vec![10.0, 5.0, 1.0])
+            .with_loss(Loss::Huber)
+            .with_f_scale(0.1),
+    ));
+    for (name, p0, opts) in cases {
+        let chunked = curve_fit(&model, &x, &y, Some(&p0), &opts).unwrap();
+        assert_eq!(chunked.result.jac.nrows(), 0, "{name}: chunked automatically");
+        let whole = curve_fit(&model, &x, &y, Some(&p0), &opts.clone().with_chunk_rows(0)).unwrap();
+        assert_same(&chunked, &whole, &name);
+    }
+}
+
+#[test]
 fn mid_size_fits_chunk_automatically_and_return_fun_and_jac() {
     // 20,000 points: chunked by default (cache-sized blocks), yet fun and jac are returned,
     // equal to the unchunked fit's.

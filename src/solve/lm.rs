@@ -115,9 +115,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    // The factorization at x0 when trials are factored (carried in the loop state from then on).
     let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
-    let ev0 = factor_trials.then(|| evaluate(pb, &inp.x0, super::Loss::Linear, &inp.f_scale));
     let mut init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
@@ -141,9 +139,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         int(&g, 0),                                  // 19 rank at x
         g.zeros(DType::F64, [n]),                    // 20 gradient at x
     ];
-    // 21-24 (only when trials are factored): R, Qᵀf, cost and finiteness at x.
-    if let Some(e) = &ev0 {
-        init.extend(super::carried(e));
+    // 21-25 (only when trials are factored): R, Qᵀf, cost and finiteness at x, and whether
+    // they hold x's yet. The first pass of the loop only evaluates x0, through the trial code
+    // (so the program holds one copy of the chunked evaluation), and changes nothing else.
+    if factor_trials {
+        init.extend(super::carried_placeholder(&g, n));
+        init.push(g.scalar(DType::Bool, 0.0));
     }
 
     let out = g.while_loop(
@@ -151,6 +152,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| st[15].not(),
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
+            let eval_only = if factor_trials {
+                st[25].not()
+            } else {
+                g.scalar(DType::Bool, 0.0)
+            };
             let ev = if factor_trials {
                 Evaluation::from_carried(&g, n, &st[21..25])
             } else {
@@ -204,10 +210,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             ));
 
             let mut inner_init = vec![
-                delta.clone(),              // 0 Δ
-                st[6].clone(),              // 1 par
-                nfev.clone(),               // 2 nfev
-                status.clone(),             // 3 status (the loop runs only while RUNNING)
+                delta.clone(), // 0 Δ
+                st[6].clone(), // 1 par
+                nfev.clone(),  // 2 nfev
+                // 3 status (the loop runs only while RUNNING; once on the evaluate-only pass)
+                eval_only.select(int(&g, RUNNING), &status),
                 g.constant(0.0),            // 4 ratio
                 x.clone(),                  // 5 x (accepted or current)
                 fnorm.clone(),              // 6 ‖f‖ at that x
@@ -216,7 +223,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 g.scalar(DType::Bool, 0.0), // 9 success
             ];
             // 10-13 (only when trials are factored): the factorization at the accepted (or current) point.
-            inner_init.extend(st[21..].iter().cloned());
+            if factor_trials {
+                inner_init.extend(st[21..25].iter().cloned());
+            }
             let inner = g.while_loop(
                 &inner_init,
                 |it| it[3].eq(RUNNING as f64).and(&it[9].not()),
@@ -224,7 +233,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let (delta, par0, nfev, xnorm, first) = (&it[0], &it[1], &it[2], &it[7], &it[8]);
                     let (q, par) = lmpar(&uf, &s, &vmat, delta, par0, &inp.m_valid);
                     let p = &q / &diag;
-                    let x_new = x + &p;
+                    let x_new = eval_only.select(x, x + &p);
                     let pnorm = norm(&q);
                     let delta = first.select(delta.min(&pnorm), delta);
                     let trial = factor_trials.then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
@@ -276,17 +285,31 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let status = running.and(&delta_new.le(&(&xnorm * eps))).select(int(&g, 3), &status);
                     let running = status.eq(RUNNING as f64);
                     let status = running.and(&gnorm.le(eps)).select(int(&g, 1), &status);
-                    let kept: Vec<Tensor> = match &trial {
-                        Some(e) => super::carried(e)
-                            .iter()
-                            .zip(&it[10..])
-                            .map(|(new, old)| success.select(new, old))
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    let mut next = vec![
-                        delta_new, par_new, nfev, status, ratio, x_acc, fnorm_acc, xnorm, first, success,
+                    let next = vec![
+                        delta_new,
+                        par_new,
+                        nfev,
+                        status,
+                        ratio,
+                        x_acc,
+                        fnorm_acc,
+                        xnorm,
+                        first,
+                        success.clone(),
                     ];
+                    let Some(e) = &trial else { return next };
+                    let kept = super::carried(e)
+                        .iter()
+                        .zip(&it[10..])
+                        .map(|(new, old)| success.or(&eval_only).select(new, old))
+                        .collect::<Vec<_>>();
+                    // The evaluate-only pass keeps everything but the evaluation, and ends.
+                    let mut next: Vec<Tensor> = next
+                        .iter()
+                        .zip(&it[..10])
+                        .map(|(new, old)| eval_only.select(old, new))
+                        .collect();
+                    next[9] = success.or(&eval_only);
                     next.extend(kept);
                     next
                 },
@@ -320,7 +343,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 rank,
                 grad,
             ];
-            next.extend(inner[10..].iter().cloned());
+            if factor_trials {
+                // The evaluate-only pass changes the state only by the evaluation of x0.
+                next = next
+                    .iter()
+                    .zip(st)
+                    .map(|(new, old)| eval_only.select(old, new))
+                    .collect();
+                next.extend(inner[10..14].iter().cloned());
+                next.push(g.scalar(DType::Bool, 1.0));
+            }
             next
         },
     );

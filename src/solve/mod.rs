@@ -47,8 +47,9 @@ pub(crate) struct Chunks<'a> {
     pub fun_jac: &'a dyn Fn(&Tensor, &Tensor) -> (Tensor, Tensor),
     /// Factor `[J | f]` at every trial point and carry the accepted factorization into the next
     /// iteration (one data pass per trial), instead of a residual pass per trial and a Jacobian
-    /// pass per iteration. Faster by 10-16% at 10⁵-10⁶ points, but the program then holds two
-    /// copies of the chunked evaluation: compiling takes ~1.1 s instead of ~0.65 s.
+    /// pass per iteration. The solvers then evaluate x0 in an evaluate-only first pass through
+    /// the same code, so the program still holds one copy of the chunked evaluation. Faster by
+    /// 10-16% at 10⁵-10⁶ points; no measurable gain at 4,000-20,000 points.
     pub factor_trials: bool,
 }
 
@@ -100,6 +101,16 @@ impl Evaluation {
 /// trial point that computed it to the iteration that uses it: `R`, `Qᵀf`, cost, finiteness.
 pub(crate) fn carried(e: &Evaluation) -> Vec<Tensor> {
     vec![e.r.clone(), e.qtf.clone(), e.cost.clone(), e.finite.clone()]
+}
+
+/// Placeholders of the shapes of [`carried`] (zeros, finite), before anything is evaluated.
+pub(crate) fn carried_placeholder(g: &crate::graph::Graph, n: i64) -> Vec<Tensor> {
+    vec![
+        g.zeros(crate::DType::F64, [n, n]),
+        g.zeros(crate::DType::F64, [n]),
+        g.constant(0.0),
+        g.scalar(crate::DType::Bool, 1.0),
+    ]
 }
 
 /// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).

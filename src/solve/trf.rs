@@ -41,7 +41,6 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
     let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
-    let ev0 = factor_trials.then(|| evaluate(pb, &x0, loss, &inp.f_scale));
     let mut init = vec![
         x0.clone(),                                  // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
@@ -65,9 +64,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
         int(&g, 0),                                  // 20 rank of J at x
     ];
-    // 21-24 (only when trials are factored): R, Qᵀf, cost and finiteness at x.
-    if let Some(e) = &ev0 {
-        init.extend(super::carried(e));
+    // 21-25 (only when trials are factored): R, Qᵀf, cost and finiteness at x, and whether
+    // they hold x's yet. The first pass of the loop only evaluates x0, through the trial code
+    // (so the program holds one copy of the chunked evaluation), and changes nothing else.
+    if factor_trials {
+        init.extend(super::carried_placeholder(&g, n));
+        init.push(g.scalar(DType::Bool, 0.0));
     }
 
     let out = g.while_loop(
@@ -75,6 +77,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         |st| st[15].not(),
         |st| {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
+            let eval_only = if factor_trials {
+                st[25].not()
+            } else {
+                g.scalar(DType::Bool, 0.0)
+            };
             // The one evaluation of residuals and Jacobian, at the current point (carried over
             // from the accepted trial when trials are factored).
             let ev = if factor_trials {
@@ -160,14 +167,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 cost.clone(),     // 6 cost_new
             ];
             // 7-10 (only when trials are factored): the factorization at x_new.
-            inner_init.extend(st[21..].iter().cloned());
+            if factor_trials {
+                inner_init.extend(st[21..25].iter().cloned());
+            }
             let inner = g.while_loop(
                 &inner_init,
                 |it| {
+                    // (Exactly once on the evaluate-only pass, which ends with it[4] = 1.)
                     it[4]
                         .le(0.0)
-                        .and(&it[2].lt(&inp.max_nfev))
-                        .and(&it[3].eq(RUNNING as f64))
+                        .and(&it[2].lt(&inp.max_nfev).and(&it[3].eq(RUNNING as f64)).or(&eval_only))
                 },
                 |it| {
                     let (delta, alpha, nfev) = (&it[0], &it[1], &it[2]);
@@ -184,6 +193,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     } else {
                         x + &step
                     };
+                    let x_new = eval_only.select(x, &x_new);
                     let trial = factor_trials.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
@@ -212,7 +222,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     );
                     let stop = term.ne(RUNNING as f64);
                     let go_on = finite.and(&stop.not());
-                    let mut next = vec![
+                    let next = vec![
                         finite.select(stop.select(delta, &delta_new), &step_h_norm * 0.25),
                         go_on.select(&alpha_new * delta / &delta_new, &alpha_new),
                         nfev,
@@ -221,9 +231,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                         x_new,
                         cost_new,
                     ];
-                    if let Some(e) = &trial {
-                        next.extend(super::carried(e));
-                    }
+                    let Some(e) = &trial else { return next };
+                    // The evaluate-only pass keeps everything but the evaluation, and ends.
+                    let mut next: Vec<Tensor> = next
+                        .iter()
+                        .zip(&it[..7])
+                        .map(|(new, old)| eval_only.select(old, new))
+                        .collect();
+                    next[4] = eval_only.select(1.0, &next[4]);
+                    next.extend(super::carried(e));
                     next
                 },
             );
@@ -236,11 +252,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let cost_next = accepted.select(&inner[6], &cost);
             let nit = &st[11] + done.not().select(1.0, 0.0).convert(DType::I64);
             let history = done.select(&history, history.set(&nit, &cost_next));
-            let carried_next: Vec<Tensor> = inner[7..]
-                .iter()
-                .zip(&st[21..])
-                .map(|(new, old)| accepted.select(new, old))
-                .collect();
+            let carried_next: Vec<Tensor> = if factor_trials {
+                inner[7..11]
+                    .iter()
+                    .zip(&st[21..25])
+                    .map(|(new, old)| accepted.or(&eval_only).select(new, old))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut next = vec![
                 x_next,
                 f,
@@ -265,7 +285,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 cov,
                 rank,
             ];
-            next.extend(carried_next);
+            if factor_trials {
+                // The evaluate-only pass changes the state only by the evaluation of x0.
+                next = next
+                    .iter()
+                    .zip(st)
+                    .map(|(new, old)| eval_only.select(old, new))
+                    .collect();
+                next.extend(carried_next);
+                next.push(g.scalar(DType::Bool, 1.0));
+            }
             next
         },
     );
