@@ -8,6 +8,17 @@ fn noise(i: usize) -> f64 {
     (((i as f64) * 12.9898).sin() * 43758.5453).fract() - 0.5
 }
 
+/// `m` points of `2.5 exp(-1.3 x) + 0.5` on [0, 5) with deterministic noise.
+fn decay(m: usize) -> (Vec<f64>, Vec<f64>) {
+    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
+    let y = x
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
+        .collect();
+    (x, y)
+}
+
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-300)
 }
@@ -187,12 +198,7 @@ fn two_predictors_chunked() {
 #[test]
 fn automatic_chunking_at_large_m() {
     let m = 100_000;
-    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
-    let y: Vec<f64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
-        .collect();
+    let (x, y) = decay(m);
     let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
     let model = expr.model();
     for method in [Method::Lm, Method::Trf] {
@@ -229,12 +235,7 @@ fn large_chunked_fits_stop_at_max_nfev_and_bounds_like_whole_ones() {
     // fit's, also when max_nfev stops the solve after one, two or three evaluations, and with
     // bounds (TRF's reflective steps) and a robust loss.
     let m = 80_000;
-    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
-    let y: Vec<f64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
-        .collect();
+    let (x, y) = decay(m);
     let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
     let model = expr.model();
     let mut cases: Vec<(String, [f64; 3], FitOptions)> = Vec::new();
@@ -267,12 +268,7 @@ fn mid_size_fits_chunk_automatically_and_return_fun_and_jac() {
     // equal to the unchunked fit's.
     let m = 20_000;
     assert!((nlsq::fit::AUTO_CHUNK_FROM..=nlsq::fit::MATERIALIZE_MAX_ROWS).contains(&m));
-    let x: Vec<f64> = (0..m).map(|i| 5.0 * i as f64 / m as f64).collect();
-    let y: Vec<f64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.05 * noise(i))
-        .collect();
+    let (x, y) = decay(m);
     let expr = Expr::parse("a*exp(-k*x)+c", &["x"]).unwrap();
     let model = expr.model();
     for method in [Method::Lm, Method::Trf] {

@@ -16,7 +16,7 @@
 
 use super::common::*;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, Config, Evaluation, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -115,7 +115,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
+    let trials = TrialFactors::new(pb, 21);
     let mut init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
@@ -139,29 +139,14 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         int(&g, 0),                                  // 19 rank at x
         g.zeros(DType::F64, [n]),                    // 20 gradient at x
     ];
-    // 21-25 (only when trials are factored): R, Qᵀf, cost and finiteness at x, and whether
-    // they hold x's yet. The first pass of the loop only evaluates x0, through the trial code
-    // (so the program holds one copy of the chunked evaluation), and changes nothing else.
-    if factor_trials {
-        init.extend(super::carried_placeholder(&g, n));
-        init.push(g.scalar(DType::Bool, 0.0));
-    }
+    init.extend(trials.init(&g, n)); // 21-25 when trials are factored
 
     let out = g.while_loop(
         &init,
         |st| st[15].not(),
         |st| {
             let (x, first_pass) = (&st[0], &st[16]);
-            let eval_only = if factor_trials {
-                st[25].not()
-            } else {
-                g.scalar(DType::Bool, 0.0)
-            };
-            let ev = if factor_trials {
-                Evaluation::from_carried(&g, n, &st[21..25])
-            } else {
-                evaluate(pb, x, super::Loss::Linear, &inp.f_scale)
-            };
+            let (ev, eval_only) = trials.current(pb, st, x, super::Loss::Linear, &inp.f_scale);
             let (f, j, r, qtf, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.finite);
             let fnorm_here = (&ev.cost * 2.0).sqrt();
             let nfev = first_pass.select(int(&g, 1), &st[7]);
@@ -223,9 +208,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 g.scalar(DType::Bool, 0.0), // 9 success
             ];
             // 10-13 (only when trials are factored): the factorization at the accepted (or current) point.
-            if factor_trials {
-                inner_init.extend(st[21..25].iter().cloned());
-            }
+            inner_init.extend(trials.carried(st).iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
                 |it| it[3].eq(RUNNING as f64).and(&it[9].not()),
@@ -236,7 +219,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let x_new = eval_only.select(x, x + &p);
                     let pnorm = norm(&q);
                     let delta = first.select(delta.min(&pnorm), delta);
-                    let trial = factor_trials.then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
+                    let trial = trials
+                        .on
+                        .then(|| evaluate(pb, &x_new, super::Loss::Linear, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let fnorm1 = match &trial {
                         Some(e) => (&e.cost * 2.0).sqrt(),
@@ -320,7 +305,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let fnorm_next = &inner[6];
             let history = done.select(&history, history.set(&nit, &(fnorm_next.square() * 0.5)));
             let grad = r.t().dot(&qtf);
-            let mut next = vec![
+            let next = vec![
                 inner[5].clone(),
                 f,
                 j,
@@ -343,17 +328,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 rank,
                 grad,
             ];
-            if factor_trials {
-                // The evaluate-only pass changes the state only by the evaluation of x0.
-                next = next
-                    .iter()
-                    .zip(st)
-                    .map(|(new, old)| eval_only.select(old, new))
-                    .collect();
-                next.extend(inner[10..14].iter().cloned());
-                next.push(g.scalar(DType::Bool, 1.0));
-            }
-            next
+            trials.next(next, st, &inner[10..], &eval_only)
         },
     );
 

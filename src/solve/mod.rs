@@ -83,34 +83,93 @@ pub(crate) struct Evaluation {
     pub finite: Tensor,
 }
 
-impl Evaluation {
-    /// A chunked evaluation rebuilt from the loop state that carries it (see [`carried`]).
-    pub(crate) fn from_carried(g: &crate::graph::Graph, n: i64, state: &[Tensor]) -> Evaluation {
-        Evaluation {
-            f: g.zeros(crate::DType::F64, [1]),
-            jac: g.zeros(crate::DType::F64, [1, n]),
-            r: state[0].clone(),
-            qtf: state[1].clone(),
-            cost: state[2].clone(),
-            finite: state[3].clone(),
-        }
-    }
-}
-
 /// The parts of a chunked evaluation that the solvers carry in their loop state from the
 /// trial point that computed it to the iteration that uses it: `R`, `Qᵀf`, cost, finiteness.
 pub(crate) fn carried(e: &Evaluation) -> Vec<Tensor> {
     vec![e.r.clone(), e.qtf.clone(), e.cost.clone(), e.finite.clone()]
 }
 
-/// Placeholders of the shapes of [`carried`] (zeros, finite), before anything is evaluated.
-pub(crate) fn carried_placeholder(g: &crate::graph::Graph, n: i64) -> Vec<Tensor> {
-    vec![
-        g.zeros(crate::DType::F64, [n, n]),
-        g.zeros(crate::DType::F64, [n]),
-        g.constant(0.0),
-        g.scalar(crate::DType::Bool, 1.0),
-    ]
+/// The outer-loop state that a solve of a problem with [`Chunks::factor_trials`] appends after
+/// its own `base` entries: the factorization at x ([`carried`]) and whether it holds x's yet.
+/// The first pass of the loop only evaluates x0, through the trial code (so the program holds
+/// one copy of the chunked evaluation), and changes nothing else. Inert for other problems.
+pub(crate) struct TrialFactors {
+    /// Trials are factored.
+    pub on: bool,
+    base: usize,
+}
+
+impl TrialFactors {
+    pub(crate) fn new(pb: &Problem<'_>, base: usize) -> Self {
+        let on = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
+        TrialFactors { on, base }
+    }
+
+    /// The entries to append to the initial state (placeholders, nothing evaluated yet).
+    pub(crate) fn init(&self, g: &crate::graph::Graph, n: i64) -> Vec<Tensor> {
+        if !self.on {
+            return Vec::new();
+        }
+        vec![
+            g.zeros(crate::DType::F64, [n, n]),
+            g.zeros(crate::DType::F64, [n]),
+            g.constant(0.0),
+            g.scalar(crate::DType::Bool, 1.0),
+            g.scalar(crate::DType::Bool, 0.0),
+        ]
+    }
+
+    /// The carried factorization in the state `st` (empty when off).
+    pub(crate) fn carried<'a>(&self, st: &'a [Tensor]) -> &'a [Tensor] {
+        if self.on {
+            &st[self.base..self.base + 4]
+        } else {
+            &[]
+        }
+    }
+
+    /// At the top of an outer pass: the evaluation at `x` (carried, or evaluated now), and
+    /// whether this is the evaluate-only pass.
+    pub(crate) fn current(
+        &self,
+        pb: &Problem<'_>,
+        st: &[Tensor],
+        x: &Tensor,
+        loss: Loss,
+        f_scale: &Tensor,
+    ) -> (Evaluation, Tensor) {
+        let g = x.graph().clone();
+        if !self.on {
+            return (evaluate(pb, x, loss, f_scale), g.scalar(crate::DType::Bool, 0.0));
+        }
+        let c = self.carried(st);
+        let ev = Evaluation {
+            f: g.zeros(crate::DType::F64, [1]),
+            jac: g.zeros(crate::DType::F64, [1, pb.n]),
+            r: c[0].clone(),
+            qtf: c[1].clone(),
+            cost: c[2].clone(),
+            finite: c[3].clone(),
+        };
+        (ev, st[self.base + 4].not())
+    }
+
+    /// The state after an outer pass: the solve's own `next` entries followed by the
+    /// factorization at the next x (`carried`); the evaluate-only pass keeps the old state but
+    /// the factorization.
+    pub(crate) fn next(&self, next: Vec<Tensor>, st: &[Tensor], carried: &[Tensor], eval_only: &Tensor) -> Vec<Tensor> {
+        if !self.on {
+            return next;
+        }
+        let mut next: Vec<Tensor> = next
+            .iter()
+            .zip(st)
+            .map(|(new, old)| eval_only.select(old, new))
+            .collect();
+        next.extend(carried.iter().cloned());
+        next.push(eval_only.graph().scalar(crate::DType::Bool, 1.0));
+        next
+    }
 }
 
 /// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).

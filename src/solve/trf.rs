@@ -18,7 +18,7 @@
 use super::common::*;
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, factor, Config, Evaluation, Inputs, Outputs, Problem};
+use super::{covariance_from, evaluate, factor, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -40,7 +40,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let (lb, ub) = (&inp.lb, &inp.ub);
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
-    let factor_trials = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
+    let trials = TrialFactors::new(pb, 21);
     let mut init = vec![
         x0.clone(),                                  // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
@@ -64,31 +64,16 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
         int(&g, 0),                                  // 20 rank of J at x
     ];
-    // 21-25 (only when trials are factored): R, Qᵀf, cost and finiteness at x, and whether
-    // they hold x's yet. The first pass of the loop only evaluates x0, through the trial code
-    // (so the program holds one copy of the chunked evaluation), and changes nothing else.
-    if factor_trials {
-        init.extend(super::carried_placeholder(&g, n));
-        init.push(g.scalar(DType::Bool, 0.0));
-    }
+    init.extend(trials.init(&g, n)); // 21-25 when trials are factored
 
     let out = g.while_loop(
         &init,
         |st| st[15].not(),
         |st| {
             let (x, first, changed) = (&st[0], &st[16], &st[17]);
-            let eval_only = if factor_trials {
-                st[25].not()
-            } else {
-                g.scalar(DType::Bool, 0.0)
-            };
             // The one evaluation of residuals and Jacobian, at the current point (carried over
             // from the accepted trial when trials are factored).
-            let ev = if factor_trials {
-                Evaluation::from_carried(&g, n, &st[21..25])
-            } else {
-                evaluate(pb, x, loss, &inp.f_scale)
-            };
+            let (ev, eval_only) = trials.current(pb, st, x, loss, &inp.f_scale);
             let (f, js, r, qtf, cost_here, finite) = (ev.f, ev.jac, ev.r, ev.qtf, ev.cost, ev.finite);
             let grad = r.t().dot(&qtf);
             let nfev = first.select(int(&g, 1), &st[9]);
@@ -167,9 +152,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 cost.clone(),     // 6 cost_new
             ];
             // 7-10 (only when trials are factored): the factorization at x_new.
-            if factor_trials {
-                inner_init.extend(st[21..25].iter().cloned());
-            }
+            inner_init.extend(trials.carried(st).iter().cloned());
             let inner = g.while_loop(
                 &inner_init,
                 |it| {
@@ -194,7 +177,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                         x + &step
                     };
                     let x_new = eval_only.select(x, &x_new);
-                    let trial = factor_trials.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
+                    let trial = trials.on.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
                     let nfev = nfev + 1.0;
                     let step_h_norm = norm(&step_h);
                     let (cost_new, finite) = match &trial {
@@ -252,16 +235,12 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let cost_next = accepted.select(&inner[6], &cost);
             let nit = &st[11] + done.not().select(1.0, 0.0).convert(DType::I64);
             let history = done.select(&history, history.set(&nit, &cost_next));
-            let carried_next: Vec<Tensor> = if factor_trials {
-                inner[7..11]
-                    .iter()
-                    .zip(&st[21..25])
-                    .map(|(new, old)| accepted.or(&eval_only).select(new, old))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut next = vec![
+            let carried_next: Vec<Tensor> = inner[7..]
+                .iter()
+                .zip(trials.carried(st))
+                .map(|(new, old)| accepted.or(&eval_only).select(new, old))
+                .collect();
+            let next = vec![
                 x_next,
                 f,
                 js,
@@ -285,17 +264,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 cov,
                 rank,
             ];
-            if factor_trials {
-                // The evaluate-only pass changes the state only by the evaluation of x0.
-                next = next
-                    .iter()
-                    .zip(st)
-                    .map(|(new, old)| eval_only.select(old, new))
-                    .collect();
-                next.extend(carried_next);
-                next.push(g.scalar(DType::Bool, 1.0));
-            }
-            next
+            trials.next(next, st, &carried_next, &eval_only)
         },
     );
 
