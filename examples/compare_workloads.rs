@@ -8,12 +8,14 @@
 //! compare_workloads batch X.bin Y.bin METHOD REPEATS B  # B curves: shared x [m], y [B, m] (row-major)
 //! ```
 //!
-//! `warm` also times the same fits through a reused `CurveFitter`. `COMPARE_CHUNK_ROWS=c` forces
+//! `warm` also times the same fits through a reused `CurveFitter`. `COMPARE_BATCH_PROGRAM=
+//! sequential|lockstep` chooses the batch program (default: automatic). `COMPARE_CHUNK_ROWS=c` forces
 //! the chunk size of the Jacobian evaluation (`0`: never chunk), for experiments.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use nlsq::fit::batch::BatchProgram;
 use nlsq::fit::{curve_fit, CurveFitter, ExecutableSource, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::Method;
@@ -148,6 +150,11 @@ fn main() -> Result<()> {
             if let Some(c) = args.get(6) {
                 batch = batch.with_chunk(c.parse()?);
             }
+            batch = batch.with_program(match std::env::var("COMPARE_BATCH_PROGRAM").as_deref() {
+                Ok("sequential") => BatchProgram::Sequential,
+                Ok("lockstep") => BatchProgram::Lockstep,
+                _ => BatchProgram::Auto,
+            });
             let t = Instant::now();
             let first = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts)?;
             let first_s = t.elapsed().as_secs_f64();

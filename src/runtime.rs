@@ -7,7 +7,7 @@
 use once_cell::sync::OnceCell;
 
 use crate::error::Result;
-use crate::pjrt::{Client, Plugin};
+use crate::pjrt::{Client, NamedValue, Plugin};
 
 /// Where the build script left the plugin, if it provisioned one.
 const BUILD_PLUGIN_PATH: Option<&str> = option_env!("NLSQ_BUILD_PLUGIN_PATH");
@@ -68,6 +68,8 @@ pub fn xla_flags_with_defaults(current: Option<&str>, nlsq_defaults: Option<&str
 /// are added to the process's `XLA_FLAGS` (see [`xla_flags_with_defaults`]; the plugin reads the
 /// variable once, when it first compiles). Set `NLSQ_XLA_DEFAULTS=0` to run XLA with its own
 /// defaults; the executable cache keys include `XLA_FLAGS`, so the two never share entries.
+/// Unless `TF_CPP_MIN_LOG_LEVEL` is set, it is set to `1`: the plugin's informational log lines
+/// are dropped, its warnings and errors kept.
 /// Setting a variable races with C code that reads the environment on another thread at the
 /// same moment: a program with such threads should create the runtime ([`client`]) first.
 ///
@@ -82,6 +84,11 @@ pub fn plugin() -> Result<&'static Plugin> {
             // Runs once, before the plugin (the only other reader of XLA_FLAGS in nlsq) is loaded.
             std::env::set_var("XLA_FLAGS", flags);
         }
+        // The plugin logs informational lines to stderr (e.g. the CPU device count nlsq sets);
+        // keep its warnings and errors only, unless the user chose a level.
+        if std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none() {
+            std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "1");
+        }
     });
     Plugin::load(&plugin_location()?.plugin)
 }
@@ -91,7 +98,23 @@ pub fn plugin() -> Result<&'static Plugin> {
 /// # Errors
 /// Provisioning, loading or client-creation errors.
 pub fn client() -> Result<Client> {
-    CLIENT.get_or_try_init(|| plugin()?.create_client(&[])).cloned()
+    CLIENT
+        .get_or_try_init(|| {
+            let plugin = plugin()?;
+            if plugin_is_overridden() {
+                return plugin.create_client(&[]);
+            }
+            // The pinned CPU plugin runs the executions of one device one at a time; one device
+            // per core lets independent executions (a batch's chunks) run side by side.
+            let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
+            plugin.create_client(&[("cpu_device_count", NamedValue::I64(cores as i64))])
+        })
+        .cloned()
+}
+
+/// True when `NLSQ_PJRT_PLUGIN` names the plugin to load (then it gets no create options).
+fn plugin_is_overridden() -> bool {
+    std::env::var_os("NLSQ_PJRT_PLUGIN").is_some_and(|v| !v.is_empty())
 }
 
 #[cfg(test)]

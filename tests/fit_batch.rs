@@ -1,7 +1,8 @@
-//! Batched fits equal single fits (popt, cost, pcov to 1e-10 relative; nfev and status exactly).
+//! Batched fits equal single fits (popt, cost, pcov to 1e-10 relative; nfev and status exactly),
+//! with either batch program.
 
 use ndarray::{Array1, Array2};
-use nlsq::fit::batch::{curve_fit_batch, Batch};
+use nlsq::fit::batch::{curve_fit_batch, Batch, BatchProgram};
 use nlsq::fit::{curve_fit, CurveFit, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::{Loss, Method, Status};
@@ -25,6 +26,19 @@ fn dataset(nb: usize, m: usize) -> (Array1<f64>, Array2<f64>, Array2<f64>) {
             .assign(&Array1::from(vec![1.0 + 0.05 * b as f64, 1.0, 0.0]));
     }
     (x, y, p0)
+}
+
+/// The results of `batch` from each program: lockstep, then sequential.
+fn both(batch: &Batch<'_>, opts: &FitOptions) -> Vec<(BatchProgram, Vec<nlsq::Result<CurveFit>>)> {
+    [BatchProgram::Lockstep, BatchProgram::Sequential]
+        .into_iter()
+        .map(|p| {
+            (
+                p,
+                curve_fit_batch(&exp_model, &batch.clone().with_program(p), opts).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn close(a: f64, b: f64, scale: f64) -> bool {
@@ -54,34 +68,40 @@ fn assert_same(batch: &CurveFit, single: &CurveFit, what: &str) {
 fn lm_batch_equals_single_fits() {
     let (x, y, p0) = dataset(6, 100);
     let opts = FitOptions::default().with_method(Method::Lm);
-    let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-    assert_eq!(fits.len(), 6);
-    for (b, fit) in fits.iter().enumerate() {
-        let fit = fit.as_ref().unwrap();
-        let single = curve_fit(
-            &exp_model,
-            &x,
-            &y.row(b).to_owned(),
-            Some(p0.row(b).to_slice().unwrap()),
-            &opts,
-        )
-        .unwrap();
-        assert!(single.success());
-        assert_same(fit, &single, &format!("lm problem {b}"));
+    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
+        assert_eq!(fits.len(), 6);
+        for (b, fit) in fits.iter().enumerate() {
+            let fit = fit.as_ref().unwrap();
+            let single = curve_fit(
+                &exp_model,
+                &x,
+                &y.row(b).to_owned(),
+                Some(p0.row(b).to_slice().unwrap()),
+                &opts,
+            )
+            .unwrap();
+            assert!(single.success());
+            assert_same(fit, &single, &format!("{program:?} lm problem {b}"));
+        }
     }
     // The same with one x row per problem (x of problem b stretched by 1 + b/10).
     let xs = Array2::from_shape_fn((6, 100), |(b, i)| x[i] * (1.0 + 0.1 * b as f64));
-    let fits = curve_fit_batch(&exp_model, &Batch::new(xs.view(), y.view(), p0.view()), &opts).unwrap();
-    for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(
-            &exp_model,
-            &xs.row(b).to_owned(),
-            &y.row(b).to_owned(),
-            Some(p0.row(b).to_slice().unwrap()),
-            &opts,
-        )
-        .unwrap();
-        assert_same(fit.as_ref().unwrap(), &single, &format!("lm problem {b}, own x"));
+    for (program, fits) in both(&Batch::new(xs.view(), y.view(), p0.view()), &opts) {
+        for (b, fit) in fits.iter().enumerate() {
+            let single = curve_fit(
+                &exp_model,
+                &xs.row(b).to_owned(),
+                &y.row(b).to_owned(),
+                Some(p0.row(b).to_slice().unwrap()),
+                &opts,
+            )
+            .unwrap();
+            assert_same(
+                fit.as_ref().unwrap(),
+                &single,
+                &format!("{program:?} lm problem {b}, own x"),
+            );
+        }
     }
 }
 
@@ -103,18 +123,19 @@ fn trf_batch_with_bounds_equals_single_fits() {
         xs.row_mut(b).assign(&x);
     }
     let batch = Batch::new(xs.view(), y.view(), p0.view()).with_bounds(lo.view(), hi.view());
-    let fits = curve_fit_batch(&exp_model, &batch, &opts).unwrap();
-    for (b, fit) in fits.iter().enumerate() {
-        let o = opts.clone().with_bounds(lo.row(b).to_vec(), hi.row(b).to_vec());
-        let single = curve_fit(
-            &exp_model,
-            &x,
-            &y.row(b).to_owned(),
-            Some(p0.row(b).to_slice().unwrap()),
-            &o,
-        )
-        .unwrap();
-        assert_same(fit.as_ref().unwrap(), &single, &format!("trf problem {b}"));
+    for (program, fits) in both(&batch, &opts) {
+        for (b, fit) in fits.iter().enumerate() {
+            let o = opts.clone().with_bounds(lo.row(b).to_vec(), hi.row(b).to_vec());
+            let single = curve_fit(
+                &exp_model,
+                &x,
+                &y.row(b).to_owned(),
+                Some(p0.row(b).to_slice().unwrap()),
+                &o,
+            )
+            .unwrap();
+            assert_same(fit.as_ref().unwrap(), &single, &format!("{program:?} trf problem {b}"));
+        }
     }
 }
 
@@ -129,19 +150,20 @@ fn ragged_batch_with_sigma_equals_single_fits() {
         let batch = Batch::shared_x(x.view(), y.view(), p0.view())
             .with_lengths(lengths.clone())
             .with_sigma(sigma.view());
-        let fits = curve_fit_batch(&exp_model, &batch, &opts).unwrap();
-        for (b, fit) in fits.iter().enumerate() {
-            let m = lengths[b];
-            let o = opts.clone().with_sigma(sigma.row(b).slice(ndarray::s![..m]).to_vec());
-            let xb = x.slice(ndarray::s![..m]).to_owned();
-            let yb = y.row(b).slice(ndarray::s![..m]).to_owned();
-            let single = curve_fit(&exp_model, &xb, &yb, Some(p0.row(b).to_slice().unwrap()), &o).unwrap();
-            assert_eq!(fit.as_ref().unwrap().result.fun.len(), m);
-            assert_same(
-                fit.as_ref().unwrap(),
-                &single,
-                &format!("{method} ragged problem {b} (m = {m})"),
-            );
+        for (program, fits) in both(&batch, &opts) {
+            for (b, fit) in fits.iter().enumerate() {
+                let m = lengths[b];
+                let o = opts.clone().with_sigma(sigma.row(b).slice(ndarray::s![..m]).to_vec());
+                let xb = x.slice(ndarray::s![..m]).to_owned();
+                let yb = y.row(b).slice(ndarray::s![..m]).to_owned();
+                let single = curve_fit(&exp_model, &xb, &yb, Some(p0.row(b).to_slice().unwrap()), &o).unwrap();
+                assert_eq!(fit.as_ref().unwrap().result.fun.len(), m);
+                assert_same(
+                    fit.as_ref().unwrap(),
+                    &single,
+                    &format!("{program:?} {method} ragged problem {b} (m = {m})"),
+                );
+            }
         }
     }
 }
@@ -155,20 +177,32 @@ fn pathological_problems_fail_alone() {
     // Problem 4: a far start that runs out of evaluations.
     p0.row_mut(4).assign(&Array1::from(vec![1e3, 30.0, -50.0]));
     let opts = FitOptions::default().with_method(Method::Lm).with_max_nfev(12);
-    let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-    assert!(fits[1].is_err(), "problem 1 must fail");
+    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
+        pathological_results_match(&fits, &x, &y, &p0, &opts, program);
+    }
+}
+
+fn pathological_results_match(
+    fits: &[nlsq::Result<CurveFit>],
+    x: &Array1<f64>,
+    y: &Array2<f64>,
+    p0: &Array2<f64>,
+    opts: &FitOptions,
+    program: BatchProgram,
+) {
+    assert!(fits[1].is_err(), "{program:?}: problem 1 must fail");
     let mut converged = 0;
     for (b, fit) in fits.iter().enumerate() {
         let single = curve_fit(
             &exp_model,
-            &x,
+            x,
             &y.row(b).to_owned(),
             Some(p0.row(b).to_slice().unwrap()),
-            &opts,
+            opts,
         );
         match (fit, single) {
             (Ok(f), Ok(s)) => {
-                assert_same(f, &s, &format!("problem {b}"));
+                assert_same(f, &s, &format!("{program:?} problem {b}"));
                 if f.success() {
                     converged += 1;
                 }
@@ -182,7 +216,7 @@ fn pathological_problems_fail_alone() {
         }
     }
     assert_eq!(fits[4].as_ref().unwrap().result.status, Status::MaxNfev);
-    assert!(converged >= 4, "{converged} converged");
+    assert!(converged >= 4, "{program:?}: {converged} converged");
 }
 
 #[test]
@@ -204,18 +238,15 @@ fn split_batches_return_results_in_order() {
     let nb = 11;
     let (x, y, p0) = dataset(nb, 60);
     let opts = FitOptions::default();
-    let whole = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-    let split = curve_fit_batch(
-        &exp_model,
-        &Batch::shared_x(x.view(), y.view(), p0.view()).with_chunk(4),
-        &opts,
-    )
-    .unwrap();
-    assert_eq!(split.len(), nb);
-    for b in 0..nb {
-        let (w, s) = (whole[b].as_ref().unwrap(), split[b].as_ref().unwrap());
-        assert_same(s, w, &format!("split problem {b}"));
-        assert_eq!(w.popt, s.popt);
+    let whole = both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts);
+    let split = both(&Batch::shared_x(x.view(), y.view(), p0.view()).with_chunk(4), &opts);
+    for ((program, whole), (_, split)) in whole.iter().zip(&split) {
+        assert_eq!(split.len(), nb);
+        for b in 0..nb {
+            let (w, s) = (whole[b].as_ref().unwrap(), split[b].as_ref().unwrap());
+            assert_same(s, w, &format!("{program:?} split problem {b}"));
+            assert_eq!(w.popt, s.popt);
+        }
     }
 }
 
@@ -236,7 +267,46 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
             .with_loss(loss)
             .with_f_scale(0.1)
             .with_bounds(lo.clone(), hi.clone());
-        let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
+        for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
+            for (b, fit) in fits.iter().enumerate() {
+                let single = curve_fit(
+                    &exp_model,
+                    &x,
+                    &y.row(b).to_owned(),
+                    Some(p0.row(b).to_slice().unwrap()),
+                    &opts,
+                )
+                .unwrap();
+                let f = fit.as_ref().unwrap();
+                if loss == Loss::SoftL1 {
+                    assert_same(f, &single, &format!("{program:?} {loss:?} problem {b}"));
+                } else {
+                    // Huber and Cauchy: scipy's Jacobian scale sqrt(max(rho' + 2 rho'' f², eps))
+                    // cancels exactly (Huber, outside the quadratic zone) or nearly (Cauchy near
+                    // z = 1), so the last-bit differences between the batched and the single
+                    // kernels (summation order, fused multiply-adds) are amplified: same path,
+                    // same nfev and status, popt within 1e-8 relative (measured: up to 8e-9).
+                    assert_eq!(
+                        (f.result.nfev, f.result.status),
+                        (single.result.nfev, single.result.status),
+                        "{program:?} {loss:?} problem {b}"
+                    );
+                    for (a, s) in f.popt.iter().zip(single.popt.iter()) {
+                        assert!(
+                            (a - s).abs() <= 1e-8 * s.abs(),
+                            "{program:?} {loss:?} problem {b}: popt {} vs {}",
+                            f.popt,
+                            single.popt
+                        );
+                    }
+                }
+                assert_eq!(f.result.active_mask, single.result.active_mask);
+            }
+        }
+    }
+    // Unbounded trf, linear loss.
+    let opts = FitOptions::default().with_method(Method::Trf);
+    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
         for (b, fit) in fits.iter().enumerate() {
             let single = curve_fit(
                 &exp_model,
@@ -246,45 +316,12 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
                 &opts,
             )
             .unwrap();
-            let f = fit.as_ref().unwrap();
-            if loss == Loss::SoftL1 {
-                assert_same(f, &single, &format!("{loss:?} problem {b}"));
-            } else {
-                // Huber and Cauchy: scipy's Jacobian scale sqrt(max(rho' + 2 rho'' f², eps))
-                // cancels exactly (Huber, outside the quadratic zone) or nearly (Cauchy near
-                // z = 1), so the last-bit differences between the batched and the single
-                // kernels (summation order, fused multiply-adds) are amplified: same path,
-                // same nfev and status, popt within 1e-8 relative (measured: up to 8e-9).
-                assert_eq!(
-                    (f.result.nfev, f.result.status),
-                    (single.result.nfev, single.result.status),
-                    "{loss:?} problem {b}"
-                );
-                for (a, s) in f.popt.iter().zip(single.popt.iter()) {
-                    assert!(
-                        (a - s).abs() <= 1e-8 * s.abs(),
-                        "{loss:?} problem {b}: popt {} vs {}",
-                        f.popt,
-                        single.popt
-                    );
-                }
-            }
-            assert_eq!(f.result.active_mask, single.result.active_mask);
+            assert_same(
+                fit.as_ref().unwrap(),
+                &single,
+                &format!("{program:?} unbounded trf problem {b}"),
+            );
         }
-    }
-    // Unbounded trf, linear loss.
-    let opts = FitOptions::default().with_method(Method::Trf);
-    let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-    for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(
-            &exp_model,
-            &x,
-            &y.row(b).to_owned(),
-            Some(p0.row(b).to_slice().unwrap()),
-            &opts,
-        )
-        .unwrap();
-        assert_same(fit.as_ref().unwrap(), &single, &format!("unbounded trf problem {b}"));
     }
 }
 
@@ -297,17 +334,22 @@ fn fixed_x_scale_and_tolerances_equal_single_fits() {
             .with_method(method)
             .with_x_scale(XScale::Values(vec![1.0, 0.5, 2.0]))
             .with_tol(1e-10);
-        let fits = curve_fit_batch(&exp_model, &Batch::shared_x(x.view(), y.view(), p0.view()), &opts).unwrap();
-        for (b, fit) in fits.iter().enumerate() {
-            let single = curve_fit(
-                &exp_model,
-                &x,
-                &y.row(b).to_owned(),
-                Some(p0.row(b).to_slice().unwrap()),
-                &opts,
-            )
-            .unwrap();
-            assert_same(fit.as_ref().unwrap(), &single, &format!("{method} x_scale problem {b}"));
+        for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
+            for (b, fit) in fits.iter().enumerate() {
+                let single = curve_fit(
+                    &exp_model,
+                    &x,
+                    &y.row(b).to_owned(),
+                    Some(p0.row(b).to_slice().unwrap()),
+                    &opts,
+                )
+                .unwrap();
+                assert_same(
+                    fit.as_ref().unwrap(),
+                    &single,
+                    &format!("{program:?} {method} x_scale problem {b}"),
+                );
+            }
         }
     }
 }

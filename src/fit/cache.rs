@@ -192,8 +192,21 @@ impl ExecutableCache {
     /// Compilation errors. Disk problems are never errors: a bad entry is recompiled, and a
     /// failed write only costs the next process a compile.
     pub fn get_or_compile(&self, client: &Client, program: &str) -> Result<CachedExecutable> {
+        self.get_or_compile_with(client, program, &CompileOptions::default())
+    }
+
+    /// Like [`ExecutableCache::get_or_compile`], with these compile options (part of the key).
+    ///
+    /// # Errors
+    /// As [`ExecutableCache::get_or_compile`].
+    pub fn get_or_compile_with(
+        &self,
+        client: &Client,
+        program: &str,
+        options: &CompileOptions,
+    ) -> Result<CachedExecutable> {
         let t0 = Instant::now();
-        let options = CompileOptions::default();
+        let options = *options;
         let key = cache_key(client, program, &options);
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -354,6 +367,16 @@ fn decode_entry<'a>(bytes: &'a [u8], key: &CacheKey) -> Option<&'a [u8]> {
 pub(crate) fn executable(program: &str) -> Result<CachedExecutable> {
     let client = crate::runtime::client()?;
     ExecutableCache::global().get_or_compile(&client, program)
+}
+
+/// Like [`executable`], built to run on any device of the client (see `CompileOptions::portable`).
+pub(crate) fn portable_executable(program: &str) -> Result<CachedExecutable> {
+    let client = crate::runtime::client()?;
+    let options = CompileOptions {
+        portable: true,
+        ..CompileOptions::default()
+    };
+    ExecutableCache::global().get_or_compile_with(&client, program, &options)
 }
 
 #[cfg(test)]

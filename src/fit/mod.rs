@@ -166,14 +166,19 @@ enum HostArg<'a> {
 
 impl HostArg<'_> {
     fn upload(self, client: &crate::pjrt::Client) -> Result<crate::pjrt::Buffer> {
+        self.upload_to(client, &client.default_device()?)
+    }
+
+    /// [`HostArg::upload`] to a chosen device of `client`.
+    fn upload_to(self, client: &crate::pjrt::Client, device: &crate::pjrt::Device<'_>) -> Result<crate::pjrt::Buffer> {
         match self {
-            HostArg::F64(v, dims) => client.buffer_from_host(&v, &dims),
-            HostArg::I64(v) => client.buffer_from_host(&[v], &[]),
+            HostArg::F64(v, dims) => client.buffer_from_host_on(device, &v, &dims),
+            HostArg::I64(v) => client.buffer_from_host_on(device, &[v], &[]),
             HostArg::Rows { rows, len, fill, dims } => {
                 if let [row] = rows.as_slice() {
                     if row.len() == len {
                         if let Some(slice) = row.as_slice() {
-                            return client.buffer_from_host(slice, &dims);
+                            return client.buffer_from_host_on(device, slice, &dims);
                         }
                     }
                 }
@@ -186,7 +191,7 @@ impl HostArg<'_> {
                     }
                     out[row.len()..].fill(pad);
                 }
-                client.buffer_from_host_vec(v, &dims)
+                client.buffer_from_host_vec_on(device, v, &dims)
             }
         }
     }

@@ -181,12 +181,25 @@ impl Client {
         dims: &[i64],
     ) -> Result<Buffer> {
         let device = self.default_device()?;
+        self.buffer_from_host_vec_on(&device, data, dims)
+    }
+
+    /// Like [`Client::buffer_from_host_vec`], on a chosen device of this client.
+    ///
+    /// # Errors
+    /// As [`Client::buffer_from_host_on`].
+    pub fn buffer_from_host_vec_on<T: NativeType + Send + Sync + 'static>(
+        &self,
+        device: &Device<'_>,
+        data: HostVec<T>,
+        dims: &[i64],
+    ) -> Result<Buffer> {
         let semantics = sys::PJRT_HostBufferSemantics::PJRT_HostBufferSemantics_kImmutableZeroCopy;
-        let (raw, done) = match self.transfer(&device, data.as_slice(), dims, semantics, "buffer_from_host_vec") {
+        let (raw, done) = match self.transfer(device, data.as_slice(), dims, semantics, "buffer_from_host_vec") {
             Ok(lent) => lent,
             Err(e @ Error::InvalidArgument { .. }) => return Err(e),
             // A plugin that refuses to alias host memory: copy, as `buffer_from_host` does.
-            Err(_) => return self.buffer_from_host_on(&device, data.as_slice(), dims),
+            Err(_) => return self.buffer_from_host_on(device, data.as_slice(), dims),
         };
         // The heap allocation behind `data` does not move when it is boxed, so the pointer PJRT
         // holds stays valid until `Buffer::drop` has destroyed the buffer and awaited `done`.

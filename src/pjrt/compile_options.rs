@@ -5,7 +5,8 @@
 //! send `executable_build_options { device_ordinal: -1, num_replicas: 1, num_partitions: 1 }`,
 //! encoded by hand in protobuf wire format (field numbers from `xla/pjrt/proto/compile_options.proto`
 //! and `xla/xla.proto`: `CompileOptionsProto.executable_build_options = 3`,
-//! `ExecutableBuildOptionsProto.device_ordinal = 1, num_replicas = 4, num_partitions = 5`).
+//! `ExecutableBuildOptionsProto.device_ordinal = 1, num_replicas = 4, num_partitions = 5`), plus
+//! `CompileOptionsProto.compile_portable_executable = 4` when asked for.
 //!
 //! # References
 //! - Protocol Buffers encoding: <https://protobuf.dev/programming-guides/encoding/>
@@ -19,6 +20,10 @@ pub struct CompileOptions {
     pub num_replicas: i64,
     /// Number of partitions (must be >= 1).
     pub num_partitions: i64,
+    /// A portable executable runs on any device of the client (chosen per execution with
+    /// [`crate::pjrt::LoadedExecutable::execute_on`]); an ordinary one only on the device it was
+    /// built for. Single-device programs only.
+    pub portable: bool,
 }
 
 impl Default for CompileOptions {
@@ -27,6 +32,7 @@ impl Default for CompileOptions {
             device_ordinal: -1,
             num_replicas: 1,
             num_partitions: 1,
+            portable: false,
         }
     }
 }
@@ -55,6 +61,9 @@ impl CompileOptions {
         varint(&mut out, (3 << 3) | 2); // field 3, wire type 2 (length-delimited)
         varint(&mut out, build.len() as u64);
         out.extend_from_slice(&build);
+        if self.portable {
+            int_field(&mut out, 4, 1); // bool: varint 1
+        }
         out
     }
 
@@ -94,6 +103,17 @@ mod tests {
             0x28, 0x01, // num_partitions = 1
         ];
         assert_eq!(CompileOptions::default().encode(), expected);
+    }
+
+    #[test]
+    fn portable_adds_field_4() {
+        let o = CompileOptions {
+            portable: true,
+            ..CompileOptions::default()
+        };
+        let mut expected = CompileOptions::default().encode();
+        expected.extend_from_slice(&[0x20, 0x01]);
+        assert_eq!(o.encode(), expected);
     }
 
     #[test]
