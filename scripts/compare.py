@@ -18,7 +18,7 @@ Workloads (3-parameter exponential decay y = a exp(-k x) + c, noise sd 0.05):
   lengths 50 fits at 50 lengths from 100 to 10,000 points in a new process
   large   (--large) one fit of 20,000,000 points
   batch   (--batch, alone) 1,000 and 10,000 curves of 100 points and 1,000 curves of 1,000
-          points (each its own a, k, c): one nlsq curve_fit_batch call (median of 3, compiled
+          points (each its own a, k, c): one nlsq curve_fit_batch call (median of 20, compiled
           executable) against scipy curve_fit in a Python loop, lm and trf
 nlsq times are measured inside its process (fit call to result), excluding process start and
 plugin load, which are reported separately in the "first fit" rows.
@@ -138,7 +138,7 @@ def run_batch(rows, work, quick):
         write(xp, x)
         write(yp, y)
         for method in ["lm", "trf"]:
-            ours = run_nlsq(["batch", xp, yp, method, 3, count])
+            ours = run_nlsq(["batch", xp, yp, method, 20, count])
             scipy_fit(x, y[0], method)  # warm-up (imports)
             t = time.perf_counter()
             popts = [scipy_fit(x, y[i], method)[0] for i in range(count)]
