@@ -322,3 +322,39 @@ fn handles_are_send_and_sync() {
     assert_send_sync::<Buffer>();
     assert_send_sync::<LoadedExecutable>();
 }
+
+/// A client with two CPU devices (`cpu_device_count`): a portable executable runs on either,
+/// with its inputs on that device, from two threads at once; an ordinary one only on the device
+/// it was built for, and another device is an error, not a crash.
+#[test]
+fn portable_executables_run_on_every_cpu_device() {
+    use nlsq::pjrt::{CompileOptions, NamedValue};
+    let plugin = nlsq::runtime::plugin().unwrap();
+    let c = plugin
+        .create_client(&[("cpu_device_count", NamedValue::I64(2))])
+        .unwrap();
+    assert_eq!(c.devices().len(), 2);
+    let portable = CompileOptions {
+        portable: true,
+        ..CompileOptions::default()
+    };
+    let exe = c.compile_with(WHILE_SUM, &portable).unwrap();
+    std::thread::scope(|s| {
+        for d in 0..2usize {
+            let (c, exe) = (&c, &exe);
+            s.spawn(move || {
+                let devices = c.devices();
+                for k in 0..50i64 {
+                    let n = 1000 * d as i64 + k;
+                    let nb = c.buffer_from_host_on(&devices[d], &[n], &[]).unwrap();
+                    let out = exe.execute_on(&devices[d], &[&nb]).unwrap();
+                    assert_eq!(out[1].to_vec::<i64>().unwrap()[0], n * (n - 1) / 2);
+                }
+            });
+        }
+    });
+    let fixed = c.compile(WHILE_SUM).unwrap();
+    let devices = c.devices();
+    let nb = c.buffer_from_host_on(&devices[1], &[5i64], &[]).unwrap();
+    assert!(matches!(fixed.execute_on(&devices[1], &[&nb]), Err(Error::Pjrt { .. })));
+}

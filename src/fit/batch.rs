@@ -91,7 +91,8 @@ pub enum BatchProgram {
     #[default]
     Auto,
     /// An outer loop over the problems, each solved by the single-problem solver: the
-    /// arithmetic of `curve_fit` bit for bit, with no per-fit host overhead.
+    /// arithmetic of `curve_fit` (up to the summation order over a differently padded length),
+    /// with no per-fit host overhead.
     Sequential,
     /// All problems advance together through the batch-polymorphic solvers.
     Lockstep,
@@ -300,8 +301,8 @@ where
             BatchProgram::Lockstep => true,
         };
         let count = prepared.len();
-        // On the CPU the chunks run on all cores at once (each execution runs on its calling
-        // thread); elsewhere one execution uses the whole device.
+        // On the CPU the chunks run on all cores at once, one device each (a device runs its
+        // executions one after another); elsewhere one execution uses the whole device.
         let workers = if on_cpu {
             available_workers().min(client.devices().len()).min(count).max(1)
         } else {
