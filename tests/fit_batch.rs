@@ -41,6 +41,23 @@ fn both(batch: &Batch<'_>, opts: &FitOptions) -> Vec<(BatchProgram, Vec<nlsq::Re
         .collect()
 }
 
+/// The single fit of problem `b` (row `b` of `y` and `p0`) on `x`.
+fn single_fit(
+    x: &Array1<f64>,
+    y: &Array2<f64>,
+    p0: &Array2<f64>,
+    b: usize,
+    opts: &FitOptions,
+) -> nlsq::Result<CurveFit> {
+    curve_fit(
+        &exp_model,
+        x,
+        &y.row(b).to_owned(),
+        Some(p0.row(b).to_slice().unwrap()),
+        opts,
+    )
+}
+
 fn close(a: f64, b: f64, scale: f64) -> bool {
     a == b || (a - b).abs() <= 1e-10 * scale.max(a.abs()).max(b.abs())
 }
@@ -72,14 +89,7 @@ fn lm_batch_equals_single_fits() {
         assert_eq!(fits.len(), 6);
         for (b, fit) in fits.iter().enumerate() {
             let fit = fit.as_ref().unwrap();
-            let single = curve_fit(
-                &exp_model,
-                &x,
-                &y.row(b).to_owned(),
-                Some(p0.row(b).to_slice().unwrap()),
-                &opts,
-            )
-            .unwrap();
+            let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
             assert!(single.success());
             assert_same(fit, &single, &format!("{program:?} lm problem {b}"));
         }
@@ -88,14 +98,7 @@ fn lm_batch_equals_single_fits() {
     let xs = Array2::from_shape_fn((6, 100), |(b, i)| x[i] * (1.0 + 0.1 * b as f64));
     for (program, fits) in both(&Batch::new(xs.view(), y.view(), p0.view()), &opts) {
         for (b, fit) in fits.iter().enumerate() {
-            let single = curve_fit(
-                &exp_model,
-                &xs.row(b).to_owned(),
-                &y.row(b).to_owned(),
-                Some(p0.row(b).to_slice().unwrap()),
-                &opts,
-            )
-            .unwrap();
+            let single = single_fit(&xs.row(b).to_owned(), &y, &p0, b, &opts).unwrap();
             assert_same(
                 fit.as_ref().unwrap(),
                 &single,
@@ -126,14 +129,7 @@ fn trf_batch_with_bounds_equals_single_fits() {
     for (program, fits) in both(&batch, &opts) {
         for (b, fit) in fits.iter().enumerate() {
             let o = opts.clone().with_bounds(lo.row(b).to_vec(), hi.row(b).to_vec());
-            let single = curve_fit(
-                &exp_model,
-                &x,
-                &y.row(b).to_owned(),
-                Some(p0.row(b).to_slice().unwrap()),
-                &o,
-            )
-            .unwrap();
+            let single = single_fit(&x, &y, &p0, b, &o).unwrap();
             assert_same(fit.as_ref().unwrap(), &single, &format!("{program:?} trf problem {b}"));
         }
     }
@@ -193,13 +189,7 @@ fn pathological_results_match(
     assert!(fits[1].is_err(), "{program:?}: problem 1 must fail");
     let mut converged = 0;
     for (b, fit) in fits.iter().enumerate() {
-        let single = curve_fit(
-            &exp_model,
-            x,
-            &y.row(b).to_owned(),
-            Some(p0.row(b).to_slice().unwrap()),
-            opts,
-        );
+        let single = single_fit(x, y, p0, b, opts);
         match (fit, single) {
             (Ok(f), Ok(s)) => {
                 assert_same(f, &s, &format!("{program:?} problem {b}"));
@@ -269,14 +259,7 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
             .with_bounds(lo.clone(), hi.clone());
         for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
             for (b, fit) in fits.iter().enumerate() {
-                let single = curve_fit(
-                    &exp_model,
-                    &x,
-                    &y.row(b).to_owned(),
-                    Some(p0.row(b).to_slice().unwrap()),
-                    &opts,
-                )
-                .unwrap();
+                let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
                 let f = fit.as_ref().unwrap();
                 if loss == Loss::SoftL1 {
                     assert_same(f, &single, &format!("{program:?} {loss:?} problem {b}"));
@@ -308,14 +291,7 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
     let opts = FitOptions::default().with_method(Method::Trf);
     for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
         for (b, fit) in fits.iter().enumerate() {
-            let single = curve_fit(
-                &exp_model,
-                &x,
-                &y.row(b).to_owned(),
-                Some(p0.row(b).to_slice().unwrap()),
-                &opts,
-            )
-            .unwrap();
+            let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
             assert_same(
                 fit.as_ref().unwrap(),
                 &single,
@@ -336,14 +312,7 @@ fn fixed_x_scale_and_tolerances_equal_single_fits() {
             .with_tol(1e-10);
         for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
             for (b, fit) in fits.iter().enumerate() {
-                let single = curve_fit(
-                    &exp_model,
-                    &x,
-                    &y.row(b).to_owned(),
-                    Some(p0.row(b).to_slice().unwrap()),
-                    &opts,
-                )
-                .unwrap();
+                let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
                 assert_same(
                     fit.as_ref().unwrap(),
                     &single,
