@@ -372,6 +372,13 @@ impl Tensor {
         }
     }
 
+    /// The same values through `stablehlo.optimization_barrier`: XLA computes this tensor once
+    /// and does not fuse its producer into its consumers (which it would otherwise recompute
+    /// per consumer, e.g. a model's `exp` once per Gram-matrix sum).
+    pub(crate) fn barrier(&self) -> Tensor {
+        self.unary(UnaryOp::Barrier)
+    }
+
     unary_methods! {
         /// `e^x`.
         exp => Exp;

@@ -167,6 +167,9 @@ pub fn cholesky(a: &Tensor) -> Tensor {
         }
         Err(reason) => return invalid(a, OP, reason, [1, 1]),
     };
+    if n <= CHOLESKY_UNROLL_MAX {
+        return cholesky_unrolled(a, n);
+    }
     let g = a.graph().clone();
     let rows = g.iota(DType::I64, [n], 0);
     let init = [g.scalar(DType::I64, 0.0), g.zeros(DType::F64, [n, n])];
@@ -184,6 +187,38 @@ pub fn cholesky(a: &Tensor) -> Tensor {
         },
     );
     out[1].clone()
+}
+
+/// Largest order for which [`cholesky`] is written out entry by entry (scalar code, no loop):
+/// XLA:CPU runs a 4 × 4 factor in a few nanoseconds that way, against about 0.1 µs for the
+/// column loop.
+const CHOLESKY_UNROLL_MAX: i64 = 6;
+
+/// [`cholesky`] of a small `n × n` matrix as straight-line scalar code (`L_jj = √(a_jj − Σ_p
+/// L_jp²)`, `L_ij = (a_ij − Σ_p L_ip L_jp) / L_jj`). A pivot `≤ 0` gives `L_jj = NaN`, and
+/// with it NaN in every later column, as the loop does.
+fn cholesky_unrolled(a: &Tensor, n: i64) -> Tensor {
+    let g = a.graph().clone();
+    let flat = a.reshape([n * n]);
+    let nu = n as usize;
+    let mut l: Vec<Vec<Tensor>> = Vec::with_capacity(nu); // l[i][j], j <= i
+    for i in 0..nu {
+        let entry = |j: usize| flat.at((i * nu + j) as i64);
+        let mut row: Vec<Tensor> = Vec::with_capacity(i + 1);
+        for (j, lj) in l.iter().enumerate() {
+            let acc = row.iter().zip(lj).fold(entry(j), |acc, (lip, ljp)| acc - lip * ljp);
+            row.push(acc / &lj[j]);
+        }
+        let acc = row.iter().fold(entry(i), |acc, lip| acc - lip.square());
+        row.push(acc.gt(0.0).select(acc.sqrt(), f64::NAN));
+        l.push(row);
+    }
+    let zero = g.constant(0.0).reshape([1]);
+    let entries: Vec<Tensor> = (0..nu)
+        .flat_map(|i| (0..nu).map(move |j| (i, j)))
+        .map(|(i, j)| if j <= i { l[i][j].reshape([1]) } else { zero.clone() })
+        .collect();
+    g.concat(&entries, 0).reshape([n, n])
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ unary_table! {
     Erfc:     "erfc"     => "chlo.erfc",                       Float,   |x, y, t| Some(t * ((-(x * x)).exp() * -FRAC_2_SQRT_PI));
     Logistic: "logistic" => "stablehlo.logistic",              Float,   |x, y, t| Some(t * (y * (1.0 - y)));
     Not:      "not"      => "stablehlo.not",                   Logical, |x, y, t| None;
+    Barrier:  "optimization_barrier" => "stablehlo.optimization_barrier", Numeric, |x, y, t| Some(t.barrier());
 }
 
 /// An elementwise unary op node.
