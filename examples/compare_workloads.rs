@@ -10,7 +10,8 @@
 //!
 //! `warm` also times the same fits through a reused `CurveFitter`. `COMPARE_BATCH_PROGRAM=
 //! sequential|lockstep` chooses the batch program (default: automatic). `COMPARE_CHUNK_ROWS=c` forces
-//! the chunk size of the Jacobian evaluation (`0`: never chunk), for experiments.
+//! the chunk size of the Jacobian evaluation (`0`: never chunk), and `COMPARE_MAX_NFEV=k` caps the
+//! evaluations per fit, for experiments (per-fit against per-evaluation costs).
 
 use std::time::Instant;
 
@@ -47,6 +48,9 @@ fn main() -> Result<()> {
     // For experiments: force a chunk size (0 = never chunk).
     if let Some(rows) = std::env::var("COMPARE_CHUNK_ROWS").ok().and_then(|v| v.parse().ok()) {
         opts = opts.with_chunk_rows(rows);
+    }
+    if let Some(v) = std::env::var("COMPARE_MAX_NFEV").ok().and_then(|v| v.parse().ok()) {
+        opts = opts.with_max_nfev(v);
     }
     let p0 = [1.0, 1.0, 1.0];
     let t_load = Instant::now();
