@@ -421,7 +421,8 @@ where
 
     let x_ty = TensorType::new(DType::F64, [m_pad]);
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
-    let model_fj = g.model_jac_function("model_jac", model, x_ty, n)?;
+    // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
+    let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
     let h = spec.config.history;
     let f64z = |shape: Vec<i64>| g.zeros(DType::F64, shape);
     let i64z = |shape: Vec<i64>| g.zeros(DType::I64, shape);
@@ -452,7 +453,7 @@ where
             let wt = ws.as_ref().map(|w| w.at(b));
             let m_valid = m_valids.at(b);
             let valid = g.iota(DType::F64, [m_pad], 0).lt(&m_valid);
-            let valid_col = valid.reshape([m_pad, 1]);
+            let valid_row = valid.reshape([1, m_pad]);
             let fun = |p: &Tensor| {
                 let f = model_f.call(&[&xt, p]).remove(0);
                 let d = f - &yt;
@@ -462,15 +463,18 @@ where
                 };
                 valid.select(d, 0.0)
             };
+            // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization
+            // transposes it back (XLA cancels the two), and nothing else reads J here, so the
+            // [m, n] copy is never made.
             let fun_jac = |p: &Tensor| {
                 let mut v = model_fj.call(&[&xt, p]);
-                let j = v.pop().expect("two results");
+                let jt = v.pop().expect("two results");
                 let f = v.pop().expect("two results");
                 let (r, jw) = match &wt {
-                    Some(w) => ((f - &yt) * w, j * w.reshape([m_pad, 1])),
-                    None => (f - &yt, j),
+                    Some(w) => ((f - &yt) * w, jt * w.reshape([1, m_pad])),
+                    None => (f - &yt, jt),
                 };
-                (valid.select(r, 0.0), valid_col.select(jw, 0.0))
+                (valid.select(r, 0.0), valid_row.select(jw, 0.0).t())
             };
             let inputs = Inputs {
                 x0: p0s.at(b),

@@ -849,7 +849,8 @@ where
         .cov_sigma
         .then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
-    let model_fj = g.model_jac_function("model_jac", model, x_ty, n)?;
+    // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
+    let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
     // Chunked Jacobian: the model and its Jacobian traced for one chunk of rows.
     let chunk_fj = match spec.chunk {
         Some(c) => {
@@ -880,7 +881,7 @@ where
             idx.lt(&inputs.m_valid)
         };
         let valid = valid_rows(None, m_pad);
-        let valid_col = valid.reshape([m_pad, 1]);
+        let valid_row = valid.reshape([1, m_pad]);
         let weigh = |d: Tensor| match (&wmat, &wt) {
             (Some(w), _) => w.dot(&d),
             (None, Some(w)) => d * w,
@@ -890,17 +891,20 @@ where
             let f = model_f.call(&[&xt, p]).remove(0);
             valid.select(weigh(f - &yt), 0.0)
         };
+        // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization of
+        // `[J | f]` transposes it back (XLA cancels the two), so J [m, n] itself is only made
+        // where the fit returns it.
         let fun_jac = |p: &Tensor| {
             let mut v = model_fj.call(&[&xt, p]);
-            let j = v.pop().expect("two results");
+            let jt = v.pop().expect("two results");
             let f = v.pop().expect("two results");
             let r = valid.select(weigh(f - &yt), 0.0);
-            let jw = match (&wmat, &wt) {
-                (Some(w), _) => w.dot(&j),
-                (None, Some(w)) => j * w.reshape([m_pad, 1]),
-                (None, None) => j,
+            let jwt = match (&wmat, &wt) {
+                (Some(w), _) => w.dot(&jt.t()).t(),
+                (None, Some(w)) => jt * w.reshape([1, m_pad]),
+                (None, None) => jt,
             };
-            (r, valid_col.select(jw, 0.0))
+            (r, valid_row.select(jwt, 0.0).t())
         };
         let fun_jac_chunk = |p: &Tensor, start: &Tensor| {
             let (c, fj) = chunk_fj.as_ref().expect("chunked");
