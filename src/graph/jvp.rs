@@ -308,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn optimization_barrier_is_the_identity_with_its_tangent() {
+        let g = Graph::new();
+        let x = g.parameter("x", DType::F64, [3]);
+        let p = g.parameter("p", DType::F64, [2]);
+        let f = (&x * p.get(0)).exp().barrier() * p.get(1);
+        let j = jacfwd_t(&f, &p).unwrap();
+        let text = g.finish([&f, &j]).unwrap().text;
+        assert!(text.contains("stablehlo.optimization_barrier"), "{text}");
+        let (xs, ps) = ([0.5, 1.0, -2.0], [0.3, 1.5]);
+        let out = crate::test_util::prepare(&g, &[f, j], &[(&xs[..], vec![3]), (&ps[..], vec![2])]).run();
+        for (i, &xv) in xs.iter().enumerate() {
+            let e = (ps[0] * xv).exp();
+            assert!((out[0][i] - e * ps[1]).abs() < 1e-15 * e * ps[1], "f[{i}]");
+            // ∂f/∂p0 = x p1 e^{p0 x}, ∂f/∂p1 = e^{p0 x}.
+            assert!((out[1][i] - xv * ps[1] * e).abs() < 1e-14, "Jᵀ[0, {i}]");
+            assert!((out[1][3 + i] - e).abs() < 1e-14, "Jᵀ[1, {i}]");
+        }
+    }
+
+    #[test]
     fn transposed_jacobian_has_the_same_values() {
         let g = Graph::new();
         let x = g.parameter("x", DType::F64, [5]);
