@@ -224,6 +224,34 @@ fn invalid_problem_is_reported_in_place() {
 }
 
 #[test]
+fn non_finite_shared_x_is_reported_for_every_problem() {
+    // The shared x is checked once; a bad value must still reach each problem as a single fit
+    // would report it.
+    let (mut x, y, p0) = dataset(3, 50);
+    x[9] = f64::INFINITY;
+    let fits = curve_fit_batch(
+        &exp_model,
+        &Batch::shared_x(x.view(), y.view(), p0.view()),
+        &FitOptions::default(),
+    )
+    .unwrap();
+    let single = curve_fit(
+        &exp_model,
+        x.as_slice().unwrap(),
+        y.row(0).as_slice().unwrap(),
+        Some(p0.row(0).as_slice().unwrap()),
+        &FitOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    for fit in &fits {
+        let e = fit.as_ref().unwrap_err().to_string();
+        assert!(e.contains("xdata") && e.contains("element 9"), "{e}");
+        assert_eq!(e, single);
+    }
+}
+
+#[test]
 fn split_batches_return_results_in_order() {
     let nb = 11;
     let (x, y, p0) = dataset(nb, 60);

@@ -263,16 +263,16 @@ where
         });
     }
 
-    // Per-problem validation, as a single fit would do it (on all cores for large batches).
+    // Per-problem validation, as a single fit would do it, on one thread: about 0.2 µs a problem
+    // once a shared x is checked only once (on two threads 1,000 problems took 0.36-0.41 ms
+    // instead of 0.18 ms, and 10,000 no less than on one).
     let mut results: Vec<Option<Result<CurveFit>>> = (0..nb).map(|_| None).collect();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(nb);
-    // A thread for at least 128 problems (validation costs about a microsecond each).
-    let threads = available_workers().min(nb / 128);
-    let checked = parallel_map(nb, threads, |_, b| prepare_problem(batch, options, b));
-    for (b, r) in checked.into_iter().enumerate() {
-        match r {
+    let shared_x_finite = matches!(batch.x, BatchX::Shared(x) if x.iter().all(|v| v.is_finite()));
+    for (b, result) in results.iter_mut().enumerate() {
+        match prepare_problem(batch, options, shared_x_finite, b) {
             Ok(p) => prepared.push(p),
-            Err(e) => results[b] = Some(Err(e)),
+            Err(e) => *result = Some(Err(e)),
         }
     }
 
@@ -508,7 +508,7 @@ where
 }
 
 /// Problem `b` of `batch`, validated and planned as `curve_fit` would.
-fn prepare_problem(batch: &Batch<'_>, options: &FitOptions, b: usize) -> Result<Prepared> {
+fn prepare_problem(batch: &Batch<'_>, options: &FitOptions, shared_x_finite: bool, b: usize) -> Result<Prepared> {
     let m_all = batch.y.ncols();
     let m = batch.lengths.as_ref().map_or(m_all, |l| l[b]);
     if m == 0 {
@@ -519,7 +519,10 @@ fn prepare_problem(batch: &Batch<'_>, options: &FitOptions, b: usize) -> Result<
     }
     let y = batch.y.row(b).slice_move(s![..m]);
     if options.check_finite {
-        check_all_finite("xdata", batch.x_row(b, m).iter().copied())?;
+        // A shared x found finite once needs no check per problem.
+        if !shared_x_finite {
+            check_all_finite("xdata", batch.x_row(b, m).iter().copied())?;
+        }
         check_all_finite("ydata", y.iter().copied())?;
     }
     let p0 = batch.p0.row(b).to_vec();
