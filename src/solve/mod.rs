@@ -9,9 +9,9 @@
 //! Per accepted point both solvers evaluate residuals `f` and the Jacobian `J` once (forward
 //! mode, all `n` tangents at once), factor `[J | f]` into the small triangle `R` and `Qᵀf`
 //! (the Cholesky factor of its Gram matrix where that is accurate and cheaper, the Householder
-//! QR otherwise), and do everything else on `n × n` matrices: an
-//! `m`-sized pass per Jacobian and one per trial residual evaluation, nothing more. The final
-//! covariance comes from the SVD of the last `R`.
+//! QR otherwise), and do everything else on `n × n` matrices: an `m`-sized pass per Jacobian
+//! and one per trial residual evaluation, nothing more. The final covariance comes from the SVD
+//! of the last `R`.
 //!
 //! # References
 //! - M. A. Branch, T. F. Coleman, Y. Li, SIAM J. Sci. Comput. 21 (1999) 1–23.
@@ -577,8 +577,8 @@ mod tests {
         let x = g.zeros(DType::F64, [n]);
         let f_scale = g.constant(0.5);
         let a = evaluate(&chunked, &x, loss, &f_scale);
-        // The whole problem's triangle from the Householder QR itself (its own evaluation takes
-        // the Gram route too at this size).
+        // The whole problem's triangle from the Householder QR itself, whatever route the
+        // unchunked evaluation takes.
         let b = evaluate(&plain, &x, loss, &f_scale);
         let (js, fs) = (&b.jac, &loss::scale_for_loss(loss, &b.f, &b.jac, &f_scale).0);
         let (r, qtf) = factor(js, fs);
