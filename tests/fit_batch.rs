@@ -58,6 +58,28 @@ fn single_fit(
     )
 }
 
+/// Fits `y` on the shared `x` as one batch with each program and asserts that every problem
+/// equals its single fit ([`assert_same`]); `what` labels the failures.
+fn assert_shared_x_batch_equals_singles(
+    x: &Array1<f64>,
+    y: &Array2<f64>,
+    p0: &Array2<f64>,
+    opts: &FitOptions,
+    what: &str,
+) {
+    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), opts) {
+        assert_eq!(fits.len(), y.nrows());
+        for (b, fit) in fits.iter().enumerate() {
+            let single = single_fit(x, y, p0, b, opts).unwrap();
+            assert_same(
+                fit.as_ref().unwrap(),
+                &single,
+                &format!("{program:?} {what} problem {b}"),
+            );
+        }
+    }
+}
+
 fn close(a: f64, b: f64, scale: f64) -> bool {
     a == b || (a - b).abs() <= 1e-10 * scale.max(a.abs()).max(b.abs())
 }
@@ -85,15 +107,10 @@ fn assert_same(batch: &CurveFit, single: &CurveFit, what: &str) {
 fn lm_batch_equals_single_fits() {
     let (x, y, p0) = dataset(6, 100);
     let opts = FitOptions::default().with_method(Method::Lm);
-    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
-        assert_eq!(fits.len(), 6);
-        for (b, fit) in fits.iter().enumerate() {
-            let fit = fit.as_ref().unwrap();
-            let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
-            assert!(single.success());
-            assert_same(fit, &single, &format!("{program:?} lm problem {b}"));
-        }
+    for b in 0..6 {
+        assert!(single_fit(&x, &y, &p0, b, &opts).unwrap().success());
     }
+    assert_shared_x_batch_equals_singles(&x, &y, &p0, &opts, "lm");
     // The same with one x row per problem (x of problem b stretched by 1 + b/10).
     let xs = Array2::from_shape_fn((6, 100), |(b, i)| x[i] * (1.0 + 0.1 * b as f64));
     for (program, fits) in both(&Batch::new(xs.view(), y.view(), p0.view()), &opts) {
@@ -317,16 +334,7 @@ fn trf_robust_loss_and_active_bounds_equal_single_fits() {
     }
     // Unbounded trf, linear loss.
     let opts = FitOptions::default().with_method(Method::Trf);
-    for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
-        for (b, fit) in fits.iter().enumerate() {
-            let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
-            assert_same(
-                fit.as_ref().unwrap(),
-                &single,
-                &format!("{program:?} unbounded trf problem {b}"),
-            );
-        }
-    }
+    assert_shared_x_batch_equals_singles(&x, &y, &p0, &opts, "unbounded trf");
 }
 
 #[test]
@@ -338,15 +346,6 @@ fn fixed_x_scale_and_tolerances_equal_single_fits() {
             .with_method(method)
             .with_x_scale(XScale::Values(vec![1.0, 0.5, 2.0]))
             .with_tol(1e-10);
-        for (program, fits) in both(&Batch::shared_x(x.view(), y.view(), p0.view()), &opts) {
-            for (b, fit) in fits.iter().enumerate() {
-                let single = single_fit(&x, &y, &p0, b, &opts).unwrap();
-                assert_same(
-                    fit.as_ref().unwrap(),
-                    &single,
-                    &format!("{program:?} {method} x_scale problem {b}"),
-                );
-            }
-        }
+        assert_shared_x_batch_equals_singles(&x, &y, &p0, &opts, &format!("{method} x_scale"));
     }
 }

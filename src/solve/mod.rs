@@ -530,6 +530,30 @@ mod tests {
     use crate::graph::Graph;
     use crate::types::DType;
 
+    /// Test data on `m` points `x` in `[0, 4)`: `Jᵀ` (`n × m`, row `j` from `col(j, x)`) and
+    /// `f = sin 3x + 0.3`.
+    fn columns(m: i64, n: i64, col: impl Fn(usize, f64) -> f64) -> (Vec<f64>, Vec<f64>) {
+        let xs: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
+        let jt = (0..n as usize)
+            .flat_map(|j| xs.iter().map(move |&x| (j, x)))
+            .map(|(j, x)| col(j, x))
+            .collect();
+        let f = xs.iter().map(|x| (3.0 * x).sin() + 0.3).collect();
+        (jt, f)
+    }
+
+    /// `(RᵀR, Rᵀ Qᵀf)`: unique also where `R` and `Qᵀf` are not (rank-deficient `J`).
+    fn triangle_invariants(r: Tensor, qtf: Tensor) -> (Tensor, Tensor) {
+        (r.t().dot(&r), r.t().dot(&qtf))
+    }
+
+    /// Largest difference of `p` from `q`, relative to `q`'s largest entry; `p` must be finite.
+    fn max_rel(p: &[f64], q: &[f64]) -> f64 {
+        assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
+        let scale = q.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+        p.iter().zip(q).fold(0.0f64, |e, (u, v)| e.max((u - v).abs())) / scale
+    }
+
     /// The chunked triangle (Gram + Cholesky where well conditioned, Householder TSQR where
     /// not) against the Householder QR of the whole `[J | f]`, for columns from `col(j, x)`.
     fn chunked_vs_whole(col: impl Fn(usize, f64) -> f64, loss: Loss) -> (f64, f64) {
@@ -540,12 +564,7 @@ mod tests {
     /// and `Qᵀf` (unique also for a rank-deficient `J`).
     fn chunked_vs_whole_as(col: impl Fn(usize, f64) -> f64, loss: Loss, invariants: bool) -> (f64, f64) {
         let (m, n, size) = (4096i64, 3i64, 512i64);
-        let xs: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
-        let jt: Vec<f64> = (0..n as usize)
-            .flat_map(|j| xs.iter().map(move |&x| (j, x)))
-            .map(|(j, x)| col(j, x))
-            .collect();
-        let f: Vec<f64> = xs.iter().map(|x| (3.0 * x).sin() + 0.3).collect();
+        let (jt, f) = columns(m, n, col);
         let g = Graph::new();
         let jt_in = g.parameter("jt", DType::F64, [n, m]);
         let f_in = g.parameter("f", DType::F64, [m]);
@@ -584,10 +603,9 @@ mod tests {
         let (r, qtf) = factor(js, fs);
         let b = Evaluation { r, qtf, ..b };
         let (a, b) = if invariants {
-            let inv = |e: Evaluation| Evaluation {
-                r: e.r.t().dot(&e.r),
-                qtf: e.r.t().dot(&e.qtf),
-                ..e
+            let inv = |e: Evaluation| {
+                let (r, qtf) = triangle_invariants(e.r.clone(), e.qtf.clone());
+                Evaluation { r, qtf, ..e }
             };
             (inv(a), inv(b))
         } else {
@@ -599,12 +617,8 @@ mod tests {
             &[(jt.as_slice(), vec![n, m]), (f.as_slice(), vec![m])],
         )
         .run();
-        let rel = |p: &[f64], q: &[f64]| {
-            let scale = q.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-            p.iter().zip(q).fold(0.0f64, |e, (u, v)| e.max((u - v).abs())) / scale
-        };
-        assert!(rel(&out[2], &out[5]) < 1e-12, "cost {:?} vs {:?}", out[2], out[5]);
-        (rel(&out[0], &out[3]), rel(&out[1], &out[4]))
+        assert!(max_rel(&out[2], &out[5]) < 1e-12, "cost {:?} vs {:?}", out[2], out[5]);
+        (max_rel(&out[0], &out[3]), max_rel(&out[1], &out[4]))
     }
 
     #[test]
@@ -651,38 +665,20 @@ mod tests {
     /// `invariants`.
     fn gram_vs_householder(col: impl Fn(usize, f64) -> f64, n: i64, invariants: bool) -> (f64, f64) {
         let m = 1000i64;
-        let xs: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
-        let jac: Vec<f64> = xs
-            .iter()
-            .flat_map(|&x| (0..n as usize).map(move |j| (j, x)))
-            .map(|(j, x)| col(j, x))
-            .collect();
-        let f: Vec<f64> = xs.iter().map(|x| (3.0 * x).sin() + 0.3).collect();
+        let (jt, f) = columns(m, n, col);
         let g = Graph::new();
-        let j_in = g.parameter("j", DType::F64, [m, n]);
+        let jt_in = g.parameter("jt", DType::F64, [n, m]);
         let f_in = g.parameter("f", DType::F64, [m]);
-        let (ra, qa) = factor_residuals(&j_in, &f_in);
-        let (rb, qb) = factor(&j_in, &f_in);
-        let inv = |r: Tensor, q: Tensor| {
-            if invariants {
-                (r.t().dot(&r), r.t().dot(&q))
-            } else {
-                (r, q)
-            }
+        let (ra, qa) = factor_residuals(&jt_in.t(), &f_in);
+        let (rb, qb) = factor(&jt_in.t(), &f_in);
+        let ((ra, qa), (rb, qb)) = if invariants {
+            (triangle_invariants(ra, qa), triangle_invariants(rb, qb))
+        } else {
+            ((ra, qa), (rb, qb))
         };
-        let ((ra, qa), (rb, qb)) = (inv(ra, qa), inv(rb, qb));
-        let out = crate::test_util::prepare(
-            &g,
-            &[ra, qa, rb, qb],
-            &[(jac.as_slice(), vec![m, n]), (f.as_slice(), vec![m])],
-        )
-        .run();
-        let rel = |p: &[f64], q: &[f64]| {
-            assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
-            let scale = q.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-            p.iter().zip(q).fold(0.0f64, |e, (u, v)| e.max((u - v).abs())) / scale
-        };
-        (rel(&out[0], &out[2]), rel(&out[1], &out[3]))
+        let inputs = [(jt.as_slice(), vec![n, m]), (f.as_slice(), vec![m])];
+        let out = crate::test_util::prepare(&g, &[ra, qa, rb, qb], &inputs).run();
+        (max_rel(&out[0], &out[2]), max_rel(&out[1], &out[3]))
     }
 
     #[test]
