@@ -185,7 +185,8 @@ fn main() -> Result<()> {
                 "{}",
                 serde_json::json!({
                     "workload": "batch", "m": m, "count": nb, "method": method.to_string(),
-                    "first_s": first_s, "median_s": if times.is_empty() { first_s } else { median(times) },
+                    "first_s": first_s, "times_s": times.clone(),
+                    "median_s": if times.is_empty() { first_s } else { median(times) },
                     "converged": ok, "total_nfev": nfev, "popts": popts,
                     "execute_s": last.iter().find_map(|f| f.as_ref().ok()).map(|f| f.result.timings.execute.as_secs_f64()),
                     "max_nit": last.iter().map(|f| f.as_ref().map(|f| f.result.nit).unwrap_or(0)).max(),

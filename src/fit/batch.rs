@@ -38,16 +38,15 @@
 
 use std::time::{Duration, Instant};
 
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{s, Array2, ArrayView1, ArrayView2};
 
 use super::{
-    cache, check_all_finite, invalid, outputs_list_batch, plan, CurveFit, FitOptions, FitResult, HostArg, Plan,
-    Timings, HISTORY_LEN,
+    cache, check_all_finite, invalid, output_parts, pack_outputs, plan, run_timings, solver_inputs_from, summary_len,
+    CurveFit, FitOptions, HostArg, Plan, Summary,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
-use crate::solve::termination::NONFINITE_START;
-use crate::solve::{self, Config, Inputs, Status};
+use crate::solve::{self, Config};
 use crate::types::DType;
 
 /// Default largest number of problems per execution.
@@ -365,22 +364,19 @@ where
         // there are enough problems, so that the cores finish together.
         let chunks = count.div_ceil(capacity).next_multiple_of(workers).min(count);
         let chunks: Vec<&[Prepared]> = prepared.chunks(count.div_ceil(chunks)).collect();
-        let run = |chunk: &[Prepared], device: usize| {
+        // One thread per device, each running a contiguous run of chunks on its device.
+        let fits = parallel_map(chunks.len(), workers.min(chunks.len()), |device, i| {
             run_chunk(
                 &exe,
                 &spec,
                 batch,
-                chunk,
+                chunks[i],
                 device,
                 options.absolute_sigma,
                 t0,
                 trace,
                 compile,
             )
-        };
-        // One thread per device, each running a contiguous run of chunks on its device.
-        let fits = parallel_map(chunks.len(), workers.min(chunks.len()), |device, i| {
-            run(chunks[i], device)
         });
         for (chunk, fits) in chunks.iter().zip(fits) {
             for (p, f) in chunk.iter().zip(fits?) {
@@ -409,40 +405,18 @@ where
     };
     let ys = g.parameter("y", DType::F64, [c, m_pad]);
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
-    let p0s = g.parameter("p0", DType::F64, [c, n]);
-    let lbs = g.parameter("lower", DType::F64, [c, n]);
-    let ubs = g.parameter("upper", DType::F64, [c, n]);
-    let x_scale = g.parameter("x_scale", DType::F64, [n]);
-    let scalar = |name: &str| g.parameter(name, DType::F64, []);
-    let (ftol, xtol, gtol, f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
-    let max_nfev = g.parameter("max_nfev", DType::I64, []);
-    let m_valids = g.parameter("m_valid", DType::F64, [c]);
+    let args = g.parameter("solver_args", DType::F64, [c, 4 * n + 6]);
     let count = g.parameter("count", DType::I64, []);
-
     let x_ty = TensorType::new(DType::F64, [m_pad]);
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
     let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
-    let h = spec.config.history;
-    let f64z = |shape: Vec<i64>| g.zeros(DType::F64, shape);
-    let i64z = |shape: Vec<i64>| g.zeros(DType::I64, shape);
-    let init = vec![
-        g.scalar(DType::I64, 0.0), // 0 b
-        f64z(vec![c, n]),          // 1 x
-        f64z(vec![c]),             // 2 cost
-        f64z(vec![c, m_pad]),      // 3 fun
-        f64z(vec![c, n]),          // 4 grad
-        f64z(vec![c]),             // 5 optimality
-        i64z(vec![c, n]),          // 6 active mask
-        i64z(vec![c]),             // 7 nfev
-        i64z(vec![c]),             // 8 njev
-        i64z(vec![c]),             // 9 nit
-        i64z(vec![c]),             // 10 status
-        f64z(vec![c, h]),          // 11 history
-        f64z(vec![c]),             // 12 initial cost
-        f64z(vec![c, n, n]),       // 13 cov
-        i64z(vec![c]),             // 14 rank
-    ];
+    // All outputs of a problem in one row (the summary, then the residuals): one buffer to
+    // initialise, fill and read back. With a score of them, the entry computation had ~20 small
+    // kernels besides the loop, so XLA:CPU's thunk executor handed the loop to its shared
+    // worker pool, where the two devices' loops sometimes ran one after the other.
+    let row_len = packed_row_len(spec);
+    let init = vec![g.scalar(DType::I64, 0.0), g.zeros(DType::F64, [c, row_len as i64])];
     let out = g.while_loop(
         &init,
         |st| st[0].lt(&count),
@@ -451,8 +425,8 @@ where
             let xt = if spec.shared_x { xs.clone() } else { xs.at(b) };
             let yt = ys.at(b);
             let wt = ws.as_ref().map(|w| w.at(b));
-            let m_valid = m_valids.at(b);
-            let valid = g.iota(DType::F64, [m_pad], 0).lt(&m_valid);
+            let inputs = solver_inputs_from(&args.at(b), n);
+            let valid = g.iota(DType::F64, [m_pad], 0).lt(&inputs.m_valid);
             let valid_row = valid.reshape([1, m_pad]);
             let fun = |p: &Tensor| {
                 let f = model_f.call(&[&xt, p]).remove(0);
@@ -476,18 +450,6 @@ where
                 };
                 (valid.select(r, 0.0), valid_row.select(jw, 0.0).t())
             };
-            let inputs = Inputs {
-                x0: p0s.at(b),
-                lb: lbs.at(b),
-                ub: ubs.at(b),
-                x_scale: x_scale.clone(),
-                ftol: ftol.clone(),
-                xtol: xtol.clone(),
-                gtol: gtol.clone(),
-                f_scale: f_scale.clone(),
-                max_nfev: max_nfev.clone(),
-                m_valid,
-            };
             let problem = solve::Problem {
                 fun: &fun,
                 fun_jac: &fun_jac,
@@ -496,15 +458,15 @@ where
                 chunks: None,
             };
             let o = solve::solve(&problem, &inputs, &spec.config);
-            let vals = outputs_list_batch(&o);
-            let mut next = vec![b + 1.0];
-            for (k, v) in vals.iter().enumerate() {
-                next.push(st[k + 1].set(b, v));
-            }
-            next
+            vec![b + 1.0, st[1].set(b, &pack_outputs(&output_parts(&o), &[]))]
         },
     );
-    g.finish(out[1..].iter())
+    g.finish([&out[1]])
+}
+
+/// Length of a problem's row in the output of a chunk: its summary, then its padded residuals.
+fn packed_row_len(spec: &BatchSpec) -> usize {
+    summary_len(spec.n) + spec.m_pad
 }
 
 /// Problem `b` of `batch`, validated and planned as `curve_fit` would.
@@ -582,46 +544,31 @@ fn parallel_map<T: Send>(count: usize, threads: usize, f: impl Fn(usize, usize) 
 }
 
 /// Uploads one chunk, runs it, and reads the results of its problems.
-#[allow(clippy::too_many_arguments)]
-fn run_chunk<'a>(
-    exe: &cache::CachedExecutable,
+/// Appends the inputs of one loop of a sequential program (or of the lockstep program) for
+/// `chunk`, whose first `count` problems are solved (the other rows repeat its first problem).
+fn push_chunk_args<'a>(
+    args: &mut Vec<HostArg<'a>>,
     spec: &BatchSpec,
     batch: &Batch<'a>,
     chunk: &[Prepared],
-    device: usize,
-    absolute_sigma: bool,
-    t0: Instant,
-    trace: Duration,
-    compile: Duration,
-) -> Result<Vec<Result<CurveFit>>> {
-    let (c, m_pad, n) = (spec.capacity, spec.m_pad, spec.n);
-    let k = chunk.len();
-    // Slots past `k` repeat the first problem; the loop never reaches them.
-    let slot = |i: usize| &chunk[if i < k { i } else { 0 }];
-    let mut args: Vec<HostArg<'a>> = Vec::new();
-    let x_arg = match batch.x {
-        BatchX::Shared(x) => HostArg::Rows {
-            rows: vec![x],
+    count: usize,
+) {
+    let (c, m_pad) = (spec.capacity, spec.m_pad);
+    let slot = |i: usize| &chunk[if i < count { i } else { 0 }];
+    if let BatchX::PerProblem(_) = batch.x {
+        let rows = (0..c)
+            .map(|i| {
+                let p = slot(i);
+                batch.x_row(p.index, p.m)
+            })
+            .collect();
+        args.push(HostArg::Rows {
+            rows,
             len: m_pad,
             fill: None,
-            dims: vec![m_pad as i64],
-        },
-        BatchX::PerProblem(_) => {
-            let rows = (0..c)
-                .map(|i| {
-                    let p = slot(i);
-                    batch.x_row(p.index, p.m)
-                })
-                .collect();
-            HostArg::Rows {
-                rows,
-                len: m_pad,
-                fill: None,
-                dims: vec![c as i64, m_pad as i64],
-            }
-        }
-    };
-    args.push(x_arg);
+            dims: vec![c as i64, m_pad as i64],
+        });
+    }
     let yrows = (0..c)
         .map(|i| {
             let p = slot(i);
@@ -643,28 +590,39 @@ fn run_chunk<'a>(
         }
         args.push(HostArg::F64(w, vec![c as i64, m_pad as i64]));
     }
-    let per = |f: &dyn Fn(&Plan) -> &Vec<f64>| {
-        let mut v = Vec::with_capacity(c * n);
-        for i in 0..c {
-            v.extend_from_slice(f(&slot(i).plan));
-        }
-        HostArg::F64(v, vec![c as i64, n as i64])
-    };
-    args.push(per(&|p| &p.args.p0));
-    args.push(per(&|p| &p.args.lb));
-    args.push(per(&|p| &p.args.ub));
-    let a0 = &chunk[0].plan.args;
-    args.push(HostArg::F64(a0.x_scale.clone(), vec![n as i64]));
-    for v in [a0.ftol, a0.xtol, a0.gtol, a0.f_scale] {
-        args.push(HostArg::F64(vec![v], vec![]));
+    let mut packed = Vec::with_capacity(c * chunk[0].plan.args.packed_len());
+    for i in 0..c {
+        slot(i).plan.args.pack_into(&mut packed);
     }
-    args.push(HostArg::I64(a0.max_nfev));
-    args.push(HostArg::F64(
-        (0..c).map(|i| slot(i).plan.args.m_valid).collect(),
-        vec![c as i64],
-    ));
-    args.push(HostArg::I64(k as i64));
+    let row = (packed.len() / c) as i64;
+    args.push(HostArg::F64(packed, vec![c as i64, row]));
+    args.push(HostArg::I64(count as i64));
+}
 
+/// Runs the program on `chunk` on device `device` of the client and reads its results.
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(
+    exe: &cache::CachedExecutable,
+    spec: &BatchSpec,
+    batch: &Batch<'_>,
+    chunk: &[Prepared],
+    device: usize,
+    absolute_sigma: bool,
+    t0: Instant,
+    trace: Duration,
+    compile: Duration,
+) -> Result<Vec<Result<CurveFit>>> {
+    let (m_pad, n) = (spec.m_pad, spec.n);
+    let mut args = Vec::new();
+    if let BatchX::Shared(x) = batch.x {
+        args.push(HostArg::Rows {
+            rows: vec![x],
+            len: m_pad,
+            fill: None,
+            dims: vec![m_pad as i64],
+        });
+    }
+    push_chunk_args(&mut args, spec, batch, chunk, chunk.len());
     let t2 = Instant::now();
     let executable = &exe.executable;
     let client = executable.client().clone();
@@ -677,67 +635,26 @@ fn run_chunk<'a>(
         .map(|a| a.upload_to(&client, device))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
-    let out = executable.execute_on(device, &refs)?;
-    let f64s = |i: usize| out[i].to_vec::<f64>();
-    let i64s = |i: usize| out[i].to_vec::<i64>();
-    let (x, cost, fun, grad, optimality) = (f64s(0)?, f64s(1)?, f64s(2)?, f64s(3)?, f64s(4)?);
-    let (active, nfev, njev, nit, status) = (i64s(5)?, i64s(6)?, i64s(7)?, i64s(8)?, i64s(9)?);
-    let (history, initial_cost, cov, rank) = (f64s(10)?, f64s(11)?, f64s(12)?, i64s(13)?);
+    let out = executable.execute_on(device, &refs)?.remove(0).to_vec::<f64>()?;
     let execute = t2.elapsed();
     let device = device.to_string();
-    let h = spec.config.history as usize;
-    let mut fits = Vec::with_capacity(k);
-    for (i, p) in chunk.iter().enumerate() {
-        if status[i] == NONFINITE_START {
-            fits.push(Err(invalid(
-                "p0",
-                "the residuals (or the Jacobian) are not finite at the initial point",
-            )));
-            continue;
-        }
-        let Some(st) = Status::from_code(status[i]) else {
-            fits.push(Err(invalid(
-                "status",
-                format!("solver ended with unknown status {}", status[i]),
-            )));
-            continue;
-        };
-        let m = p.m;
-        let result = FitResult {
-            x: Array1::from(x[i * n..(i + 1) * n].to_vec()),
-            cost: cost[i],
-            fun: Array1::from(fun[i * m_pad..i * m_pad + m].to_vec()),
-            jac: Array2::zeros((0, n)),
-            grad: Array1::from(grad[i * n..(i + 1) * n].to_vec()),
-            optimality: optimality[i],
-            active_mask: Array1::from(active[i * n..(i + 1) * n].to_vec()),
-            nfev: nfev[i] as usize,
-            njev: njev[i] as usize,
-            nit: nit[i] as usize,
-            status: st,
-            initial_cost: initial_cost[i],
-            history: history[i * h..(i + 1) * h]
-                .iter()
-                .copied()
-                .take((nit[i] as usize + 1).min(HISTORY_LEN as usize))
-                .collect(),
-            rank: rank[i] as usize,
-            method: p.plan.method,
-            loss: p.plan.loss,
-            timings: Timings {
-                trace,
-                compile,
-                execute,
-                total: t0.elapsed(),
-                ..Timings::default()
-            },
-            executable: exe.source,
-            device: device.clone(),
-        };
-        let cov_i = Array2::from_shape_vec((n, n), cov[i * n * n..(i + 1) * n * n].to_vec())
-            .map_err(|e| invalid("cov", e.to_string()))?;
-        fits.push(Ok(super::curve_fit_result(result, cov_i, m, n, absolute_sigma)));
-    }
+    let (row_len, s_len) = (packed_row_len(spec), summary_len(n));
+    let fits = chunk
+        .iter()
+        .zip(out.chunks_exact(row_len))
+        .map(|(p, row)| {
+            let fun = row[s_len..s_len + p.m].to_vec();
+            let (result, cov) = Summary::decode(&row[..s_len], n)?.into_result(
+                fun,
+                Array2::zeros((0, n)),
+                &p.plan,
+                exe.source,
+                device.clone(),
+                run_timings(trace, compile, execute, t0),
+            )?;
+            Ok(super::curve_fit_result(result, cov, p.m, n, absolute_sigma))
+        })
+        .collect();
     Ok(fits)
 }
 
@@ -797,15 +714,17 @@ where
     let xs = g.parameter("x", DType::F64, x_ty.dims().to_vec());
     let ys = g.parameter("y", DType::F64, [c, m_pad]);
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
-    let p0s = g.parameter("p0", DType::F64, [c, n]);
-    let lbs = g.parameter("lower", DType::F64, [c, n]);
-    let ubs = g.parameter("upper", DType::F64, [c, n]);
-    let x_scale = g.parameter("x_scale", DType::F64, [n]);
-    let scalar = |name: &str| g.parameter(name, DType::F64, []);
-    let (ftol, xtol, gtol, f_scale) = (scalar("ftol"), scalar("xtol"), scalar("gtol"), scalar("f_scale"));
-    let max_nfev = g.parameter("max_nfev", DType::I64, []);
-    let m_valids = g.parameter("m_valid", DType::F64, [c]);
+    let args = g.parameter("solver_args", DType::F64, [c, 4 * n + 6]);
     let count = g.parameter("count", DType::I64, []);
+    // The columns of the packed arguments ([`solver_inputs_from`] layout, one row per problem);
+    // the options are the same in every row: row 0's are used.
+    let columns = |from: i64, to: i64| args.slice(&[0, from], &[c, to]);
+    let (p0s, lbs, ubs) = (columns(0, n), columns(n, 2 * n), columns(2 * n, 3 * n));
+    let x_scale = args.slice(&[0, 3 * n], &[1, 4 * n]).reshape([n]);
+    let option = |i: i64| args.slice(&[0, 4 * n + i], &[1, 4 * n + i + 1]).reshape([]);
+    let (ftol, xtol, gtol, f_scale) = (option(0), option(1), option(2), option(3));
+    let max_nfev = option(4).convert(DType::I64);
+    let m_valids = columns(4 * n + 5, 4 * n + 6).reshape([c]);
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
     let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
@@ -889,5 +808,6 @@ where
         };
         solve::trf_batch::solve(&problem, &inputs, &cfg)
     };
-    g.finish(out.list.iter())
+    let parts: Vec<&Tensor> = out.list.iter().collect();
+    g.finish([&pack_outputs(&parts, &[c])])
 }

@@ -225,7 +225,7 @@ fn solver_inputs_from(packed: &Tensor, n: i64) -> Inputs {
 fn solve_once(g: &Graph, n: i64, jac_rows: i64, solve: impl Fn(&Inputs) -> solve::Outputs) -> Vec<Tensor> {
     let packed = g.parameter("solver_args", DType::F64, [4 * n + 6]);
     let once = packed.at(4 * n + 5).ge(0.0).select(1.0, 0.0).convert(DType::I64);
-    let summary_len = 3 * n + 8 + HISTORY_LEN + n * n;
+    let summary_len = summary_len(n as usize) as i64;
     let init = [
         g.scalar(DType::I64, 0.0),
         packed,
@@ -246,19 +246,19 @@ fn solve_once(g: &Graph, n: i64, jac_rows: i64, solve: impl Fn(&Inputs) -> solve
     res[2..].to_vec()
 }
 
-/// The program's outputs: the residuals, the Jacobian, and everything else packed into one
-/// `f64` vector (one device-to-host copy; see [`Summary`] for the layout).
+/// The program's outputs: everything but the residuals and the Jacobian packed into one `f64`
+/// vector (one device-to-host copy; see [`Summary`] for the layout), the residuals, the Jacobian.
 fn outputs_list(o: &solve::Outputs) -> [Tensor; 3] {
-    let flat = |t: &Tensor| {
-        let t = if t.dtype() == DType::F64 {
-            t.clone()
-        } else {
-            t.convert(DType::F64)
-        };
-        let len: i64 = t.dims().iter().product();
-        t.reshape([len])
-    };
-    let parts: Vec<Tensor> = [
+    let parts = output_parts(o);
+    [pack_outputs(&parts[..SUMMARY_PARTS], &[]), o.fun.clone(), o.jac.clone()]
+}
+
+/// Number of [`output_parts`] that make the [`Summary`].
+const SUMMARY_PARTS: usize = 13;
+
+/// A fit's outputs but the Jacobian: the [`Summary`] parts in its order, then the residuals.
+fn output_parts(o: &solve::Outputs) -> [&Tensor; SUMMARY_PARTS + 1] {
+    [
         &o.x,
         &o.cost,
         &o.grad,
@@ -272,11 +272,31 @@ fn outputs_list(o: &solve::Outputs) -> [Tensor; 3] {
         &o.initial_cost,
         &o.cov,
         &o.rank,
+        &o.fun,
     ]
-    .into_iter()
-    .map(flat)
-    .collect();
-    [o.x.graph().concat(&parts, 0), o.fun.clone(), o.jac.clone()]
+}
+
+/// `parts`, each with the leading dimensions `lead` (`[]` for one problem, `[B]` for a batch),
+/// converted to `f64`, flattened past `lead` and joined along the last axis: `[lead.., total]`.
+fn pack_outputs(parts: &[&Tensor], lead: &[i64]) -> Tensor {
+    let flat: Vec<Tensor> = parts
+        .iter()
+        .map(|t| {
+            let t = if t.dtype() == DType::F64 {
+                (*t).clone()
+            } else {
+                t.convert(DType::F64)
+            };
+            let len: i64 = t.dims()[lead.len()..].iter().product();
+            t.reshape([lead, &[len]].concat())
+        })
+        .collect();
+    parts[0].graph().concat(&flat, lead.len() as i64)
+}
+
+/// Length of the packed [`Summary`] of `n` parameters.
+fn summary_len(n: usize) -> usize {
+    3 * n + 8 + HISTORY_LEN as usize + n * n
 }
 
 /// The packed summary output of a fit program, decoded ([`outputs_list`] order). Counts and
@@ -300,7 +320,7 @@ struct Summary {
 impl Summary {
     fn decode(v: &[f64], n: usize) -> Result<Summary> {
         let h = HISTORY_LEN as usize;
-        let expected = 3 * n + 8 + h + n * n;
+        let expected = summary_len(n);
         if v.len() != expected {
             return Err(invalid(
                 "program outputs",
@@ -330,26 +350,57 @@ impl Summary {
             rank: int(take(1)[0]),
         })
     }
-}
 
-/// The outputs a batch keeps per problem (all but the Jacobian), in `batch::trace_batch` order.
-fn outputs_list_batch(o: &solve::Outputs) -> [&Tensor; 14] {
-    [
-        &o.x,
-        &o.cost,
-        &o.fun,
-        &o.grad,
-        &o.optimality,
-        &o.active_mask,
-        &o.nfev,
-        &o.njev,
-        &o.nit,
-        &o.status,
-        &o.history,
-        &o.initial_cost,
-        &o.cov,
-        &o.rank,
-    ]
+    /// The result this summary describes, with the residuals `fun` and the Jacobian `jac` of
+    /// the valid rows, and the unscaled covariance `[n, n]`. A solve that found its start not
+    /// finite, or an unknown status, is an error.
+    fn into_result(
+        self,
+        fun: Vec<f64>,
+        jac: Array2<f64>,
+        plan: &Plan,
+        executable: ExecutableSource,
+        device: String,
+        timings: Timings,
+    ) -> Result<(FitResult, Array2<f64>)> {
+        if self.status == NONFINITE_START {
+            return Err(invalid(
+                "p0",
+                "the residuals (or the Jacobian) are not finite at the initial point",
+            ));
+        }
+        let status = Status::from_code(self.status)
+            .ok_or_else(|| invalid("status", format!("solver ended with unknown status {}", self.status)))?;
+        let n = self.x.len();
+        let cov = Array2::from_shape_vec((n, n), self.cov).map_err(|e| invalid("cov", e.to_string()))?;
+        let history = self
+            .history
+            .into_iter()
+            .take((self.nit as usize + 1).min(HISTORY_LEN as usize))
+            .collect();
+        let result = FitResult {
+            x: Array1::from(self.x),
+            cost: self.cost,
+            fun: Array1::from(fun),
+            jac,
+            grad: Array1::from(self.grad),
+            optimality: self.optimality,
+            active_mask: Array1::from(self.active_mask),
+            nfev: self.nfev as usize,
+            njev: self.njev as usize,
+            nit: self.nit as usize,
+            status,
+            initial_cost: self.initial_cost,
+            history,
+            rank: self.rank as usize,
+            method: plan.method,
+            loss: plan.loss,
+            timings,
+            executable,
+            device,
+        };
+        Ok((result, cov))
+    }
 }
 
 /// Host values of the solver inputs, in [`solver_inputs_from`] order.
@@ -369,16 +420,25 @@ struct SolverArgs {
 impl SolverArgs {
     /// Appends the one packed `solver_args` input ([`solver_inputs_from`] layout).
     fn push(self, args: &mut Vec<HostArg<'_>>) {
-        let n = self.p0.len();
-        let mut v = Vec::with_capacity(4 * n + 6);
-        for part in [self.p0, self.lb, self.ub, self.x_scale] {
-            v.extend(part);
+        let mut v = Vec::with_capacity(self.packed_len());
+        self.pack_into(&mut v);
+        let len = v.len() as i64;
+        args.push(HostArg::F64(v, vec![len]));
+    }
+
+    /// Length of the packed values: `4n + 6`.
+    fn packed_len(&self) -> usize {
+        4 * self.p0.len() + 6
+    }
+
+    /// Appends the packed values ([`solver_inputs_from`] layout) to `v`.
+    fn pack_into(&self, v: &mut Vec<f64>) {
+        for part in [&self.p0, &self.lb, &self.ub, &self.x_scale] {
+            v.extend_from_slice(part);
         }
         // `max_nfev` travels as f64: exact up to 2^53, far beyond any evaluation budget.
         let max_nfev = self.max_nfev.clamp(0, 1 << 53) as f64;
         v.extend([self.ftol, self.xtol, self.gtol, self.f_scale, max_nfev, self.m_valid]);
-        let len = v.len() as i64;
-        args.push(HostArg::F64(v, vec![len]));
     }
 }
 
@@ -496,32 +556,7 @@ fn execute(
     let chunked = m_pad == 1;
     let mut fun = out[1].to_vec::<f64>()?;
     let jac = out[2].to_vec::<f64>()?;
-    let Summary {
-        x,
-        cost,
-        grad,
-        optimality,
-        active_mask,
-        nfev,
-        njev,
-        nit,
-        status: status_code,
-        history: history_full,
-        initial_cost,
-        cov,
-        rank,
-    } = summary;
-    let (x, grad, active_mask) = (Array1::from(x), Array1::from(grad), Array1::from(active_mask));
-    let cov = Array2::from_shape_vec((n, n), cov).map_err(|e| invalid("cov", e.to_string()))?;
     let execute = t2.elapsed();
-    if status_code == NONFINITE_START {
-        return Err(invalid(
-            "p0",
-            "the residuals (or the Jacobian) are not finite at the initial point",
-        ));
-    }
-    let status = Status::from_code(status_code)
-        .ok_or_else(|| invalid("status", format!("solver ended with unknown status {status_code}")))?;
     let m = plan.m;
     if chunked {
         // The residual vector was never materialised.
@@ -537,39 +572,19 @@ fn execute(
     } else if m < m_pad {
         jac = jac.slice(ndarray::s![..m, ..]).to_owned();
     }
-    let history: Vec<f64> = history_full
-        .into_iter()
-        .take((nit as usize + 1).min(HISTORY_LEN as usize))
-        .collect();
     let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
-    let result = FitResult {
-        x,
-        cost,
-        fun: Array1::from(fun),
-        jac,
-        grad,
-        optimality,
-        active_mask,
-        nfev: nfev as usize,
-        njev: njev as usize,
-        nit: nit as usize,
-        status,
-        initial_cost,
-        history,
-        rank: rank as usize,
-        method: plan.method,
-        loss: plan.loss,
-        timings: Timings {
-            trace,
-            compile,
-            execute,
-            total: t0.elapsed(),
-            ..Timings::default()
-        },
-        executable: source,
-        device,
-    };
-    Ok((result, cov))
+    summary.into_result(fun, jac, plan, source, device, run_timings(trace, compile, execute, t0))
+}
+
+/// The timings of a run that started at `t0` and ends now.
+fn run_timings(trace: Duration, compile: Duration, execute: Duration, t0: Instant) -> Timings {
+    Timings {
+        trace,
+        compile,
+        execute,
+        total: t0.elapsed(),
+        ..Timings::default()
+    }
 }
 
 /// The bucket ladder for the number of residual rows: the smallest of `16·2^k` and

@@ -46,7 +46,7 @@ pub(crate) struct BatchInputs {
     pub active: Tensor,
 }
 
-/// Outputs, in `fit::outputs_list_batch` order.
+/// Outputs, in `fit::output_parts` order (the residuals last).
 pub(crate) struct BatchOutputs {
     pub list: Vec<Tensor>,
 }
@@ -568,7 +568,6 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
     let list = vec![
         out[0].clone(),
         out[2].square() * 0.5,
-        out[1].clone(),
         out[19].clone(),
         out[13].clone(),
         g.zeros(DType::I64, [b, n]),
@@ -580,6 +579,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
         out[16].clone(),
         out[17].clone(),
         out[18].clone(),
+        out[1].clone(),
     ];
     let _ = int; // (shared helper kept for symmetry with lm.rs)
     BatchOutputs { list }

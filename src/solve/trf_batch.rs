@@ -466,7 +466,6 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
     let list = vec![
         x.clone(),
         out[3].clone(),
-        out[1].clone(),
         out[4].clone(),
         out[14].clone(),
         active_constraints(&x, lb, ub, &inp.xtol),
@@ -478,6 +477,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
         out[18].clone(),
         out[19].clone(),
         out[20].clone(),
+        out[1].clone(),
     ];
     BatchOutputs { list }
 }
