@@ -412,9 +412,8 @@ where
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
     let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
     // All outputs of a problem in one row (the summary, then the residuals): one buffer to
-    // initialise, fill and read back. With a score of them, the entry computation had ~20 small
-    // kernels besides the loop, so XLA:CPU's thunk executor handed the loop to its shared
-    // worker pool, where the two devices' loops sometimes ran one after the other.
+    // initialise, fill and read back (with one output each, the entry computation had ~20 small
+    // kernels besides the loop; now 7).
     let row_len = packed_row_len(spec);
     let init = vec![g.scalar(DType::I64, 0.0), g.zeros(DType::F64, [c, row_len as i64])];
     let out = g.while_loop(
