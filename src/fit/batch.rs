@@ -542,32 +542,27 @@ fn parallel_map<T: Send>(count: usize, threads: usize, f: impl Fn(usize, usize) 
     })
 }
 
-/// Uploads one chunk, runs it, and reads the results of its problems.
-/// Appends the inputs of one loop of a sequential program (or of the lockstep program) for
-/// `chunk`, whose first `count` problems are solved (the other rows repeat its first problem).
-fn push_chunk_args<'a>(
-    args: &mut Vec<HostArg<'a>>,
-    spec: &BatchSpec,
-    batch: &Batch<'a>,
-    chunk: &[Prepared],
-    count: usize,
-) {
+/// The inputs of the program for `chunk` (sequential and lockstep programs take the same).
+fn chunk_args<'a>(spec: &BatchSpec, batch: &Batch<'a>, chunk: &[Prepared]) -> Vec<HostArg<'a>> {
     let (c, m_pad) = (spec.capacity, spec.m_pad);
-    let slot = |i: usize| &chunk[if i < count { i } else { 0 }];
-    if let BatchX::PerProblem(_) = batch.x {
-        let rows = (0..c)
-            .map(|i| {
-                let p = slot(i);
-                batch.x_row(p.index, p.m)
-            })
-            .collect();
-        args.push(HostArg::Rows {
-            rows,
+    let k = chunk.len();
+    // Slots past `k` repeat the first problem; the loop never reaches them.
+    let slot = |i: usize| &chunk[if i < k { i } else { 0 }];
+    let mut args = Vec::new();
+    args.push(match batch.x {
+        BatchX::Shared(x) => HostArg::Rows {
+            rows: vec![x],
+            len: m_pad,
+            fill: None,
+            dims: vec![m_pad as i64],
+        },
+        BatchX::PerProblem(_) => HostArg::Rows {
+            rows: (0..c).map(|i| batch.x_row(slot(i).index, slot(i).m)).collect(),
             len: m_pad,
             fill: None,
             dims: vec![c as i64, m_pad as i64],
-        });
-    }
+        },
+    });
     let yrows = (0..c)
         .map(|i| {
             let p = slot(i);
@@ -595,10 +590,12 @@ fn push_chunk_args<'a>(
     }
     let row = (packed.len() / c) as i64;
     args.push(HostArg::F64(packed, vec![c as i64, row]));
-    args.push(HostArg::I64(count as i64));
+    args.push(HostArg::I64(k as i64));
+    args
 }
 
-/// Runs the program on `chunk` on device `device` of the client and reads its results.
+/// Uploads one chunk to device `device` of the client, runs it, and reads the results of its
+/// problems.
 #[allow(clippy::too_many_arguments)]
 fn run_chunk(
     exe: &cache::CachedExecutable,
@@ -611,17 +608,8 @@ fn run_chunk(
     trace: Duration,
     compile: Duration,
 ) -> Result<Vec<Result<CurveFit>>> {
-    let (m_pad, n) = (spec.m_pad, spec.n);
-    let mut args = Vec::new();
-    if let BatchX::Shared(x) = batch.x {
-        args.push(HostArg::Rows {
-            rows: vec![x],
-            len: m_pad,
-            fill: None,
-            dims: vec![m_pad as i64],
-        });
-    }
-    push_chunk_args(&mut args, spec, batch, chunk, chunk.len());
+    let n = spec.n;
+    let args = chunk_args(spec, batch, chunk);
     let t2 = Instant::now();
     let executable = &exe.executable;
     let client = executable.client().clone();
@@ -638,6 +626,12 @@ fn run_chunk(
     let execute = t2.elapsed();
     let device = device.to_string();
     let (row_len, s_len) = (packed_row_len(spec), summary_len(n));
+    if out.len() != spec.capacity * row_len {
+        return Err(invalid(
+            "program outputs",
+            format!("{} values, expected {} rows of {row_len}", out.len(), spec.capacity),
+        ));
+    }
     let fits = chunk
         .iter()
         .zip(out.chunks_exact(row_len))
