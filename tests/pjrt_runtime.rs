@@ -278,6 +278,31 @@ fn serialize_then_deserialize_gives_identical_results() {
 }
 
 #[test]
+fn a_deserialized_executable_serializes_to_bytes_that_run() {
+    // The plugin's own serialization of a deserialized executable drops the machine code (what
+    // it loads fails at execution); ours hands back the bytes it was loaded from.
+    let c = client();
+    let bytes = compile(&c, SQUARE_SUM_F64).serialize().unwrap();
+    let again = c.deserialize(&bytes).unwrap().serialize().unwrap();
+    assert_eq!(again, bytes);
+    // Loaded on another client of the same plugin, it runs and agrees.
+    let other = nlsq::runtime::plugin().unwrap().create_client(&[]).unwrap();
+    let loaded = other.deserialize(&again).unwrap();
+    let data = [0.1f64, 0.2, 0.3, 1e10, -3.5, 2.0];
+    let out = loaded
+        .execute(&[&other.buffer_from_host(&data, &[2, 3]).unwrap()])
+        .unwrap();
+    let mine = c
+        .deserialize(&bytes)
+        .unwrap()
+        .execute(&[&c.buffer_from_host(&data, &[2, 3]).unwrap()])
+        .unwrap();
+    for (p, q) in out.iter().zip(&mine) {
+        assert_eq!(p.to_vec::<f64>().unwrap(), q.to_vec::<f64>().unwrap());
+    }
+}
+
+#[test]
 fn garbage_serialized_bytes_are_errors() {
     let c = client();
     assert!(matches!(

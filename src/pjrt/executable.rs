@@ -189,6 +189,11 @@ pub struct LoadedExecutable {
     client: Client,
     num_outputs: usize,
     signature: Option<Arc<Signature>>,
+    /// The bytes it was loaded from, when it came from [`Client::deserialize`]: the pinned CPU
+    /// plugin's `PJRT_Executable_Serialize` of a deserialized executable leaves out the machine
+    /// code (a 15.7 kB entry comes back as 11.8 kB, and executing what that loads fails with
+    /// "Function ... not found"), so [`LoadedExecutable::serialize`] returns these instead.
+    serialized: Option<Arc<[u8]>>,
 }
 
 // SAFETY: PjRtLoadedExecutable::Execute is thread-safe (XLA runs concurrent executions of one
@@ -313,7 +318,9 @@ impl Client {
         pjrt_call!(self.api(), PJRT_Executable_DeserializeAndLoad, &mut a, || {
             "loading a serialized executable".into()
         })?;
-        LoadedExecutable::wrap(self, a.loaded_executable, signature)
+        let mut exe = LoadedExecutable::wrap(self, a.loaded_executable, signature)?;
+        exe.serialized = Some(Arc::from(bytes));
+        Ok(exe)
     }
 }
 
@@ -332,6 +339,7 @@ impl LoadedExecutable {
             client: client.clone(),
             num_outputs: 0,
             signature,
+            serialized: None,
         };
         let view = exe.view()?;
         let mut n = sys::PJRT_Executable_NumOutputs_Args::new();
@@ -468,11 +476,15 @@ impl LoadedExecutable {
     }
 
     /// Serializes the executable (machine code included) with its signature, for
-    /// [`Client::deserialize`] in this or another process using the same plugin.
+    /// [`Client::deserialize`] in this or another process using the same plugin. An executable
+    /// that was itself deserialized returns the bytes it was loaded from.
     ///
     /// # Errors
     /// [`Error::Pjrt`] when the plugin cannot serialize.
     pub fn serialize(&self) -> Result<Vec<u8>> {
+        if let Some(bytes) = &self.serialized {
+            return Ok(bytes.to_vec());
+        }
         let view = self.view()?;
         let mut a = sys::PJRT_Executable_Serialize_Args::new();
         a.executable = view.raw;
