@@ -136,3 +136,54 @@ fn batch_rejects_plot_and_needs_data() {
     let o = nlsq(&["batch", "--model", "a*x", "--data", "d.csv", "--plot", "p.svg"], &dir);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn pinned_per_core_clients_give_the_same_results_as_the_shared_client() {
+    // By default the chunks run on per-core pinned clients (`runtime::cpu_workers`, on a machine
+    // with two or more cores); `NLSQ_PIN_THREADS=0` runs them on the shared client's devices.
+    let dir = scratch().join("pinned");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut long = String::from("id,t,v\n");
+    for g in 0..6 {
+        for (x, y) in decay(2.0 + g as f64, 1.0 + 0.1 * g as f64, 0.5, 40, g) {
+            long.push_str(&format!("s{g},{x},{y}\n"));
+        }
+    }
+    std::fs::write(dir.join("long.csv"), long).unwrap();
+    let run = |pin: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_nlsq"))
+            .args([
+                "batch",
+                "--model",
+                "a*exp(-k*t) + c",
+                "--data",
+                "long.csv",
+                "--group",
+                "id",
+                "--x",
+                "t",
+                "--y",
+                "v",
+                "--p0",
+                "a=2,k=1,c=0",
+            ])
+            .env("NLSQ_PIN_THREADS", pin)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("timing");
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let (pinned, shared) = (run("1"), run("0"));
+    assert_eq!(pinned.len(), 6);
+    // The same executable code on either client: identical to the last bit.
+    assert_eq!(pinned, shared);
+    let _ = std::fs::remove_dir_all(&dir);
+}

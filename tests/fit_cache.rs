@@ -64,6 +64,35 @@ fn miss_then_memory_then_disk_hit() {
 }
 
 #[test]
+fn a_second_client_loads_the_first_clients_executable_instead_of_compiling() {
+    let client = common::client();
+    let other = nlsq::runtime::plugin().unwrap().create_client(&[]).unwrap();
+    // Memory only: without the in-memory copy the second client would have to compile.
+    let cache = ExecutableCache::new(None, 0, 8);
+    assert!(cache
+        .get_or_load_with(&client, PROGRAM, &Default::default())
+        .unwrap()
+        .is_none());
+    let a = cache.get_or_compile(&client, PROGRAM).unwrap();
+    assert_eq!(a.source, ExecutableSource::Compiled);
+    let b = cache
+        .get_or_load_with(&other, PROGRAM, &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.source, ExecutableSource::Memory);
+    assert_eq!(a.key, b.key);
+    // Each client gets an executable of its own, and both compute the same.
+    assert_eq!(b.executable.client().id(), other.id());
+    assert_ne!(a.executable.client().id(), b.executable.client().id());
+    let x = other
+        .buffer_from_host(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[8])
+        .unwrap();
+    let on_other = b.executable.execute(&[&x]).unwrap()[0].to_vec::<f64>().unwrap();
+    assert_eq!(on_other, run(&a.executable));
+    assert_eq!(cache.memory_len(), 2);
+}
+
+#[test]
 fn corrupt_entries_are_detected_and_replaced() {
     let client = common::client();
     let dir = tmpdir("corrupt");

@@ -383,3 +383,44 @@ fn portable_executables_run_on_every_cpu_device() {
     let nb = c.buffer_from_host_on(&devices[1], &[5i64], &[]).unwrap();
     assert!(matches!(fixed.execute_on(&devices[1], &[&nb]), Err(Error::Pjrt { .. })));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn cpu_workers_have_one_device_and_thread_pools_pinned_to_their_cpu() {
+    let workers = nlsq::runtime::cpu_workers().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
+    if cores < 2
+        || std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0")
+        || std::env::var_os("NLSQ_PJRT_PLUGIN").is_some()
+    {
+        assert!(workers.is_empty());
+        return;
+    }
+    assert_eq!(
+        workers.len(),
+        cores.min(nlsq::pjrt::affinity::allowed_cpus().unwrap().len())
+    );
+    // The caller's thread is not pinned.
+    assert!(nlsq::pjrt::affinity::allowed_cpus().unwrap().len() >= 2);
+    let pinned_threads = |cpu: usize| {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+            .filter(|status| {
+                status
+                    .lines()
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Cpus_allowed_list:", &cpu.to_string()])
+            })
+            .count()
+    };
+    for w in workers {
+        assert_eq!(w.client.devices().len(), 1);
+        // The plugin's pools for this client (created by a thread pinned to `cpu`) run there only.
+        assert!(
+            pinned_threads(w.cpu) >= 2,
+            "CPU {}: {} pinned threads",
+            w.cpu,
+            pinned_threads(w.cpu)
+        );
+    }
+}

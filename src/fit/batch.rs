@@ -27,10 +27,13 @@
 //! and the lockstep program elsewhere (a GPU runs scalar control flow slowly, a batch of it
 //! at once well).
 //!
-//! On the CPU the runtime's client has one device per core (`runtime::client`) and the
-//! executables are portable, so the chunks of a batch run side by side, one per device, each
-//! on its own thread (one device runs its executions one after another). `NLSQ_BATCH_THREADS=k`
-//! caps the number of chunks run at once.
+//! On the CPU the chunks of a batch run side by side, one core each, each on its own thread of
+//! ours pinned to that core, on that core's own single-device client whose thread pools are
+//! pinned there too (`runtime::cpu_workers`): with one client for all cores the kernel often
+//! ran both chunks' pool threads on one core while the other idled. `NLSQ_PIN_THREADS=0` turns
+//! this off: the chunks then run on the default client's devices, one per core (the executables
+//! are portable; one device runs its executions one after another). `NLSQ_BATCH_THREADS=k` caps
+//! the number of chunks run at once.
 //!
 //! The number of problems in a chunk is a runtime input, so one executable (compiled for a
 //! capacity `C`) serves every chunk of up to `C` problems; unused slots are frozen from the
@@ -300,12 +303,25 @@ where
             BatchProgram::Lockstep => true,
         };
         let count = prepared.len();
-        // On the CPU the chunks run on all cores at once, one device each (a device runs its
-        // executions one after another); elsewhere one execution uses the whole device.
+        // On the CPU the chunks run on all cores at once, each core's on its own thread: on the
+        // pinned per-core clients (`runtime::cpu_workers`), or where those are off on the default
+        // client's devices, one per core (a device runs its executions one after another);
+        // elsewhere one execution uses the whole device.
+        let pinned = if on_cpu { crate::runtime::cpu_workers()? } else { &[] };
         let workers = if on_cpu {
-            available_workers().min(client.devices().len()).min(count).max(1)
+            let slots = if pinned.is_empty() {
+                client.devices().len()
+            } else {
+                pinned.len()
+            };
+            available_workers().min(slots).min(count).max(1)
         } else {
             1
+        };
+        let pinned = if workers >= 2 {
+            &pinned[..pinned.len().min(workers)]
+        } else {
+            &[]
         };
         let mut capacity = count.div_ceil(workers).next_power_of_two().min(batch.chunk);
         if polymorphic && !batch.chunk_set {
@@ -334,40 +350,52 @@ where
             .unwrap_or_else(|p| p.into_inner())
             .get(&fingerprint)
             .cloned();
-        let (exe, trace, compile) = match cached {
-            Some(exe) => {
-                let exe = cache::CachedExecutable {
-                    source: super::ExecutableSource::Memory,
-                    load_time: Duration::ZERO,
-                    ..exe
-                };
-                (exe, t0.elapsed(), Duration::ZERO)
-            }
+        let program = match cached {
+            Some(program) => program,
             None => {
-                let program = if polymorphic {
+                let text = if polymorphic {
                     trace_batch_poly(model, &spec)?
                 } else {
                     trace_batch(model, &spec)?
-                };
-                let trace = t0.elapsed();
-                let exe = cache::portable_executable(&program.text)?;
-                let compile = exe.load_time;
+                }
+                .text;
+                let program = std::sync::Arc::new(BatchExecutables::new(text, 1 + pinned.len()));
                 let mut programs = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
                 if programs.len() >= 64 {
                     programs.clear();
                 }
-                programs.insert(fingerprint, exe.clone());
-                (exe, trace, compile)
+                programs.insert(fingerprint, program.clone());
+                program
             }
         };
+        let trace = t0.elapsed();
+        // Slot 0 holds the default client's executable, slot 1 + k worker k's.
+        let targets: Vec<(usize, &crate::pjrt::Client)> = if pinned.is_empty() {
+            vec![(0, &client)]
+        } else {
+            pinned.iter().enumerate().map(|(k, w)| (1 + k, &w.client)).collect()
+        };
+        let (exes, compile) = program.for_clients(&targets)?;
         // Equal chunks of at most `capacity` problems, a multiple of `workers` of them when
         // there are enough problems, so that the cores finish together.
         let chunks = count.div_ceil(capacity).next_multiple_of(workers).min(count);
         let chunks: Vec<&[Prepared]> = prepared.chunks(count.div_ceil(chunks)).collect();
-        // One thread per device, each running a contiguous run of chunks on its device.
-        let fits = parallel_map(chunks.len(), workers.min(chunks.len()), |device, i| {
+        // One thread per core, each running a contiguous run of chunks.
+        let caller = std::thread::current().id();
+        let fits = parallel_map(chunks.len(), workers.min(chunks.len()), |worker, i| {
+            let (exe, device) = match pinned.get(worker) {
+                Some(w) => {
+                    // Only a thread of ours: the caller's thread keeps its CPUs.
+                    if std::thread::current().id() != caller {
+                        // Best effort: unpinned, the chunk still runs, only less predictably.
+                        let _ = crate::pjrt::affinity::pin_current_thread(w.cpu);
+                    }
+                    (&exes[worker], 0)
+                }
+                None => (&exes[0], worker),
+            };
             run_chunk(
-                &exe,
+                exe,
                 &spec,
                 batch,
                 chunks[i],
@@ -651,10 +679,86 @@ fn run_chunk(
     Ok(fits)
 }
 
-/// Batch executables by [`batch_fingerprint`]; bounded, cleared when full.
+/// Batch programs by [`batch_fingerprint`]; bounded, cleared when full.
 static BATCH_PROGRAMS: once_cell::sync::Lazy<
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>,
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<BatchExecutables>>>,
 > = once_cell::sync::Lazy::new(Default::default);
+
+/// A traced batch program and its executables, one slot per client that may run it (the
+/// default client, then each `runtime::cpu_workers` client), each loaded on first use.
+struct BatchExecutables {
+    text: String,
+    loaded: Vec<once_cell::sync::OnceCell<cache::CachedExecutable>>,
+}
+
+impl BatchExecutables {
+    fn new(text: String, slots: usize) -> BatchExecutables {
+        BatchExecutables {
+            text,
+            loaded: (0..slots).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// The executable of each `(slot, client)`, loading the missing ones through the executable
+    /// cache: all side by side from memory or disk; when the program is in neither, compiled for
+    /// the first client and then loaded from that one for the others, side by side. Also returns
+    /// the time spent: zero when all were loaded before, and then each executable reports
+    /// [`super::ExecutableSource::Memory`].
+    fn for_clients(
+        &self,
+        targets: &[(usize, &crate::pjrt::Client)],
+    ) -> Result<(Vec<cache::CachedExecutable>, Duration)> {
+        if targets.iter().all(|&(slot, _)| self.loaded[slot].get().is_some()) {
+            let exes = targets
+                .iter()
+                .filter_map(|&(slot, _)| self.loaded[slot].get().cloned())
+                .map(|exe| cache::CachedExecutable {
+                    source: super::ExecutableSource::Memory,
+                    load_time: Duration::ZERO,
+                    ..exe
+                })
+                .collect();
+            return Ok((exes, Duration::ZERO));
+        }
+        let t = Instant::now();
+        let options = crate::pjrt::CompileOptions {
+            portable: true,
+            ..Default::default()
+        };
+        let cache = cache::ExecutableCache::global();
+        let load = |&(slot, client): &(usize, &crate::pjrt::Client),
+                    compile: bool|
+         -> Result<Option<cache::CachedExecutable>> {
+            if let Some(exe) = self.loaded[slot].get() {
+                return Ok(Some(exe.clone()));
+            }
+            let exe = if compile {
+                Some(cache.get_or_compile_with(client, &self.text, &options)?)
+            } else {
+                cache.get_or_load_with(client, &self.text, &options)?
+            };
+            Ok(exe.map(|e| self.loaded[slot].get_or_init(|| e).clone()))
+        };
+        let side_by_side = |targets: &[(usize, &crate::pjrt::Client)], compile: bool| {
+            std::thread::scope(|s| {
+                let loads: Vec<_> = targets
+                    .iter()
+                    .map(|target| s.spawn(move || load(target, compile)))
+                    .collect();
+                loads
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect::<Result<Vec<_>>>()
+            })
+        };
+        let mut exes = side_by_side(targets, false)?;
+        if exes.iter().any(Option::is_none) {
+            exes[0] = load(&targets[0], true)?;
+            exes.splice(1.., side_by_side(&targets[1..], true)?);
+        }
+        Ok((exes.into_iter().flatten().collect(), t.elapsed()))
+    }
+}
 
 /// sha256 of the model's traced batched evaluation (emitted text) and the program spec: the
 /// rest of the program is a function of the spec alone.

@@ -136,9 +136,13 @@ pub struct CachedExecutable {
 
 type Slot = Arc<OnceCell<Arc<LoadedExecutable>>>;
 
+/// A slot per program and client: an executable runs on the client that loaded it, and the batch
+/// fitter's per-core clients (`runtime::cpu_workers`) each need their own.
+type SlotKey = (CacheKey, usize);
+
 /// The process-wide executable cache.
 pub struct ExecutableCache {
-    slots: Mutex<HashMap<CacheKey, (Slot, u64)>>,
+    slots: Mutex<HashMap<SlotKey, (Slot, u64)>>,
     tick: std::sync::atomic::AtomicU64,
     capacity: usize,
     dir: Option<PathBuf>,
@@ -205,31 +209,66 @@ impl ExecutableCache {
         program: &str,
         options: &CompileOptions,
     ) -> Result<CachedExecutable> {
+        self.fetch(client, program, options, true)
+            .map(|e| e.expect("fetch with compile = true always yields an executable"))
+    }
+
+    /// Like [`ExecutableCache::get_or_compile_with`], but never compiles: `None` when the
+    /// program is neither in memory (for this or another client) nor on disk.
+    ///
+    /// # Errors
+    /// Never for a missing program; as [`ExecutableCache::get_or_compile`] otherwise.
+    pub fn get_or_load_with(
+        &self,
+        client: &Client,
+        program: &str,
+        options: &CompileOptions,
+    ) -> Result<Option<CachedExecutable>> {
+        self.fetch(client, program, options, false)
+    }
+
+    fn fetch(
+        &self,
+        client: &Client,
+        program: &str,
+        options: &CompileOptions,
+        compile: bool,
+    ) -> Result<Option<CachedExecutable>> {
         let t0 = Instant::now();
         let options = *options;
         let key = cache_key(client, program, &options);
+        let slot_key = (key, client.id());
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let tick = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let slot = slots.entry(key).or_insert_with(|| (Arc::new(OnceCell::new()), tick));
+            let slot = slots
+                .entry(slot_key)
+                .or_insert_with(|| (Arc::new(OnceCell::new()), tick));
             slot.1 = tick;
             let s = slot.0.clone();
             self.evict_memory(&mut slots);
             s
         };
         if let Some(exe) = slot.get() {
-            return Ok(CachedExecutable {
+            return Ok(Some(CachedExecutable {
                 executable: exe.clone(),
                 source: ExecutableSource::Memory,
                 load_time: t0.elapsed(),
                 key,
-            });
+            }));
         }
         let mut source = ExecutableSource::Memory;
-        let result = slot.get_or_try_init(|| -> Result<Arc<LoadedExecutable>> {
+        // `Err(None)`: not found and not compiled.
+        let result = slot.get_or_try_init(|| -> std::result::Result<Arc<LoadedExecutable>, Option<crate::Error>> {
+            if let Some(exe) = self.load_from_sibling(client, &key) {
+                return Ok(Arc::new(exe));
+            }
             if let Some(exe) = self.load_from_disk(client, &key) {
                 source = ExecutableSource::Disk;
                 return Ok(Arc::new(exe));
+            }
+            if !compile {
+                return Err(None);
             }
             let exe = client.compile_with(program, &options)?;
             source = ExecutableSource::Compiled;
@@ -237,21 +276,21 @@ impl ExecutableCache {
             Ok(Arc::new(exe))
         });
         match result {
-            Ok(exe) => Ok(CachedExecutable {
+            Ok(exe) => Ok(Some(CachedExecutable {
                 executable: exe.clone(),
                 source,
                 load_time: t0.elapsed(),
                 key,
-            }),
+            })),
             Err(e) => {
                 // Do not keep a failed slot: a later call may succeed (e.g. after a fix).
-                self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                Err(e)
+                self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&slot_key);
+                e.map_or(Ok(None), Err)
             }
         }
     }
 
-    fn evict_memory(&self, slots: &mut HashMap<CacheKey, (Slot, u64)>) {
+    fn evict_memory(&self, slots: &mut HashMap<SlotKey, (Slot, u64)>) {
         while slots.len() > self.capacity {
             let Some(oldest) = slots.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else {
                 break;
@@ -263,6 +302,19 @@ impl ExecutableCache {
     /// Path of the entry of `key`.
     pub fn entry_path(&self, key: &CacheKey) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{}.nlsqx", key.hex())))
+    }
+
+    /// The same program already loaded for another client of this process, serialized and
+    /// loaded again for `client` (a load, not a compile, also when the disk cache is off).
+    fn load_from_sibling(&self, client: &Client, key: &CacheKey) -> Option<LoadedExecutable> {
+        let sibling = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|((k, id), (s, _))| k == key && *id != client.id() && s.get().is_some())
+            .and_then(|(_, (s, _))| s.get().cloned())?;
+        client.deserialize(&sibling.serialize().ok()?).ok()
     }
 
     fn load_from_disk(&self, client: &Client, key: &CacheKey) -> Option<LoadedExecutable> {
@@ -367,16 +419,6 @@ fn decode_entry<'a>(bytes: &'a [u8], key: &CacheKey) -> Option<&'a [u8]> {
 pub(crate) fn executable(program: &str) -> Result<CachedExecutable> {
     let client = crate::runtime::client()?;
     ExecutableCache::global().get_or_compile(&client, program)
-}
-
-/// Like [`executable`], built to run on any device of the client (see `CompileOptions::portable`).
-pub(crate) fn portable_executable(program: &str) -> Result<CachedExecutable> {
-    let client = crate::runtime::client()?;
-    let options = CompileOptions {
-        portable: true,
-        ..CompileOptions::default()
-    };
-    ExecutableCache::global().get_or_compile_with(&client, program, &options)
 }
 
 #[cfg(test)]

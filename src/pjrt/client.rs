@@ -61,6 +61,13 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// An identity of this client, equal for its clones and distinct from every other live
+    /// client (executables and buffers keep their client alive, so it is not reused while any
+    /// of them exists).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     pub(crate) fn create(plugin: &'static Plugin, options: &[(&str, NamedValue)]) -> Result<Client> {
         let api = plugin.api;
         let values = NamedValues::new(options);

@@ -5,6 +5,7 @@
 //! * [`Buffer`]: device memory of f64, f32, i64, i32 or bool elements of any shape.
 //! * [`LoadedExecutable`]: a compiled program; execute, serialize, deserialize.
 //! * [`Event`]: completion of asynchronous work and the error it carries.
+//! * [`affinity`]: the CPUs a thread may run on (Linux).
 //!
 //! Every handle frees its C object in `Drop`. Every C error becomes [`crate::Error::Pjrt`] with
 //! the function, the code, the plugin's message and what was being done.
@@ -14,6 +15,7 @@
 // The crate denies `unsafe_code` (Cargo.toml [lints]); this module is the one exception.
 #![allow(unsafe_code)]
 
+pub mod affinity;
 pub(crate) mod api;
 mod buffer;
 mod client;
