@@ -139,47 +139,62 @@ pub struct CpuWorker {
 /// # Errors
 /// Provisioning, loading or client-creation errors.
 pub fn cpu_workers() -> Result<&'static [CpuWorker]> {
-    static WORKERS: OnceCell<Vec<CpuWorker>> = OnceCell::new();
-    WORKERS
-        .get_or_try_init(|| {
-            let off = std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
-            if off || plugin_is_overridden() {
-                return Ok(Vec::new());
+    Ok(&pinned()?.0)
+}
+
+/// The long-lived threads that run the batch fitter's chunks: thread `k` is pinned to
+/// `cpu_workers()[k].cpu` and uses that worker's client. `None` where [`cpu_workers`] is empty.
+pub(crate) fn cpu_worker_pool() -> Result<Option<&'static rayon::ThreadPool>> {
+    Ok(pinned()?.1.as_ref())
+}
+
+type Pinned = (Vec<CpuWorker>, Option<rayon::ThreadPool>);
+
+fn pinned() -> Result<&'static Pinned> {
+    static PINNED: OnceCell<Pinned> = OnceCell::new();
+    PINNED.get_or_try_init(|| {
+        let none = || Ok((Vec::new(), None));
+        let off = std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
+        if off || plugin_is_overridden() {
+            return none();
+        }
+        let Ok(allowed) = crate::pjrt::affinity::allowed_cpus() else {
+            return none();
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
+        let cpus: Vec<usize> = allowed.into_iter().take(cores).collect();
+        if cpus.len() < 2 {
+            return none();
+        }
+        let plugin = plugin()?;
+        // Each thread pins itself as it starts, and creates its client from there, so that the
+        // plugin's pools for that client inherit the pin. The caller's threads stay as they are.
+        let start_cpus = cpus.clone();
+        let Ok(pool) = rayon::ThreadPoolBuilder::new()
+            .num_threads(cpus.len())
+            .thread_name(|k| format!("nlsq-batch-{k}"))
+            .start_handler(move |k| {
+                let _ = crate::pjrt::affinity::pin_current_thread(start_cpus[k]);
+            })
+            .build()
+        else {
+            return none();
+        };
+        let made: Vec<Result<Option<CpuWorker>>> = pool.broadcast(|ctx| {
+            let cpu = cpus[ctx.index()];
+            // A CPU that could not be pinned (e.g. taken offline): no pinned workers at all.
+            if crate::pjrt::affinity::allowed_cpus().ok() != Some(vec![cpu]) {
+                return Ok(None);
             }
-            let Ok(allowed) = crate::pjrt::affinity::allowed_cpus() else {
-                return Ok(Vec::new());
-            };
-            let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
-            let cpus: Vec<usize> = allowed.into_iter().take(cores).collect();
-            if cpus.len() < 2 {
-                return Ok(Vec::new());
-            }
-            let plugin = plugin()?;
-            // Fresh threads, so that no thread of the caller's is pinned; side by side (a client
-            // takes a few milliseconds to create).
-            let made: Vec<Result<Option<CpuWorker>>> = std::thread::scope(|s| {
-                let handles: Vec<_> = cpus
-                    .iter()
-                    .map(|&cpu| {
-                        s.spawn(move || {
-                            if crate::pjrt::affinity::pin_current_thread(cpu).is_err() {
-                                return Ok(None);
-                            }
-                            let client = plugin.create_client(&[("cpu_device_count", NamedValue::I64(1))])?;
-                            Ok(Some(CpuWorker { cpu, client }))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
-            let made = made.into_iter().collect::<Result<Vec<_>>>()?;
-            // A CPU that cannot be pinned (e.g. taken offline): no pinned workers at all.
-            Ok(made.into_iter().collect::<Option<Vec<_>>>().unwrap_or_default())
+            let client = plugin.create_client(&[("cpu_device_count", NamedValue::I64(1))])?;
+            Ok(Some(CpuWorker { cpu, client }))
+        });
+        let made = made.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(match made.into_iter().collect::<Option<Vec<_>>>() {
+            Some(workers) => (workers, Some(pool)),
+            None => (Vec::new(), None),
         })
-        .map(Vec::as_slice)
+    })
 }
 
 /// True when `NLSQ_PJRT_PLUGIN` names the plugin to load (then it gets no create options).

@@ -380,19 +380,13 @@ where
         // there are enough problems, so that the cores finish together.
         let chunks = count.div_ceil(capacity).next_multiple_of(workers).min(count);
         let chunks: Vec<&[Prepared]> = prepared.chunks(count.div_ceil(chunks)).collect();
-        // One thread per core, each running a contiguous run of chunks.
-        let caller = std::thread::current().id();
-        let fits = parallel_map(chunks.len(), workers.min(chunks.len()), |worker, i| {
-            let (exe, device) = match pinned.get(worker) {
-                Some(w) => {
-                    // Only a thread of ours: the caller's thread keeps its CPUs.
-                    if std::thread::current().id() != caller {
-                        // Best effort: unpinned, the chunk still runs, only less predictably.
-                        let _ = crate::pjrt::affinity::pin_current_thread(w.cpu);
-                    }
-                    (&exes[worker], 0)
-                }
-                None => (&exes[0], worker),
+        // One thread per core, each running a contiguous run of chunks: the pinned workers'
+        // long-lived threads, or else fresh threads on the default client's devices.
+        let run = |worker: usize, i: usize| {
+            let (exe, device) = if pinned.is_empty() {
+                (&exes[0], worker)
+            } else {
+                (&exes[worker], 0)
             };
             run_chunk(
                 exe,
@@ -405,7 +399,23 @@ where
                 trace,
                 compile,
             )
-        });
+        };
+        let threads = workers.min(chunks.len());
+        let fits = match crate::runtime::cpu_worker_pool()? {
+            Some(pool) if !pinned.is_empty() => {
+                let per = chunks.len().div_ceil(threads);
+                pool.broadcast(|ctx| {
+                    let w = ctx.index();
+                    (w * per..((w + 1) * per).min(chunks.len()))
+                        .map(|i| run(w, i))
+                        .collect::<Vec<_>>()
+                })
+                .into_iter()
+                .flatten()
+                .collect()
+            }
+            _ => parallel_map(chunks.len(), threads, run),
+        };
         for (chunk, fits) in chunks.iter().zip(fits) {
             for (p, f) in chunk.iter().zip(fits?) {
                 results[p.index] = Some(f);
