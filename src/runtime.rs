@@ -3,6 +3,9 @@
 //! The first call to [`client`] provisions the plugin ([`plugin_location`]), loads it and
 //! creates a client; later calls, from any thread, share that client. A failed first call
 //! is not cached: the next call tries again (for example after `NLSQ_PJRT_PLUGIN` was fixed).
+//!
+//! Batches on the CPU also use [`cpu_workers`]: one more client per core, each with its thread
+//! pools pinned to that core, and one long-lived nlsq thread per core to drive it.
 
 use once_cell::sync::OnceCell;
 
@@ -105,7 +108,8 @@ pub fn client() -> Result<Client> {
                 return plugin.create_client(&[]);
             }
             // The pinned CPU plugin runs the executions of one device one at a time; one device
-            // per core lets independent executions (a batch's chunks) run side by side.
+            // per core lets independent executions (a batch's chunks, when `cpu_workers` is off)
+            // run side by side.
             let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
             plugin.create_client(&[("cpu_device_count", NamedValue::I64(cores as i64))])
         })

@@ -307,19 +307,19 @@ where
         // pinned per-core clients (`runtime::cpu_workers`), or where those are off on the default
         // client's devices, one per core (a device runs its executions one after another);
         // elsewhere one execution uses the whole device.
-        let pinned = if on_cpu { crate::runtime::cpu_workers()? } else { &[] };
+        let all_pinned = if on_cpu { crate::runtime::cpu_workers()? } else { &[] };
         let workers = if on_cpu {
-            let slots = if pinned.is_empty() {
+            let slots = if all_pinned.is_empty() {
                 client.devices().len()
             } else {
-                pinned.len()
+                all_pinned.len()
             };
             available_workers().min(slots).min(count).max(1)
         } else {
             1
         };
         let pinned = if workers >= 2 {
-            &pinned[..pinned.len().min(workers)]
+            &all_pinned[..all_pinned.len().min(workers)]
         } else {
             &[]
         };
@@ -359,7 +359,9 @@ where
                     trace_batch(model, &spec)?
                 }
                 .text;
-                let program = std::sync::Arc::new(BatchExecutables::new(text, 1 + pinned.len()));
+                // A slot for every client that may run it: a later call with the same program
+                // may use more of the cores (fewer problems per chunk, or `NLSQ_BATCH_THREADS`).
+                let program = std::sync::Arc::new(BatchExecutables::new(text, 1 + all_pinned.len()));
                 let mut programs = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
                 if programs.len() >= 64 {
                     programs.clear();
