@@ -300,14 +300,17 @@ pub fn jacobi_svd_with(a: &Tensor, opts: &JacobiOptions) -> JacobiSvd {
         s.clone()
     };
     let perm = descending_order(&g, &key, np);
-    let s = perm.t().dot(&s).slice(&[0], &[n]);
     let gm = gm.dot(&perm).slice(&[0, 0], &[m, n]);
     let v = vm.dot(&perm).slice(&[0, 0], &[n, n]);
-    let pos = s.gt(0.0);
+    let sorted = perm.t().dot(&s).slice(&[0], &[n]);
+    let pos = sorted.gt(0.0);
     let u = pos
         .reshape([1, n])
-        .select(&gm / pos.select(&s, 1.0).reshape([1, n]), 0.0);
-    let s = s * &scale;
+        .select(&gm / pos.select(&sorted, 1.0).reshape([1, n]), 0.0);
+    // The scale folded into the permutation (still exact: one term per output), so that the
+    // returned values come out of one product rather than a `sorted * scale` that XLA would
+    // recompute inside each of their consumers.
+    let s = (perm.t() * &scale).dot(&s).slice(&[0], &[n]);
     JacobiSvd { u, s, v, sweeps, off }
 }
 

@@ -500,8 +500,15 @@ fn column_gram(at: &Tensor) -> Tensor {
     let left = index(pairs.iter().map(|p| p.0 as f64).collect());
     let right = index(pairs.iter().map(|p| p.1 as f64).collect());
     let sums = (at.take(0, &left) * at.take(0, &right)).reduce_sum(&[1]);
-    let spread = index((0..k * k).map(|e| number(e / k, e % k)).collect());
-    sums.take(0, &spread).reshape([k, k])
+    // Unpacked by a product with a one-hot matrix (exact) rather than a gather, which XLA
+    // would turn into selects copied into every consumer of the matrix.
+    let npairs = pairs.len();
+    let mut spread = vec![0.0; (k * k) as usize * npairs];
+    for e in 0..k * k {
+        spread[e as usize * npairs + number(e / k, e % k) as usize] = 1.0;
+    }
+    let spread = g.constant_array_of(crate::DType::F64, &spread, [k * k, npairs as i64]);
+    spread.dot(&sums).reshape([k, k])
 }
 
 /// scipy curve_fit's covariance `V diag(1/s²) Vᵀ` over singular values above
