@@ -209,8 +209,11 @@ impl ExecutableCache {
         program: &str,
         options: &CompileOptions,
     ) -> Result<CachedExecutable> {
-        self.fetch(client, program, options, true)
-            .map(|e| e.expect("fetch with compile = true always yields an executable"))
+        self.fetch(client, program, options, true)?
+            .ok_or_else(|| crate::Error::InvalidArgument {
+                what: "executable cache",
+                reason: "no executable was compiled".into(),
+            })
     }
 
     /// Like [`ExecutableCache::get_or_compile_with`], but never compiles: `None` when the

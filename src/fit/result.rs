@@ -13,7 +13,8 @@ use crate::solve::{Loss, Method, Status};
 pub enum ExecutableSource {
     /// Compiled by XLA for this call.
     Compiled,
-    /// Reused from the in-process cache.
+    /// Reused from the in-process cache (or, for another client of the same plugin, loaded
+    /// from the copy this process already holds).
     Memory,
     /// Loaded from the persistent cache on disk (compiled by an earlier process).
     Disk,
