@@ -6,11 +6,44 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn nlsq(args: &[&str], dir: &Path) -> Output {
+    nlsq_with_env(args, dir, &[])
+}
+
+fn nlsq_with_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nlsq"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("the nlsq binary runs")
+}
+
+/// The JSON lines of a successful `nlsq batch`.
+fn json_lines(o: &Output) -> Vec<Value> {
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `nlsq batch` of `model` on the long-format `data` (group `id`, columns `t` and `v`).
+fn batch_long_args<'a>(model: &'a str, data: &'a str) -> Vec<&'a str> {
+    vec![
+        "batch",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--group",
+        "id",
+        "--x",
+        "t",
+        "--y",
+        "v",
+        "--p0",
+        "a=2,k=1,c=0",
+    ]
 }
 
 fn scratch() -> PathBuf {
@@ -48,29 +81,7 @@ fn long_format_groups_and_files_match_single_fits() {
     }
     std::fs::write(dir.join("long.csv"), long).unwrap();
     let model = "a*exp(-k*t) + c";
-    let o = nlsq(
-        &[
-            "batch",
-            "--model",
-            model,
-            "--data",
-            "long.csv",
-            "--group",
-            "id",
-            "--x",
-            "t",
-            "--y",
-            "v",
-            "--p0",
-            "a=2,k=1,c=0",
-        ],
-        &dir,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&nlsq(&batch_long_args(model, "long.csv"), &dir));
     assert_eq!(lines.len(), 3);
     let o2 = nlsq(
         &[
@@ -90,11 +101,7 @@ fn long_format_groups_and_files_match_single_fits() {
         ],
         &dir,
     );
-    assert_eq!(o2.status.code(), Some(0), "{}", String::from_utf8_lossy(&o2.stderr));
-    let files: Vec<Value> = String::from_utf8_lossy(&o2.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let files = json_lines(&o2);
     for (i, (g, rows)) in groups.iter().enumerate() {
         assert_eq!(lines[i]["dataset"], *g);
         assert_eq!(lines[i]["n_points"], rows.len());
@@ -151,31 +158,14 @@ fn pinned_per_core_clients_give_the_same_results_as_the_shared_client() {
     }
     std::fs::write(dir.join("long.csv"), long).unwrap();
     let run = |pin: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_nlsq"))
-            .args([
-                "batch",
-                "--model",
-                "a*exp(-k*t) + c",
-                "--data",
-                "long.csv",
-                "--group",
-                "id",
-                "--x",
-                "t",
-                "--y",
-                "v",
-                "--p0",
-                "a=2,k=1,c=0",
-            ])
-            .env("NLSQ_PIN_THREADS", pin)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(|l| {
-                let mut v: Value = serde_json::from_str(l).unwrap();
+        let o = nlsq_with_env(
+            &batch_long_args("a*exp(-k*t) + c", "long.csv"),
+            &dir,
+            &[("NLSQ_PIN_THREADS", pin)],
+        );
+        json_lines(&o)
+            .into_iter()
+            .map(|mut v| {
                 v.as_object_mut().unwrap().remove("timing");
                 v
             })
