@@ -316,6 +316,20 @@ fn garbage_serialized_bytes_are_errors() {
     assert!(c.deserialize(&bytes).is_err());
 }
 
+/// An execution still running when it is awaited (tens of milliseconds of loop): the waiting
+/// thread sleeps until the plugin's ready callback wakes it, and reads the right result.
+#[test]
+fn a_long_execution_is_awaited_until_it_completes() {
+    let c = client();
+    let exe = compile(&c, WHILE_SUM);
+    let n = 30_000_000i64;
+    let nb = c.buffer_from_host(&[n], &[]).unwrap();
+    for _ in 0..3 {
+        let out = exe.execute(&[&nb]).unwrap();
+        assert_eq!(out[1].to_vec::<i64>().unwrap(), vec![n * (n - 1) / 2]);
+    }
+}
+
 #[test]
 fn two_threads_execute_one_executable_concurrently() {
     let c = client();

@@ -92,7 +92,8 @@ impl Api {
         }
     }
 
-    fn destroy_error(&self, err: *mut sys::PJRT_Error) {
+    /// Destroys an error the plugin handed over (null is not allowed).
+    pub(crate) fn destroy_error(&self, err: *mut sys::PJRT_Error) {
         if let Some(f) = self.raw.PJRT_Error_Destroy {
             let mut a = sys::PJRT_Error_Destroy_Args::new();
             a.error = err;
@@ -155,6 +156,7 @@ impl_args! {
     PJRT_Event_Await_Args => PJRT_Event_Await_Args_STRUCT_SIZE,
     PJRT_Event_Error_Args => PJRT_Event_Error_Args_STRUCT_SIZE,
     PJRT_Event_IsReady_Args => PJRT_Event_IsReady_Args_STRUCT_SIZE,
+    PJRT_Event_OnReady_Args => PJRT_Event_OnReady_Args_STRUCT_SIZE,
     PJRT_Client_Create_Args => PJRT_Client_Create_Args_STRUCT_SIZE,
     PJRT_Client_Destroy_Args => PJRT_Client_Destroy_Args_STRUCT_SIZE,
     PJRT_Client_PlatformName_Args => PJRT_Client_PlatformName_Args_STRUCT_SIZE,
