@@ -316,6 +316,14 @@ fn garbage_serialized_bytes_are_errors() {
     assert!(c.deserialize(&bytes).is_err());
 }
 
+/// With the `mimalloc` feature (default), `malloc` in this process (the one the plugin's calls
+/// bind to) is mimalloc's; without it, the C library's.
+#[test]
+fn the_process_malloc_is_mimalloc_with_the_default_feature() {
+    let expected = if cfg!(feature = "mimalloc") { "mimalloc" } else { "libc" };
+    assert_eq!(nlsq::pjrt::process_malloc(), expected);
+}
+
 /// An execution still running when it is awaited (tens of milliseconds of loop): the waiting
 /// thread sleeps until the plugin's ready callback wakes it, and reads the right result.
 #[test]

@@ -6,6 +6,7 @@
 //! * [`LoadedExecutable`]: a compiled program; execute, serialize, deserialize.
 //! * [`Event`]: completion of asynchronous work and the error it carries.
 //! * [`affinity`]: the CPUs a thread may run on (Linux).
+//! * [`process_malloc`]: which `malloc` the process (the plugin included) uses.
 //!
 //! Every handle frees its C object in `Drop`. Every C error becomes [`crate::Error::Pjrt`] with
 //! the function, the code, the plugin's message and what was being done.
@@ -22,6 +23,7 @@ mod client;
 mod compile_options;
 mod event;
 mod executable;
+mod malloc;
 mod plugin;
 #[allow(unsafe_op_in_unsafe_fn, clippy::all, unreachable_pub)]
 pub(crate) mod sys;
@@ -31,6 +33,7 @@ pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use event::Event;
 pub use executable::{LoadedExecutable, Signature, TensorSpec};
+pub use malloc::process_malloc;
 pub use plugin::{NamedValue, Plugin};
 
 /// The PJRT C API version these bindings were generated from, `(major, minor)`.
