@@ -48,23 +48,48 @@ pub fn plugin_location() -> Result<xla_build::Provisioned> {
 /// 100,000 points 13.8 → 10.1 ms, 1,000,000 points 137 → 94 ms, and compile time 1.0 → 0.55 s.
 pub const SMALL_WHILE_LOOP_BYTES: u64 = 1 << 40;
 
+/// The second XLA option nlsq sets by default, for the pinned CPU plugin only (another plugin may
+/// not know the flag, and XLA ends the process on an unknown one): XLA:CPU's older elemental
+/// emitters instead of its MLIR fusion emitters. The fit program is smaller (2,109 optimized
+/// instructions instead of 2,233 for the 1,000-point LM fit) and compiles about 10% faster
+/// (591 → 500 ms at 1,000 points), loads from the disk cache about 5% faster, and runs as fast
+/// (`compare_workloads warm` at 1,000 and 100,000 points, same results to the last digit).
+pub const CPU_FUSION_EMITTERS_FLAG: &str = "--xla_cpu_use_fusion_emitters=false";
+
 /// `XLA_FLAGS` with nlsq's default XLA options added: the `XLA_FLAGS` to set, or `None` to leave
-/// the variable as it is. Nothing is added when `NLSQ_XLA_DEFAULTS=0`, or when the flags already
-/// set `--xla_backend_extra_options` (XLA keeps only one such flag, so the user's wins whole).
-pub fn xla_flags_with_defaults(current: Option<&str>, nlsq_defaults: Option<&str>) -> Option<String> {
+/// the variable as it is. Nothing is added when `NLSQ_XLA_DEFAULTS=0`. The small-while-loop
+/// threshold ([`SMALL_WHILE_LOOP_BYTES`]) is added unless the flags already set
+/// `--xla_backend_extra_options` (XLA keeps only one such flag, so the user's wins whole);
+/// with `pinned_cpu_plugin`, [`CPU_FUSION_EMITTERS_FLAG`] is added unless the flags already
+/// mention `xla_cpu_use_fusion_emitters`.
+pub fn xla_flags_with_defaults(
+    current: Option<&str>,
+    nlsq_defaults: Option<&str>,
+    pinned_cpu_plugin: bool,
+) -> Option<String> {
     if nlsq_defaults.is_some_and(|v| v.trim() == "0") {
         return None;
     }
     let current = current.unwrap_or("").trim();
-    if current.contains("--xla_backend_extra_options") {
+    let mut ours = Vec::new();
+    if !current.contains("--xla_backend_extra_options") {
+        ours.push(format!(
+            "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_WHILE_LOOP_BYTES}"
+        ));
+    }
+    if pinned_cpu_plugin && !current.contains("xla_cpu_use_fusion_emitters") {
+        ours.push(CPU_FUSION_EMITTERS_FLAG.to_string());
+    }
+    if ours.is_empty() {
         return None;
     }
-    let ours = format!("--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={SMALL_WHILE_LOOP_BYTES}");
-    Some(if current.is_empty() {
-        ours
-    } else {
-        format!("{current} {ours}")
-    })
+    Some(
+        std::iter::once(current)
+            .filter(|c| !c.is_empty())
+            .chain(ours.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// The default plugin, loaded once per process. Before the first load, nlsq's default XLA options
@@ -83,7 +108,8 @@ pub fn plugin() -> Result<&'static Plugin> {
     XLA_DEFAULTS.call_once(|| {
         let current = std::env::var("XLA_FLAGS").ok();
         let opt_out = std::env::var("NLSQ_XLA_DEFAULTS").ok();
-        if let Some(flags) = xla_flags_with_defaults(current.as_deref(), opt_out.as_deref()) {
+        let pinned_cpu = !plugin_is_overridden();
+        if let Some(flags) = xla_flags_with_defaults(current.as_deref(), opt_out.as_deref(), pinned_cpu) {
             // Runs once, before the plugin (the only other reader of XLA_FLAGS in nlsq) is loaded.
             std::env::set_var("XLA_FLAGS", flags);
         }
@@ -212,22 +238,41 @@ mod tests {
 
     #[test]
     fn adds_the_loop_threshold_unless_told_not_to() {
-        let ours = format!(
+        let loops = format!(
             "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={}",
             super::SMALL_WHILE_LOOP_BYTES
         );
-        assert_eq!(xla_flags_with_defaults(None, None), Some(ours.clone()));
-        assert_eq!(xla_flags_with_defaults(Some("  "), None), Some(ours.clone()));
+        let both = format!("{loops} {}", super::CPU_FUSION_EMITTERS_FLAG);
+        assert_eq!(xla_flags_with_defaults(None, None, true), Some(both.clone()));
+        assert_eq!(xla_flags_with_defaults(Some("  "), None, true), Some(both.clone()));
         assert_eq!(
-            xla_flags_with_defaults(Some("--xla_dump_to=/tmp/d"), None),
-            Some(format!("--xla_dump_to=/tmp/d {ours}"))
+            xla_flags_with_defaults(Some("--xla_dump_to=/tmp/d"), None, true),
+            Some(format!("--xla_dump_to=/tmp/d {both}"))
         );
-        // The user's own extra options are kept whole.
+        // The user's own extra options are kept whole; the emitter flag is still added.
         assert_eq!(
-            xla_flags_with_defaults(Some("--xla_backend_extra_options=a=1"), None),
+            xla_flags_with_defaults(Some("--xla_backend_extra_options=a=1"), None, true),
+            Some(format!(
+                "--xla_backend_extra_options=a=1 {}",
+                super::CPU_FUSION_EMITTERS_FLAG
+            ))
+        );
+        // The user's choice of emitters is kept.
+        assert_eq!(
+            xla_flags_with_defaults(Some("--xla_cpu_use_fusion_emitters=true"), None, true),
+            Some(format!("--xla_cpu_use_fusion_emitters=true {loops}"))
+        );
+        assert_eq!(
+            xla_flags_with_defaults(
+                Some("--xla_backend_extra_options=a=1 --xla_cpu_use_fusion_emitters=true"),
+                None,
+                true
+            ),
             None
         );
-        assert_eq!(xla_flags_with_defaults(None, Some("0")), None);
-        assert_eq!(xla_flags_with_defaults(None, Some("1")), Some(ours));
+        // Another plugin (NLSQ_PJRT_PLUGIN) gets the loop threshold only.
+        assert_eq!(xla_flags_with_defaults(None, None, false), Some(loops.clone()));
+        assert_eq!(xla_flags_with_defaults(None, Some("0"), true), None);
+        assert_eq!(xla_flags_with_defaults(None, Some("1"), false), Some(loops));
     }
 }
