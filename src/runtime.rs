@@ -51,9 +51,9 @@ pub const SMALL_WHILE_LOOP_BYTES: u64 = 1 << 40;
 /// The second XLA option nlsq sets by default, for the pinned CPU plugin only (another plugin may
 /// not know the flag, and XLA ends the process on an unknown one): XLA:CPU's older elemental
 /// emitters instead of its MLIR fusion emitters. The fit program is smaller (2,109 optimized
-/// instructions instead of 2,233 for the 1,000-point LM fit) and compiles about 10% faster
-/// (591 → 500 ms at 1,000 points), loads from the disk cache about 5% faster, and runs as fast
-/// (`compare_workloads warm` at 1,000 and 100,000 points, same results to the last digit).
+/// instructions instead of 2,233 for the 1,000-point LM fit), compiles 6–10% faster (526–551 →
+/// 485–518 ms), loads from the disk cache 3–5% faster, and runs as fast (warm fits from 1,000
+/// to 10⁶ points, batches, the 20-million-point fit; the same results to the last digit).
 pub const CPU_FUSION_EMITTERS_FLAG: &str = "--xla_cpu_use_fusion_emitters=false";
 
 /// `XLA_FLAGS` with nlsq's default XLA options added: the `XLA_FLAGS` to set, or `None` to leave
