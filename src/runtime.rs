@@ -136,8 +136,7 @@ pub fn client() -> Result<Client> {
             // The pinned CPU plugin runs the executions of one device one at a time; one device
             // per core lets independent executions (a batch's chunks, when `cpu_workers` is off)
             // run side by side.
-            let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
-            plugin.create_client(&[("cpu_device_count", NamedValue::I64(cores as i64))])
+            plugin.create_client(&[("cpu_device_count", NamedValue::I64(cores() as i64))])
         })
         .cloned()
 }
@@ -191,8 +190,7 @@ fn pinned() -> Result<&'static Pinned> {
         let Ok(allowed) = crate::pjrt::affinity::allowed_cpus() else {
             return none();
         };
-        let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
-        let cpus: Vec<usize> = allowed.into_iter().take(cores).collect();
+        let cpus: Vec<usize> = allowed.into_iter().take(cores()).collect();
         if cpus.len() < 2 {
             return none();
         }
@@ -227,6 +225,14 @@ fn pinned() -> Result<&'static Pinned> {
     })
 }
 
+/// The cores this process may use (`available_parallelism`, which reads the cgroup limits
+/// from /proc on every call, so it is read once).
+pub(crate) fn cores() -> usize {
+    static CORES: once_cell::sync::Lazy<usize> =
+        once_cell::sync::Lazy::new(|| std::thread::available_parallelism().map_or(1, |k| k.get()));
+    *CORES
+}
+
 /// True when `NLSQ_PJRT_PLUGIN` names the plugin to load (then it gets no create options).
 fn plugin_is_overridden() -> bool {
     std::env::var_os("NLSQ_PJRT_PLUGIN").is_some_and(|v| !v.is_empty())
@@ -237,7 +243,7 @@ mod tests {
     use super::xla_flags_with_defaults;
 
     #[test]
-    fn adds_the_loop_threshold_unless_told_not_to() {
+    fn adds_the_default_options_unless_told_not_to() {
         let loops = format!(
             "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold={}",
             super::SMALL_WHILE_LOOP_BYTES

@@ -797,14 +797,11 @@ where
 
 /// Number of chunks run at once on the CPU: the available cores (`NLSQ_BATCH_THREADS=k` sets it).
 fn available_workers() -> usize {
-    // `available_parallelism` reads the cgroup limits from /proc on every call.
-    static CORES: once_cell::sync::Lazy<usize> =
-        once_cell::sync::Lazy::new(|| std::thread::available_parallelism().map_or(1, |k| k.get()));
     std::env::var("NLSQ_BATCH_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&k| k > 0)
-        .unwrap_or(*CORES)
+        .unwrap_or_else(crate::runtime::cores)
 }
 
 /// The batch-polymorphic program: all problems advance together (`solve::lm_batch`,
