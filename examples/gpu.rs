@@ -6,11 +6,13 @@
 //! ```
 //!
 //! Every fit runs on the process-wide default client (`nlsq::runtime::client()`), which
-//! loads the plugin named by `NLSQ_PJRT_PLUGIN` and creates a client with the plugin's default
-//! options. `--memory-fraction F` also shows how to create a client of your own with create
-//! options (`Plugin::load(path)?.create_client(&[("memory_fraction", NamedValue::F32(F))])`):
-//! it lists that client's devices and drops it before the fits (the fits cannot use it: see
-//! the note printed at the end). Without `NLSQ_PJRT_PLUGIN` the example explains where to get
+//! loads the plugin named by `NLSQ_PJRT_PLUGIN` and creates a client with nlsq's default
+//! options for it (`preallocate=false` for CUDA) and those of `NLSQ_PJRT_CLIENT_OPTIONS`
+//! (e.g. `NLSQ_PJRT_CLIENT_OPTIONS=memory_fraction=0.5`). `--memory-fraction F` also shows how
+//! to create a client of your own with create options
+//! (`Plugin::load(path)?.create_client(&[("memory_fraction", NamedValue::F32(F))])`): it lists
+//! that client's devices and drops it before the fits (the fits cannot use it: see the note
+//! printed at the end). Without `NLSQ_PJRT_PLUGIN` the example explains where to get
 //! a CUDA plugin and exits successfully.
 
 use std::path::PathBuf;
@@ -158,8 +160,8 @@ fn main() -> Result<()> {
     }
     if memory_fraction.is_some() {
         println!(
-            "\nnote: the fits above ran on the default client, created with the plugin's default \
-             options; nlsq has no way to hand curve_fit a client of your own."
+            "\nnote: the fits above ran on the default client; curve_fit cannot be handed a client \
+             of your own, but NLSQ_PJRT_CLIENT_OPTIONS sets the default client's create options."
         );
     }
     Ok(())

@@ -124,21 +124,112 @@ pub fn plugin() -> Result<&'static Plugin> {
 
 /// The process-wide client of the default plugin (created on first use, shared after).
 ///
+/// Its create options are nlsq's defaults for the plugin, then those of
+/// `NLSQ_PJRT_CLIENT_OPTIONS` (see [`parse_client_options`]), which replace a default of the
+/// same name. nlsq's defaults: for the pinned CPU plugin one device per core
+/// (`cpu_device_count`); for a CUDA plugin (one whose attributes include `cuda_version`)
+/// `preallocate=false`, so that a process takes GPU memory as its fits need it instead of 75%
+/// of the card up front: with the plugin's default, a second process on the same GPU (two
+/// `nlsq fit` commands, a test suite's child processes) fails with "out of memory".
+///
 /// # Errors
-/// Provisioning, loading or client-creation errors.
+/// Provisioning, loading or client-creation errors; [`crate::Error::InvalidOption`] when
+/// `NLSQ_PJRT_CLIENT_OPTIONS` does not parse.
 pub fn client() -> Result<Client> {
     CLIENT
         .get_or_try_init(|| {
             let plugin = plugin()?;
-            if plugin_is_overridden() {
-                return plugin.create_client(&[]);
-            }
-            // The pinned CPU plugin runs the executions of one device one at a time; one device
-            // per core lets independent executions (a batch's chunks, when `cpu_workers` is off)
-            // run side by side.
-            plugin.create_client(&[("cpu_device_count", NamedValue::I64(cores() as i64))])
+            let user = match std::env::var("NLSQ_PJRT_CLIENT_OPTIONS") {
+                Ok(v) => parse_client_options(&v)?,
+                Err(_) => Vec::new(),
+            };
+            let ours: Vec<(String, NamedValue)> = if !plugin_is_overridden() {
+                // The pinned CPU plugin runs the executions of one device one at a time; one
+                // device per core lets independent executions (a batch's chunks, when
+                // `cpu_workers` is off) run side by side.
+                vec![("cpu_device_count".into(), NamedValue::I64(cores() as i64))]
+            } else if plugin
+                .attributes()
+                .is_ok_and(|a| a.iter().any(|(k, _)| k == "cuda_version"))
+            {
+                vec![("preallocate".into(), NamedValue::Bool(false))]
+            } else {
+                Vec::new()
+            };
+            let options: Vec<(&str, NamedValue)> = ours
+                .iter()
+                .filter(|(k, _)| !user.iter().any(|(u, _)| u == k))
+                .chain(&user)
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            plugin.create_client(&options)
         })
         .cloned()
+}
+
+/// Parses `NLSQ_PJRT_CLIENT_OPTIONS`: comma-separated `name=value` create options for the
+/// default client, e.g. `preallocate=true,memory_fraction=0.5` for a CUDA plugin. A value is a
+/// boolean (`true`/`false`), an integer, a number with a `.` or an exponent (a 32-bit float, as
+/// PJRT's `memory_fraction` is), a list of integers in brackets (`visible_devices=[0,1]`), or
+/// else a string. Which names a plugin accepts is the plugin's business; an unknown one is
+/// reported by the plugin when the client is created.
+///
+/// # Errors
+/// [`crate::Error::InvalidOption`] for an entry without `=` or with an empty name, or a
+/// bracketed list that is not all integers.
+pub fn parse_client_options(s: &str) -> Result<Vec<(String, NamedValue)>> {
+    let bad = |entry: &str, constraint: &'static str| crate::Error::InvalidOption {
+        field: "NLSQ_PJRT_CLIENT_OPTIONS",
+        value: entry.to_string(),
+        constraint,
+    };
+    // Split on commas outside brackets.
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                entries.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&s[start..]);
+    let mut out = Vec::new();
+    for entry in entries.into_iter().map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, value)) = entry.split_once('=') else {
+            return Err(bad(entry, "name=value"));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
+            return Err(bad(entry, "name=value with a non-empty name"));
+        }
+        let parsed = if let Some(list) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            let items = list
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| bad(entry, "a list of integers, e.g. [0,1]"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            NamedValue::I64List(items)
+        } else if value == "true" || value == "false" {
+            NamedValue::Bool(value == "true")
+        } else if let Ok(i) = value.parse::<i64>() {
+            NamedValue::I64(i)
+        } else if let (true, Ok(f)) = (value.contains(['.', 'e', 'E']), value.parse::<f32>()) {
+            NamedValue::F32(f)
+        } else {
+            NamedValue::Str(value.to_string())
+        };
+        out.push((name.to_string(), parsed));
+    }
+    Ok(out)
 }
 
 /// One core's client for the batch fitter: a single-device CPU client whose thread pools run
@@ -240,7 +331,33 @@ fn plugin_is_overridden() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::xla_flags_with_defaults;
+    use super::{parse_client_options, xla_flags_with_defaults};
+    use crate::pjrt::NamedValue;
+
+    #[test]
+    fn client_options_parse_by_kind_and_bad_entries_are_errors() {
+        let o = parse_client_options(
+            " preallocate=false, memory_fraction=0.5 ,visible_devices=[0, 2],allocator=bfc,count=3,x=1e-3,",
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            vec![
+                ("preallocate".to_string(), NamedValue::Bool(false)),
+                ("memory_fraction".to_string(), NamedValue::F32(0.5)),
+                ("visible_devices".to_string(), NamedValue::I64List(vec![0, 2])),
+                ("allocator".to_string(), NamedValue::Str("bfc".into())),
+                ("count".to_string(), NamedValue::I64(3)),
+                ("x".to_string(), NamedValue::F32(1e-3)),
+            ]
+        );
+        assert_eq!(parse_client_options("").unwrap(), vec![]);
+        assert_eq!(parse_client_options(" , ").unwrap(), vec![]);
+        for bad in ["preallocate", "=1", "a=1,b", "visible_devices=[0,x]"] {
+            let e = parse_client_options(bad).unwrap_err().to_string();
+            assert!(e.contains("NLSQ_PJRT_CLIENT_OPTIONS"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn adds_the_default_options_unless_told_not_to() {

@@ -391,6 +391,7 @@ fn plot_writes_svg_and_png() {
     let png = temp_path("fit.png");
     let _ = std::fs::remove_file(&svg);
     let _ = std::fs::remove_file(&png);
+    let mut labelled = true;
     for path in [&svg, &png] {
         let o = nlsq(&[
             "fit",
@@ -402,9 +403,14 @@ fn plot_writes_svg_and_png() {
             path.to_str().unwrap(),
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // A host without any of the usual fonts (seen on a GPU machine) draws no text.
+        labelled &= !stderr(&o).contains("no TrueType font found");
     }
+    // Sizes with text / without (960 x 720): SVG 45.6 / 10.1 kB, PNG 31.7 / 8.5 kB; the plot of
+    // a 4-point fit without text: SVG 5.3 kB, PNG 7.5 kB.
+    let (svg_min, png_min) = if labelled { (20_000, 15_000) } else { (8_000, 8_000) };
     let text = std::fs::read_to_string(&svg).expect("the SVG was written");
-    assert!(text.starts_with("<svg") && text.len() > 10_000, "{} bytes", text.len());
+    assert!(text.starts_with("<svg") && text.len() > svg_min, "{} bytes", text.len());
     // 30 data points and 30 residuals, and the fitted curve.
     assert!(
         text.matches("<circle").count() >= 60,
@@ -414,7 +420,7 @@ fn plot_writes_svg_and_png() {
     assert!(text.contains("<polyline"));
     let bytes = std::fs::read(&png).expect("the PNG was written");
     assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > png_min,
         "{} bytes",
         bytes.len()
     );

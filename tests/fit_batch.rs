@@ -1,6 +1,8 @@
 //! Batched fits equal single fits (popt, cost, pcov to 1e-10 relative; nfev and status exactly),
 //! with either batch program.
 
+mod common;
+
 use ndarray::{Array1, Array2};
 use nlsq::fit::batch::{curve_fit_batch, Batch, BatchProgram};
 use nlsq::fit::{curve_fit, CurveFit, FitOptions};
@@ -280,7 +282,12 @@ fn split_batches_return_results_in_order() {
         for b in 0..nb {
             let (w, s) = (whole[b].as_ref().unwrap(), split[b].as_ref().unwrap());
             assert_same(s, w, &format!("{program:?} split problem {b}"));
-            assert_eq!(w.popt, s.popt);
+            // On the CPU plugin a chunk's kernels are those of the whole batch, bit for bit; a
+            // GPU plugin may pick another reduction order for another batch size (seen on an
+            // H100: the last bit of one parameter), which `assert_same` allows.
+            if !common::another_plugin() {
+                assert_eq!(w.popt, s.popt);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::client;
+use common::{another_plugin, client};
 use nlsq::pjrt::{Buffer, Client, LoadedExecutable};
 use nlsq::{DType, Error, PjrtCode};
 
@@ -55,16 +55,21 @@ fn compile(c: &Client, text: &str) -> LoadedExecutable {
 #[test]
 fn client_reports_platform_and_devices() {
     let c = client();
-    assert_eq!(c.platform_name(), "cpu");
     assert!(!c.platform_version().is_empty());
     let devices = c.devices();
     assert!(!devices.is_empty());
-    assert!(
-        devices.iter().all(|d| d.kind().to_lowercase().contains("cpu")),
-        "{devices:?}"
-    );
     let (major, minor) = c.plugin().api_version();
-    assert_eq!((major, minor), (0, 81));
+    if another_plugin() {
+        // A GPU/TPU plugin: only the C API major version is nlsq's.
+        assert_eq!(major, 0);
+    } else {
+        assert_eq!(c.platform_name(), "cpu");
+        assert!(
+            devices.iter().all(|d| d.kind().to_lowercase().contains("cpu")),
+            "{devices:?}"
+        );
+        assert_eq!((major, minor), (0, 81));
+    }
     let attrs = c.plugin().attributes().unwrap();
     assert!(attrs.iter().any(|(k, _)| k == "stablehlo_current_version"), "{attrs:?}");
 }
@@ -330,7 +335,10 @@ fn the_process_malloc_is_mimalloc_with_the_default_feature() {
 fn a_long_execution_is_awaited_until_it_completes() {
     let c = client();
     let exe = compile(&c, WHILE_SUM);
-    let n = 30_000_000i64;
+    // A GPU runs a scalar loop's iterations a kernel launch and a host round trip apiece (on an
+    // H100 with jax's CUDA plugin, 3 x 30 million iterations did not end within 150 s), so it
+    // gets fewer.
+    let n = if common::another_plugin() { 3_000 } else { 30_000_000i64 };
     let nb = c.buffer_from_host(&[n], &[]).unwrap();
     for _ in 0..3 {
         let out = exe.execute(&[&nb]).unwrap();
@@ -376,6 +384,10 @@ fn handles_are_send_and_sync() {
 #[test]
 fn portable_executables_run_on_every_cpu_device() {
     use nlsq::pjrt::{CompileOptions, NamedValue};
+    if another_plugin() {
+        // `cpu_device_count` is an option of the CPU plugin.
+        return;
+    }
     let plugin = nlsq::runtime::plugin().unwrap();
     let c = plugin
         .create_client(&[("cpu_device_count", NamedValue::I64(2))])
@@ -411,10 +423,7 @@ fn portable_executables_run_on_every_cpu_device() {
 fn cpu_workers_have_one_device_and_thread_pools_pinned_to_their_cpu() {
     let workers = nlsq::runtime::cpu_workers().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |k| k.get());
-    if cores < 2
-        || std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0")
-        || std::env::var_os("NLSQ_PJRT_PLUGIN").is_some()
-    {
+    if cores < 2 || std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0") || another_plugin() {
         assert!(workers.is_empty());
         return;
     }

@@ -1,12 +1,37 @@
 //! nlsq's default XLA options reach the process's XLA_FLAGS before the plugin loads, and a fit
-//! compiled under them gives the same answer. Its own test binary: it reads and sets process-wide
+//! compiled under them gives the same answer; NLSQ_PJRT_CLIENT_OPTIONS reach the default client. Its own test binary: it reads and sets process-wide
 //! environment variables before the runtime exists.
 
 #[test]
 fn default_xla_options_are_added_once_before_the_plugin_loads() {
     std::env::remove_var("XLA_FLAGS");
     let opted_out = std::env::var("NLSQ_XLA_DEFAULTS").is_ok_and(|v| v.trim() == "0");
-    nlsq::runtime::client().expect("the PJRT runtime (the build provisions the plugin)");
+    let pinned_cpu = std::env::var_os("NLSQ_PJRT_PLUGIN").is_none_or(|v| v.is_empty());
+    // NLSQ_PJRT_CLIENT_OPTIONS that do not parse: a typed error, and no client is kept...
+    std::env::set_var("NLSQ_PJRT_CLIENT_OPTIONS", "preallocate");
+    let e = nlsq::runtime::client().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            nlsq::Error::InvalidOption {
+                field: "NLSQ_PJRT_CLIENT_OPTIONS",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // ... so the next call, with options that parse, creates it with them (replacing nlsq's
+    // default `cpu_device_count` of one device per core).
+    if pinned_cpu {
+        std::env::set_var("NLSQ_PJRT_CLIENT_OPTIONS", "cpu_device_count=3");
+    } else {
+        std::env::remove_var("NLSQ_PJRT_CLIENT_OPTIONS");
+    }
+    let c = nlsq::runtime::client().expect("the PJRT runtime (the build provisions the plugin)");
+    std::env::remove_var("NLSQ_PJRT_CLIENT_OPTIONS");
+    if pinned_cpu {
+        assert_eq!(c.devices().len(), 3);
+    }
     let flags = std::env::var("XLA_FLAGS").unwrap_or_default();
     if opted_out {
         assert!(
@@ -20,7 +45,7 @@ fn default_xla_options_are_added_once_before_the_plugin_loads() {
         nlsq::runtime::SMALL_WHILE_LOOP_BYTES
     );
     // The emitter flag only for the pinned CPU plugin (another plugin may not know it).
-    let expected = if std::env::var_os("NLSQ_PJRT_PLUGIN").is_some_and(|v| !v.is_empty()) {
+    let expected = if !pinned_cpu {
         loops
     } else {
         format!("{loops} {}", nlsq::runtime::CPU_FUSION_EMITTERS_FLAG)
