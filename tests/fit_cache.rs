@@ -210,11 +210,87 @@ fn exp_data(m: usize, k: f64) -> (Vec<f64>, Vec<f64>) {
 #[ignore]
 fn cache_child_process() {
     let (x, y) = exp_data(200, 1.1);
-    let fit = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &FitOptions::default()).unwrap();
+    let method = match std::env::var("NLSQ_TEST_METHOD").as_deref() {
+        Ok("trf") => Method::Trf,
+        _ => Method::Lm,
+    };
+    let options = FitOptions::default().with_method(method);
+    let fit = curve_fit(&exp_model, &x, &y, Some(&[1.0, 1.0, 1.0]), &options).unwrap();
+    // Every digit: the comparisons of these lines are bit for bit.
     println!(
-        "CHILD source={} popt={:.15e},{:.15e},{:.15e}",
-        fit.result.executable, fit.popt[0], fit.popt[1], fit.popt[2]
+        "CHILD source={} popt={:?} pcov={:?} cost={:e} nfev={} njev={}",
+        fit.result.executable,
+        fit.popt.to_vec(),
+        fit.pcov.iter().collect::<Vec<_>>(),
+        fit.result.cost,
+        fit.result.nfev,
+        fit.result.njev
     );
+}
+
+/// Runs `cache_child_process` in a new process with `NLSQ_CACHE_DIR=dir` and `env`; returns its
+/// CHILD line after `source=`.
+fn child_fit(dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cache_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("NLSQ_CACHE_DIR", dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "child failed: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .find_map(|l| {
+            l.find("CHILD source=")
+                .map(|i| l[i + "CHILD source=".len()..].to_string())
+        })
+        .unwrap_or_else(|| panic!("no CHILD line in {out}"))
+}
+
+/// With the pinned CPU plugin a compiled executable is replaced by its compacted form (fused
+/// computations' bodies dropped from what is serialized): compiled, loaded from the disk cache
+/// or not compacted at all, the fit is the same to the last bit, and the entry is smaller.
+#[test]
+fn compacted_executables_fit_bit_for_bit_like_full_ones() {
+    if common::another_plugin() {
+        return; // compaction is for the pinned CPU plugin only
+    }
+    for method in ["lm", "trf"] {
+        let (full, compact) = (tmpdir(&format!("full-{method}")), tmpdir(&format!("compact-{method}")));
+        let m = [("NLSQ_TEST_METHOD", method)];
+        let reference = child_fit(
+            &full,
+            &[("NLSQ_TEST_METHOD", method), ("NLSQ_COMPACT_EXECUTABLES", "0")],
+        );
+        let compiled = child_fit(&compact, &m);
+        let loaded = child_fit(&compact, &m);
+        let strip = |s: &str, src: &str| s.strip_prefix(src).map(str::to_string).unwrap_or_else(|| panic!("{s}"));
+        let reference = strip(&reference, "compiled ");
+        assert_eq!(strip(&compiled, "compiled "), reference, "{method}");
+        assert_eq!(strip(&loaded, "disk "), reference, "{method}");
+        let size = |d: &std::path::Path| -> u64 {
+            let e = std::fs::read_dir(d.join("executables")).unwrap();
+            e.map(|e| e.unwrap().metadata().unwrap().len()).sum()
+        };
+        let (full_size, compact_size) = (size(&full), size(&compact));
+        assert!(
+            compact_size * 10 < full_size * 9,
+            "{method}: compacted entry {compact_size} B, full {full_size} B"
+        );
+        let _ = std::fs::remove_dir_all(&full);
+        let _ = std::fs::remove_dir_all(&compact);
+    }
 }
 
 #[test]

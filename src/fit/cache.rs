@@ -273,7 +273,12 @@ impl ExecutableCache {
             if !compile {
                 return Err(None);
             }
-            let exe = client.compile_with(program, &options)?;
+            let mut exe = client.compile_with(program, &options)?;
+            if crate::runtime::compacts_executables() {
+                // The executable every later process loads, run from the start (see
+                // `LoadedExecutable::compacted`).
+                exe = exe.compacted().unwrap_or(exe);
+            }
             source = ExecutableSource::Compiled;
             self.store_to_disk(&key, &exe);
             Ok(Arc::new(exe))

@@ -20,6 +20,7 @@ pub mod affinity;
 pub(crate) mod api;
 mod buffer;
 mod client;
+mod compact;
 mod compile_options;
 mod event;
 mod executable;
