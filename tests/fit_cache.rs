@@ -296,44 +296,22 @@ fn compacted_executables_fit_bit_for_bit_like_full_ones() {
 #[test]
 fn processes_share_one_cache_directory() {
     let dir = tmpdir("procs");
-    let spawn = || {
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cache_child_process",
-                "--ignored",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("NLSQ_CACHE_DIR", &dir)
-            .env("NLSQ_PJRT_PLUGIN", nlsq::runtime::plugin_location().unwrap().plugin)
-            .output()
-            .unwrap()
-    };
-    let parse = |o: &std::process::Output| -> (String, String) {
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "child failed: {out}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let line = out
-            .lines()
-            .find_map(|l| l.find("CHILD source=").map(|i| l[i..].to_string()))
-            .unwrap_or_else(|| panic!("no CHILD line in {out}"));
-        let (src, popt) = line["CHILD source=".len()..].split_once(" popt=").unwrap();
-        (src.to_string(), popt.to_string())
+    let plugin = nlsq::runtime::plugin_location().unwrap().plugin;
+    let env = [("NLSQ_PJRT_PLUGIN", plugin.to_str().unwrap())];
+    // (source, everything after it: popt, pcov, cost, counts)
+    let spawn = || -> (String, String) {
+        let line = child_fit(&dir, &env);
+        let (src, rest) = line.split_once(" popt=").unwrap();
+        (src.to_string(), rest.to_string())
     };
     // Three processes start together on an empty directory: all succeed with equal results.
-    let outs: Vec<_> = std::thread::scope(|s| {
+    let results: Vec<(String, String)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..3).map(|_| s.spawn(spawn)).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let results: Vec<(String, String)> = outs.iter().map(parse).collect();
     assert!(results.iter().all(|r| r.1 == results[0].1), "{results:?}");
     // A later process loads from disk.
-    let (src, popt) = parse(&spawn());
+    let (src, popt) = spawn();
     assert_eq!(src, "disk");
     assert_eq!(popt, results[0].1);
     let _ = std::fs::remove_dir_all(&dir);

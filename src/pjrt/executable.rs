@@ -183,6 +183,20 @@ fn parse_tensor_type(s: &str) -> Option<TensorSpec> {
 
 const ENVELOPE_MAGIC: &[u8; 8] = b"NLSQEXE1";
 
+/// Length of the envelope's head (magic, signature length, signature) in front of the plugin's
+/// bytes, or what is wrong with it.
+fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'static str> {
+    let rest = bytes
+        .strip_prefix(ENVELOPE_MAGIC.as_slice())
+        .ok_or("not a serialized nlsq executable (bad magic)")?;
+    let sig_len = rest.get(..4).ok_or("truncated header")?;
+    let sig_len = u32::from_le_bytes([sig_len[0], sig_len[1], sig_len[2], sig_len[3]]) as usize;
+    if rest.len() - 4 < sig_len {
+        return Err("truncated signature");
+    }
+    Ok(ENVELOPE_MAGIC.len() + 4 + sig_len)
+}
+
 /// A compiled program loaded on a client's devices.
 pub struct LoadedExecutable {
     raw: NonNull<sys::PJRT_LoadedExecutable>,
@@ -288,18 +302,9 @@ impl Client {
             what: "deserialize",
             reason: reason.to_string(),
         };
-        let rest = bytes
-            .strip_prefix(ENVELOPE_MAGIC.as_slice())
-            .ok_or_else(|| bad("not a serialized nlsq executable (bad magic)"))?;
-        if rest.len() < 4 {
-            return Err(bad("truncated header"));
-        }
-        let sig_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let rest = &rest[4..];
-        if rest.len() < sig_len {
-            return Err(bad("truncated signature"));
-        }
-        let sig_text = std::str::from_utf8(&rest[..sig_len]).map_err(|_| bad("signature is not UTF-8"))?;
+        let head_len = envelope_head_len(bytes).map_err(bad)?;
+        let sig_text = std::str::from_utf8(&bytes[ENVELOPE_MAGIC.len() + 4..head_len])
+            .map_err(|_| bad("signature is not UTF-8"))?;
         let signature = if sig_text.is_empty() {
             None
         } else {
@@ -307,7 +312,7 @@ impl Client {
                 Signature::decode(sig_text).ok_or_else(|| bad("unreadable signature"))?,
             ))
         };
-        let payload = &rest[sig_len..];
+        let payload = &bytes[head_len..];
         if payload.is_empty() {
             return Err(bad("empty payload"));
         }
@@ -482,11 +487,8 @@ impl LoadedExecutable {
     /// be removed, or the plugin does not accept the result.
     pub fn compacted(&self) -> Option<LoadedExecutable> {
         let bytes = self.serialize().ok()?;
-        let rest = bytes.strip_prefix(ENVELOPE_MAGIC.as_slice())?;
-        let sig_len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let head_len = ENVELOPE_MAGIC.len() + 4 + sig_len;
-        let payload = bytes.get(head_len..)?;
-        let compact = super::compact::compact_cpu_payload(payload)?;
+        let head_len = envelope_head_len(&bytes).ok()?;
+        let compact = super::compact::compact_cpu_payload(&bytes[head_len..])?;
         let mut out = Vec::with_capacity(head_len + compact.len());
         out.extend_from_slice(&bytes[..head_len]);
         out.extend_from_slice(&compact);
