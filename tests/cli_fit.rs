@@ -75,6 +75,8 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
         "stderr",
         "pcov",
         "param_names",
+        "rank",
+        "not_determined",
         "cost",
         "nfev",
         "njev",
@@ -490,4 +492,126 @@ fn help_documents_every_option_with_an_example() {
     ] {
         assert!(nist.contains(opt), "nlsq nist --help lacks {opt}");
     }
+}
+
+/// Writes `text` to a temporary file and returns its path as a string.
+fn temp_file(name: &str, text: &str) -> String {
+    let p = temp_path(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// Michaelis–Menten data, `rate = 210 conc / (0.065 + conc)` plus a little noise.
+fn michaelis_menten_csv() -> String {
+    let mut s = String::from("conc,rate\n");
+    for (i, c) in [0.02, 0.06, 0.11, 0.22, 0.56, 1.1].iter().enumerate() {
+        let r = 210.0 * c / (0.065 + c) * (1.0 + 0.01 * ((i as f64) * 1.7).sin());
+        s.push_str(&format!("{c},{r}\n"));
+    }
+    s
+}
+
+#[test]
+fn a_model_name_that_is_a_column_binds_to_it() {
+    let data = temp_file("mm.csv", &michaelis_menten_csv());
+    let v = fit_json(
+        &["--model", "Vm*conc/(K + conc)", "--data", &data, "--p0", "Vm=200,K=0.1"],
+        0,
+    );
+    assert_eq!(v["param_names"], serde_json::json!(["Vm", "K"]));
+    let p = values(&v, "params", &["Vm", "K"]);
+    assert!((p[0] - 210.0).abs() < 5.0 && (p[1] - 0.065).abs() < 0.01, "{p:?}");
+}
+
+#[test]
+fn a_model_name_that_is_an_unlisted_column_or_y_is_an_error() {
+    let data = temp_file("mm3.csv", "t,conc,rate\n1,0.1,100\n2,0.2,150\n3,0.4,170\n4,0.8,190\n");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--model",
+                "Vm*conc/(K + conc) + b*t",
+                "--data",
+                &data,
+                "--x",
+                "t",
+                "--y",
+                "rate",
+            ],
+            "'conc' in the model is a column that --x does not list",
+        ),
+        (
+            &["--model", "Vm*conc/(K + rate)", "--data", &data, "--y", "rate"],
+            "'rate' in the model is the y column",
+        ),
+        // `--x t` with a model written in x: x would be a parameter and the model a constant.
+        (
+            &["--model", "a*exp(-k*x) + c", "--data", &data, "--x", "t", "--y", "rate"],
+            "the model does not use the independent variable t",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["fit"];
+        all.extend_from_slice(args);
+        let o = nlsq(&all);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {e}");
+        assert!(e.contains(want), "{all:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{all:?}: {e}");
+    }
+}
+
+#[test]
+fn data_read_wrongly_is_refused() {
+    let comma = temp_file("comma.csv", "x,y\n0,05,2,836\n0,10,2,5\n0,20,2,1\n");
+    let dup = temp_file("dup.csv", "x,x,y\n1,2,3\n2,3,5\n3,4,7\n");
+    let pi = temp_file("pi.csv", "pi,y\n1,2\n2,3\n3,5\n");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--model", "a*x + b", "--data", &comma], "decimal comma"),
+        (&["--model", "a*x + b", "--data", &dup], "two columns 'x'"),
+        (
+            &["--model", "a*x + b", "--data", &pi, "--x", "pi"],
+            "'pi' is a constant or function",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["fit"];
+        all.extend_from_slice(args);
+        let o = nlsq(&all);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {e}");
+        assert!(e.contains(want), "{all:?}: {e}");
+    }
+}
+
+#[test]
+fn parameters_the_data_do_not_determine_are_reported() {
+    let v = fit_json(&["--model", "a*x + b*x + c", "--data", "decay.csv"], 0);
+    assert_eq!(v["rank"], 2);
+    assert_eq!(v["not_determined"], serde_json::json!(["a", "b"]));
+    // lm: a rank-deficient Jacobian has no covariance at all (JSON null for inf).
+    assert!(v["stderr"]["a"].is_null() && v["stderr"]["c"].is_null(), "{v}");
+    let o = nlsq(&["fit", "--model", "a*x + b*x + c", "--data", "decay.csv"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(out.contains("not determined"), "{out}");
+    assert!(err.contains("warning: the data do not determine 'a', 'b'"), "{err}");
+    let v = fit_json(&["--model", DECAY, "--data", "decay.csv"], 0);
+    assert_eq!(v["rank"], 3);
+    assert_eq!(v["not_determined"], serde_json::json!([]));
+}
+
+#[test]
+fn a_huge_max_nfev_is_no_budget_not_a_negative_one() {
+    let v = fit_json(
+        &[
+            "--model",
+            DECAY,
+            "--data",
+            "decay.csv",
+            "--max-nfev",
+            "18446744073709551615",
+        ],
+        0,
+    );
+    assert_eq!(v["success"], true, "{v}");
 }

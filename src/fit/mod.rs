@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewD};
 
+pub use crate::solve::covariance::NULL_SPACE_TOL;
 pub use cache::{CacheKey, ExecutableCache};
 pub use options::{FitOptions, Sigma, XData};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
@@ -254,7 +255,7 @@ fn outputs_list(o: &solve::Outputs) -> [Tensor; 3] {
 }
 
 /// Number of [`output_parts`] that make the [`Summary`].
-const SUMMARY_PARTS: usize = 13;
+const SUMMARY_PARTS: usize = 14;
 
 /// A fit's outputs but the Jacobian: the [`Summary`] parts in its order, then the residuals.
 fn output_parts(o: &solve::Outputs) -> [&Tensor; SUMMARY_PARTS + 1] {
@@ -272,6 +273,7 @@ fn output_parts(o: &solve::Outputs) -> [&Tensor; SUMMARY_PARTS + 1] {
         &o.initial_cost,
         &o.cov,
         &o.rank,
+        &o.null_weight,
         &o.fun,
     ]
 }
@@ -296,7 +298,7 @@ fn pack_outputs(parts: &[&Tensor], lead: &[i64]) -> Tensor {
 
 /// Length of the packed [`Summary`] of `n` parameters.
 fn summary_len(n: usize) -> usize {
-    3 * n + 8 + HISTORY_LEN as usize + n * n
+    4 * n + 8 + HISTORY_LEN as usize + n * n
 }
 
 /// The packed summary output of a fit program, decoded ([`outputs_list`] order). Counts and
@@ -315,6 +317,7 @@ struct Summary {
     initial_cost: f64,
     cov: Vec<f64>,
     rank: i64,
+    null_weight: Vec<f64>,
 }
 
 impl Summary {
@@ -348,6 +351,7 @@ impl Summary {
             initial_cost: take(1)[0],
             cov: take(n * n).to_vec(),
             rank: int(take(1)[0]),
+            null_weight: take(n).to_vec(),
         })
     }
 
@@ -393,6 +397,7 @@ impl Summary {
             initial_cost: self.initial_cost,
             history,
             rank: self.rank as usize,
+            not_determined: not_determined(&self.null_weight),
             method: plan.method,
             loss: plan.loss,
             timings,
@@ -466,8 +471,23 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
     }
     let (lb, ub) = expand_bounds(&options.bounds, n)?;
     let bounded = lb.iter().any(|v| v.is_finite()) || ub.iter().any(|v| v.is_finite());
-    let method = solver.method.unwrap_or(if bounded { Method::Trf } else { Method::Lm });
+    // Like curve_fit: lm without bounds, trf with them; and trf for a robust loss, which lm
+    // does not support.
+    let robust = solver.loss != Loss::Linear;
+    let method = solver
+        .method
+        .unwrap_or(if bounded || robust { Method::Trf } else { Method::Lm });
     if method == Method::Lm {
+        for (field, v) in [("ftol", solver.ftol), ("xtol", solver.xtol), ("gtol", solver.gtol)] {
+            if v < f64::EPSILON {
+                return Err(Error::InvalidOption {
+                    field,
+                    value: v.to_string(),
+                    constraint:
+                        ">= machine epsilon (2.2e-16) with method lm (as scipy's least_squares), or use method trf",
+                });
+            }
+        }
         if bounded {
             return Err(Error::InvalidOption {
                 field: "method",
@@ -485,7 +505,7 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
             return Err(Error::InvalidOption {
                 field: "loss",
                 value: solver.loss.to_string(),
-                constraint: "linear when method = lm",
+                constraint: "linear with method lm: lm supports only the linear loss, a robust loss needs method trf",
             });
         }
     }
@@ -518,7 +538,8 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
         xtol: solver.xtol,
         gtol: solver.gtol,
         f_scale: solver.f_scale,
-        max_nfev: solver.max_nfev_or_default(n) as i64,
+        // Saturating: a budget of 2^63 or more is no budget (and would wrap to a negative one).
+        max_nfev: i64::try_from(solver.max_nfev_or_default(n)).unwrap_or(i64::MAX),
         m_valid: m as f64,
     };
     Ok(Plan {
@@ -685,7 +706,17 @@ fn prepare<'a>(
             return Err(invalid("p0", format!("has {} values but n_params is {n}", p.len())))
         }
         (Some(p), _) => p.to_vec(),
-        (None, Some(n)) => vec![1.0; n],
+        (None, Some(n)) => {
+            let bound = |b: &[f64], i: usize, none: f64| match b.len() {
+                0 => none,
+                1 => b[0],
+                _ => b.get(i).copied().unwrap_or(none),
+            };
+            let (lo, hi) = options.bounds.clone().unwrap_or_default();
+            (0..n)
+                .map(|i| default_start(bound(&lo, i, f64::NEG_INFINITY), bound(&hi, i, f64::INFINITY)))
+                .collect()
+        }
         (None, None) => {
             return Err(invalid(
                 "p0",
@@ -969,6 +1000,28 @@ where
     g.finish(outs.iter())
 }
 
+/// The starting value of a parameter given no `p0`, from its bounds (scipy's `curve_fit`): 1
+/// without bounds, the midpoint of two finite bounds, `lower + 1` or `upper - 1` with one. The
+/// library (`p0 = None`) and the `nlsq` command use this one rule.
+///
+/// # Examples
+/// ```
+/// use nlsq::fit::default_start;
+/// assert_eq!(default_start(f64::NEG_INFINITY, f64::INFINITY), 1.0);
+/// assert_eq!(default_start(2.0, 4.0), 3.0);
+/// assert_eq!(default_start(5.0, f64::INFINITY), 6.0);
+/// assert_eq!(default_start(f64::NEG_INFINITY, -3.0), -4.0);
+/// ```
+pub fn default_start(lower: f64, upper: f64) -> f64 {
+    match (lower.is_finite(), upper.is_finite()) {
+        // Halves first: the sum of two large bounds may overflow.
+        (true, true) => 0.5 * lower + 0.5 * upper,
+        (true, false) => lower + 1.0,
+        (false, true) => upper - 1.0,
+        (false, false) => 1.0,
+    }
+}
+
 /// Runs a prepared fit on an executable and applies scipy's covariance rules.
 fn run_curve(
     exe: &cache::CachedExecutable,
@@ -982,8 +1035,23 @@ fn run_curve(
     Ok(curve_fit_result(result, cov, m, n, absolute_sigma))
 }
 
-/// scipy's `pcov` from the unscaled `(JᵀJ)⁺`: scaled by `2 cost / (m - n)` unless
-/// `absolute_sigma`, all inf when `m <= n` (and not absolute) or when it holds a NaN.
+/// The parameters whose null-space weight (see [`solve::covariance`]) exceeds
+/// [`NULL_SPACE_TOL`], in ascending order.
+fn not_determined(null_weight: &[f64]) -> Vec<usize> {
+    // A NaN weight (a Jacobian that is not finite) cannot vouch for its parameter either.
+    (0..null_weight.len())
+        .filter(|&j| !(null_weight[j] <= NULL_SPACE_TOL))
+        .collect()
+}
+
+/// scipy's `pcov` from the unscaled `(JᵀJ)⁺`: scaled by the residual variance `2 cost / (m -
+/// rank)` unless `absolute_sigma`; all inf when there are no degrees of freedom left (and not
+/// absolute) or when it holds a NaN. A rank-deficient Jacobian (some parameter not determined)
+/// gives an all-inf `pcov` with LM (scipy's answer where scipy has one), and with TRF the
+/// pseudo-inverse with `inf` in the rows and columns of the parameters not determined. For a
+/// full-rank Jacobian `m - rank` is scipy's `m - n`; for a rank-deficient one the directions the
+/// data do not determine take no degree of freedom (a parameter the model does not use leaves
+/// the others' errors as in the fit without it).
 pub(crate) fn curve_fit_result(
     result: FitResult,
     cov: Array2<f64>,
@@ -993,15 +1061,20 @@ pub(crate) fn curve_fit_result(
 ) -> CurveFit {
     let mut pcov = cov;
     if !absolute_sigma {
-        if m > n {
-            let s_sq = 2.0 * result.cost / (m - n) as f64;
+        let dof = m.saturating_sub(result.rank.min(n));
+        if dof > 0 && m > n {
+            let s_sq = 2.0 * result.cost / dof as f64;
             pcov.mapv_inplace(|v| v * s_sq);
         } else {
             pcov.fill(f64::INFINITY);
         }
     }
-    if pcov.iter().any(|v| v.is_nan()) {
+    if pcov.iter().any(|v| v.is_nan()) || (result.method == Method::Lm && !result.not_determined.is_empty()) {
         pcov.fill(f64::INFINITY);
+    }
+    for &j in &result.not_determined {
+        pcov.row_mut(j).fill(f64::INFINITY);
+        pcov.column_mut(j).fill(f64::INFINITY);
     }
     let perr = pcov.diag().mapv(|v| v.sqrt());
     CurveFit {
@@ -1016,7 +1089,7 @@ pub(crate) fn curve_fit_result(
 ///
 /// `model` is ordinary Rust over traced tensors: `x` is `[m]` (or `[k, m]` for
 /// multi-dimensional `xdata`; `x.row(i)` is coordinate `i`) and `p[i]` are the parameters.
-/// `p0 = None` starts from all ones and needs [`FitOptions::n_params`]. The method defaults to
+/// `p0 = None` starts from [`default_start`] of each parameter's bounds (all ones without bounds) and needs [`FitOptions::n_params`]. The method defaults to
 /// `lm` without bounds and `trf` with bounds.
 ///
 /// Every call traces the model (about a millisecond or two); the compiled executable comes from

@@ -79,8 +79,15 @@ pub struct FitResult {
     pub initial_cost: f64,
     /// Cost after each outer iteration (entry 0: initial), at most the history length.
     pub history: Vec<f64>,
-    /// Numerical rank of the final Jacobian (scipy's cut-off).
+    /// Numerical rank of the final Jacobian with its columns scaled to unit norm: the singular
+    /// values above `ε · max(m, n) · s₀` (scipy's cut-off, applied to the scaled matrix, so that
+    /// it does not depend on the units of the parameters or the data).
     pub rank: usize,
+    /// Indices of the parameters the data do not determine (ascending; empty when `rank == n`):
+    /// those with a component above [`crate::fit::NULL_SPACE_TOL`] in the numerical null space
+    /// of that scaled Jacobian. Their values are one point of a set of equally good fits, and
+    /// their variances in `pcov` are `inf`.
+    pub not_determined: Vec<usize>,
     /// The method used.
     pub method: Method,
     /// The loss used.
@@ -172,13 +179,42 @@ impl CurveFit {
     pub fn success(&self) -> bool {
         self.result.success()
     }
+
+    /// One warning line naming the parameters the data do not determine
+    /// ([`FitResult::not_determined`]), each named by `name(index)`; `None` when every
+    /// parameter is determined.
+    ///
+    /// # Examples
+    /// A fit of `a*x + b*x` says `warning: the data do not determine p[0], p[1] (Jacobian rank 1
+    /// of 2): ...`.
+    pub fn not_determined_warning(&self, name: impl Fn(usize) -> String) -> Option<String> {
+        let nd = &self.result.not_determined;
+        if nd.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = nd.iter().map(|&i| name(i)).collect();
+        Some(format!(
+            "warning: the data do not determine {} (Jacobian rank {} of {}): their values are one of many \
+             equally good fits and their variances are inf; fix or remove parameters, or add data",
+            names.join(", "),
+            self.result.rank,
+            self.popt.len()
+        ))
+    }
 }
 
 impl fmt::Display for CurveFit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{:<10}{:>22}{:>22}", "param", "value", "std error")?;
         for (i, (p, e)) in self.popt.iter().zip(self.perr.iter()).enumerate() {
-            writeln!(f, "{:<10}{:>22.12e}{:>22.6e}", format!("p[{i}]"), p, e)?;
+            if self.result.not_determined.contains(&i) {
+                writeln!(f, "{:<10}{:>22.12e}{:>22}", format!("p[{i}]"), p, "not determined")?;
+            } else {
+                writeln!(f, "{:<10}{:>22.12e}{:>22.6e}", format!("p[{i}]"), p, e)?;
+            }
+        }
+        if let Some(warning) = self.not_determined_warning(|i| format!("p[{i}]")) {
+            writeln!(f, "{warning}")?;
         }
         write!(f, "{}", self.result)
     }

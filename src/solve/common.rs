@@ -140,7 +140,51 @@ pub(crate) fn update_radius(
     (new, ratio)
 }
 
+/// `[..]` per-lane values as `[.., 1]`, to broadcast against `[.., n]`.
+fn per_lane(t: &Tensor) -> Tensor {
+    t.reshape([t.dims(), vec![1]].concat())
+}
+
+/// Norm of each lane's vector (`[n] -> []`, `[B, n] -> [B]`).
+pub(crate) fn lane_norm(v: &Tensor) -> Tensor {
+    v.square().reduce_sum(&[v.rank() as i64 - 1]).sqrt()
+}
+
+/// The first-order test of TRF, free of units: `max_j |g_j| w_j / (‖J_j‖ ‖f‖)` with the cost's
+/// gradient `g = Jᵀf`, the column norms `‖J_j‖` and `‖f‖ = sqrt(2 cost)`. Unconstrained (or
+/// pointing away from its bound) `w_j = 1`, and this is MINPACK's cosine between `f` and the
+/// column `J_j`; where the Coleman–Li vector `v_j` is the distance to the bound the gradient
+/// points at (`dv_j ≠ 0`), `w_j = min(1, v_j ‖J_j‖ / ‖f‖)`, the fraction of `‖f‖` by which
+/// moving to the bound could change the residuals. scipy's `‖g v‖_inf` has the units of the
+/// cost over those of x: it stops at p0 when `y` is small (`y ~ 1e-10`) and never when it is
+/// large. Vectors `[.., n]`, `fnorm [..]`.
+pub(crate) fn gradient_cosine(grad: &Tensor, colnorm: &Tensor, v: &Tensor, dv: &Tensor, fnorm: &Tensor) -> Tensor {
+    let f = per_lane(&fnorm.max(f64::MIN_POSITIVE));
+    let reach = dv.ne(0.0).select((v * colnorm / &f).min(1.0), 1.0);
+    let cosines = colnorm
+        .ne(0.0)
+        .select(grad.abs() * reach / (colnorm * &f).max(f64::MIN_POSITIVE), 0.0);
+    fnorm.ne(0.0).select(cosines.reduce_max(&[grad.rank() as i64 - 1]), 0.0)
+}
+
+/// True (per lane) when every component of a step `h [.., n]` in the solver's scaled variables
+/// is at most `sqrt(ftol) |xs_j| + ftol ‖xs‖`, with `xs` the point in the same variables: the
+/// parameters have converged to about half the digits of `ftol`. Relative to the scaled point,
+/// so it does not depend on the units of the parameters (an absolute `+ ftol` would let a
+/// parameter of size 1e-150 pass at once).
+pub(crate) fn step_converged(h: &Tensor, xs: &Tensor, ftol: &Tensor) -> Tensor {
+    let allowed = ftol.sqrt() * xs.abs() + per_lane(&(ftol * lane_norm(xs)));
+    h.abs()
+        .le(&allowed)
+        .select(0.0, 1.0)
+        .reduce_max(&[h.rank() as i64 - 1])
+        .eq(0.0)
+}
+
 /// scipy's `check_termination`: status 4 (both), 2 (ftol), 3 (xtol) or [`RUNNING`].
+///
+/// The xtol test is MINPACK's, in the solver's scaled variables: `‖D dx‖ <= xtol ‖D x‖`
+/// (`step_norm`, `x_norm`), where scipy tests `‖dx‖ < xtol (xtol + ‖x‖)` in the units of x.
 ///
 /// One addition to scipy's ftol test: it also requires `model_ok`, that the local model
 /// predicts no more than `ftol * F` further reduction from a full (Gauss–Newton) step (see
@@ -160,7 +204,7 @@ pub(crate) fn check_termination(
 ) -> Tensor {
     let g = d_cost.graph().clone();
     let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25)).and(model_ok);
-    let xtol_ok = step_norm.lt(&(xtol * (xtol + x_norm)));
+    let xtol_ok = step_norm.le(&(xtol * x_norm));
     ftol_ok.and(&xtol_ok).select(
         int(&g, 4),
         ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))),
@@ -176,8 +220,8 @@ pub(crate) fn gauss_newton_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) 
 }
 
 /// True when the full Gauss–Newton step `x + d ∘ h`, `h = -V (uf / s)` over the singular
-/// values above `eps * m * s[0]`, changes every parameter by at most `sqrt(ftol) |x_i| + ftol`:
-/// the parameters have converged to about half the digits of `ftol`.
+/// values above `eps * m * s[0]`, is small in the scaled variables `x / d`
+/// ([`step_converged`]).
 pub(crate) fn gauss_newton_converged(
     uf: &Tensor,
     s: &Tensor,
@@ -191,9 +235,7 @@ pub(crate) fn gauss_newton_converged(
     let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
     let keep = s.gt(&threshold);
     let h = -(v.dot(&keep.select(uf / keep.select(s, 1.0), 0.0)));
-    let step = (d * h).abs();
-    let allowed = ftol.sqrt() * x.abs() + ftol;
-    step.le(&allowed).select(0.0, 1.0).reduce_max(&[0]).eq(0.0)
+    step_converged(&h, &(x / d), ftol)
 }
 
 /// Column norms of a matrix.

@@ -15,8 +15,9 @@
 //! - J. J. Moré, B. S. Garbow, K. E. Hillstrom, "User Guide for MINPACK-1", ANL-80-74, 1980.
 
 use super::common::*;
+use super::covariance::{covariance, unit_column_scale};
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, Config, Inputs, Outputs, Problem, TrialFactors};
+use super::{evaluate, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -115,7 +116,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         fnorm.ne(0.0).select(cosines.reduce_max(&[0]), 0.0)
     };
 
-    let trials = TrialFactors::new(pb, 21);
+    let trials = TrialFactors::new(pb, 22);
     let mut init = vec![
         inp.x0.clone(),                              // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x
@@ -138,8 +139,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.zeros(DType::F64, [n, n]),                 // 18 covariance at x
         int(&g, 0),                                  // 19 rank at x
         g.zeros(DType::F64, [n]),                    // 20 gradient at x
+        g.zeros(DType::F64, [n]),                    // 21 null-space weights at x
     ];
-    init.extend(trials.init(&g, n)); // 21-25 when trials are factored
+    init.extend(trials.init(&g, n)); // 22-26 when trials are factored
 
     let out = g.while_loop(
         &init,
@@ -177,8 +179,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             } else {
                 diag
             };
-            // On the final pass the SVD is of R itself (for the covariance).
-            let rs = done.select(&r, &r / &diag);
+            // On the final pass the SVD is of R with unit columns (for the covariance, the rank
+            // and the parameters not determined).
+            let unit = unit_column_scale(&r);
+            let rs = done.select(&r * &unit, &r / &diag);
+            let col_scale = done.select(&unit, diag.recip());
             let (u, s, vmat) = crate::linalg::jacobi_svd(&rs);
             let uf = u.t().dot(&qtf);
             // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
@@ -299,7 +304,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     next
                 },
             );
-            let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
+            let cv = covariance(&s, &vmat, &col_scale, &inp.m_valid);
             let njev = &st[8] + done.not().select(1.0, 0.0).convert(DType::I64);
             let nit = &st[9] + done.not().select(1.0, 0.0).convert(DType::I64);
             let fnorm_next = &inner[6];
@@ -324,9 +329,10 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 done,
                 g.scalar(DType::Bool, 0.0),
                 initial_cost,
-                cov,
-                rank,
+                cv.cov,
+                cv.rank,
                 grad,
+                cv.null_weight,
             ];
             trials.next(next, st, &inner[10..], &eval_only)
         },
@@ -349,6 +355,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         initial_cost: out[17].clone(),
         cov: out[18].clone(),
         rank: out[19].clone(),
+        null_weight: out[21].clone(),
     }
 }
 

@@ -10,6 +10,7 @@
 //! all problems and needs no mask.
 
 use super::common::{int, is_finite};
+use super::covariance::{covariance, unit_column_scale};
 use super::termination::{NONFINITE_START, RUNNING};
 use crate::graph::{Graph, Tensor};
 use crate::types::DType;
@@ -345,21 +346,7 @@ pub(super) fn gn_converged(
     let threshold = m_valid.max(n as f64) * EPS * first_col(s);
     let keep = s.gt(col(&threshold));
     let h = -(mv(v, &keep.select(uf / keep.select(s, 1.0), 0.0)));
-    let step = (d * h).abs();
-    let allowed = ftol.sqrt() * x.abs() + ftol;
-    step.le(&allowed).select(0.0, 1.0).reduce_max(&[1]).eq(0.0)
-}
-
-/// `covariance_from` per problem: `(cov [B, n, n], rank [B])`.
-pub(super) fn covariance(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
-    let (b, n) = (s.dims()[0], s.dims()[1]);
-    let threshold = m_valid.max(n as f64) * EPS * first_col(s);
-    let keep = s.gt(col(&threshold));
-    let inv_s2 = keep.select(s.max(TINY).square().recip(), 0.0);
-    let vw = v * inv_s2.reshape([b, 1, n]);
-    let cov = (vw.reshape([b, n, 1, n]) * v.reshape([b, 1, n, n])).reduce_sum(&[3]);
-    let rank = keep.select(1.0, 0.0).reduce_sum(&[1]).convert(DType::I64);
-    (cov, rank)
+    super::common::step_converged(&h, &(x / d), ftol)
 }
 
 /// Builds the batched LM solve (`jac_scale`: MINPACK's running column-norm scaling).
@@ -397,6 +384,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
         f64z(vec![b, n, n]),                            // 17 covariance
         i64z(),                                         // 18 rank
         f64z(vec![b, n]),                               // 19 gradient
+        f64z(vec![b, n]),                               // 20 null-space weights
     ];
 
     let out = g.while_loop(
@@ -449,7 +437,10 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
             } else {
                 diag
             };
-            let rs = pick(&done, &r, &(&r / diag.reshape([b, 1, n])));
+            // On the final pass the SVD is of R with unit columns (see `lm::solve`).
+            let unit = unit_column_scale(&r);
+            let rs = pick(&done, &(&r * unit.reshape([b, 1, n])), &(&r / diag.reshape([b, 1, n])));
+            let col_scale = pick(&done, &unit, &diag.recip());
             let (u, s, vmat) = svd(&rs);
             let uf = mtv(&u, &qtf);
             let gn_rel = gn_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(TINY);
@@ -531,7 +522,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
                     new.iter().zip(it).map(|(n, o)| pick(&active, n, o)).collect()
                 },
             );
-            let (cov, rank) = covariance(&s, &vmat, &inp.m_valid);
+            let cv = covariance(&s, &vmat, &col_scale, &inp.m_valid);
             let step = done.not().select(1.0, 0.0).convert(DType::I64);
             let njev = &st[7] + &step;
             let nit = &st[8] + &step;
@@ -556,9 +547,10 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
                 done,
                 bools(0.0),
                 initial_cost,
-                cov,
-                rank,
+                cv.cov,
+                cv.rank,
                 grad,
+                cv.null_weight,
             ];
             let was = &st[14];
             new.iter().zip(st).map(|(n, o)| pick(was, o, n)).collect()
@@ -579,6 +571,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &BatchInputs, jac_scale: bool, h
         out[16].clone(),
         out[17].clone(),
         out[18].clone(),
+        out[20].clone(),
         out[1].clone(),
     ];
     let _ = int; // (shared helper kept for symmetry with lm.rs)

@@ -20,6 +20,7 @@
 //! - scipy.optimize.least_squares and curve_fit documentation.
 
 pub(crate) mod common;
+pub(crate) mod covariance;
 pub(crate) mod lm;
 pub(crate) mod lm_batch;
 pub mod loss;
@@ -409,10 +410,13 @@ pub(crate) struct Outputs {
     pub status: Tensor,
     pub history: Tensor,
     pub initial_cost: Tensor,
-    /// `(JᵀJ)⁺` of the final Jacobian (scipy's cut-off), not yet scaled by the residual variance.
+    /// `(JᵀJ)⁺` of the final Jacobian, not yet scaled by the residual variance
+    /// ([`covariance`]).
     pub cov: Tensor,
-    /// Numerical rank of the final Jacobian under that cut-off (i64).
+    /// Numerical rank of the final Jacobian with unit columns (i64).
     pub rank: Tensor,
+    /// Per parameter, its component in that Jacobian's numerical null space `[n]`.
+    pub null_weight: Tensor,
 }
 
 /// `R [n, n]` and `Qᵀf [n]` of the Householder QR of `[J | f]` (blocked TSQR when `J` is taller
@@ -509,18 +513,6 @@ fn column_gram(at: &Tensor) -> Tensor {
     }
     let spread = g.constant_array_of(crate::DType::F64, &spread, [k * k, npairs as i64]);
     spread.dot(&sums).reshape([k, k])
-}
-
-/// scipy curve_fit's covariance `V diag(1/s²) Vᵀ` over singular values above
-/// `eps * max(m, n) * s[0]`, from the SVD of the final Jacobian (`s`, `V`); and the rank.
-pub(crate) fn covariance_from(s: &Tensor, v: &Tensor, m_valid: &Tensor) -> (Tensor, Tensor) {
-    let n = s.dims()[0];
-    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
-    let keep = s.gt(&threshold);
-    let inv_s2 = keep.select(s.max(f64::MIN_POSITIVE).square().recip(), 0.0);
-    let cov = (v * &inv_s2).dot(&v.t());
-    let rank = keep.select(1.0, 0.0).sum().convert(crate::DType::I64);
-    (cov, rank)
 }
 
 /// Builds the solve for `config.method`.

@@ -106,15 +106,22 @@ pub enum XScale {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SolverOptions {
-    /// Algorithm. Default: `None` = LM without bounds, TRF with bounds (like `curve_fit`).
+    /// Algorithm. Default: `None` = LM without bounds, TRF with bounds (like `curve_fit`) or with a
+    /// robust loss (which LM does not support).
     pub method: Option<Method>,
     /// Stop when `dF < ftol * F` and the step's reduction ratio `> 0.25` (TRF); MINPACK's
     /// relative-reduction test for LM. Default `1e-8`.
     pub ftol: f64,
-    /// Stop when `‖dx‖ < xtol * (xtol + ‖x‖)` (TRF); `delta <= xtol * ‖D x‖` for LM. Default `1e-8`.
+    /// Stop when `‖D dx‖ <= xtol * ‖D x‖` (TRF: the step; LM: the trust radius), with `D` the
+    /// variable scaling (the Jacobian's column norms by default, `1 / x_scale` when given).
+    /// scipy's TRF tests `‖dx‖ < xtol * (xtol + ‖x‖)` in the units of x instead, which depends on
+    /// them. Default `1e-8`.
     pub xtol: f64,
-    /// Stop when `‖g_scaled‖_inf < gtol` (TRF: Coleman–Li scaled gradient; LM: the maximum
-    /// cosine between `f` and a column of `J`). Default `1e-8`.
+    /// Stop when the largest cosine between `f` and a column of `J` is below gtol (LM: MINPACK's
+    /// test; TRF: the same with each column's term cut by how far its parameter is from the
+    /// bound the gradient points at, see `solve::common::gradient_cosine`). scipy's TRF tests
+    /// the Coleman–Li scaled gradient `‖g v‖_inf < gtol`, which has the units of the cost and
+    /// stops at p0 for small data. Default `1e-8`.
     pub gtol: f64,
     /// Maximum number of residual evaluations. Default `None` = `100 * n`.
     pub max_nfev: Option<usize>,
@@ -122,8 +129,9 @@ pub struct SolverOptions {
     pub loss: Loss,
     /// Soft margin between inlier and outlier residuals. Default `1.0`.
     pub f_scale: f64,
-    /// Variable scaling. Default `None`: `1.0` for every parameter with TRF, and MINPACK's
-    /// automatic Jacobian scaling ([`XScale::Jac`]) with LM, as scipy does.
+    /// Variable scaling. Default `None`: automatic Jacobian scaling ([`XScale::Jac`]) with both
+    /// methods, so that a fit does not depend on the units of its parameters (scipy uses it for
+    /// LM but `1.0` for every parameter with TRF).
     pub x_scale: Option<XScale>,
 }
 
@@ -232,7 +240,11 @@ impl SolverOptions {
             }
         }
         if self.method == Some(Method::Lm) && self.loss != Loss::Linear {
-            return Err(invalid("loss", self.loss, "linear when method = lm"));
+            return Err(invalid(
+                "loss",
+                self.loss,
+                "linear with method lm: lm supports only the linear loss, a robust loss needs method trf",
+            ));
         }
         Ok(())
     }
@@ -245,8 +257,7 @@ impl SolverOptions {
     /// `x_scale` for `method` expanded to `n` values, or `None` for Jacobian scaling.
     pub fn x_scale_values(&self, method: Method, n: usize) -> Option<Vec<f64>> {
         match (&self.x_scale, method) {
-            (None, Method::Trf) => Some(vec![1.0; n]),
-            (None, Method::Lm) | (Some(XScale::Jac), _) => None,
+            (None, _) | (Some(XScale::Jac), _) => None,
             (Some(XScale::Values(v)), _) if v.len() == 1 => Some(vec![v[0]; n]),
             (Some(XScale::Values(v)), _) => Some(v.clone()),
         }

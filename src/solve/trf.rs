@@ -16,9 +16,10 @@
 //! - scipy/optimize/_lsq/trf.py (algorithm description in its module docstring).
 
 use super::common::*;
+use super::covariance::{covariance, unit_column_scale};
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{covariance_from, evaluate, factor, Config, Inputs, Outputs, Problem, TrialFactors};
+use super::{evaluate, factor, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -40,7 +41,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let (lb, ub) = (&inp.lb, &inp.ub);
     let x0 = inp.x0.clone();
     let zeros_n = || g.zeros(DType::F64, [n]);
-    let trials = TrialFactors::new(pb, 21);
+    let trials = TrialFactors::new(pb, 22);
     let mut init = vec![
         x0.clone(),                                  // 0 x
         g.zeros(DType::F64, [pb.jac_rows()]),        // 1 f at x (unscaled)
@@ -63,8 +64,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         g.constant(0.0),                             // 18 initial cost
         g.zeros(DType::F64, [n, n]),                 // 19 covariance (JᵀJ)⁺ at x
         int(&g, 0),                                  // 20 rank of J at x
+        g.zeros(DType::F64, [n]),                    // 21 null-space weights at x
     ];
-    init.extend(trials.init(&g, n)); // 21-25 when trials are factored
+    init.extend(trials.init(&g, n)); // 22-26 when trials are factored
 
     let out = g.while_loop(
         &init,
@@ -89,6 +91,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             };
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = norm_inf(&(&grad * &v));
+            let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init
                 .eq(0.0)
@@ -102,7 +105,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
             let status = status
                 .ne(NONFINITE_START as f64)
-                .and(&gnorm.lt(&inp.gtol))
+                .and(&cosine.lt(&inp.gtol))
                 .select(int(&g, 1), &status);
             let status = status
                 .eq(RUNNING as f64)
@@ -110,10 +113,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 .select(int(&g, 0), &status);
             let done = status.ne(RUNNING as f64);
 
-            // Hat-space quantities; on the final pass (done) d = 1 and no Coleman–Li term, so
-            // the SVD below is that of R itself, for the covariance.
+            // Hat-space quantities; on the final pass (done) d scales R's columns to unit norm
+            // and there is no Coleman–Li term, so the SVD below is that of R with unit columns,
+            // for the covariance, the rank and the parameters not determined.
             let v = dv.ne(0.0).select(&v * &scale_inv, &v);
-            let d = done.select(1.0, v.sqrt() * &scale);
+            let d = done.select(unit_column_scale(&r), v.sqrt() * &scale);
             let diag_h = done.select(0.0, &grad * &dv * &scale);
             let g_h = &d * &grad;
             let rd = &r * &d;
@@ -192,12 +196,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     let actual = &cost - &cost_new;
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
-                    let step_norm = norm(&step);
                     let term = check_termination(
                         &actual,
                         &cost,
-                        &step_norm,
-                        &norm(x),
+                        &norm(&(&step * &scale_inv)),
+                        &norm(&(x * &scale_inv)),
                         &ratio,
                         &inp.ftol,
                         &inp.xtol,
@@ -226,7 +229,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     next
                 },
             );
-            let (cov, rank) = covariance_from(&s, &vmat, &inp.m_valid);
+            let cv = covariance(&s, &vmat, &d, &inp.m_valid);
             let accepted = inner[4].gt(0.0);
             let status_after = inner[3].clone();
             // An inner loop that ran out of evaluations leaves the status RUNNING: the next
@@ -260,9 +263,10 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 g.scalar(DType::Bool, 0.0),
                 accepted,
                 initial_cost,
-                // The covariance from this pass's SVD: of R itself on the final pass.
-                cov,
-                rank,
+                // The covariance from this pass's SVD: of R with unit columns on the final pass.
+                cv.cov,
+                cv.rank,
+                cv.null_weight,
             ];
             trials.next(next, st, &carried_next, &eval_only)
         },
@@ -271,6 +275,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let x = out[0].clone();
     let cov = out[19].clone();
     let rank = out[20].clone();
+    let null_weight = out[21].clone();
     Outputs {
         active_mask: active_constraints(&x, lb, ub, &inp.xtol),
         x,
@@ -287,6 +292,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         initial_cost: out[18].clone(),
         cov,
         rank,
+        null_weight,
     }
 }
 

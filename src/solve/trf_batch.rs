@@ -5,12 +5,13 @@
 //! and freeze the problems that are done (see [`super::lm_batch`]).
 
 use super::common::{
-    active_constraints, check_termination, cl_scaling, int, is_finite, make_strictly_feasible, minimize_quadratic_1d,
-    update_radius,
+    active_constraints, check_termination, cl_scaling, gradient_cosine, int, is_finite, make_strictly_feasible,
+    minimize_quadratic_1d, update_radius,
 };
+use super::covariance::{covariance, unit_column_scale};
 use super::lm_batch::{
-    any, col, column_norms, covariance, first_col, gn_converged, gn_reduction, mtv, mv, norm, pick, qr_r, svd,
-    BatchOutputs, BatchProblem,
+    any, col, column_norms, first_col, gn_converged, gn_reduction, mtv, mv, norm, pick, qr_r, svd, BatchOutputs,
+    BatchProblem,
 };
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
@@ -281,6 +282,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
         f64z(vec![b]),                                  // 18 initial cost
         f64z(vec![b, n, n]),                            // 19 covariance
         i64z(),                                         // 20 rank
+        f64z(vec![b, n]),                               // 21 null-space weights
     ];
 
     let out = g.while_loop(
@@ -313,6 +315,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             };
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = (&grad * &v).abs().reduce_max(&[1]);
+            let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init
                 .eq(0.0)
@@ -324,7 +327,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             let status = first.and(&finite.not()).select(const_i(NONFINITE_START), &st[12]);
             let status = status
                 .ne(NONFINITE_START as f64)
-                .and(&gnorm.lt(&inp.gtol))
+                .and(&cosine.lt(&inp.gtol))
                 .select(const_i(1), &status);
             let status = status
                 .eq(RUNNING as f64)
@@ -333,7 +336,8 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             let done = status.ne(RUNNING as f64);
 
             let v = dv.ne(0.0).select(&v * &scale_inv, &v);
-            let d = col(&done).select(1.0, v.sqrt() * &scale);
+            // On the final pass d gives R unit columns (see `trf::solve`).
+            let d = col(&done).select(unit_column_scale(&r), v.sqrt() * &scale);
             let diag_h = col(&done).select(0.0, &grad * &dv * &scale);
             let g_h = &d * &grad;
             let rd = &r * d.reshape([b, 1, n]);
@@ -403,12 +407,11 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                     let actual = &cost - &cost_new;
                     let bound_hit = step_h_norm.gt(&(delta * 0.95));
                     let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
-                    let step_norm = norm(&step);
                     let term = check_termination(
                         &actual,
                         &cost,
-                        &step_norm,
-                        &norm(x),
+                        &norm(&(&step * &scale_inv)),
+                        &norm(&(x * &scale_inv)),
                         &ratio,
                         &inp.ftol,
                         &inp.xtol,
@@ -428,7 +431,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                     new.iter().zip(it).map(|(n, o)| pick(&active, n, o)).collect()
                 },
             );
-            let (cov, rank) = covariance(&s, &vmat, &inp.m_valid);
+            let cv = covariance(&s, &vmat, &d, &inp.m_valid);
             let accepted = inner[4].gt(0.0);
             let x_next = pick(&accepted, &inner[5], x);
             let cost_next = accepted.select(&inner[6], &cost);
@@ -454,8 +457,9 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                 bools(0.0),
                 accepted,
                 initial_cost,
-                cov,
-                rank,
+                cv.cov,
+                cv.rank,
+                cv.null_weight,
             ];
             let was = &st[15];
             new.iter().zip(st).map(|(n, o)| pick(was, o, n)).collect()
@@ -477,6 +481,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
         out[18].clone(),
         out[19].clone(),
         out[20].clone(),
+        out[21].clone(),
         out[1].clone(),
     ];
     BatchOutputs { list }

@@ -44,11 +44,12 @@ Model and data:
                           tab for .tsv, otherwise detected from the first line (',', tab or
                           whitespace). Blank lines and lines starting with '#' are skipped.
   --header, --no-header   the first line names the columns, or does not. Default: detected
-                          (a header is a first line that is not all numbers).
+                          (a header is a first line with text where the next line has numbers).
   --x COL[,COL...]        the independent variable(s): column names (with a header) or 1-based
                           indices. In the model a column is called by its header name, or x
                           (x1, x2, ... for several) without one; NAME=COL picks the name, e.g.
-                          --x u=1,v=2. Default: the column named x, else column 1, called x.
+                          --x u=1,v=2. Default: the columns whose header is a name in the model;
+                          else the column named x, else column 1, called x.
   --y COL                 the dependent variable. Default: the column after the last --x column.
   --sigma COL             standard deviations of y (residuals are divided by them).
   --absolute-sigma        sigma is absolute: pcov is not scaled by the reduced chi-square.
@@ -68,7 +69,8 @@ Solver (scipy.optimize.curve_fit names and defaults):
   --ftol F, --xtol F, --gtol F   tolerances on cost, step and gradient. Default 1e-8 each.
 
 Output:
-  --json                  print one JSON object: params, stderr, pcov, param_names, cost, nfev,
+  --json                  print one JSON object: params, stderr, pcov, param_names, rank,
+                          not_determined (parameters the data do not determine), cost, nfev,
                           njev, status, message, success, timing {compile_ms, execute_ms,
                           cache, trace_ms, total_ms}. Non-finite numbers are null.
   --plot FILE.svg|FILE.png   draw the data, the fitted curve and the residuals.
@@ -96,12 +98,12 @@ Usage: nlsq batch --model EXPR --data FILE [--data FILE ...] [--group COL] [opti
   --sigma, --absolute-sigma, --p0, --lower, --upper, --method, --loss, --f-scale, --max-nfev,
   --ftol, --xtol, --gtol), except --plot and --json (the output is always JSON lines).
 Output: one line per dataset: {\"dataset\": FILE or group value, \"n_points\", \"params\",
-\"stderr\", \"pcov\", \"param_names\", \"cost\", \"nfev\", \"njev\", \"status\", \"message\",
+\"stderr\", \"pcov\", \"param_names\", \"rank\", \"not_determined\", \"cost\", \"nfev\", \"njev\", \"status\", \"message\",
 \"success\", \"timing\"}, or {\"dataset\", \"error\"} for a dataset that could not be fitted.
 Exit codes: 0 every dataset converged; 1 some did not (their lines are still printed);
 2 bad input; 3 runtime failure.
 Examples:
-  nlsq batch --model 'a*exp(-k*x) + c' --data curves.csv --group id --x t --y v --p0 a=2,k=1,c=0
+  nlsq batch --model 'a*exp(-k*t) + c' --data curves.csv --group id --x t --y v --p0 a=2,k=1,c=0
   nlsq batch --model 'a*exp(-k*x) + c' --data run1.csv --data run2.csv --data run3.csv
 ";
 

@@ -115,12 +115,46 @@ impl Table {
             _ => Delimiter::Whitespace,
         };
         let fields = split(first_line, delimiter);
-        let has_header = header.unwrap_or_else(|| !fields.iter().all(|f| is_number(f)));
+        // A header names the columns: the first line is one when some field of it is not a
+        // number while the same field of the next line is (so a first row with a text column,
+        // as in long format, stays data). A single line is a header when not all numbers.
+        let has_header = header.unwrap_or_else(|| match lines.get(1) {
+            Some((_, second)) => {
+                let next = split(&text[second.clone()], delimiter);
+                fields.iter().zip(&next).any(|(a, b)| !is_number(a) && is_number(b))
+            }
+            None => !fields.iter().all(|f| is_number(f)),
+        });
         let n_columns = fields.len();
         let header = has_header.then(|| fields.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        if let Some(h) = &header {
+            for (j, c) in h.iter().enumerate() {
+                if let Some(k) = h[..j].iter().position(|d| d == c) {
+                    bail!(
+                        "{name}: the header names two columns '{c}' (columns {} and {}); give them distinct names",
+                        k + 1,
+                        j + 1
+                    );
+                }
+            }
+        }
         let rows = if has_header { lines[1..].to_vec() } else { lines };
         if rows.is_empty() {
             bail!("data file {name} has a header line but no data lines");
+        }
+        // Every line has the same number of fields: a line with more (a decimal comma, `0,05`)
+        // or fewer would otherwise be read as other numbers without a word.
+        for (line_no, range) in &rows {
+            let k = split(&text[range.clone()], delimiter).len();
+            if k != n_columns {
+                let first = if has_header { "the header" } else { "the first line" };
+                let hint = if delimiter == Delimiter::Comma && k > n_columns {
+                    " (a decimal comma? write decimals with '.', or separate fields with ';' or tabs)"
+                } else {
+                    ""
+                };
+                bail!("{name}:{line_no}: has {k} fields but {first} has {n_columns}{hint}");
+            }
         }
         Ok(Table {
             name,
@@ -281,11 +315,37 @@ mod tests {
         let y = t.column("y", "y").unwrap();
         let e = t.values(&y, "y").unwrap_err().to_string();
         assert!(e.contains("c.tsv:3") && e.contains("finite"), "{e}");
-        let t = table("d.csv", "x,y\n1,2\n2\n", None).unwrap();
-        assert!(t
-            .values(&t.column("y", "y").unwrap(), "y")
-            .unwrap_err()
-            .to_string()
-            .contains(":3"));
+        let e = table("d.csv", "x,y\n1,2\n2\n", None).err().unwrap().to_string();
+        assert!(e.contains("d.csv:3: has 1 fields but the header has 2"), "{e}");
+    }
+
+    #[test]
+    fn a_decimal_comma_is_refused_not_misread() {
+        let e = table("e.csv", "x,y\n0,05,2,836\n0,10,2,5\n", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("e.csv:2: has 4 fields but the header has 2") && e.contains("decimal comma"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_header_names_are_refused() {
+        let e = table("f.csv", "x,x,y\n1,2,3\n", None).err().unwrap().to_string();
+        assert!(e.contains("two columns 'x' (columns 1 and 2)"), "{e}");
+    }
+
+    #[test]
+    fn a_headerless_first_row_with_text_stays_data() {
+        let t = table("g.csv", "A,0.1,2.5\nA,0.2,2.4\nB,0.1,3.0\n", None).unwrap();
+        assert!(t.header.is_none());
+        assert_eq!(
+            t.values(&t.column("2", "x").unwrap(), "x").unwrap(),
+            vec![0.1, 0.2, 0.1]
+        );
+        let t = table("h.csv", "t,y,group\n0.1,2,A\n", None).unwrap();
+        assert_eq!(t.header.as_ref().map(|h| h.len()), Some(3));
     }
 }

@@ -65,13 +65,15 @@ fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 
-fn is_identifier(s: &str) -> bool {
+/// Letters, digits and `_`, not starting with a digit.
+fn is_identifier_shape(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
-        && Func::from_name(s).is_none()
-        && s != "pi"
-        && s != "e"
+    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// A name that can be a variable or parameter: an identifier that is not a function or constant.
+fn is_identifier(s: &str) -> bool {
+    is_identifier_shape(s) && Func::from_name(s).is_none() && s != "pi" && s != "e"
 }
 
 /// An independent variable: its name in the model and its column.
@@ -93,6 +95,14 @@ fn resolve_variables(table: &Table, specs: &[ColSpec]) -> Result<Vec<Variable>> 
             }
             None => match &table.header {
                 Some(h) if is_identifier(&h[column.index]) => h[column.index].clone(),
+                // A column called `pi` or `exp` would silently lose to the constant or function.
+                Some(h) if is_identifier_shape(&h[column.index]) => bail!(
+                    "--x {}: '{}' is a constant or function of the model language, not a variable name: \
+                     name the variable, e.g. --x t={}",
+                    spec.col,
+                    h[column.index],
+                    spec.col
+                ),
                 _ => fallback(i),
             },
         };
@@ -160,16 +170,8 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     let table = Table::read(&a.data, a.header)?;
 
     // Columns.
-    let specs = a.x.clone().unwrap_or_else(|| match &table.header {
-        Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec {
-            alias: None,
-            col: "x".into(),
-        }],
-        _ => vec![ColSpec {
-            alias: Some("x".into()),
-            col: "1".into(),
-        }],
-    });
+    let idents = model_identifiers(&src)?;
+    let specs = variable_specs(&table, a, &idents)?;
     let vars = resolve_variables(&table, &specs)?;
     let y_col = match &a.y {
         Some(c) => table.column(c, "--y")?,
@@ -206,12 +208,7 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
 
     // Model and parameters.
     let var_names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
-    let expr = Expr::parse(&src, &var_names).map_err(|e| match e {
-        nlsq::Error::Parse { line, column, message } => {
-            anyhow!("invalid --model expression at {line}:{column}: {message}")
-        }
-        other => anyhow!("invalid --model expression: {other}"),
-    })?;
+    let expr = parse_model(&src, &var_names)?;
     let names: Vec<String> = expr.params().to_vec();
     if names.is_empty() {
         bail!(
@@ -219,30 +216,8 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
             var_names.join(", ")
         );
     }
-    if !uses_a_variable(expr.root()) {
-        warn(&format!(
-            "the model does not use the independent variable{} {} (its names are parameters: {})",
-            if var_names.len() > 1 { "s" } else { "" },
-            var_names.join(", "),
-            names.join(", ")
-        ));
-    }
-    if let Some(h) = &table.header {
-        let used: Vec<usize> = vars
-            .iter()
-            .map(|v| v.column.index)
-            .chain([y_col.index])
-            .chain(sigma_col.as_ref().map(|c| c.index))
-            .collect();
-        for (i, col) in h.iter().enumerate() {
-            if !used.contains(&i) && names.contains(col) {
-                warn(&format!(
-                    "'{col}' is a column of {} but a parameter of the model (select it with --x {col})",
-                    table.name
-                ));
-            }
-        }
-    }
+    check_bindings(&table, &vars, &y_col, sigma_col.as_ref(), &names)?;
+    check_uses_a_variable(&expr, &var_names, &names)?;
     let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
     let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
     for (i, n) in names.iter().enumerate() {
@@ -254,16 +229,8 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
             );
         }
     }
-    // scipy's curve_fit (`_initialize_feasible`): p0 defaults to 1 without bounds, the
-    // midpoint with both bounds, lower + 1 or upper - 1 with one.
-    let p0 = per_param("--p0", &a.p0, &names, |i| {
-        match (lower[i].is_finite(), upper[i].is_finite()) {
-            (true, true) => 0.5 * (lower[i] + upper[i]),
-            (true, false) => lower[i] + 1.0,
-            (false, true) => upper[i] - 1.0,
-            (false, false) => 1.0,
-        }
-    })?;
+    // scipy's curve_fit (`_initialize_feasible`), the library's rule.
+    let p0 = per_param("--p0", &a.p0, &names, |i| nlsq::fit::default_start(lower[i], upper[i]))?;
     for (i, n) in names.iter().enumerate() {
         if !p0[i].is_finite() {
             bail!("--p0: the starting value of '{n}' must be finite");
@@ -323,6 +290,9 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     })?;
 
     // Output.
+    if let Some(w) = fit.not_determined_warning(|i| format!("'{}'", names[i])) {
+        eprintln!("{w}");
+    }
     if a.json {
         print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit))? + "\n"))?;
     } else {
@@ -414,18 +384,10 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     type Dataset = (String, Vec<f64>, Vec<f64>, Option<Vec<f64>>);
     let mut sets: Vec<Dataset> = Vec::new();
     let mut var_name = None;
+    let idents = model_identifiers(&src)?;
     for path in &b.files {
         let table = Table::read(path, a.header)?;
-        let specs = a.x.clone().unwrap_or_else(|| match &table.header {
-            Some(h) if h.iter().any(|c| c == "x") => vec![ColSpec {
-                alias: None,
-                col: "x".into(),
-            }],
-            _ => vec![ColSpec {
-                alias: Some("x".into()),
-                col: "1".into(),
-            }],
-        });
+        let specs = variable_specs(&table, a, &idents)?;
         let vars = resolve_variables(&table, &specs)?;
         if vars.len() != 1 {
             bail!("nlsq batch supports one --x column");
@@ -445,6 +407,7 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
                 table.column(&(next + 1).to_string(), "y")?
             }
         };
+        check_bindings(&table, &vars, &y_col, None, &idents)?;
         let x = table.values(&vars[0].column, &format!("x '{}'", vars[0].name))?;
         let y = table.values(&y_col, "y")?;
         let sigma = a
@@ -486,26 +449,15 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         }
     }
     let var_name = var_name.unwrap_or_else(|| "x".into());
-    let expr = Expr::parse(&src, &[var_name.as_str()]).map_err(|e| match e {
-        nlsq::Error::Parse { line, column, message } => {
-            anyhow!("invalid --model expression at {line}:{column}: {message}")
-        }
-        other => anyhow!("invalid --model expression: {other}"),
-    })?;
+    let expr = parse_model(&src, &[var_name.as_str()])?;
     let names: Vec<String> = expr.params().to_vec();
     if names.is_empty() {
         bail!("the model has no parameters");
     }
+    check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
     let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
     let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
-    let p0 = per_param("--p0", &a.p0, &names, |i| {
-        match (lower[i].is_finite(), upper[i].is_finite()) {
-            (true, true) => 0.5 * (lower[i] + upper[i]),
-            (true, false) => lower[i] + 1.0,
-            (false, true) => upper[i] - 1.0,
-            (false, false) => 1.0,
-        }
-    })?;
+    let p0 = per_param("--p0", &a.p0, &names, |i| nlsq::fit::default_start(lower[i], upper[i]))?;
     let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
     let loss = a.loss.unwrap_or(Loss::Linear);
     let mut opts = FitOptions::default()
@@ -574,6 +526,107 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     }
     print(&out)?;
     Ok(if all_ok { 0 } else { 1 })
+}
+
+/// The free identifiers of the model (every name that is not a function or a constant), in
+/// order of first appearance.
+fn model_identifiers(src: &str) -> Result<Vec<String>> {
+    Ok(parse_model(src, &[])?.params().to_vec())
+}
+
+/// Parses `--model` with the independent variables `vars`; errors name the position.
+fn parse_model(src: &str, vars: &[&str]) -> Result<Expr> {
+    Expr::parse(src, vars).map_err(|e| match e {
+        nlsq::Error::Parse { line, column, message } => {
+            anyhow!("invalid --model expression at {line}:{column}: {message}")
+        }
+        other => anyhow!("invalid --model expression: {other}"),
+    })
+}
+
+/// The independent variables: `--x` when given; otherwise every column whose header is a name
+/// in the model (`idents`), other than the `--y` and `--sigma` columns, in file order; otherwise
+/// the column `x`, or the first column.
+fn variable_specs(table: &Table, a: &FitArgs, idents: &[String]) -> Result<Vec<ColSpec>> {
+    if let Some(x) = &a.x {
+        return Ok(x.clone());
+    }
+    let mut reserved = Vec::new();
+    for (spec, what) in [(&a.y, "--y"), (&a.sigma, "--sigma")] {
+        if let Some(c) = spec {
+            reserved.push(table.column(c, what)?.index);
+        }
+    }
+    if let Some(h) = &table.header {
+        let bound: Vec<ColSpec> = h
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| idents.contains(c) && !reserved.contains(i))
+            .map(|(_, c)| ColSpec {
+                alias: None,
+                col: c.clone(),
+            })
+            .collect();
+        if !bound.is_empty() {
+            return Ok(bound);
+        }
+        if h.iter().any(|c| c == "x") {
+            return Ok(vec![ColSpec {
+                alias: None,
+                col: "x".into(),
+            }]);
+        }
+    }
+    Ok(vec![ColSpec {
+        alias: Some("x".into()),
+        col: "1".into(),
+    }])
+}
+
+/// A name in the model that is also a column header must be that column: one that is the y or
+/// sigma column, or a column `--x` does not list, is an error rather than a parameter.
+fn check_bindings(
+    table: &Table,
+    vars: &[Variable],
+    y: &Column,
+    sigma: Option<&Column>,
+    names: &[String],
+) -> Result<()> {
+    let Some(h) = &table.header else { return Ok(()) };
+    for (i, col) in h.iter().enumerate() {
+        if !names.contains(col) || vars.iter().any(|v| v.column.index == i) {
+            continue;
+        }
+        let role = if i == y.index {
+            "the y column"
+        } else if sigma.is_some_and(|s| s.index == i) {
+            "the sigma column"
+        } else {
+            "a column that --x does not list"
+        };
+        bail!(
+            "'{col}' in the model is {role} of {}: list it in --x to use the column as a variable, \
+             or rename the parameter",
+            table.name
+        );
+    }
+    Ok(())
+}
+
+/// A model that uses none of the independent variables fits a constant: an error that names
+/// them, since it is almost always a model written in another variable's name.
+fn check_uses_a_variable(expr: &Expr, vars: &[&str], names: &[String]) -> Result<()> {
+    if uses_a_variable(expr.root()) {
+        return Ok(());
+    }
+    bail!(
+        "the model does not use the independent variable{} {} (its names are all parameters: {}); \
+         write the model in {}, or choose the variable with --x NAME=COLUMN",
+        if vars.len() > 1 { "s" } else { "" },
+        vars.join(", "),
+        names.join(", "),
+        vars.join(", ")
+    )
 }
 
 fn uses_a_variable(node: &Node) -> bool {

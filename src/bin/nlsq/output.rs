@@ -42,6 +42,8 @@ pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
         "stderr": stderr,
         "pcov": pcov,
         "param_names": names,
+        "rank": r.rank,
+        "not_determined": r.not_determined.iter().map(|&i| names[i].clone()).collect::<Vec<_>>(),
         "cost": num(r.cost),
         "nfev": r.nfev,
         "njev": r.njev,
@@ -92,7 +94,7 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
     s.push_str(context);
     s.push('\n');
     s.push_str(&format!(
-        "\n{:<width$}  {:>18}  {:>12}  {:>9}\n",
+        "\n{:<width$}  {:>18}  {:>14}  {:>9}\n",
         "parameter", "value", "std error", "rel error"
     ));
     for (i, name) in names.iter().enumerate() {
@@ -102,14 +104,19 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
         } else {
             "-".to_string()
         };
+        let err = if r.not_determined.contains(&i) {
+            "not determined".to_string()
+        } else {
+            sci(e, 4)
+        };
         s.push_str(&format!(
-            "{name:<width$}  {:>18}  {:>12}  {:>9}\n",
+            "{name:<width$}  {:>18}  {:>14}  {:>9}\n",
             sci(v, 10),
-            sci(e, 4),
+            err,
             rel
         ));
     }
-    if fit.perr.iter().any(|e| !e.is_finite()) {
+    if r.not_determined.is_empty() && fit.perr.iter().any(|e| !e.is_finite()) {
         s.push_str(
             "(the covariance could not be estimated: too few points, or a parameter the data do not determine)\n",
         );
