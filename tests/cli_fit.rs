@@ -59,6 +59,24 @@ fn assert_close(got: &[f64], want: &[f64], rtol: f64, what: &str) {
     }
 }
 
+/// Runs `nlsq fit ARGS` for each case and expects exit 2 with exactly one `error:` line on
+/// stderr that contains the case's text, nothing on stdout, no panic.
+fn assert_bad_input(cases: &[(&[&str], &str)]) {
+    for (args, want) in cases {
+        let mut all = vec!["fit"];
+        all.extend_from_slice(args);
+        let o = nlsq(&all);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{all:?}: not one error line: {err:?}"
+        );
+        assert!(err.contains(want), "{all:?}: {err:?} does not contain {want:?}");
+        assert!(!err.contains("panicked") && o.stdout.is_empty(), "{all:?}: {err}");
+    }
+}
+
 fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nlsq-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -359,19 +377,7 @@ fn bad_input_exits_2_with_one_line() {
         (&["--model", DECAY], "needs --data"),
         (&["--model", "x^2", "--data", "decay.csv"], "no parameters"),
     ];
-    for (args, want) in cases {
-        let mut all = vec!["fit"];
-        all.extend_from_slice(args);
-        let o = nlsq(&all);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{all:?}: {err}");
-        assert!(
-            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-            "{all:?}: not one error line: {err:?}"
-        );
-        assert!(err.contains(want), "{all:?}: {err:?} does not contain {want:?}");
-        assert!(!err.contains("panicked") && o.stdout.is_empty(), "{all:?}: {err}");
-    }
+    assert_bad_input(cases);
     let o = nlsq(&["bogus"]);
     assert_eq!(o.status.code(), Some(2));
 }
@@ -550,15 +556,7 @@ fn a_model_name_that_is_an_unlisted_column_or_y_is_an_error() {
             "the model does not use the independent variable t",
         ),
     ];
-    for (args, want) in cases {
-        let mut all = vec!["fit"];
-        all.extend_from_slice(args);
-        let o = nlsq(&all);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{all:?}: {e}");
-        assert!(e.contains(want), "{all:?}: {e}");
-        assert_eq!(e.lines().count(), 1, "{all:?}: {e}");
-    }
+    assert_bad_input(cases);
 }
 
 #[test]
@@ -574,14 +572,7 @@ fn data_read_wrongly_is_refused() {
             "'pi' is a constant or function",
         ),
     ];
-    for (args, want) in cases {
-        let mut all = vec!["fit"];
-        all.extend_from_slice(args);
-        let o = nlsq(&all);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{all:?}: {e}");
-        assert!(e.contains(want), "{all:?}: {e}");
-    }
+    assert_bad_input(cases);
 }
 
 #[test]

@@ -1,22 +1,14 @@
 //! End-to-end fits through the traced solver on the CPU plugin.
 
+mod common;
+
+use common::noisy_exp;
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::Method;
 
 fn exp_model(x: &Tensor, p: &Params) -> Tensor {
     &p[0] * (-&p[1] * x).exp() + &p[2]
-}
-
-fn noisy_exp(m: usize) -> (Vec<f64>, Vec<f64>) {
-    // Deterministic pseudo-noise.
-    let x: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
-    let y = x
-        .iter()
-        .enumerate()
-        .map(|(i, x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.01 * ((i as f64 * 12.9898).sin() * 43758.5453).fract())
-        .collect();
-    (x, y)
 }
 
 #[test]

@@ -1,19 +1,12 @@
 //! Right answers or a clear refusal: parameters the data cannot determine, fits that do not
 //! depend on the units of x and y, scipy's contract where nlsq departs from it.
 
+mod common;
+
+use common::noisy_exp;
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::{Method, Status};
-
-fn noisy_exp(m: usize) -> (Vec<f64>, Vec<f64>) {
-    let x: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
-    let y = x
-        .iter()
-        .enumerate()
-        .map(|(i, x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.01 * ((i as f64 * 12.9898).sin() * 43758.5453).fract())
-        .collect();
-    (x, y)
-}
 
 fn line(m: usize) -> (Vec<f64>, Vec<f64>) {
     let x: Vec<f64> = (0..m).map(|i| 0.5 + i as f64 / m as f64).collect();
@@ -170,4 +163,48 @@ fn a_fit_does_not_depend_on_the_units_of_y_or_x() {
             }
         }
     }
+}
+
+#[test]
+fn no_p0_with_bounds_starts_inside_them() {
+    let (x, y) = noisy_exp(200);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    // k in [2, 4] starts at 3 (the midpoint), a >= 2 at 3, c free at 1, as scipy's curve_fit.
+    let opts = FitOptions::default().with_n_params(3).with_bounds(
+        vec![2.0, 0.0, f64::NEG_INFINITY],
+        vec![f64::INFINITY, 4.0, f64::INFINITY],
+    );
+    let fit = curve_fit(&model, &x, &y, None, &opts).unwrap();
+    assert!(fit.success(), "{fit}");
+    assert!((fit.popt[1] - 1.3).abs() < 0.02, "{}", fit.popt);
+}
+
+#[test]
+fn lm_refuses_tolerances_below_machine_epsilon() {
+    let (x, y) = noisy_exp(50);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let mut opts = FitOptions::default().with_method(Method::Lm);
+    opts.solver.gtol = 1e-17;
+    let e = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gtol") && e.contains("machine epsilon"), "{e}");
+    // trf takes them, as scipy's least_squares does.
+    let trf = opts.clone().with_method(Method::Trf);
+    assert!(curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &trf).is_ok());
+}
+
+#[test]
+fn a_robust_loss_without_a_method_uses_trf_and_lm_says_why_not() {
+    let (x, y) = noisy_exp(100);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let opts = FitOptions::default().with_loss(nlsq::solve::Loss::SoftL1);
+    let fit = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).unwrap();
+    assert_eq!(fit.result.method, Method::Trf);
+    assert!(fit.success(), "{fit}");
+    let lm = opts.with_method(Method::Lm);
+    let e = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &lm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a robust loss needs method trf"), "{e}");
 }

@@ -501,13 +501,7 @@ fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
                 format!("method lm needs at least as many points ({m}) as parameters ({n}); use trf"),
             ));
         }
-        if solver.loss != Loss::Linear {
-            return Err(Error::InvalidOption {
-                field: "loss",
-                value: solver.loss.to_string(),
-                constraint: "linear with method lm: lm supports only the linear loss, a robust loss needs method trf",
-            });
-        }
+        // (lm with a robust loss only comes from an explicit method, which `validate` refused.)
     }
     for i in 0..n {
         if p0[i] < lb[i] || p0[i] > ub[i] {
@@ -707,15 +701,8 @@ fn prepare<'a>(
         }
         (Some(p), _) => p.to_vec(),
         (None, Some(n)) => {
-            let bound = |b: &[f64], i: usize, none: f64| match b.len() {
-                0 => none,
-                1 => b[0],
-                _ => b.get(i).copied().unwrap_or(none),
-            };
-            let (lo, hi) = options.bounds.clone().unwrap_or_default();
-            (0..n)
-                .map(|i| default_start(bound(&lo, i, f64::NEG_INFINITY), bound(&hi, i, f64::INFINITY)))
-                .collect()
+            let (lo, hi) = expand_bounds(&options.bounds, n)?;
+            lo.iter().zip(&hi).map(|(&l, &h)| default_start(l, h)).collect()
         }
         (None, None) => {
             return Err(invalid(
@@ -1089,8 +1076,9 @@ pub(crate) fn curve_fit_result(
 ///
 /// `model` is ordinary Rust over traced tensors: `x` is `[m]` (or `[k, m]` for
 /// multi-dimensional `xdata`; `x.row(i)` is coordinate `i`) and `p[i]` are the parameters.
-/// `p0 = None` starts from [`default_start`] of each parameter's bounds (all ones without bounds) and needs [`FitOptions::n_params`]. The method defaults to
-/// `lm` without bounds and `trf` with bounds.
+/// `p0 = None` starts from [`default_start`] of each parameter's bounds (all ones without
+/// bounds) and needs [`FitOptions::n_params`]. The method defaults to `lm` without bounds and
+/// `trf` with bounds or a robust loss.
 ///
 /// Every call traces the model (about a millisecond or two); the compiled executable comes from
 /// the cache when the same program was compiled before, in this process or (through the disk

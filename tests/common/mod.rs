@@ -18,3 +18,15 @@ pub fn client() -> Client {
 pub fn another_plugin() -> bool {
     std::env::var_os("NLSQ_PJRT_PLUGIN").is_some_and(|v| !v.is_empty())
 }
+
+/// `m` points of `y = 2.5 exp(-1.3 x) + 0.5` on `[0, 4)` with deterministic pseudo-noise of
+/// amplitude 0.01: the 3-parameter decay the end-to-end tests fit.
+pub fn noisy_exp(m: usize) -> (Vec<f64>, Vec<f64>) {
+    let x: Vec<f64> = (0..m).map(|i| 4.0 * i as f64 / m as f64).collect();
+    let y = x
+        .iter()
+        .enumerate()
+        .map(|(i, x)| 2.5 * (-1.3 * x).exp() + 0.5 + 0.01 * ((i as f64 * 12.9898).sin() * 43758.5453).fract())
+        .collect();
+    (x, y)
+}
