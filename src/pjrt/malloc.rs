@@ -4,7 +4,7 @@
 //! `free` and the rest for the whole process: the executable exports them, and the plugin's
 //! calls bind to the first definition in the global scope, the executable's. The plugin makes
 //! a great many small allocations when it loads an executable (it builds the HLO module three
-//! times); with glibc's allocator that load took about 1.3 times as long (README, "Cold start").
+//! times); with glibc's allocator that load took about 1.3 times as long (docs/performance.md, "Cold start").
 //! mimalloc is built without transparent huge pages (`no_thp`): with them the load was faster
 //! still, but about half of the 20-million-point fits ran twice as slow on this project's VMs.
 
