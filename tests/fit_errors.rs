@@ -288,3 +288,47 @@ fn invalid_options_are_rejected() {
         Err(Error::InvalidOption { field: "loss", .. })
     ));
 }
+
+#[test]
+fn sizes_a_user_can_type_are_typed_errors_or_work_never_a_hang_or_abort() {
+    // Size helpers on extreme arguments return.
+    assert_eq!(nlsq::fit::bucket(usize::MAX), usize::MAX);
+    assert!(nlsq::fit::bucket(1 << 40) >= 1 << 40);
+    assert!(nlsq::fit::auto_chunk_rows(usize::MAX) >= 256);
+    // A fitter for more rows than any memory: an error, not a capacity-overflow panic.
+    for m in [usize::MAX, usize::MAX / 2, 1 << 61] {
+        match nlsq::fit::CurveFitter::new(line, None, m, 2, FitOptions::default()) {
+            Err(Error::InvalidInput { field: "m", reason }) => assert!(reason.contains("memory"), "{reason}"),
+            Err(other) => panic!("m = {m}: {other}"),
+            Ok(_) => panic!("m = {m}: a fitter"),
+        }
+    }
+    // A chunk larger than the data is the data: the fit is the unchunked one's, without
+    // allocating the chunk (2^40 rows would be 24 GB) or a negative dimension (usize::MAX).
+    let (x, y) = data();
+    let whole = curve_fit(
+        &line,
+        &x,
+        &y,
+        Some(&[1.0, 1.0]),
+        &FitOptions::default().with_chunk_rows(0),
+    )
+    .unwrap();
+    for rows in [1 << 40, usize::MAX] {
+        let fit = curve_fit(
+            &line,
+            &x,
+            &y,
+            Some(&[1.0, 1.0]),
+            &FitOptions::default().with_chunk_rows(rows),
+        )
+        .unwrap();
+        for j in 0..2 {
+            assert!(
+                (fit.popt[j] - whole.popt[j]).abs() <= 1e-10 * whole.popt[j].abs(),
+                "{rows}: {}",
+                fit.popt
+            );
+        }
+    }
+}

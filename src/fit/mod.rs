@@ -614,8 +614,23 @@ pub fn bucket(rows: usize) -> usize {
         if rows <= b / 2 * 3 {
             return b / 2 * 3;
         }
-        b *= 2;
+        match b.checked_mul(2) {
+            Some(next) => b = next,
+            // No bucket above: the rows themselves (no program can have that many anyway).
+            None => return rows,
+        }
     }
+}
+
+/// `len` zeros, or a typed error when `len` overflowed (`None`) or cannot be allocated (checked
+/// with `try_reserve` before anything is written, instead of an abort).
+fn host_zeros(len: Option<usize>, field: &'static str) -> Result<Vec<f64>> {
+    let too_large = |len: String| invalid(field, format!("{len} values do not fit in this process's memory"));
+    let len = len.ok_or_else(|| too_large("more than 2^64".into()))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_large(len.to_string()))?;
+    v.resize(len, 0.0);
+    Ok(v)
 }
 
 /// What shapes the traced program of a `curve_fit` (everything else is an input).
@@ -649,7 +664,7 @@ pub const MATERIALIZE_MAX_ROWS: usize = 65_536;
 /// parameters, Gram pass): 256-1,024 rows 2.9-3.3 ms at 100,000 points and 37-43 ms at
 /// 1,000,000; 2,048 rows 3.3-3.5 / 42 ms; 4,096 rows 3.8 / 49 ms; 8,192 rows 4.6 / 53 ms.
 pub fn auto_chunk_rows(n: usize) -> usize {
-    let target = (4_096 / (n + 1)).clamp(256, 4_096);
+    let target = (4_096 / n.saturating_add(1)).clamp(256, 4_096);
     1 << target.ilog2()
 }
 /// Point count from which chunking is automatic. A chunked evaluation (Gram pass over cache-sized
@@ -725,7 +740,9 @@ fn prepare<'a>(
     let chunk = match (fixed, options.chunk_rows) {
         (Some((_, chunk)), _) => chunk,
         (None, Some(0)) => None,
-        (None, Some(c)) => Some(c),
+        // A chunk larger than the data is the data (rounded up to a power of two, so that
+        // lengths near each other share a program), not a padding of the data to the chunk.
+        (None, Some(c)) => Some(c.min(rows.checked_next_power_of_two().unwrap_or(rows))),
         (None, None) if rows >= AUTO_CHUNK_FROM && !cov_sigma => Some(auto_chunk_rows(n)),
         (None, None) => None,
     };
@@ -796,7 +813,7 @@ fn prepare<'a>(
                 check_all_finite("sigma", c.iter().copied())?;
             }
             let inv = whitening(c)?;
-            let mut w = vec![0.0; m_pad * m_pad];
+            let mut w = host_zeros(m_pad.checked_mul(m_pad), "sigma")?;
             for i in 0..m {
                 for j in 0..=i {
                     w[i * m_pad + j] = inv[[i, j]];
@@ -1246,27 +1263,27 @@ where
         }
         // Validate the options and derive the program shape from a placeholder dataset of the
         // right size (values never reach the solver: only the shape is traced).
-        let probe_p0 = vec![0.0; n];
         let mut probe_options = options.clone();
         probe_options.sigma = match &options.sigma {
-            Some(Sigma::Cov(_)) => Some(Sigma::Cov(Array2::eye(m))),
-            Some(Sigma::Std(_)) => Some(Sigma::Std(vec![1.0; m])),
+            Some(Sigma::Cov(_)) => {
+                let mut eye = host_zeros(m.checked_mul(m), "m")?;
+                eye.iter_mut().step_by(m + 1).for_each(|v| *v = 1.0);
+                Some(Sigma::Cov(
+                    Array2::from_shape_vec((m, m), eye).map_err(|e| invalid("m", e.to_string()))?,
+                ))
+            }
+            Some(Sigma::Std(_)) => {
+                let mut ones = host_zeros(Some(m), "m")?;
+                ones.fill(1.0);
+                Some(Sigma::Std(ones))
+            }
             None => None,
         };
         probe_options.check_finite = false;
         let (lb, ub) = expand_bounds(&options.bounds, n)?;
-        let probe_p0: Vec<f64> = probe_p0
-            .iter()
-            .zip(lb.iter().zip(&ub))
-            .map(|(_, (l, u))| match (l.is_finite(), u.is_finite()) {
-                (true, true) => 0.5 * (l + u),
-                (true, false) => l + 1.0,
-                (false, true) => u - 1.0,
-                (false, false) => 0.0,
-            })
-            .collect();
-        let xs = vec![0.0; m * x_rows.unwrap_or(1)];
-        let ys = vec![0.0; m];
+        let probe_p0: Vec<f64> = lb.iter().zip(&ub).map(|(&l, &h)| default_start(l, h)).collect();
+        let xs = host_zeros(m.checked_mul(x_rows.unwrap_or(1)), "m")?;
+        let ys = host_zeros(Some(m), "m")?;
         let x2;
         let xd = match x_rows {
             None => XData::D1(ArrayView1::from(xs.as_slice())),
