@@ -225,12 +225,40 @@ fn lex(src: &str) -> Result<Vec<Token>> {
     Ok(out)
 }
 
+/// The deepest nesting of parentheses, function calls, signs and powers an expression may
+/// have. Parsing and tracing recurse once per level; the limit keeps both far inside any
+/// thread's stack (a typed error instead of a stack overflow).
+pub const MAX_NESTING: usize = 100;
+
+/// Sums (and products) of more terms than this become balanced trees: a flat sum of 10⁵ terms
+/// is then 17 levels deep instead of 10⁵. Shorter chains keep the left-to-right order, so their
+/// rounding is the order they are written in.
+const BALANCE_FROM: usize = 64;
+
+/// `items` joined pairwise by `join` until one is left: a tree of depth `log2(len)`.
+fn balanced(mut items: Vec<Node>, join: impl Fn(Node, Node) -> Node) -> Node {
+    while items.len() > 1 {
+        let mut next = Vec::with_capacity(items.len().div_ceil(2));
+        let mut it = items.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => join(a, b),
+                None => a,
+            });
+        }
+        items = next;
+    }
+    items.pop().expect("a chain has at least one term")
+}
+
 struct Parser<'a> {
     toks: Vec<Token>,
     pos: usize,
     variables: &'a [String],
     params: Vec<String>,
     fixed_params: bool,
+    /// Current nesting (see [`MAX_NESTING`]).
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -246,37 +274,85 @@ impl Parser<'_> {
         t
     }
 
-    fn expr(&mut self) -> Result<Node> {
-        let mut lhs = self.term()?;
-        while let Tok::Op(c @ ('+' | '-')) = self.peek().tok {
-            self.next();
-            let rhs = self.term()?;
-            let op = if c == '+' { BinOp::Add } else { BinOp::Sub };
-            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+    /// One level deeper (at token `t`), or the nesting error.
+    fn enter(&mut self, t: &Token) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(err(
+                t.line,
+                t.column,
+                format!(
+                    "the expression is nested more than {MAX_NESTING} levels deep (parentheses, calls, signs, powers)"
+                ),
+            ));
         }
-        Ok(lhs)
+        Ok(())
+    }
+
+    /// `first` followed by `(op, operand)` pairs for the operators `ops`, each operand from
+    /// `operand`.
+    fn chain(&mut self, ops: [char; 2], operand: fn(&mut Self) -> Result<Node>) -> Result<(Node, Vec<(char, Node)>)> {
+        let first = operand(self)?;
+        let mut rest = Vec::new();
+        while let Tok::Op(c) = self.peek().tok {
+            if !ops.contains(&c) {
+                break;
+            }
+            self.next();
+            rest.push((c, operand(self)?));
+        }
+        Ok((first, rest))
+    }
+
+    fn expr(&mut self) -> Result<Node> {
+        let (first, rest) = self.chain(['+', '-'], Self::term)?;
+        let bin = |op, a, b| Node::Bin(op, Box::new(a), Box::new(b));
+        if rest.len() < BALANCE_FROM {
+            let op = |c| if c == '+' { BinOp::Add } else { BinOp::Sub };
+            return Ok(rest.into_iter().fold(first, |l, (c, r)| bin(op(c), l, r)));
+        }
+        // a - b is a + (-b) exactly.
+        let terms = std::iter::once(first)
+            .chain(
+                rest.into_iter()
+                    .map(|(c, r)| if c == '+' { r } else { Node::Neg(Box::new(r)) }),
+            )
+            .collect();
+        Ok(balanced(terms, |a, b| bin(BinOp::Add, a, b)))
     }
 
     fn term(&mut self) -> Result<Node> {
-        let mut lhs = self.unary()?;
-        while let Tok::Op(c @ ('*' | '/')) = self.peek().tok {
-            self.next();
-            let rhs = self.unary()?;
-            let op = if c == '*' { BinOp::Mul } else { BinOp::Div };
-            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+        let (first, rest) = self.chain(['*', '/'], Self::unary)?;
+        let bin = |op, a, b| Node::Bin(op, Box::new(a), Box::new(b));
+        if rest.len() < BALANCE_FROM {
+            let op = |c| if c == '*' { BinOp::Mul } else { BinOp::Div };
+            return Ok(rest.into_iter().fold(first, |l, (c, r)| bin(op(c), l, r)));
         }
-        Ok(lhs)
+        // The product of the factors over the product of the divisors.
+        let (mut num, mut den) = (vec![first], Vec::new());
+        for (c, r) in rest {
+            if c == '*' {
+                num.push(r)
+            } else {
+                den.push(r)
+            }
+        }
+        let num = balanced(num, |a, b| bin(BinOp::Mul, a, b));
+        Ok(if den.is_empty() {
+            num
+        } else {
+            bin(BinOp::Div, num, balanced(den, |a, b| bin(BinOp::Mul, a, b)))
+        })
     }
 
     fn unary(&mut self) -> Result<Node> {
         match self.peek().tok {
-            Tok::Op('-') => {
-                self.next();
-                Ok(Node::Neg(Box::new(self.unary()?)))
-            }
-            Tok::Op('+') => {
-                self.next();
-                self.unary()
+            Tok::Op(c @ ('-' | '+')) => {
+                let t = self.next();
+                self.enter(&t)?;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(if c == '-' { Node::Neg(Box::new(inner)) } else { inner })
             }
             _ => self.power(),
         }
@@ -285,8 +361,10 @@ impl Parser<'_> {
     fn power(&mut self) -> Result<Node> {
         let base = self.atom()?;
         if self.peek().tok == Tok::Pow {
-            self.next();
+            let t = self.next();
+            self.enter(&t)?;
             let exp = self.unary()?;
+            self.depth -= 1;
             return Ok(Node::Bin(BinOp::Pow, Box::new(base), Box::new(exp)));
         }
         Ok(base)
@@ -297,8 +375,10 @@ impl Parser<'_> {
         match t.tok {
             Tok::Num(v) => Ok(Node::Num(v)),
             Tok::LParen => {
+                self.enter(&t)?;
                 let inner = self.expr()?;
                 self.expect_rparen(&t)?;
+                self.depth -= 1;
                 Ok(inner)
             }
             Tok::Name(name) => {
@@ -306,8 +386,10 @@ impl Parser<'_> {
                     let open = self.next();
                     let f = Func::from_name(&name)
                         .ok_or_else(|| err(t.line, t.column, format!("unknown function '{name}'")))?;
+                    self.enter(&open)?;
                     let arg = self.expr()?;
                     self.expect_rparen(&open)?;
+                    self.depth -= 1;
                     return Ok(Node::Call(f, Box::new(arg)));
                 }
                 if Func::from_name(&name).is_some() {
@@ -399,6 +481,7 @@ impl Expr {
                 .map(|ps| ps.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
             fixed_params: params.is_some(),
+            depth: 0,
         };
         let root = p.expr()?;
         let t = p.peek().clone();
@@ -525,6 +608,55 @@ mod tests {
             Err(Error::Parse { line, column, message }) => (line, column, message),
             other => panic!("expected a parse error for {src:?}, got {other:?}"),
         }
+    }
+
+    /// Parses and traces `src` on a thread with a 1 MiB stack (half of a test thread's), so that
+    /// recursion that is merely deep, not bounded, fails here.
+    fn parse_and_trace_on_a_small_stack(src: String) -> Result<usize> {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let e = Expr::parse(&src, &["x"])?;
+                let g = crate::graph::Graph::new();
+                let x = g.parameter("x", crate::DType::F64, [4]);
+                let p = g.parameter("p", crate::DType::F64, [e.params().len().max(1) as i64]);
+                let _ = e.trace(&[x], &Params::new(&p));
+                drop(e);
+                Ok(g.num_nodes())
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+    }
+
+    #[test]
+    fn deep_nesting_is_a_typed_error_and_long_chains_are_balanced() {
+        let nested = |open: &str, close: &str, n: usize| format!("{}x{}", open.repeat(n), close.repeat(n));
+        for (src, what) in [
+            (nested("(", ")", 10_000), "parentheses"),
+            (nested("exp(", ")", 20_000), "calls"),
+            (format!("{}x", "-".repeat(100_000)), "signs"),
+            (format!("{}x", "x^".repeat(10_000)), "powers"),
+        ] {
+            match parse_and_trace_on_a_small_stack(src) {
+                Err(Error::Parse { message, .. }) => {
+                    assert!(message.contains("nested more than 100"), "{what}: {message}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // Within the limit: fine.
+        assert!(parse_and_trace_on_a_small_stack(nested("(", ")", MAX_NESTING - 1)).is_ok());
+        // Flat chains of 5·10⁴ terms parse and trace (balanced; 16 levels deep).
+        for op in ["+", "-", "*", "/"] {
+            let src: String = std::iter::once("a".to_string())
+                .chain((0..50_000).map(|i| format!(" {op} (x + {i})")))
+                .collect();
+            assert!(parse_and_trace_on_a_small_stack(src).unwrap() > 50_000, "{op}");
+        }
+        // A short chain keeps its written order: ((a - b) - c).
+        let e = Expr::parse("a - b - c", &[]).unwrap();
+        assert!(matches!(e.root(), Node::Bin(BinOp::Sub, l, _) if matches!(**l, Node::Bin(BinOp::Sub, _, _))));
     }
 
     #[test]
