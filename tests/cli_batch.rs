@@ -177,3 +177,78 @@ fn pinned_per_core_clients_give_the_same_results_as_the_shared_client() {
     assert_eq!(pinned, shared);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The JSON lines of `o` and its exit code.
+fn lines_and_code(o: &Output) -> (Vec<Value>, Option<i32>) {
+    let lines = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, o.status.code())
+}
+
+#[test]
+fn a_bad_dataset_gets_its_error_line_and_the_others_are_fitted() {
+    let dir = scratch();
+    let good = |name: &str, seed| {
+        let rows: String = decay(2.0, 1.0, 0.5, 40, seed)
+            .iter()
+            .map(|(x, y)| format!("{x},{y}\n"))
+            .collect();
+        std::fs::write(dir.join(name), format!("t,v\n{rows}")).unwrap();
+    };
+    good("g1.csv", 1);
+    good("g2.csv", 2);
+    std::fs::write(dir.join("nan.csv"), "t,v\n0,1\n1,nan\n2,0.5\n3,0.4\n").unwrap();
+    let model = "a*exp(-k*t) + c";
+    let files = |names: &[&str]| {
+        let mut args = vec!["batch", "--model", model, "--x", "t", "--p0", "a=2,k=1,c=0"];
+        for n in names {
+            args.extend(["--data", n]);
+        }
+        lines_and_code(&nlsq(&args, &dir))
+    };
+    // One NaN file among good ones: its line has the error, exit 1.
+    let (lines, code) = files(&["g1.csv", "nan.csv", "g2.csv", "missing.csv"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["success"], true);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("nan.csv:3"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["success"], true);
+    assert!(
+        lines[3]["error"].as_str().unwrap().contains("missing.csv"),
+        "{}",
+        lines[3]
+    );
+    // All refused: exit 2, the lines still say why, one line on stderr.
+    let o = nlsq(&["batch", "--model", model, "--x", "t", "--data", "nan.csv"], &dir);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 1);
+    // Long format: a NaN in group B refuses B only.
+    let mut long = String::from("id,t,v\n");
+    for (g, seed) in [("A", 1), ("B", 2), ("C", 3)] {
+        for (i, (x, y)) in decay(2.0, 1.0, 0.5, 30, seed).iter().enumerate() {
+            let y = if g == "B" && i == 4 {
+                "NaN".to_string()
+            } else {
+                y.to_string()
+            };
+            long.push_str(&format!("{g},{x},{y}\n"));
+        }
+    }
+    std::fs::write(dir.join("long_nan.csv"), long).unwrap();
+    let (lines, code) = lines_and_code(&nlsq(&batch_long_args(model, "long_nan.csv"), &dir));
+    assert_eq!(code, Some(1));
+    assert_eq!(lines[0]["dataset"], "A");
+    assert_eq!(lines[0]["success"], true);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("long_nan.csv:"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["success"], true);
+}

@@ -100,8 +100,10 @@ Usage: nlsq batch --model EXPR --data FILE [--data FILE ...] [--group COL] [opti
 Output: one line per dataset: {\"dataset\": FILE or group value, \"n_points\", \"params\",
 \"stderr\", \"pcov\", \"param_names\", \"rank\", \"not_determined\", \"cost\", \"nfev\", \"njev\", \"status\", \"message\",
 \"success\", \"timing\"}, or {\"dataset\", \"error\"} for a dataset that could not be fitted.
-Exit codes: 0 every dataset converged; 1 some did not (their lines are still printed);
-2 bad input; 3 runtime failure.
+A dataset with bad values (not numbers, not finite, sigma <= 0) or a file that cannot be read
+gets its error line; the others are fitted. Exit codes: 0 every dataset converged; 1 some did
+not converge or were refused (their lines say why); 2 bad options, or every dataset refused;
+3 runtime failure.
 Examples:
   nlsq batch --model 'a*exp(-k*t) + c' --data curves.csv --group id --x t --y v --p0 a=2,k=1,c=0
   nlsq batch --model 'a*exp(-k*x) + c' --data run1.csv --data run2.csv --data run3.csv

@@ -235,49 +235,57 @@ impl Table {
         Ok(out)
     }
 
-    /// The values of one column, all finite.
+    /// The values of one column, all finite; the first that is not is the error.
     pub fn values(&self, col: &Column, what: &str) -> Result<Vec<f64>> {
-        let mut out = Vec::with_capacity(self.rows.len());
-        for (line_no, range) in &self.rows {
-            let line = &self.text[range.clone()];
-            let fields = split(line, self.delimiter);
-            let Some(field) = fields.get(col.index) else {
-                bail!(
-                    "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
-                    self.name,
-                    fields.len(),
-                    col.index + 1,
-                    col.label
-                );
-            };
-            let v: f64 = match field.parse() {
-                Ok(v) => v,
-                Err(_) if field.is_empty() => {
-                    bail!("{}:{line_no}: {what} (column {}) is empty", self.name, col.index + 1)
-                }
-                Err(_) => {
-                    let hint = if *line_no == self.rows[0].0 && self.header.is_none() {
-                        " (use --header if the first line names the columns)"
-                    } else {
-                        ""
-                    };
-                    bail!(
-                        "{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}",
+        self.values_each(col, what)
+            .into_iter()
+            .map(|v| v.map_err(|e| anyhow!(e)))
+            .collect()
+    }
+
+    /// The values of one column, each a finite number or the message saying why it is not
+    /// (naming the file, line and column).
+    pub fn values_each(&self, col: &Column, what: &str) -> Vec<std::result::Result<f64, String>> {
+        self.rows
+            .iter()
+            .map(|(line_no, range)| {
+                let fields = split(&self.text[range.clone()], self.delimiter);
+                let Some(field) = fields.get(col.index) else {
+                    return Err(format!(
+                        "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
+                        self.name,
+                        fields.len(),
+                        col.index + 1,
+                        col.label
+                    ));
+                };
+                match field.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(v),
+                    Ok(_) => Err(format!(
+                        "{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers",
                         self.name,
                         col.index + 1
-                    )
+                    )),
+                    Err(_) if field.is_empty() => Err(format!(
+                        "{}:{line_no}: {what} (column {}) is empty",
+                        self.name,
+                        col.index + 1
+                    )),
+                    Err(_) => {
+                        let hint = if *line_no == self.rows[0].0 && self.header.is_none() {
+                            " (use --header if the first line names the columns)"
+                        } else {
+                            ""
+                        };
+                        Err(format!(
+                            "{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}",
+                            self.name,
+                            col.index + 1
+                        ))
+                    }
                 }
-            };
-            if !v.is_finite() {
-                bail!(
-                    "{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers",
-                    self.name,
-                    col.index + 1
-                );
-            }
-            out.push(v);
-        }
-        Ok(out)
+            })
+            .collect()
     }
 }
 

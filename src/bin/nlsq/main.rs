@@ -380,72 +380,13 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     if src.trim().is_empty() {
         bail!("--model is empty");
     }
-    // Datasets: (label, x, y, sigma).
-    type Dataset = (String, Vec<f64>, Vec<f64>, Option<Vec<f64>>);
-    let mut sets: Vec<Dataset> = Vec::new();
-    let mut var_name = None;
     let idents = model_identifiers(&src)?;
+    let mut var_name = None;
+    let mut sets: Vec<Dataset> = Vec::new();
     for path in &b.files {
-        let table = Table::read(path, a.header)?;
-        let specs = variable_specs(&table, a, &idents)?;
-        let vars = resolve_variables(&table, &specs)?;
-        if vars.len() != 1 {
-            bail!("nlsq batch supports one --x column");
-        }
-        var_name.get_or_insert_with(|| vars[0].name.clone());
-        let group_col = b.group.as_ref().map(|g| table.column(g, "--group")).transpose()?;
-        let y_col = match &a.y {
-            Some(c) => table.column(c, "--y")?,
-            None => {
-                let mut next = vars[0].column.index + 1;
-                if group_col.as_ref().is_some_and(|g| g.index == next) {
-                    next += 1;
-                }
-                if next >= table.n_columns {
-                    bail!("{} has no column for y; choose one with --y", table.name);
-                }
-                table.column(&(next + 1).to_string(), "y")?
-            }
-        };
-        check_bindings(&table, &vars, &y_col, None, &idents)?;
-        let x = table.values(&vars[0].column, &format!("x '{}'", vars[0].name))?;
-        let y = table.values(&y_col, "y")?;
-        let sigma = a
-            .sigma
-            .as_ref()
-            .map(|c| table.column(c, "--sigma").and_then(|c| table.values(&c, "sigma")))
-            .transpose()?;
-        if let Some(s) = &sigma {
-            if let Some(i) = s.iter().position(|v| *v <= 0.0) {
-                bail!("{}: sigma must be > 0, but data row {} has {}", table.name, i + 1, s[i]);
-            }
-        }
-        match &group_col {
-            None => sets.push((table.name.clone(), x, y, sigma)),
-            Some(gc) => {
-                let keys = table.strings(gc, "--group")?;
-                let mut order: Vec<String> = Vec::new();
-                let mut index = std::collections::HashMap::new();
-                let first = sets.len();
-                for (i, k) in keys.iter().enumerate() {
-                    let slot = *index.entry(k.clone()).or_insert_with(|| {
-                        order.push(k.clone());
-                        sets.push((k.clone(), Vec::new(), Vec::new(), sigma.as_ref().map(|_| Vec::new())));
-                        sets.len() - 1
-                    });
-                    let set = &mut sets[slot];
-                    set.1.push(x[i]);
-                    set.2.push(y[i]);
-                    if let (Some(s), Some(all)) = (&mut set.3, &sigma) {
-                        s.push(all[i]);
-                    }
-                }
-                if b.files.len() > 1 {
-                    for set in &mut sets[first..] {
-                        set.0 = format!("{}:{}", table.name, set.0);
-                    }
-                }
-            }
+        if let Err(e) = read_datasets(path, b, &idents, &mut var_name, &mut sets) {
+            // The file's problem is its dataset's error line; the other files still fit.
+            sets.push(Dataset::refused(path.display().to_string(), one_line(&e)));
         }
     }
     let var_name = var_name.unwrap_or_else(|| "x".into());
@@ -476,56 +417,198 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     }
     opts = solver_options(opts.with_method(method), a);
 
-    // Ragged arrays padded to the longest dataset.
-    let (nb, n) = (sets.len(), names.len());
-    let m = sets.iter().map(|s| s.2.len()).max().unwrap_or(0);
-    let mut x = Array2::zeros((nb, m));
-    let mut y = Array2::zeros((nb, m));
-    let mut sigma = Array2::ones((nb, m));
-    for (i, set) in sets.iter().enumerate() {
-        for j in 0..set.2.len() {
-            x[[i, j]] = set.1[j];
-            y[[i, j]] = set.2[j];
-            if let Some(s) = &set.3 {
-                sigma[[i, j]] = s[j];
+    // Ragged arrays padded to the longest dataset; refused datasets are not fitted.
+    let good: Vec<&Dataset> = sets.iter().filter(|s| s.error.is_none()).collect();
+    let (nb, n) = (good.len(), names.len());
+    let m = good.iter().map(|s| s.y.len()).max().unwrap_or(0);
+    let mut fits = Vec::new();
+    if nb > 0 {
+        let mut x = Array2::zeros((nb, m));
+        let mut y = Array2::zeros((nb, m));
+        let mut sigma = Array2::ones((nb, m));
+        for (i, set) in good.iter().enumerate() {
+            for j in 0..set.y.len() {
+                x[[i, j]] = set.x[j];
+                y[[i, j]] = set.y[j];
+                if let Some(s) = &set.sigma {
+                    sigma[[i, j]] = s[j];
+                }
             }
         }
+        let p0s = Array2::from_shape_fn((nb, n), |(_, j)| p0[j]);
+        let lengths: Vec<usize> = good.iter().map(|s| s.y.len()).collect();
+        let mut batch = nlsq::fit::batch::Batch::new(x.view(), y.view(), p0s.view()).with_lengths(lengths);
+        if a.sigma.is_some() {
+            batch = batch.with_sigma(sigma.view());
+        }
+        // One variable: x is that variable for every problem (`[B, m]` rows are problems).
+        let model = |x: &nlsq::graph::Tensor, p: &nlsq::graph::Params| expr.trace(std::slice::from_ref(x), p);
+        fits = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts).context("batch fit failed")?;
     }
-    let p0s = Array2::from_shape_fn((nb, n), |(_, j)| p0[j]);
-    let lengths: Vec<usize> = sets.iter().map(|s| s.2.len()).collect();
-    let mut batch = nlsq::fit::batch::Batch::new(x.view(), y.view(), p0s.view()).with_lengths(lengths);
-    if a.sigma.is_some() {
-        batch = batch.with_sigma(sigma.view());
-    }
-    // One variable: x is that variable for every problem (`[B, m]` rows are problems).
-    let model = |x: &nlsq::graph::Tensor, p: &nlsq::graph::Params| expr.trace(std::slice::from_ref(x), p);
-    let fits = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts).context("batch fit failed")?;
+    let mut fits = fits.into_iter();
     let mut out = String::new();
-    let mut all_ok = true;
-    for (set, fit) in sets.iter().zip(&fits) {
+    let (mut converged, mut refused) = (0usize, 0usize);
+    for set in &sets {
+        let fit = match &set.error {
+            Some(e) => Err(e.clone()),
+            None => fits
+                .next()
+                .expect("one result per fitted dataset")
+                .map_err(|e| e.to_string()),
+        };
         let line = match fit {
             Ok(f) => {
-                all_ok &= f.success();
-                let mut v = output::fit_json(&names, f);
+                converged += usize::from(f.success());
+                let mut v = output::fit_json(&names, &f);
                 if let serde_json::Value::Object(map) = &mut v {
-                    map.insert("n_points".into(), set.2.len().into());
+                    map.insert("n_points".into(), set.y.len().into());
                     let mut with_name = serde_json::Map::new();
-                    with_name.insert("dataset".into(), set.0.clone().into());
+                    with_name.insert("dataset".into(), set.label.clone().into());
                     with_name.extend(std::mem::take(map));
                     *map = with_name;
                 }
                 v
             }
             Err(e) => {
-                all_ok = false;
-                serde_json::json!({ "dataset": set.0, "error": e.to_string() })
+                refused += 1;
+                serde_json::json!({ "dataset": set.label, "error": e })
             }
         };
         out.push_str(&serde_json::to_string(&line)?);
         out.push('\n');
     }
     print(&out)?;
-    Ok(if all_ok { 0 } else { 1 })
+    if refused == sets.len() {
+        bail!("no dataset could be fitted ({refused} refused; each line says why)");
+    }
+    Ok(if converged == sets.len() { 0 } else { 1 })
+}
+
+/// One dataset of `nlsq batch`: a file, or the rows of one group; or the reason it cannot be
+/// fitted (its line in the output says it, the other datasets are fitted).
+struct Dataset {
+    label: String,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    sigma: Option<Vec<f64>>,
+    error: Option<String>,
+}
+
+impl Dataset {
+    fn new(label: String, with_sigma: bool) -> Dataset {
+        let sigma = with_sigma.then(Vec::new);
+        Dataset {
+            label,
+            x: Vec::new(),
+            y: Vec::new(),
+            sigma,
+            error: None,
+        }
+    }
+
+    fn refused(label: String, error: String) -> Dataset {
+        Dataset {
+            error: Some(error),
+            ..Dataset::new(label, false)
+        }
+    }
+}
+
+/// Reads the datasets of one `--data` file into `sets`: the whole file, or one per `--group`
+/// value. A bad value (not a number, not finite, sigma <= 0) refuses only its dataset; an
+/// error about the file itself is returned.
+fn read_datasets(
+    path: &std::path::Path,
+    b: &BatchArgs,
+    idents: &[String],
+    var_name: &mut Option<String>,
+    sets: &mut Vec<Dataset>,
+) -> Result<()> {
+    let a = &b.fit;
+    let table = Table::read(path, a.header)?;
+    let specs = variable_specs(&table, a, idents)?;
+    let vars = resolve_variables(&table, &specs)?;
+    if vars.len() != 1 {
+        bail!("nlsq batch supports one --x column");
+    }
+    match var_name {
+        Some(v) if *v != vars[0].name => bail!(
+            "{}: the variable is '{}' here but '{v}' in the files before; name it with --x {v}=COLUMN",
+            table.name,
+            vars[0].name
+        ),
+        _ => *var_name = Some(vars[0].name.clone()),
+    }
+    let group_col = b.group.as_ref().map(|g| table.column(g, "--group")).transpose()?;
+    let y_col = match &a.y {
+        Some(c) => table.column(c, "--y")?,
+        None => {
+            let mut next = vars[0].column.index + 1;
+            if group_col.as_ref().is_some_and(|g| g.index == next) {
+                next += 1;
+            }
+            if next >= table.n_columns {
+                bail!("{} has no column for y; choose one with --y", table.name);
+            }
+            table.column(&(next + 1).to_string(), "y")?
+        }
+    };
+    check_bindings(&table, &vars, &y_col, None, idents)?;
+    let x = table.values_each(&vars[0].column, &format!("x '{}'", vars[0].name));
+    let y = table.values_each(&y_col, "y");
+    let sigma = a
+        .sigma
+        .as_ref()
+        .map(|c| table.column(c, "--sigma").map(|c| table.values_each(&c, "sigma")))
+        .transpose()?;
+    let keys = match &group_col {
+        Some(gc) => Some(table.strings(gc, "--group")?),
+        None => None,
+    };
+    let first = sets.len();
+    let mut index = std::collections::HashMap::new();
+    for i in 0..y.len() {
+        let slot = match &keys {
+            None if i == 0 => {
+                sets.push(Dataset::new(table.name.clone(), sigma.is_some()));
+                first
+            }
+            None => first,
+            Some(k) => *index.entry(k[i].clone()).or_insert_with(|| {
+                sets.push(Dataset::new(k[i].clone(), sigma.is_some()));
+                sets.len() - 1
+            }),
+        };
+        let set = &mut sets[slot];
+        if set.error.is_some() {
+            continue;
+        }
+        let s = sigma.as_ref().map(|s| match &s[i] {
+            Ok(v) if *v <= 0.0 => Err(format!(
+                "{}: sigma must be > 0, but data row {} has {v}",
+                table.name,
+                i + 1
+            )),
+            other => other.clone(),
+        });
+        match (&x[i], &y[i], s) {
+            (Err(e), _, _) | (_, Err(e), _) => set.error = Some(e.clone()),
+            (_, _, Some(Err(e))) => set.error = Some(e),
+            (Ok(xv), Ok(yv), s) => {
+                set.x.push(*xv);
+                set.y.push(*yv);
+                if let (Some(Ok(sv)), Some(all)) = (s, set.sigma.as_mut()) {
+                    all.push(sv);
+                }
+            }
+        }
+    }
+    if keys.is_some() && b.files.len() > 1 {
+        for set in &mut sets[first..] {
+            set.label = format!("{}:{}", table.name, set.label);
+        }
+    }
+    Ok(())
 }
 
 /// The free identifiers of the model (every name that is not a function or a constant), in
