@@ -606,3 +606,18 @@ fn a_huge_max_nfev_is_no_budget_not_a_negative_one() {
     );
     assert_eq!(v["success"], true, "{v}");
 }
+
+#[test]
+fn a_cache_that_cannot_be_written_is_one_warning_not_a_failure() {
+    let o = Command::new(env!("CARGO_BIN_EXE_nlsq"))
+        .args(["fit", "--model", DECAY, "--data", "decay.csv", "--json"])
+        .env("NLSQ_CACHE_DIR", "/dev/null/cache")
+        .current_dir(data_dir())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("cannot write its executable cache").count(), 1, "{err}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["success"], true);
+}

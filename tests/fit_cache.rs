@@ -134,6 +134,75 @@ fn corrupt_entries_are_detected_and_replaced() {
 }
 
 #[test]
+fn entries_that_are_not_regular_files_are_replaced_without_blocking() {
+    let client = common::client();
+    let dir = tmpdir("special");
+    let cache = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8);
+    let key = cache.get_or_compile(&client, PROGRAM).unwrap().key;
+    let path = cache.entry_path(&key).unwrap();
+    let make: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+        // A reader of a named pipe blocks until a writer comes: forever.
+        ("named pipe", &|p| {
+            let ok = std::process::Command::new("mkfifo").arg(p).status().unwrap().success();
+            assert!(ok, "mkfifo");
+        }),
+        // A link to /dev/zero reads without end.
+        ("link to /dev/zero", &|p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        }),
+        ("directory", &|p| std::fs::create_dir(p).unwrap()),
+    ];
+    for (what, make) in make {
+        let _ = std::fs::remove_file(&path);
+        make(&path);
+        let t0 = std::time::Instant::now();
+        let got = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8)
+            .get_or_compile(&client, PROGRAM)
+            .unwrap();
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "{what}");
+        assert_eq!(got.source, ExecutableSource::Compiled, "{what}");
+        assert_eq!(
+            run(&got.executable),
+            vec![2.0, 6.0, 12.0, 20.0, 30.0, 42.0, 56.0, 72.0],
+            "{what}"
+        );
+        if what != "directory" {
+            let again = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8)
+                .get_or_compile(&client, PROGRAM)
+                .unwrap();
+            assert_eq!(
+                again.source,
+                ExecutableSource::Disk,
+                "{what}: entry replaced by a good one"
+            );
+        }
+        let _ = std::fs::remove_dir(&path);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn temporary_files_of_dead_writers_are_cleaned_up() {
+    let dir = tmpdir("stale-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old, new) = (dir.join(".dead.1.tmp"), dir.join(".live.2.tmp"));
+    for p in [&old, &new] {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    ExecutableCache::new(Some(dir.clone()), 1 << 30, 8).enforce_size_bound();
+    assert!(!old.exists(), "a temporary file of two hours ago is removed");
+    assert!(new.exists(), "one being written now is not");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn disk_cache_evicts_least_recently_used_entries() {
     let client = common::client();
     let dir = tmpdir("evict");

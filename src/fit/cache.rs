@@ -327,7 +327,15 @@ impl ExecutableCache {
 
     fn load_from_disk(&self, client: &Client, key: &CacheKey) -> Option<LoadedExecutable> {
         let path = self.entry_path(key)?;
-        let bytes = fs::read(&path).ok()?;
+        let bytes = match read_entry(&path, self.max_bytes) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            // Not a regular file, or longer than any entry may be: never ours, removed.
+            Err(()) => {
+                let _ = fs::remove_file(&path);
+                return None;
+            }
+        };
         match decode_entry(&bytes, key) {
             Some(payload) => match client.deserialize(payload) {
                 Ok(exe) => {
@@ -354,8 +362,8 @@ impl ExecutableCache {
             return;
         };
         let Ok(payload) = exe.serialize() else { return };
-        if fs::create_dir_all(dir).is_err() {
-            return;
+        if let Err(e) = fs::create_dir_all(dir) {
+            return warn_unwritable(dir, &e);
         }
         let entry = encode_entry(key, &payload);
         let tmp = dir.join(format!(
@@ -364,13 +372,15 @@ impl ExecutableCache {
             std::process::id(),
             std::thread::current().id()
         ));
-        let written = fs::File::create(&tmp).and_then(|mut f| {
-            f.write_all(&entry)?;
-            f.sync_all()
-        });
-        if written.is_err() || fs::rename(&tmp, &path).is_err() {
+        let written = fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&entry)?;
+                f.sync_all()
+            })
+            .and_then(|_| fs::rename(&tmp, &path));
+        if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return;
+            return warn_unwritable(dir, &e);
         }
         self.enforce_size_bound();
     }
@@ -379,8 +389,21 @@ impl ExecutableCache {
     pub fn enforce_size_bound(&self) {
         let Some(dir) = &self.dir else { return };
         let Ok(rd) = fs::read_dir(dir) else { return };
-        let mut entries: Vec<(SystemTime, u64, PathBuf)> = rd
-            .filter_map(|e| e.ok())
+        let files: Vec<fs::DirEntry> = rd.filter_map(|e| e.ok()).collect();
+        // Temporary files of writers that died (killed, disk full) more than an hour ago.
+        for e in &files {
+            let stale = e.path().extension().is_some_and(|x| x == "tmp")
+                && e.metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(3600));
+            if stale {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let mut entries: Vec<(SystemTime, u64, PathBuf)> = files
+            .into_iter()
             .filter(|e| e.path().extension().is_some_and(|x| x == "nlsqx"))
             .filter_map(|e| {
                 let m = e.metadata().ok()?;
@@ -397,6 +420,48 @@ impl ExecutableCache {
                 total = total.saturating_sub(len);
             }
         }
+    }
+}
+
+/// Says once per process, on stderr, that the disk cache cannot be written: otherwise every new
+/// process compiles again (seconds) without a word. The fit itself goes on.
+fn warn_unwritable(dir: &Path, e: &std::io::Error) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "warning: nlsq cannot write its executable cache in {} ({e}): every new process compiles \
+             again; set NLSQ_CACHE_DIR to a writable folder, or NLSQ_DISK_CACHE=0 to silence this",
+            dir.display()
+        );
+    }
+}
+
+/// The bytes of the entry at `path`: `Ok(None)` when there is none (or it cannot be read),
+/// `Err(())` when the path is not a regular file (a named pipe would block the reader, a link
+/// to a device would be read without end) or is longer than `max_bytes`. Opened without
+/// blocking and checked again on the open file, so a pipe swapped in between cannot block
+/// either; at most the header's payload length is read.
+fn read_entry(path: &Path, max_bytes: u64) -> std::result::Result<Option<Vec<u8>>, ()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_file() || meta.len() > max_bytes {
+        return Err(());
+    }
+    let Ok(file) = fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path) else {
+        return Ok(None);
+    };
+    match file.metadata() {
+        Ok(m) if m.file_type().is_file() && m.len() <= max_bytes => {}
+        Ok(_) => return Err(()),
+        Err(_) => return Ok(None),
+    }
+    let mut bytes = Vec::new();
+    match file.take(meta.len().min(max_bytes)).read_to_end(&mut bytes) {
+        Ok(_) => Ok(Some(bytes)),
+        Err(_) => Ok(None),
     }
 }
 
