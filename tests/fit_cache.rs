@@ -140,7 +140,8 @@ fn entries_that_are_not_regular_files_are_replaced_without_blocking() {
     let cache = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8);
     let key = cache.get_or_compile(&client, PROGRAM).unwrap().key;
     let path = cache.entry_path(&key).unwrap();
-    let make: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+    type Make<'a> = (&'a str, &'a dyn Fn(&std::path::Path));
+    let make: [Make; 3] = [
         // A reader of a named pipe blocks until a writer comes: forever.
         ("named pipe", &|p| {
             let ok = std::process::Command::new("mkfifo").arg(p).status().unwrap().success();
