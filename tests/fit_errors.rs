@@ -332,3 +332,41 @@ fn sizes_a_user_can_type_are_typed_errors_or_work_never_a_hang_or_abort() {
         }
     }
 }
+
+#[test]
+fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
+    let (x, y) = data();
+    let p0 = Some(&[1.0, 1.0][..]);
+    let unchecked = FitOptions::default().with_check_finite(false);
+    let mut y_nan = y.clone();
+    y_nan[3] = f64::NAN;
+    input_error(
+        curve_fit(&line, &x, &y_nan, p0, &unchecked),
+        "ydata",
+        "ydata[3] = NaN is not finite",
+    );
+    let mut x_inf = x.clone();
+    x_inf[5] = f64::INFINITY;
+    input_error(curve_fit(&line, &x_inf, &y, p0, &unchecked), "xdata", "xdata[5] = inf");
+    // Tiny sigma: the weighted residuals overflow when squared.
+    let tiny = FitOptions::default().with_sigma(vec![1e-300; y.len()]);
+    input_error(curve_fit(&line, &x, &y, p0, &tiny), "sigma", "overflow");
+    // Huge y: the same.
+    let y_big: Vec<f64> = y.iter().map(|v| v * 1e300).collect();
+    input_error(
+        curve_fit(&line, &x, &y_big, p0, &FitOptions::default()),
+        "ydata",
+        "overflow",
+    );
+}
+
+#[test]
+fn a_fitter_given_a_p0_of_the_wrong_length_says_so() {
+    let (x, y) = data();
+    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, FitOptions::default()).unwrap();
+    input_error(
+        fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])),
+        "p0",
+        "has 3 values but the fitter was built for 2",
+    );
+}

@@ -368,10 +368,7 @@ impl Summary {
         timings: Timings,
     ) -> Result<(FitResult, Array2<f64>)> {
         if self.status == NONFINITE_START {
-            return Err(invalid(
-                "p0",
-                "the residuals (or the Jacobian) are not finite at the initial point",
-            ));
+            return Err(invalid("p0", NOT_FINITE_AT_P0));
         }
         let status = Status::from_code(self.status)
             .ok_or_else(|| invalid("status", format!("solver ended with unknown status {}", self.status)))?;
@@ -1026,6 +1023,68 @@ pub fn default_start(lower: f64, upper: f64) -> f64 {
     }
 }
 
+/// The reason of the error for residuals that are not finite at the start.
+const NOT_FINITE_AT_P0: &str = "the residuals (or the Jacobian) are not finite at the initial point";
+
+/// Residuals that are not finite at p0 are blamed on p0 (or the model) unless the data explain
+/// them: values that are not finite (with `check_finite` off), or data so large, or sigma so
+/// small, that the squared residuals overflow. Other errors pass unchanged. Runs only after
+/// the failure, so a fit pays nothing for it.
+fn explain_nonfinite(e: Error, xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, options: &FitOptions) -> Error {
+    if !matches!(&e, Error::InvalidInput { field: "p0", reason } if reason == NOT_FINITE_AT_P0) {
+        return e;
+    }
+    fn first_bad<'v>(mut v: impl Iterator<Item = &'v f64>) -> Option<usize> {
+        v.position(|v| !v.is_finite())
+    }
+    let x_bad = match xdata {
+        XData::D1(x) => first_bad(x.iter()),
+        XData::D2(x) => first_bad(x.iter()),
+    };
+    let sigma: Vec<f64> = match &options.sigma {
+        Some(Sigma::Std(s)) => s.clone(),
+        Some(Sigma::Cov(c)) => c.diag().iter().map(|v| v.sqrt()).collect(),
+        None => Vec::new(),
+    };
+    let not_finite = |field, i: usize, v: f64| {
+        invalid(
+            field,
+            format!("{field}[{i}] = {v} is not finite (check_finite is off), so the residuals are not either"),
+        )
+    };
+    if let Some(i) = first_bad(ydata.iter()) {
+        return not_finite("ydata", i, ydata[i]);
+    }
+    if let Some(i) = x_bad {
+        let v = match xdata {
+            XData::D1(x) => x[i],
+            XData::D2(x) => x.iter().nth(i).copied().unwrap_or(f64::NAN),
+        };
+        return not_finite("xdata", i, v);
+    }
+    if let Some(i) = first_bad(sigma.iter()) {
+        return not_finite("sigma", i, sigma[i]);
+    }
+    // Squares of residuals above ~1e154 overflow (their sum over m points sooner).
+    let limit = 1e150 / (ydata.len() as f64).sqrt();
+    let weighted = ydata
+        .iter()
+        .enumerate()
+        .map(|(i, y)| y.abs() / sigma.get(i).copied().unwrap_or(1.0))
+        .fold(0.0, f64::max);
+    if weighted > limit {
+        let what = if sigma.is_empty() { "|ydata|" } else { "|ydata| / sigma" };
+        return invalid(
+            if sigma.is_empty() { "ydata" } else { "sigma" },
+            format!(
+                "{what} reaches {weighted:.3e}: the squared residuals overflow; rescale the data \
+                 (a fit does not depend on the units of y)"
+            ),
+        );
+    }
+    e
+}
+
 /// Runs a prepared fit on an executable and applies scipy's covariance rules.
 fn run_curve(
     exe: &cache::CachedExecutable,
@@ -1136,7 +1195,9 @@ where
     crate::runtime::client()?;
     let runtime = t_runtime.elapsed();
     let t0 = Instant::now();
-    let data = prepare(&xdata.into(), ydata.into(), p0, options, None)?;
+    let (xdata, ydata) = (xdata.into(), ydata.into());
+    let data = prepare(&xdata, ydata, p0, options, None)?;
+    let explain = |e| explain_nonfinite(e, &xdata, ydata, options);
     // The solver part of the program is a function of the spec alone, so the model's own
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
@@ -1153,7 +1214,7 @@ where
             load_time: Duration::ZERO,
             ..exe
         };
-        let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO)?;
+        let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO).map_err(explain)?;
         fit.result.timings.runtime = runtime;
         return Ok(fit);
     }
@@ -1168,7 +1229,7 @@ where
         }
         programs.insert(fingerprint, exe.clone());
     }
-    let mut fit = run_curve(&exe, data, t0, trace, compile)?;
+    let mut fit = run_curve(&exe, data, t0, trace, compile).map_err(explain)?;
     fit.result.timings.runtime = runtime;
     Ok(fit)
 }
@@ -1358,13 +1419,18 @@ where
         options: &FitOptions,
     ) -> Result<CurveFit> {
         let t0 = Instant::now();
-        let data = prepare(
-            &xdata.into(),
-            ydata.into(),
-            p0,
-            options,
-            Some((self.spec.m_pad, self.spec.chunk)),
-        )?;
+        if let Some(p) = p0.filter(|p| p.len() != self.spec.n) {
+            return Err(invalid(
+                "p0",
+                format!(
+                    "has {} values but the fitter was built for {} parameters",
+                    p.len(),
+                    self.spec.n
+                ),
+            ));
+        }
+        let (xdata, ydata) = (xdata.into(), ydata.into());
+        let data = prepare(&xdata, ydata, p0, options, Some((self.spec.m_pad, self.spec.chunk)))?;
         if data.spec != self.spec {
             return Err(Error::InvalidOption {
                 field: "options",
@@ -1373,6 +1439,7 @@ where
             });
         }
         run_curve(&self.exe, data, t0, Duration::ZERO, Duration::ZERO)
+            .map_err(|e| explain_nonfinite(e, &xdata, ydata, options))
     }
 }
 
