@@ -621,3 +621,38 @@ fn a_cache_that_cannot_be_written_is_one_warning_not_a_failure() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["success"], true);
 }
+
+#[test]
+fn a_plugin_that_is_missing_not_a_plugin_or_truncated_is_a_runtime_error_naming_it() {
+    let real = nlsq::runtime::plugin_location().unwrap().plugin;
+    // Its first 4 MiB (of 259): the segments the loader would map lie past the end.
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(&real).unwrap(), 4 << 20),
+        &mut head,
+    )
+    .unwrap();
+    let truncated = temp_path("truncated_plugin.so");
+    std::fs::write(&truncated, &head).unwrap();
+    let text = temp_path("text_plugin.so");
+    std::fs::write(&text, "not a library").unwrap();
+    let cases = [
+        (truncated.to_string_lossy().into_owned(), "truncated"),
+        (text.to_string_lossy().into_owned(), "not a shared library"),
+        ("/nonexistent/plugin.so".to_string(), "/nonexistent/plugin.so"),
+    ];
+    for (plugin, want) in cases {
+        let o = Command::new(env!("CARGO_BIN_EXE_nlsq"))
+            .args(["fit", "--model", DECAY, "--data", "decay.csv"])
+            .env("NLSQ_PJRT_PLUGIN", &plugin)
+            .current_dir(data_dir())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{plugin}: {err}");
+        assert!(
+            err.contains(want) && err.trim_end().lines().count() == 1,
+            "{plugin}: {err}"
+        );
+    }
+}

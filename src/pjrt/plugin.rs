@@ -188,6 +188,8 @@ impl Plugin {
             path: key.clone(),
             reason,
         };
+        // A truncated library is mapped past its end by the loader and dies of SIGBUS.
+        check_elf(&key).map_err(load_err)?;
         // SAFETY: loading a shared library runs its initialisers. PJRT plugins are designed to
         // be dlopen'ed by a host process; this is the documented way to use them.
         let lib = unsafe { libloading::Library::new(&key) }.map_err(|e| load_err(e.to_string()))?;
@@ -259,4 +261,58 @@ impl Plugin {
 pub(crate) unsafe fn string_from(ptr: *const std::ffi::c_char, len: usize) -> String {
     // SAFETY: guaranteed by the caller.
     String::from_utf8_lossy(unsafe { bytes(ptr.cast(), len) }).into_owned()
+}
+
+/// Checks, before `dlopen`, that `path` is a 64-bit little-endian ELF shared object whose
+/// program and section header tables and every loadable segment lie inside the file: a
+/// truncated library would otherwise be mapped past its end and the process killed by SIGBUS.
+/// (A library damaged inside its segments cannot be told from a good one here; the cached
+/// plugin's hash is checked for that.)
+pub fn check_elf(path: &Path) -> std::result::Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h)
+        .map_err(|_| format!("not a shared library: {len} bytes, shorter than an ELF header"))?;
+    if &h[..4] != b"\x7fELF" {
+        return Err("not a shared library (no ELF header)".into());
+    }
+    if h[4] != 2 || h[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |b: &[u8], o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let (phoff, shoff) = (u64_at(&h, 32), u64_at(&h, 40));
+    let (phentsize, phnum, shentsize, shnum) = (u16_at(&h, 54), u16_at(&h, 56), u16_at(&h, 58), u16_at(&h, 60));
+    let truncated = |what: &str, end: u64| format!("truncated: {what} ends at byte {end} but the file has {len}");
+    let table_end = |off: u64, size: u64, n: u64| off.checked_add(size.checked_mul(n)?);
+    match table_end(phoff, phentsize, phnum) {
+        Some(end) if end <= len => {}
+        end => return Err(truncated("the program header table", end.unwrap_or(u64::MAX))),
+    }
+    if shnum > 0 {
+        match table_end(shoff, shentsize, shnum) {
+            Some(end) if end <= len => {}
+            end => return Err(truncated("the section header table", end.unwrap_or(u64::MAX))),
+        }
+    }
+    if phentsize < 56 {
+        return Err(format!("program headers of {phentsize} bytes (ELF64 has 56)"));
+    }
+    let mut table = vec![0u8; (phentsize * phnum) as usize];
+    f.seek(SeekFrom::Start(phoff)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut table).map_err(|e| e.to_string())?;
+    for ph in table.chunks_exact(phentsize as usize) {
+        const PT_LOAD: u32 = 1;
+        if u32::from_le_bytes(ph[..4].try_into().expect("4 bytes")) != PT_LOAD {
+            continue;
+        }
+        let (offset, filesz) = (u64_at(ph, 8), u64_at(ph, 32));
+        match offset.checked_add(filesz) {
+            Some(end) if end <= len => {}
+            end => return Err(truncated("a loadable segment", end.unwrap_or(u64::MAX))),
+        }
+    }
+    Ok(())
 }

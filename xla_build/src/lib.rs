@@ -82,6 +82,10 @@ pub const ENV_CACHE_DIR: &str = "NLSQ_CACHE_DIR";
 pub const ENV_OFFLINE: &str = "NLSQ_OFFLINE";
 /// Environment variable: the Python interpreter used for `pip download` (default `python3`).
 pub const ENV_PYTHON: &str = "NLSQ_PYTHON";
+/// Environment variable: seconds `pip download` may take before it is stopped (default 600).
+pub const ENV_PIP_TIMEOUT: &str = "NLSQ_PIP_TIMEOUT";
+/// Default of [`ENV_PIP_TIMEOUT`]: ten minutes, time for the 63 MB wheel on a slow line.
+pub const DEFAULT_PIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What can go wrong while provisioning.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +228,10 @@ pub struct Config {
     pub offline: bool,
     /// Interpreter for `pip download` (`NLSQ_PYTHON`, default `python3`).
     pub python: OsString,
+    /// How long `pip download` may run before it is stopped and reported (`NLSQ_PIP_TIMEOUT`
+    /// seconds, default [`DEFAULT_PIP_TIMEOUT`]): a pip that never exits must not hang the build
+    /// or the first fit.
+    pub pip_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -238,6 +246,11 @@ impl Config {
             cache_root: default_cache_root()?,
             offline: nonempty(ENV_OFFLINE).is_some_and(|v| v != "0"),
             python: nonempty(ENV_PYTHON).unwrap_or_else(|| "python3".into()),
+            pip_timeout: nonempty(ENV_PIP_TIMEOUT)
+                .and_then(|v| v.to_str()?.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(std::time::Duration::from_secs_f64)
+                .unwrap_or(DEFAULT_PIP_TIMEOUT),
         })
     }
 
@@ -248,6 +261,7 @@ impl Config {
             cache_root: cache_root.into(),
             offline: false,
             python: "python3".into(),
+            pip_timeout: DEFAULT_PIP_TIMEOUT,
         }
     }
 }
@@ -334,7 +348,11 @@ pub fn find_cached(cache_root: &Path, pin: &Pin) -> Option<Provisioned> {
     })
 }
 
-/// An entry is usable when its marker names the pinned hash and the plugin has the recorded size.
+/// An entry is usable when its marker names the pinned hash, the plugin has the recorded size
+/// and modification time, and the header is there. When the time differs (the file was written
+/// since it was verified: damaged in place, or copied) the plugin is hashed again; a match
+/// records the new time, a mismatch makes the entry unusable, so that it is fetched again
+/// instead of crashing every process that loads it.
 fn check_entry(dir: &Path, pin: &Pin) -> bool {
     let Ok(marker) = fs::read_to_string(dir.join(MARKER_FILE)) else {
         return false;
@@ -344,9 +362,36 @@ fn check_entry(dir: &Path, pin: &Pin) -> bool {
         return false;
     };
     let Ok(size) = size.parse::<u64>() else { return false };
-    hash == pin.plugin_sha256
-        && fs::metadata(dir.join(PLUGIN_FILE)).is_ok_and(|m| m.len() == size)
-        && dir.join(HEADER_FILE).is_file()
+    let recorded_mtime = fields.next().and_then(|t| t.parse::<u128>().ok());
+    let plugin = dir.join(PLUGIN_FILE);
+    let Ok(meta) = fs::metadata(&plugin) else { return false };
+    if hash != pin.plugin_sha256 || meta.len() != size || !dir.join(HEADER_FILE).is_file() {
+        return false;
+    }
+    let mtime = mtime_ns(&meta);
+    if recorded_mtime.is_some() && recorded_mtime == mtime {
+        return true;
+    }
+    if !sha256_file(&plugin).is_ok_and(|h| h == pin.plugin_sha256) {
+        return false;
+    }
+    let _ = write_marker(&dir.join(MARKER_FILE), pin, size, mtime);
+    true
+}
+
+/// Modification time in nanoseconds since the epoch.
+fn mtime_ns(meta: &fs::Metadata) -> Option<u128> {
+    meta.modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos())
+}
+
+/// `hash size [mtime_ns]`: what the entry's plugin was verified to be.
+fn write_marker(path: &Path, pin: &Pin, size: u64, mtime: Option<u128>) -> io::Result<()> {
+    let mtime = mtime.map(|t| format!(" {t}")).unwrap_or_default();
+    fs::write(path, format!("{} {size}{mtime}\n", pin.plugin_sha256))
 }
 
 fn unique_suffix() -> String {
@@ -393,10 +438,16 @@ fn download_wheel(cfg: &Config, pin: &Pin, dest: &Path) -> Result<PathBuf> {
         cfg.python.to_string_lossy(),
         dest.display()
     );
-    let out = cmd.output().map_err(|source| Error::PythonMissing {
-        python: cfg.python.clone(),
-        source,
-    })?;
+    let out = output_within(&mut cmd, cfg.pip_timeout)
+        .map_err(|source| Error::PythonMissing {
+            python: cfg.python.clone(),
+            source,
+        })?
+        .ok_or_else(|| Error::PipFailed {
+            command: command.clone(),
+            status: format!("stopped after {:?}", cfg.pip_timeout),
+            stderr: format!("pip did not finish in time (set {ENV_PIP_TIMEOUT} to allow longer)"),
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -416,6 +467,42 @@ fn download_wheel(cfg: &Config, pin: &Pin, dest: &Path) -> Result<PathBuf> {
         });
     }
     Ok(wheel)
+}
+
+/// Runs `cmd` (stdin closed, stdout discarded, stderr captured) and waits at most `limit`;
+/// `Ok(None)` when it was still running then (it is killed).
+fn output_within(cmd: &mut Command, limit: std::time::Duration) -> io::Result<Option<std::process::Output>> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Drained on a thread, so that a chatty child never blocks on a full pipe.
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = io::Read::read_to_end(&mut stderr, &mut buf);
+        buf
+    });
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if t0.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = reader.join().unwrap_or_default();
+    Ok(Some(std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    }))
 }
 
 /// A writer that hashes what passes through it.
@@ -542,7 +629,8 @@ fn stage_entry(wheel: &Path, staging: &Path, pin: &Pin) -> Result<()> {
         inner.sync_all().map_err(io_err("syncing", &dest))?;
     }
     let marker = staging.join(MARKER_FILE);
-    fs::write(&marker, format!("{} {}\n", pin.plugin_sha256, plugin_size)).map_err(io_err("writing", &marker))?;
+    let mtime = fs::metadata(staging.join(PLUGIN_FILE)).ok().and_then(|m| mtime_ns(&m));
+    write_marker(&marker, pin, plugin_size, mtime).map_err(io_err("writing", &marker))?;
     Ok(())
 }
 

@@ -193,3 +193,48 @@ fn override_must_exist() {
     let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
     assert!(matches!(err, Error::OverrideMissing { .. }), "{err}");
 }
+
+#[test]
+fn a_cached_plugin_damaged_in_place_is_not_a_hit_and_is_healed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wheel, pin) = fake_wheel(tmp.path(), b"plugin bytes", b"header");
+    let cache = tmp.path().join("cache");
+    let p = install_wheel(&wheel, &cache, &pin).unwrap();
+    // Same size, bytes zeroed in place (its modification time moves on).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&p.plugin, b"plug\0\0\0\0ytes").unwrap();
+    assert!(
+        find_cached(&cache, &pin).is_none(),
+        "a damaged plugin of the right size is no hit"
+    );
+    install_wheel(&wheel, &cache, &pin).unwrap();
+    assert_eq!(
+        fs::read(find_cached(&cache, &pin).unwrap().plugin).unwrap(),
+        b"plugin bytes"
+    );
+    // Touched but intact (a copy, a backup restore): hashed once, still a hit, time recorded.
+    let f = fs::File::options().write(true).open(&p.plugin).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    assert!(find_cached(&cache, &pin).is_some());
+    let marker = fs::read_to_string(p.plugin.with_file_name("VERIFIED")).unwrap();
+    assert_eq!(marker.split_whitespace().count(), 3, "{marker}");
+}
+
+#[test]
+fn a_pip_that_never_exits_is_stopped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("slow-python");
+    fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = Config {
+        python: script.into_os_string(),
+        pip_timeout: std::time::Duration::from_millis(500),
+        ..Config::with_cache_root(tmp.path().join("cache"))
+    };
+    let t0 = std::time::Instant::now();
+    let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert!(matches!(err, Error::PipFailed { .. }), "{err}");
+    assert!(err.to_string().contains("NLSQ_PIP_TIMEOUT"), "{err}");
+}
