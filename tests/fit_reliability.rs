@@ -208,3 +208,71 @@ fn a_robust_loss_without_a_method_uses_trf_and_lm_says_why_not() {
         .to_string();
     assert!(e.contains("a robust loss needs method trf"), "{e}");
 }
+
+#[test]
+fn bounds_far_away_act_as_no_bounds() {
+    let (x, y) = noisy_exp(200);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let p0 = Some(&[1.0, 1.0, 1.0][..]);
+    let free = curve_fit(&model, &x, &y, p0, &FitOptions::default().with_method(Method::Trf)).unwrap();
+    assert!(free.success(), "{free}");
+    // scipy's trf converges in 6 evaluations with ±1e308; nlsq stalled at p0 (status 0), and
+    // [0, 1e100] ended at a wrong k with success.
+    for (lo, hi) in [(-1e308, 1e308), (-f64::MAX, f64::MAX), (0.0, 1e100), (-1e6, 1e6)] {
+        let opts = FitOptions::default().with_bounds(vec![lo], vec![hi]);
+        let fit = curve_fit(&model, &x, &y, p0, &opts).unwrap();
+        assert!(fit.success(), "[{lo:e}, {hi:e}]: {fit}");
+        assert_close(
+            &format!("[{lo:e}, {hi:e}]"),
+            &fit.popt.to_vec(),
+            &free.popt.to_vec(),
+            1e-8,
+        );
+    }
+}
+
+#[test]
+fn a_bounded_fit_does_not_depend_on_the_units_of_y_or_x() {
+    // An active bound: c <= 0.3 (the free fit has c = 0.5), k in [0, 10]. `(sy, sx)` scale y
+    // and x; `tol` sets ftol = xtol = gtol. Returns popt in the unscaled units, the status, the
+    // cost history in the unscaled units.
+    let fit = |sy: f64, sx: f64, tol: f64| {
+        let (x, y) = noisy_exp(200);
+        let x: Vec<f64> = x.iter().map(|v| v * sx).collect();
+        let y: Vec<f64> = y.iter().map(|v| v * sy).collect();
+        let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+        let opts = FitOptions::default()
+            .with_bounds(vec![0.0, 0.0, -sy], vec![10.0 * sy, 10.0 / sx, 0.3 * sy])
+            .with_tol(tol);
+        let f = curve_fit(&model, &x, &y, Some(&[sy, 1.0 / sx, 0.0]), &opts).unwrap();
+        let back = [1.0 / sy, sx, 1.0 / sy];
+        let popt: Vec<f64> = (0..3).map(|j| f.popt[j] * back[j]).collect();
+        let history: Vec<f64> = f.result.history.iter().map(|c| c / sy / sy).collect();
+        (popt, f.result.status, history)
+    };
+    // Scales by powers of two are exact: the whole path is the same, bit for bit.
+    let (popt, status, history) = fit(1.0, 1.0, 1e-8);
+    assert!(status.success(), "{status:?}");
+    for k in [-332, -166, 166, 332] {
+        let s = 2f64.powi(k);
+        for (sy, sx) in [(s, 1.0), (1.0, s)] {
+            let (p, st, h) = fit(sy, sx, 1e-8);
+            assert_eq!(
+                (p.clone(), st, h.clone()),
+                (popt.clone(), status, history.clone()),
+                "y x {sy:e}, x x {sx:e}"
+            );
+        }
+    }
+    // Decimal scales round the data, which can flip a choice of the bounded step (reflected,
+    // Cauchy or constrained) along the way; converged fits agree.
+    let (popt, _, _) = fit(1.0, 1.0, 1e-14);
+    for k in [-100, -50, 50, 100] {
+        let s = 10f64.powi(k);
+        for (sy, sx) in [(s, 1.0), (1.0, s)] {
+            let (p, st, _) = fit(sy, sx, 1e-14);
+            assert!(st.success(), "y x {sy:e}, x x {sx:e}: {st:?}");
+            assert_close(&format!("y x {sy:e}, x x {sx:e}"), &p, &popt, 1e-8);
+        }
+    }
+}

@@ -257,6 +257,24 @@ pub(crate) fn cl_scaling(x: &Tensor, grad: &Tensor, lb: &Tensor, ub: &Tensor) ->
     (v, dv)
 }
 
+/// Coleman–Li's `(v, dv)` in the solver's scaled variables, with the distances to the bounds
+/// measured in `unit` (per lane) and capped at 1, the value of a component without a bound:
+/// returns `(v', dv')` with `v' = min(1, v · scale_inv / unit)` and `dv' = dv / unit` where a
+/// bound is nearer than that, and `(1, 0)` where it is farther. With `unit` the initial residual
+/// norm (Jacobian scaling) the scaled distance is free of units: how much of the residual a move
+/// to the bound could change. scipy uses `v · scale_inv` uncapped, so a bound at 1e100 (or
+/// ±1e308) shapes the trust region as no bound would: TRF stalled at p0 with ±1e308 and returned
+/// a wrong minimum with `[0, 1e100]`. `dv'` is the derivative of `v'` in those units, so the
+/// hat-space term `C = g · dv' · scale` stays the one of the method. Vectors `[.., n]`,
+/// `unit [..]`.
+pub(crate) fn scaled_cl(v: &Tensor, dv: &Tensor, scale_inv: &Tensor, unit: &Tensor) -> (Tensor, Tensor) {
+    let unit = per_lane(unit);
+    let bounded = dv.ne(0.0);
+    let rel = v * scale_inv / &unit;
+    let near = bounded.and(&rel.lt(1.0));
+    (near.select(&rel, 1.0), near.select(dv / &unit, 0.0))
+}
+
 /// Smallest step along `s` from `x` to a bound, and which components hit it (sign of `s`).
 pub(crate) fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tensor, Tensor) {
     let nonzero = s.ne(0.0);
@@ -274,10 +292,18 @@ pub(crate) fn in_bounds(x: &Tensor, lb: &Tensor, ub: &Tensor) -> Tensor {
 }
 
 /// The two roots `t1 <= t2` of `‖x + t s‖ = Delta` (scipy's `intersect_trust_region`).
+///
+/// Solved for `x / Delta` and `s / Delta` (the same roots): the discriminant holds fourth
+/// powers of the step lengths, which underflow (or overflow) for data in small (or large)
+/// units, around 1e-100, while the scaled ones are of order 1.
+/// Vectors `[.., n]`, `delta [..]` (one problem or a batch).
 pub(crate) fn intersect_trust_region(x: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
+    let unit = per_lane(&delta.max(f64::MIN_POSITIVE));
+    let (x, s) = (&(x / &unit), &(s / &unit));
+    let dot = |u: &Tensor, v: &Tensor| (u * v).reduce_sum(&[u.rank() as i64 - 1]);
     let a = dot(s, s);
     let b = dot(x, s);
-    let c = dot(x, x) - delta.square();
+    let c = dot(x, x) - 1.0;
     let d = (b.square() - &a * &c).max(0.0).sqrt();
     let q = -(&b + b.ge(0.0).select(&d, -&d));
     let t1 = &q / &a;

@@ -92,6 +92,15 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = norm_inf(&(&grad * &v));
             let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
+            // Distances to the bounds in units of the initial residual norm (with Jacobian
+            // scaling; the user's x_scale defines the units otherwise), capped at 1.
+            let unit = if cfg.jac_scale {
+                let f0 = (first.select(&cost_here, &st[18]) * 2.0).sqrt();
+                f0.gt(0.0).and(&is_finite(&f0)).select(&f0, 1.0)
+            } else {
+                g.constant(1.0)
+            };
+            let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init
                 .eq(0.0)
@@ -116,7 +125,6 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             // Hat-space quantities; on the final pass (done) d scales R's columns to unit norm
             // and there is no Coleman–Li term, so the SVD below is that of R with unit columns,
             // for the covariance, the rank and the parameters not determined.
-            let v = dv.ne(0.0).select(&v * &scale_inv, &v);
             let d = done.select(unit_column_scale(&r), v.sqrt() * &scale);
             let diag_h = done.select(0.0, &grad * &dv * &scale);
             let g_h = &d * &grad;
@@ -140,7 +148,9 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                 &inp.ftol,
                 &inp.m_valid,
             ));
-            let theta = (-&gnorm + 1.0).max(0.995);
+            // scipy steps back from the bounds by max(0.995, 1 - ‖g v‖_inf); the scale-free
+            // measure of the gradient stands in for its norm, which has units.
+            let theta = (-&cosine + 1.0).max(0.995);
             let quad = |sh: &Tensor| {
                 let q = rd.dot(sh);
                 (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)

@@ -5,8 +5,8 @@
 //! and freeze the problems that are done (see [`super::lm_batch`]).
 
 use super::common::{
-    active_constraints, check_termination, cl_scaling, gradient_cosine, int, is_finite, make_strictly_feasible,
-    minimize_quadratic_1d, update_radius,
+    active_constraints, check_termination, cl_scaling, gradient_cosine, int, intersect_trust_region, is_finite,
+    make_strictly_feasible, minimize_quadratic_1d, scaled_cl, update_radius,
 };
 use super::covariance::{covariance, unit_column_scale};
 use super::lm_batch::{
@@ -80,17 +80,6 @@ fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tens
     let min_step = steps.reduce_min(&[1]);
     let hits = steps.eq(col(&min_step)).select(s.signum(), 0.0);
     (min_step, hits)
-}
-
-fn intersect_trust_region(x: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
-    let a = dot(s, s);
-    let b = dot(x, s);
-    let c = dot(x, x) - delta.square();
-    let d = (b.square() - &a * &c).max(0.0).sqrt();
-    let q = -(&b + b.ge(0.0).select(&d, -&d));
-    let t1 = &q / &a;
-    let t2 = &c / &q;
-    (t1.min(&t2), t1.max(&t2))
 }
 
 fn phi_and_derivative(alpha: &Tensor, suf: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
@@ -316,6 +305,14 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = (&grad * &v).abs().reduce_max(&[1]);
             let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
+            // As in `trf::solve`: distances to the bounds in units of the initial residual norm.
+            let unit = if cfg.jac_scale {
+                let f0 = (first.select(&cost_here, &st[18]) * 2.0).sqrt();
+                f0.gt(0.0).and(&is_finite(&f0)).select(&f0, 1.0)
+            } else {
+                g.constant(1.0)
+            };
+            let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init
                 .eq(0.0)
@@ -335,7 +332,6 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
                 .select(const_i(0), &status);
             let done = status.ne(RUNNING as f64);
 
-            let v = dv.ne(0.0).select(&v * &scale_inv, &v);
             // On the final pass d gives R unit columns (see `trf::solve`).
             let d = col(&done).select(unit_column_scale(&r), v.sqrt() * &scale);
             let diag_h = col(&done).select(0.0, &grad * &dv * &scale);
@@ -359,7 +355,9 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             let model_ok = gn_reduction(&uf, &s, &inp.m_valid)
                 .le(&(&inp.ftol * &cost))
                 .and(&gn_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
-            let theta = (-&gnorm + 1.0).max(0.995);
+            // scipy steps back from the bounds by max(0.995, 1 - ‖g v‖_inf); the scale-free
+            // measure of the gradient stands in for its norm, which has units.
+            let theta = (-&cosine + 1.0).max(0.995);
             let quad = |sh: &Tensor| {
                 let q = mv(&rd, sh);
                 (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
