@@ -1,31 +1,37 @@
 //! Reading columns from CSV, TSV and whitespace-separated files.
 //!
-//! The file is read whole; only the selected columns are parsed, so other columns may hold
-//! text. Blank lines and lines starting with `#` are skipped. Every error names the file and
-//! the 1-based line (and column) it is about.
+//! Delimited files are read with the `csv` crate (quoted fields, CRLF, a BOM, trimmed fields),
+//! whitespace-separated ones line by line; either way the file is streamed into one flat store
+//! of its fields, allocated with `try_reserve` (a file too large for memory is an error, not an
+//! abort). Only the selected columns are parsed, so other columns may hold text. Blank lines and
+//! lines starting with `#` are skipped. Every line must have the same number of fields. Every
+//! error names the file and the 1-based line (and column) it is about.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// How the fields of a line are separated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delimiter {
+enum Delimiter {
     Comma,
     Tab,
     Semicolon,
     Whitespace,
 }
 
-/// A data file: its header (if any) and the byte ranges of its data lines.
+/// A data file: its header (if any) and its data fields, `n_columns` per row.
 pub struct Table {
     pub name: String,
     pub header: Option<Vec<String>>,
-    pub delimiter: Delimiter,
-    text: String,
-    /// (1-based line number, byte range) of each data line.
-    rows: Vec<(usize, std::ops::Range<usize>)>,
-    /// Fields of the first data line (or of the header).
+    /// Every data field's bytes, one after the other.
+    bytes: Vec<u8>,
+    /// The end of each field in `bytes` (row-major, `n_columns` per row).
+    ends: Vec<usize>,
+    /// The 1-based line of each data row.
+    lines: Vec<usize>,
+    /// Fields per line (of the header, or of the first line).
     pub n_columns: usize,
 }
 
@@ -50,61 +56,55 @@ impl Column {
     }
 }
 
-fn unquote(s: &str) -> &str {
-    let s = s.trim();
-    s.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(s)
-}
-
-fn split(line: &str, d: Delimiter) -> Vec<&str> {
-    match d {
-        Delimiter::Comma => line.split(',').map(unquote).collect(),
-        Delimiter::Tab => line.split('\t').map(unquote).collect(),
-        Delimiter::Semicolon => line.split(';').map(unquote).collect(),
-        Delimiter::Whitespace => line.split_whitespace().map(unquote).collect(),
-    }
-}
-
 fn is_number(s: &str) -> bool {
     s.parse::<f64>().is_ok()
+}
+
+/// One line's fields as text (for header detection and the header itself).
+fn texts(fields: &[Vec<u8>]) -> Vec<String> {
+    fields.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
+}
+
+/// Grows `v` for `extra` more elements or says the file does not fit in memory.
+fn reserve<T>(v: &mut Vec<T>, extra: usize, name: &str) -> Result<()> {
+    v.try_reserve(extra)
+        .map_err(|_| anyhow!("data file {name} does not fit in memory ({} fields read)", v.len()))
 }
 
 impl Table {
     /// Reads `path` (`-` is standard input). `header`: `Some` forces, `None` detects.
     pub fn read(path: &Path, header: Option<bool>) -> Result<Table> {
         let name = path.display().to_string();
-        let mut text = String::new();
-        if name == "-" {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input")?;
+        let source: Box<dyn Read> = if name == "-" {
+            Box::new(std::io::stdin())
         } else {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {name}"))?;
-            text = String::from_utf8(bytes).map_err(|e| {
-                anyhow!(
-                    "data file {name} is not UTF-8 text (byte {})",
-                    e.utf8_error().valid_up_to()
-                )
-            })?;
-        }
-        if let Some(rest) = text.strip_prefix('\u{feff}') {
-            text = rest.to_string();
+            // Only regular files (and links to them): a named pipe or a device would block or
+            // never end.
+            let meta = std::fs::metadata(path).with_context(|| format!("cannot read data file {name}"))?;
+            if !meta.is_file() {
+                bail!("data file {name} is not a regular file");
+            }
+            Box::new(std::fs::File::open(path).with_context(|| format!("cannot read data file {name}"))?)
+        };
+        let mut input = std::io::BufReader::with_capacity(1 << 16, source);
+        // A UTF-8 byte order mark is not part of the first field.
+        let start = input
+            .fill_buf()
+            .with_context(|| format!("cannot read data file {name}"))?;
+        if start.starts_with(b"\xef\xbb\xbf") {
+            input.consume(3);
         }
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            let end = start + line.len();
-            let t = line.trim();
-            if !t.is_empty() && !t.starts_with('#') {
-                let content_end = start + line.trim_end_matches(['\n', '\r']).len();
-                lines.push((i + 1, start..content_end));
-            }
-            start = end;
-        }
-        let Some((_, first)) = lines.first().cloned() else {
-            bail!("data file {name} has no data lines")
+        let first_line = {
+            let buf = input
+                .fill_buf()
+                .with_context(|| format!("cannot read data file {name}"))?;
+            let text = String::from_utf8_lossy(buf);
+            text.lines()
+                .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .unwrap_or("")
+                .to_string()
         };
-        let first_line = &text[first];
         let delimiter = match ext.as_deref() {
             Some("csv") if !first_line.contains(',') && first_line.contains(';') => Delimiter::Semicolon,
             Some("csv") => Delimiter::Comma,
@@ -114,22 +114,124 @@ impl Table {
             _ if first_line.contains(';') => Delimiter::Semicolon,
             _ => Delimiter::Whitespace,
         };
-        let fields = split(first_line, delimiter);
+
+        // Every line's fields go into one flat store; the first two lines are also kept apart
+        // for header detection.
+        let mut t = Table {
+            name: name.clone(),
+            header: None,
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            lines: Vec::new(),
+            n_columns: 0,
+        };
+        let mut firsts: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut push = |t: &mut Table, line: usize, fields: &mut dyn Iterator<Item = &[u8]>| -> Result<()> {
+            let before = t.ends.len();
+            let mut kept = Vec::new();
+            for f in fields {
+                reserve(&mut t.bytes, f.len(), &name)?;
+                reserve(&mut t.ends, 1, &name)?;
+                t.bytes.extend_from_slice(f);
+                t.ends.push(t.bytes.len());
+                if firsts.len() < 2 {
+                    kept.push(f.to_vec());
+                }
+            }
+            let k = t.ends.len() - before;
+            if t.lines.is_empty() {
+                t.n_columns = k;
+            } else if k != t.n_columns {
+                let first_is_text = firsts.first().is_some_and(|f| texts(f).iter().any(|x| !is_number(x)));
+                let first = if header == Some(true) || (header.is_none() && first_is_text) {
+                    "the header"
+                } else {
+                    "the first line"
+                };
+                let hint = if delimiter == Delimiter::Comma && k > t.n_columns {
+                    " (a decimal comma? write decimals with '.', or separate fields with ';' or tabs)"
+                } else {
+                    ""
+                };
+                bail!("{name}:{line}: has {k} fields but {first} has {}{hint}", t.n_columns);
+            }
+            if firsts.len() < 2 {
+                firsts.push(kept);
+            }
+            reserve(&mut t.lines, 1, &name)?;
+            t.lines.push(line);
+            Ok(())
+        };
+        match delimiter {
+            Delimiter::Whitespace => {
+                for (i, line) in input.split(b'\n').enumerate() {
+                    let line = line.with_context(|| format!("cannot read data file {name}"))?;
+                    let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                    let trimmed = text.trim_ascii();
+                    if trimmed.is_empty() || trimmed.starts_with(b"#") {
+                        continue;
+                    }
+                    let mut fields = trimmed
+                        .split(|b| b.is_ascii_whitespace())
+                        .filter(|f| !f.is_empty())
+                        .map(|f| f.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(f));
+                    push(&mut t, i + 1, &mut fields)?;
+                }
+            }
+            d => {
+                let byte = match d {
+                    Delimiter::Tab => b'\t',
+                    Delimiter::Semicolon => b';',
+                    _ => b',',
+                };
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(byte)
+                    .has_headers(false)
+                    .flexible(true)
+                    .comment(Some(b'#'))
+                    .from_reader(input);
+                let mut record = csv::ByteRecord::new();
+                loop {
+                    match reader.read_byte_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {}
+                        Err(e) => {
+                            let at = e.position().map(|p| format!(":{}", p.line())).unwrap_or_default();
+                            bail!("{name}{at}: {e}");
+                        }
+                    }
+                    // A line of empty fields only (e.g. `,,`) counts as blank.
+                    if record.iter().all(|f| f.is_empty()) && record.len() <= 1 {
+                        continue;
+                    }
+                    let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+                    // `a, "b"`: a quote after the delimiter's space is not CSV quoting; such
+                    // fields lose their quotes too.
+                    let mut fields = record.iter().map(|f| {
+                        let f = f.trim_ascii();
+                        f.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")).unwrap_or(f)
+                    });
+                    push(&mut t, line, &mut fields)?;
+                }
+            }
+        }
+        if t.lines.is_empty() {
+            bail!("data file {name} has no data lines");
+        }
         // A header names the columns: the first line is one when some field of it is not a
         // number while the same field of the next line is (so a first row with a text column,
         // as in long format, stays data). A single line is a header when not all numbers.
-        let has_header = header.unwrap_or_else(|| match lines.get(1) {
-            Some((_, second)) => {
-                let next = split(&text[second.clone()], delimiter);
-                fields.iter().zip(&next).any(|(a, b)| !is_number(a) && is_number(b))
-            }
-            None => !fields.iter().all(|f| is_number(f)),
+        let first = texts(&firsts[0]);
+        let has_header = header.unwrap_or_else(|| match firsts.get(1) {
+            Some(second) => first
+                .iter()
+                .zip(texts(second))
+                .any(|(a, b)| !is_number(a) && is_number(&b)),
+            None => !first.iter().all(|f| is_number(f)),
         });
-        let n_columns = fields.len();
-        let header = has_header.then(|| fields.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        if let Some(h) = &header {
-            for (j, c) in h.iter().enumerate() {
-                if let Some(k) = h[..j].iter().position(|d| d == c) {
+        if has_header {
+            for (j, c) in first.iter().enumerate() {
+                if let Some(k) = first[..j].iter().position(|d| d == c) {
                     bail!(
                         "{name}: the header names two columns '{c}' (columns {} and {}); give them distinct names",
                         k + 1,
@@ -137,32 +239,32 @@ impl Table {
                     );
                 }
             }
-        }
-        let rows = if has_header { lines[1..].to_vec() } else { lines };
-        if rows.is_empty() {
-            bail!("data file {name} has a header line but no data lines");
-        }
-        // Every line has the same number of fields: a line with more (a decimal comma, `0,05`)
-        // or fewer would otherwise be read as other numbers without a word.
-        for (line_no, range) in &rows {
-            let k = split(&text[range.clone()], delimiter).len();
-            if k != n_columns {
-                let first = if has_header { "the header" } else { "the first line" };
-                let hint = if delimiter == Delimiter::Comma && k > n_columns {
-                    " (a decimal comma? write decimals with '.', or separate fields with ';' or tabs)"
-                } else {
-                    ""
-                };
-                bail!("{name}:{line_no}: has {k} fields but {first} has {n_columns}{hint}");
+            // Drop the header's fields from the store.
+            let skip = t.ends[t.n_columns - 1];
+            t.bytes.drain(..skip);
+            t.ends.drain(..t.n_columns);
+            t.ends.iter_mut().for_each(|e| *e -= skip);
+            t.lines.remove(0);
+            t.header = Some(first);
+            if t.lines.is_empty() {
+                bail!("data file {name} has a header line but no data lines");
             }
         }
-        Ok(Table {
-            name,
-            header,
-            delimiter,
-            text,
-            rows,
-            n_columns,
+        Ok(t)
+    }
+
+    /// The text of field `col` of data row `row`.
+    fn field(&self, row: usize, col: usize) -> std::result::Result<&str, String> {
+        let i = row * self.n_columns + col;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        std::str::from_utf8(&self.bytes[start..self.ends[i]]).map_err(|e| {
+            format!(
+                "{}:{}: column {} is not UTF-8 text (byte {})",
+                self.name,
+                self.lines[row],
+                col + 1,
+                e.valid_up_to()
+            )
         })
     }
 
@@ -217,22 +319,10 @@ impl Table {
     }
 
     /// The fields of one column as text (for a group column).
-    pub fn strings(&self, col: &Column, what: &str) -> Result<Vec<String>> {
-        let mut out = Vec::with_capacity(self.rows.len());
-        for (line_no, range) in &self.rows {
-            let fields = split(&self.text[range.clone()], self.delimiter);
-            let Some(field) = fields.get(col.index) else {
-                bail!(
-                    "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
-                    self.name,
-                    fields.len(),
-                    col.index + 1,
-                    col.label
-                );
-            };
-            out.push(unquote(field).to_string());
-        }
-        Ok(out)
+    pub fn strings(&self, col: &Column, _what: &str) -> Result<Vec<String>> {
+        (0..self.lines.len())
+            .map(|r| self.field(r, col.index).map(str::to_string).map_err(|e| anyhow!(e)))
+            .collect()
     }
 
     /// The values of one column, all finite; the first that is not is the error.
@@ -246,19 +336,10 @@ impl Table {
     /// The values of one column, each a finite number or the message saying why it is not
     /// (naming the file, line and column).
     pub fn values_each(&self, col: &Column, what: &str) -> Vec<std::result::Result<f64, String>> {
-        self.rows
-            .iter()
-            .map(|(line_no, range)| {
-                let fields = split(&self.text[range.clone()], self.delimiter);
-                let Some(field) = fields.get(col.index) else {
-                    return Err(format!(
-                        "{}:{line_no}: has {} fields, but {what} is column {} ('{}')",
-                        self.name,
-                        fields.len(),
-                        col.index + 1,
-                        col.label
-                    ));
-                };
+        (0..self.lines.len())
+            .map(|r| {
+                let line_no = self.lines[r];
+                let field = self.field(r, col.index)?;
                 match field.parse::<f64>() {
                     Ok(v) if v.is_finite() => Ok(v),
                     Ok(_) => Err(format!(
@@ -272,7 +353,7 @@ impl Table {
                         col.index + 1
                     )),
                     Err(_) => {
-                        let hint = if *line_no == self.rows[0].0 && self.header.is_none() {
+                        let hint = if r == 0 && self.header.is_none() {
                             " (use --header if the first line names the columns)"
                         } else {
                             ""
@@ -313,7 +394,7 @@ mod tests {
         assert_eq!(t.column("3", "--sigma").unwrap().label, "s");
         assert!(t.column("q", "--y").unwrap_err().to_string().contains("'t', 'y', 's'"));
         let t = table("b.txt", "1 2\n3 4\n", None).unwrap();
-        assert!(t.header.is_none() && t.delimiter == Delimiter::Whitespace);
+        assert!(t.header.is_none() && t.n_columns == 2);
         assert!(t.column("4", "--y").is_err());
     }
 
@@ -337,6 +418,26 @@ mod tests {
             e.contains("e.csv:2: has 4 fields but the header has 2") && e.contains("decimal comma"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn quoted_fields_crlf_and_a_bom_are_read_as_written() {
+        let t = table(
+            "q.csv",
+            "\u{feff}group,x,y\r\n\"a, b\",1,2\r\n\"c \"\"d\"\"\",3,4\r\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.header.as_deref(),
+            Some(&["group".to_string(), "x".into(), "y".into()][..])
+        );
+        let g = t.column("group", "--group").unwrap();
+        assert_eq!(
+            t.strings(&g, "--group").unwrap(),
+            vec!["a, b".to_string(), "c \"d\"".into()]
+        );
+        assert_eq!(t.values(&t.column("y", "y").unwrap(), "y").unwrap(), vec![2.0, 4.0]);
     }
 
     #[test]
