@@ -348,16 +348,29 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
     let mut x_inf = x.clone();
     x_inf[5] = f64::INFINITY;
     input_error(curve_fit(&line, &x_inf, &y, p0, &unchecked), "xdata", "xdata[5] = inf");
-    // Tiny sigma: the weighted residuals overflow when squared.
+    // Tiny sigma or huge y: curve_fit scales the residuals by a power of two and fits; a fitter
+    // (one program for many datasets, no such scaling) blames the data.
     let tiny = FitOptions::default().with_sigma(vec![1e-300; y.len()]);
-    input_error(curve_fit(&line, &x, &y, p0, &tiny), "sigma", "overflow");
-    // Huge y: the same.
-    let y_big: Vec<f64> = y.iter().map(|v| v * 1e300).collect();
-    input_error(
-        curve_fit(&line, &x, &y_big, p0, &FitOptions::default()),
-        "ydata",
-        "overflow",
+    let plain = curve_fit(&line, &x, &y, p0, &FitOptions::default()).unwrap();
+    let fit = curve_fit(&line, &x, &y, p0, &tiny).unwrap();
+    assert!(
+        (fit.popt[0] / plain.popt[0] - 1.0).abs() < 1e-12,
+        "{} vs {}",
+        fit.popt,
+        plain.popt
     );
+    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, tiny).unwrap();
+    input_error(fitter.fit(&x, &y, p0), "sigma", "overflow");
+    let y_big: Vec<f64> = y.iter().map(|v| v * 1e300).collect();
+    let big_p0 = Some(&[1e300, 1e300][..]);
+    let fit = curve_fit(&line, &x, &y_big, big_p0, &FitOptions::default()).unwrap();
+    assert!(
+        (fit.popt[0] / (plain.popt[0] * 1e300) - 1.0).abs() < 1e-10,
+        "{}",
+        fit.popt
+    );
+    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, FitOptions::default()).unwrap();
+    input_error(fitter.fit(&x, &y_big, p0), "ydata", "overflow");
 }
 
 #[test]

@@ -1085,17 +1085,162 @@ fn explain_nonfinite(e: Error, xdata: &XData<'_>, ydata: ArrayView1<'_, f64>, op
     e
 }
 
-/// Runs a prepared fit on an executable and applies scipy's covariance rules.
+/// Runs a prepared fit on an executable and applies scipy's covariance rules; the program
+/// fitted in `units`, the result is in the caller's.
 fn run_curve(
     exe: &cache::CachedExecutable,
     data: CurveData<'_>,
     t0: Instant,
     trace: Duration,
     compile: Duration,
+    units: &Units,
 ) -> Result<CurveFit> {
     let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
     let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
-    Ok(curve_fit_result(result, cov, m, n, absolute_sigma))
+    let mut fit = curve_fit_result(result, cov, m, n, absolute_sigma);
+    if !units.is_identity() {
+        units.unscale(&mut fit, absolute_sigma);
+    }
+    Ok(fit)
+}
+
+/// Exact powers of two by which `curve_fit` rescales a problem in extreme units: the residuals
+/// by `residual` (from the largest `|y / sigma|`) and parameter `j` by `params[j]` (from
+/// `|p0_j|`, in the scaled problem `p_j = params[j] · p'_j`), each 1 while its scale is within
+/// 2^±300 (about 1e±90). The factors are constants of the traced program: a fit in such units
+/// compiles its own program (once per units). The scaled fit is the unscaled one's, bit for bit where nothing
+/// under- or overflows, while otherwise squared residuals or Jacobian columns of data around
+/// 1e-150 fall below the smallest normal double (and around 1e200 overflow).
+struct Units {
+    residual: f64,
+    params: Vec<f64>,
+}
+
+impl Units {
+    /// No rescaling of `n` parameters.
+    fn identity(n: usize) -> Units {
+        Units {
+            residual: 1.0,
+            params: vec![1.0; n],
+        }
+    }
+
+    /// A power of two near `1 / scale` when `scale` is beyond 2^±300, else 1. The exponent is a
+    /// multiple of 64 (so datasets in the same units share one program: the factor is a
+    /// constant of it), at most 960 either way.
+    fn factor(scale: f64) -> f64 {
+        if !(scale.is_finite() && scale > 0.0) {
+            return 1.0;
+        }
+        let e = scale.log2();
+        if e.abs() < 300.0 {
+            return 1.0;
+        }
+        let e = ((e / 64.0).round() * 64.0).clamp(-960.0, 960.0);
+        2f64.powi(-(e as i32))
+    }
+
+    fn of(ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, options: &FitOptions) -> Units {
+        let sigma = |i: usize| match &options.sigma {
+            Some(Sigma::Std(s)) => s.get(i).copied().unwrap_or(1.0),
+            Some(Sigma::Cov(c)) if i < c.nrows() => c[[i, i]].sqrt(),
+            _ => 1.0,
+        };
+        let largest = ydata
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (y / sigma(i)).abs())
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max);
+        let n = p0.map(<[f64]>::len).or(options.n_params).unwrap_or(0);
+        let params = match p0 {
+            Some(p) => p.iter().map(|v| 1.0 / Self::factor(v.abs())).collect(),
+            None => vec![1.0; n],
+        };
+        Units {
+            residual: Self::factor(largest),
+            params,
+        }
+    }
+
+    fn is_identity(&self) -> bool {
+        self.residual == 1.0 && self.params.iter().all(|&c| c == 1.0)
+    }
+
+    /// `options` for the scaled problem: bounds and `x_scale` in the scaled parameters,
+    /// `f_scale` in the scaled residuals.
+    fn scale_options(&self, options: &FitOptions) -> Result<FitOptions> {
+        let mut o = options.clone().with_f_scale(options.solver.f_scale * self.residual);
+        if options.bounds.is_some() {
+            let (lo, hi) = expand_bounds(&options.bounds, self.params.len())?;
+            let per = |b: Vec<f64>| -> Vec<f64> { b.iter().zip(&self.params).map(|(v, c)| v / c).collect() };
+            o.bounds = Some((per(lo), per(hi)));
+        }
+        if let Some(crate::solve::XScale::Values(v)) = &options.solver.x_scale {
+            let n = self.params.len();
+            let v: Vec<f64> = (0..n)
+                .map(|j| v[if v.len() == 1 { 0 } else { j }] / self.params[j])
+                .collect();
+            o.solver.x_scale = Some(crate::solve::XScale::Values(v));
+        }
+        Ok(o)
+    }
+
+    /// The model of the scaled problem, traced: `residual · model(x, params ∘ p')`.
+    fn model<M>(&self, model: &M, x: &Tensor, p: &Params) -> Tensor
+    where
+        M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
+        let f = if self.params.iter().all(|&c| c == 1.0) {
+            model(x, p)
+        } else {
+            let v = p.vector();
+            let c = v
+                .graph()
+                .constant_array_of(DType::F64, &self.params, [self.params.len() as i64]);
+            model(x, &Params::new(&(v * c)))
+        };
+        if self.residual == 1.0 {
+            f
+        } else {
+            f * self.residual
+        }
+    }
+
+    /// A fit of the scaled problem in the caller's units. The covariance is scaled from the
+    /// scaled problem's `pcov` (where the residual unit cancels unless `absolute_sigma`), never
+    /// through the unscaled `(JᵀJ)⁺`, which alone may overflow.
+    fn unscale(&self, fit: &mut CurveFit, absolute_sigma: bool) {
+        // Divided by u twice, never by u² (which overflows for u = 2^±997).
+        let (u, c) = (self.residual, &self.params);
+        let by_u2 = |v: f64| v / u / u;
+        let r = &mut fit.result;
+        r.x.iter_mut().zip(c).for_each(|(x, c)| *x *= c);
+        r.cost = by_u2(r.cost);
+        r.initial_cost = by_u2(r.initial_cost);
+        r.history.iter_mut().for_each(|h| *h = by_u2(*h));
+        // g = Jᵀf: the scaled one is u² c_j g_j.
+        r.grad.iter_mut().zip(c).for_each(|(g, c)| *g = by_u2(*g) / c);
+        r.optimality = match r.method {
+            // ‖g‖_inf, from the gradient in the caller's units.
+            Method::Lm => r.grad.iter().fold(0.0, |a: f64, g| a.max(g.abs())),
+            // ‖g v‖_inf with v a distance in parameter units: u² times the caller's.
+            _ => by_u2(r.optimality),
+        };
+        r.fun.mapv_inplace(|f| f / u);
+        for (j, mut col) in r.jac.columns_mut().into_iter().enumerate() {
+            col.mapv_inplace(|v| v / u / c[j]);
+        }
+        fit.popt = r.x.clone();
+        // (JᵀJ)⁺ scales as 1 / (u² cᵢ cⱼ), the residual variance as u². The errors scale from
+        // the scaled errors: a variance of a parameter around 1e-300 is below any double
+        // (pcov holds 0 there) while its error is not.
+        let ua = if absolute_sigma { u } else { 1.0 };
+        for ((i, j), v) in fit.pcov.indexed_iter_mut() {
+            *v = *v * c[i] * ua * c[j] * ua;
+        }
+        fit.perr.iter_mut().zip(c).for_each(|(e, c)| *e = *e * c * ua);
+    }
 }
 
 /// The parameters whose null-space weight (see [`solve::covariance`]) exceeds
@@ -1195,9 +1340,29 @@ where
     crate::runtime::client()?;
     let runtime = t_runtime.elapsed();
     let t0 = Instant::now();
-    let (xdata, ydata) = (xdata.into(), ydata.into());
+    let (xdata_in, ydata_in): (XData<'a>, ArrayView1<'a, f64>) = (xdata.into(), ydata.into());
+    let explain = |e| explain_nonfinite(e, &xdata_in, ydata_in, options);
+    // Views with this call's lifetime, so that scaled data can stand in for them.
+    let xdata = match &xdata_in {
+        XData::D1(x) => XData::D1(x.view()),
+        XData::D2(x) => XData::D2(x.view()),
+    };
+    let ydata = ydata_in.view();
+    // Data or parameters in extreme units are fitted in units scaled by exact powers of two
+    // (see `Units`), and the results are scaled back.
+    let units = Units::of(ydata, p0, options);
+    let (scaled_y, scaled_options, scaled_p0);
+    let (ydata, options, p0) = if units.is_identity() {
+        (ydata, options, p0)
+    } else {
+        scaled_y = ydata.mapv(|v| v * units.residual);
+        scaled_options = units.scale_options(options)?;
+        scaled_p0 = p0.map(|p| p.iter().zip(&units.params).map(|(v, c)| v / c).collect::<Vec<f64>>());
+        (scaled_y.view(), &scaled_options, scaled_p0.as_deref())
+    };
+    let scaled_model = |x: &Tensor, p: &Params| units.model(model, x, p);
+    let model = &scaled_model;
     let data = prepare(&xdata, ydata, p0, options, None)?;
-    let explain = |e| explain_nonfinite(e, &xdata, ydata, options);
     // The solver part of the program is a function of the spec alone, so the model's own
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
@@ -1214,7 +1379,7 @@ where
             load_time: Duration::ZERO,
             ..exe
         };
-        let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO).map_err(explain)?;
+        let mut fit = run_curve(&exe, data, t0, trace, Duration::ZERO, &units).map_err(explain)?;
         fit.result.timings.runtime = runtime;
         return Ok(fit);
     }
@@ -1229,7 +1394,7 @@ where
         }
         programs.insert(fingerprint, exe.clone());
     }
-    let mut fit = run_curve(&exe, data, t0, trace, compile).map_err(explain)?;
+    let mut fit = run_curve(&exe, data, t0, trace, compile, &units).map_err(explain)?;
     fit.result.timings.runtime = runtime;
     Ok(fit)
 }
@@ -1438,8 +1603,15 @@ where
                 constraint: "the shape the fitter was built for (build another CurveFitter)",
             });
         }
-        run_curve(&self.exe, data, t0, Duration::ZERO, Duration::ZERO)
-            .map_err(|e| explain_nonfinite(e, &xdata, ydata, options))
+        run_curve(
+            &self.exe,
+            data,
+            t0,
+            Duration::ZERO,
+            Duration::ZERO,
+            &Units::identity(self.spec.n),
+        )
+        .map_err(|e| explain_nonfinite(e, &xdata, ydata, options))
     }
 }
 
