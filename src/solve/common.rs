@@ -275,6 +275,17 @@ pub(crate) fn scaled_cl(v: &Tensor, dv: &Tensor, scale_inv: &Tensor, unit: &Tens
     (near.select(&rel, 1.0), near.select(dv / &unit, 0.0))
 }
 
+/// The `unit` of [`scaled_cl`]: the initial residual norm `sqrt(2 cost0)` per lane with Jacobian
+/// scaling (1 where it is 0 or not finite), 1 with the user's `x_scale`, whose values define the
+/// units.
+pub(crate) fn bound_unit(initial_cost: &Tensor, jac_scale: bool) -> Tensor {
+    if !jac_scale {
+        return initial_cost.graph().constant(1.0);
+    }
+    let f0 = (initial_cost * 2.0).sqrt();
+    f0.gt(0.0).and(&is_finite(&f0)).select(&f0, 1.0)
+}
+
 /// Smallest step along `s` from `x` to a bound, and which components hit it (sign of `s`).
 pub(crate) fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tensor) -> (Tensor, Tensor) {
     let nonzero = s.ne(0.0);

@@ -92,14 +92,8 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let (v, dv) = cl_scaling(x, &grad, lb, ub);
             let gnorm = norm_inf(&(&grad * &v));
             let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
-            // Distances to the bounds in units of the initial residual norm (with Jacobian
-            // scaling; the user's x_scale defines the units otherwise), capped at 1.
-            let unit = if cfg.jac_scale {
-                let f0 = (first.select(&cost_here, &st[18]) * 2.0).sqrt();
-                f0.gt(0.0).and(&is_finite(&f0)).select(&f0, 1.0)
-            } else {
-                g.constant(1.0)
-            };
+            // Distances to the bounds in units of the initial residual norm, capped at 1.
+            let unit = bound_unit(&first.select(&cost_here, &st[18]), cfg.jac_scale);
             let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init

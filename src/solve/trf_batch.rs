@@ -5,8 +5,8 @@
 //! and freeze the problems that are done (see [`super::lm_batch`]).
 
 use super::common::{
-    active_constraints, check_termination, cl_scaling, gradient_cosine, int, intersect_trust_region, is_finite,
-    make_strictly_feasible, minimize_quadratic_1d, scaled_cl, update_radius,
+    active_constraints, bound_unit, check_termination, cl_scaling, gradient_cosine, int, intersect_trust_region,
+    is_finite, make_strictly_feasible, minimize_quadratic_1d, scaled_cl, update_radius,
 };
 use super::covariance::{covariance, unit_column_scale};
 use super::lm_batch::{
@@ -306,12 +306,7 @@ pub(crate) fn solve(pb: &BatchProblem<'_>, inp: &TrfInputs, cfg: &TrfConfig) -> 
             let gnorm = (&grad * &v).abs().reduce_max(&[1]);
             let cosine = gradient_cosine(&grad, &column_norms(&r), &v, &dv, &(&cost * 2.0).sqrt());
             // As in `trf::solve`: distances to the bounds in units of the initial residual norm.
-            let unit = if cfg.jac_scale {
-                let f0 = (first.select(&cost_here, &st[18]) * 2.0).sqrt();
-                f0.gt(0.0).and(&is_finite(&f0)).select(&f0, 1.0)
-            } else {
-                g.constant(1.0)
-            };
+            let unit = bound_unit(&first.select(&cost_here, &st[18]), cfg.jac_scale);
             let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
             let delta_init = norm(&(x * &scale_inv / v.sqrt()));
             let delta_init = delta_init
