@@ -383,3 +383,21 @@ fn a_fitter_given_a_p0_of_the_wrong_length_says_so() {
         "has 3 values but the fitter was built for 2",
     );
 }
+
+#[test]
+fn options_of_a_fit_in_extreme_units_are_validated_like_any_other() {
+    let (x, y) = data();
+    let y_small: Vec<f64> = y.iter().map(|v| v * 1e-200).collect();
+    let p0 = Some(&[1e-200, 1e-200][..]);
+    let bad = FitOptions::default().with_x_scale(nlsq::solve::XScale::Values(vec![1.0, 2.0, 3.0]));
+    match curve_fit(&line, &x, &y_small, p0, &bad) {
+        Err(Error::InvalidOption { field: "x_scale", .. }) => {}
+        other => panic!("{:?}", other.map(|f| f.popt)),
+    }
+    let good = FitOptions::default()
+        .with_x_scale(nlsq::solve::XScale::Values(vec![1e-200, 1e-200]))
+        .with_bounds(vec![0.0, -1e-190], vec![1e-190, 1e-190]);
+    let fit = curve_fit(&line, &x, &y_small, p0, &good).unwrap();
+    assert!(fit.success(), "{fit}");
+    assert!((fit.popt[0] / 2e-200 - 1.0).abs() < 0.01, "{}", fit.popt);
+}

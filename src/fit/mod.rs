@@ -1108,9 +1108,9 @@ fn run_curve(
 /// by `residual` (from the largest `|y / sigma|`) and parameter `j` by `params[j]` (from
 /// `|p0_j|`, in the scaled problem `p_j = params[j] · p'_j`), each 1 while its scale is within
 /// 2^±300 (about 1e±90). The factors are constants of the traced program: a fit in such units
-/// compiles its own program (once per units). The scaled fit is the unscaled one's, bit for bit where nothing
-/// under- or overflows, while otherwise squared residuals or Jacobian columns of data around
-/// 1e-150 fall below the smallest normal double (and around 1e200 overflow).
+/// compiles its own program (once per units). The scaled fit is the unscaled one's, bit for bit
+/// where nothing under- or overflows, while otherwise squared residuals or Jacobian columns of
+/// data around 1e-150 fall below the smallest normal double (and around 1e200 overflow).
 struct Units {
     residual: f64,
     params: Vec<f64>,
@@ -1176,8 +1176,12 @@ impl Units {
             let per = |b: Vec<f64>| -> Vec<f64> { b.iter().zip(&self.params).map(|(v, c)| v / c).collect() };
             o.bounds = Some((per(lo), per(hi)));
         }
+        // (Values of the wrong length are left for `validate` to refuse.)
+        let n = self.params.len();
         if let Some(crate::solve::XScale::Values(v)) = &options.solver.x_scale {
-            let n = self.params.len();
+            if v.len() != 1 && v.len() != n {
+                return Ok(o);
+            }
             let v: Vec<f64> = (0..n)
                 .map(|j| v[if v.len() == 1 { 0 } else { j }] / self.params[j])
                 .collect();
