@@ -179,6 +179,33 @@ fn many_fits(c: &mut Criterion) {
     g.finish();
 }
 
+/// Throughput of independent 1,000-point `curve_fit` calls from one thread and from two (the
+/// same 64 fits in all, split between the threads).
+fn concurrent_fits(c: &mut Criterion) {
+    const FITS: usize = 64;
+    let (x, y) = data(1000);
+    let opts = FitOptions::default();
+    let fit = |i: usize| {
+        let y: Vec<f64> = y.iter().map(|v| v * (1.0 + 0.01 * i as f64)).collect();
+        curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).expect("fit").popt[1]
+    };
+    let mut g = c.benchmark_group("concurrent_fits");
+    g.sample_size(10).throughput(Throughput::Elements(FITS as u64));
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("curve_fit_1000", format!("{threads}_threads")), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|t| s.spawn(move || (t..FITS).step_by(threads).map(fit).sum::<f64>()))
+                        .collect();
+                    black_box(handles.into_iter().map(|h| h.join().unwrap()).sum::<f64>())
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     print_device();
     let mut c = Criterion::default()
@@ -188,5 +215,6 @@ fn main() {
     warm_fits(&mut c);
     double_gaussian_fits(&mut c);
     many_fits(&mut c);
+    concurrent_fits(&mut c);
     c.final_summary();
 }
