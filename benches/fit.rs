@@ -187,7 +187,9 @@ fn concurrent_fits(c: &mut Criterion) {
     let opts = FitOptions::default();
     let fit = |i: usize| {
         let y: Vec<f64> = y.iter().map(|v| v * (1.0 + 0.01 * i as f64)).collect();
-        curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).expect("fit").popt[1]
+        curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts)
+            .expect("fit")
+            .popt[1]
     };
     let mut g = c.benchmark_group("concurrent_fits");
     g.sample_size(10).throughput(Throughput::Elements(FITS as u64));

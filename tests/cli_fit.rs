@@ -656,3 +656,30 @@ fn a_plugin_that_is_missing_not_a_plugin_or_truncated_is_a_runtime_error_naming_
         );
     }
 }
+
+#[test]
+fn a_data_file_too_large_for_the_address_space_is_an_error_not_an_abort() {
+    let path = temp_path("million.csv");
+    let mut text = String::from("x,y\n");
+    for i in 0..1_000_000 {
+        text.push_str(&format!("{},{}\n", i as f64 * 1e-6, (i % 97) as f64 * 0.01));
+    }
+    std::fs::write(&path, text).unwrap();
+    // 40 MB of address space: less than the reader needs for 10^6 rows.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 40000 && exec {} fit --model 'a*x + b' --data {}",
+            env!("CARGO_BIN_EXE_nlsq"),
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "killed or aborted? {err}");
+    assert!(
+        err.contains("does not fit in this process's memory") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -65,10 +65,10 @@ fn texts(fields: &[Vec<u8>]) -> Vec<String> {
     fields.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
 }
 
-/// Grows `v` for `extra` more elements or says the file does not fit in memory.
-fn reserve<T>(v: &mut Vec<T>, extra: usize, name: &str) -> Result<()> {
+/// Grows `v` for `extra` more elements or says the file does not fit in memory (`rows` read).
+fn reserve<T>(v: &mut Vec<T>, extra: usize, name: &str, rows: usize) -> Result<()> {
     v.try_reserve(extra)
-        .map_err(|_| anyhow!("data file {name} does not fit in memory ({} fields read)", v.len()))
+        .map_err(|_| anyhow!("data file {name} does not fit in this process's memory ({rows} lines read)"))
 }
 
 impl Table {
@@ -130,8 +130,8 @@ impl Table {
             let before = t.ends.len();
             let mut kept = Vec::new();
             for f in fields {
-                reserve(&mut t.bytes, f.len(), &name)?;
-                reserve(&mut t.ends, 1, &name)?;
+                reserve(&mut t.bytes, f.len(), &name, t.lines.len())?;
+                reserve(&mut t.ends, 1, &name, t.lines.len())?;
                 t.bytes.extend_from_slice(f);
                 t.ends.push(t.bytes.len());
                 if firsts.len() < 2 {
@@ -158,7 +158,8 @@ impl Table {
             if firsts.len() < 2 {
                 firsts.push(kept);
             }
-            reserve(&mut t.lines, 1, &name)?;
+            let read = t.lines.len();
+            reserve(&mut t.lines, 1, &name, read)?;
             t.lines.push(line);
             Ok(())
         };
@@ -327,46 +328,49 @@ impl Table {
 
     /// The values of one column, all finite; the first that is not is the error.
     pub fn values(&self, col: &Column, what: &str) -> Result<Vec<f64>> {
-        self.values_each(col, what)
-            .into_iter()
-            .map(|v| v.map_err(|e| anyhow!(e)))
-            .collect()
+        let mut out = Vec::new();
+        reserve(&mut out, self.lines.len(), &self.name, self.lines.len())?;
+        for r in 0..self.lines.len() {
+            out.push(self.value(r, col, what).map_err(|e| anyhow!(e))?);
+        }
+        Ok(out)
     }
 
     /// The values of one column, each a finite number or the message saying why it is not
     /// (naming the file, line and column).
     pub fn values_each(&self, col: &Column, what: &str) -> Vec<std::result::Result<f64, String>> {
-        (0..self.lines.len())
-            .map(|r| {
-                let line_no = self.lines[r];
-                let field = self.field(r, col.index)?;
-                match field.parse::<f64>() {
-                    Ok(v) if v.is_finite() => Ok(v),
-                    Ok(_) => Err(format!(
-                        "{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers",
-                        self.name,
-                        col.index + 1
-                    )),
-                    Err(_) if field.is_empty() => Err(format!(
-                        "{}:{line_no}: {what} (column {}) is empty",
-                        self.name,
-                        col.index + 1
-                    )),
-                    Err(_) => {
-                        let hint = if r == 0 && self.header.is_none() {
-                            " (use --header if the first line names the columns)"
-                        } else {
-                            ""
-                        };
-                        Err(format!(
-                            "{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}",
-                            self.name,
-                            col.index + 1
-                        ))
-                    }
-                }
-            })
-            .collect()
+        (0..self.lines.len()).map(|r| self.value(r, col, what)).collect()
+    }
+
+    /// Field `col` of data row `r` as a finite number, or why it is not one.
+    fn value(&self, r: usize, col: &Column, what: &str) -> std::result::Result<f64, String> {
+        let line_no = self.lines[r];
+        let field = self.field(r, col.index)?;
+        match field.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => Err(format!(
+                "{}:{line_no}: {what} (column {}) is {field}: data must be finite numbers",
+                self.name,
+                col.index + 1
+            )),
+            Err(_) if field.is_empty() => Err(format!(
+                "{}:{line_no}: {what} (column {}) is empty",
+                self.name,
+                col.index + 1
+            )),
+            Err(_) => {
+                let hint = if r == 0 && self.header.is_none() {
+                    " (use --header if the first line names the columns)"
+                } else {
+                    ""
+                };
+                Err(format!(
+                    "{}:{line_no}: {what} (column {}) is '{field}', not a number{hint}",
+                    self.name,
+                    col.index + 1
+                ))
+            }
+        }
     }
 }
 
