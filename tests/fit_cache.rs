@@ -183,6 +183,21 @@ fn entries_that_are_not_regular_files_are_replaced_without_blocking() {
 }
 
 #[test]
+fn real_entries_pass_the_structural_check() {
+    let client = common::client();
+    let dir = tmpdir("structure");
+    let cache = ExecutableCache::new(Some(dir.clone()), 1 << 30, 8);
+    let exe = cache.get_or_compile(&client, PROGRAM).unwrap();
+    let bytes = std::fs::read(cache.entry_path(&exe.key).unwrap()).unwrap();
+    // The entry: an 80-byte header, then the serialized executable.
+    if !common::another_plugin() {
+        assert!(nlsq::pjrt::cpu_envelope_is_well_formed(&bytes[80..]));
+    }
+    assert!(!nlsq::pjrt::cpu_envelope_is_well_formed(&bytes[80..bytes.len() - 100]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn temporary_files_of_dead_writers_are_cleaned_up() {
     let dir = tmpdir("stale-tmp");
     std::fs::create_dir_all(&dir).unwrap();

@@ -336,7 +336,12 @@ impl ExecutableCache {
                 return None;
             }
         };
-        match decode_entry(&bytes, key) {
+        // With the pinned CPU plugin, bytes that pass the checksum but not a structural check of
+        // the HLO module (damaged before they were written, or edited) never reach its loader.
+        let sound = |payload: &[u8]| {
+            !crate::runtime::compacts_executables() || crate::pjrt::cpu_envelope_is_well_formed(payload)
+        };
+        match decode_entry(&bytes, key).filter(|p| sound(p)) {
             Some(payload) => match client.deserialize(payload) {
                 Ok(exe) => {
                     // Refresh the entry for LRU eviction.

@@ -321,6 +321,55 @@ pub(crate) fn compact_cpu_payload(payload: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// True when a serialized XLA:CPU executable is well-formed as far as the HLO module goes: every
+/// message on the path to it parses as wire format, and in each computation every operand, the
+/// root and every called computation name an instruction or computation that exists. A cache
+/// entry whose checksum matches but whose bytes were damaged before it was written (or
+/// edited) is refused here instead of crashing or hanging the plugin's loader on dangling ids.
+pub(crate) fn cpu_payload_is_well_formed(payload: &[u8]) -> bool {
+    let inner = |buf: &[u8]| parse(buf).and_then(|f| bytes_of(&f, 1).map(<[u8]>::to_vec));
+    let Some(module) = inner(payload).and_then(|e| inner(&e)).and_then(|w| inner(&w)) else {
+        return false;
+    };
+    let Some(fields) = parse(&module) else { return false };
+    let computations: Vec<Vec<Field<'_>>> = match fields
+        .iter()
+        .filter(|f| f.number == MODULE_COMPUTATIONS)
+        .map(|f| match f.value {
+            Value::Bytes(b) => parse(b),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(c) if !c.is_empty() => c,
+        _ => return false,
+    };
+    let computation_ids: HashSet<u64> = computations.iter().filter_map(|c| uint_of(c, COMPUTATION_ID)).collect();
+    computations.iter().all(|c| {
+        let Some(instructions) = c
+            .iter()
+            .filter(|f| f.number == COMPUTATION_INSTRUCTIONS)
+            .map(|f| match f.value {
+                Value::Bytes(b) => parse(b),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        let ids: HashSet<u64> = instructions.iter().filter_map(|i| uint_of(i, INSTRUCTION_ID)).collect();
+        let root_ok = uint_of(c, COMPUTATION_ROOT_ID).is_none_or(|r| ids.contains(&r));
+        root_ok
+            && instructions.iter().all(|i| {
+                let operands_ok =
+                    uints_of(i, INSTRUCTION_OPERAND_IDS).is_some_and(|o| o.iter().all(|o| ids.contains(o)));
+                let called_ok = uints_of(i, INSTRUCTION_CALLED_COMPUTATION_IDS)
+                    .is_some_and(|o| o.iter().all(|o| computation_ids.contains(o)));
+                operands_ok && called_ok
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,7 +479,28 @@ mod tests {
         put_bytes(&mut module, MODULE_COMPUTATIONS, &entry);
         put_uint(&mut module, 6, 2);
         let payload = envelope(&module);
+        assert!(cpu_payload_is_well_formed(&payload));
+        // Dangling references, a broken length, a truncation: refused.
+        let dangling_operand = computation(
+            "main",
+            2,
+            hi2 | 1,
+            &[
+                instruction("x", "parameter", hi2, &v, &[], &[]),
+                instruction("neg", "negate", hi2 | 1, &v, &[hi2 | 7], &[]),
+            ],
+        );
+        let dangling_call = computation("main", 2, hi2, &[instruction("fusion", "fusion", hi2, &v, &[], &[9])]);
+        let dangling_root = computation("main", 2, hi2 | 5, &[instruction("x", "parameter", hi2, &v, &[], &[])]);
+        for bad in [dangling_operand, dangling_call, dangling_root] {
+            let mut m = Vec::new();
+            put_bytes(&mut m, MODULE_COMPUTATIONS, &bad);
+            assert!(!cpu_payload_is_well_formed(&envelope(&m)));
+        }
+        assert!(!cpu_payload_is_well_formed(&payload[..payload.len() - 7]));
+        assert!(!cpu_payload_is_well_formed(&envelope(b"")));
         let compacted = compact_cpu_payload(&payload).expect("one fusion to stub");
+        assert!(cpu_payload_is_well_formed(&compacted));
 
         // Everything but the fused computation is byte for byte the same.
         let out = parse(&compacted).unwrap();

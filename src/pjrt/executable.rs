@@ -197,6 +197,13 @@ fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'static str> {
     Ok(ENVELOPE_MAGIC.len() + 4 + sig_len)
 }
 
+/// True when `bytes` (an nlsq envelope, as `LoadedExecutable::serialize` gives) hold an XLA:CPU
+/// executable whose HLO module is structurally sound (`compact::cpu_payload_is_well_formed`);
+/// meaningful for the pinned CPU plugin only.
+pub fn cpu_envelope_is_well_formed(bytes: &[u8]) -> bool {
+    envelope_head_len(bytes).is_ok_and(|head| super::compact::cpu_payload_is_well_formed(&bytes[head..]))
+}
+
 /// A compiled program loaded on a client's devices.
 pub struct LoadedExecutable {
     raw: NonNull<sys::PJRT_LoadedExecutable>,

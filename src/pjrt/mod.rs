@@ -33,7 +33,7 @@ pub use buffer::{Buffer, HostVec};
 pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use event::Event;
-pub use executable::{LoadedExecutable, Signature, TensorSpec};
+pub use executable::{cpu_envelope_is_well_formed, LoadedExecutable, Signature, TensorSpec};
 pub use malloc::process_malloc;
 pub use plugin::{NamedValue, Plugin};
 
