@@ -358,7 +358,7 @@ pub(crate) fn cpu_payload_is_well_formed(payload: &[u8]) -> bool {
             return false;
         };
         let ids: HashSet<u64> = instructions.iter().filter_map(|i| uint_of(i, INSTRUCTION_ID)).collect();
-        let root_ok = uint_of(c, COMPUTATION_ROOT_ID).is_none_or(|r| ids.contains(&r));
+        let root_ok = uint_of(c, COMPUTATION_ROOT_ID).map_or(true, |r| ids.contains(&r));
         root_ok
             && instructions.iter().all(|i| {
                 let operands_ok =
