@@ -91,8 +91,10 @@ const SINGLE: &[Pin] = &[
     ),
 ];
 
-/// Batched cases: `(name, program, problem index, nfev, njev, status, popt)`.
-const BATCH: &[(&str, &str, usize, usize, usize, i32, [f64; 3])] = &[
+/// One pinned batched fit: `(name, program, problem index, nfev, njev, status, popt)`.
+type BatchPin = (&'static str, &'static str, usize, usize, usize, i32, [f64; 3]);
+
+const BATCH: &[BatchPin] = &[
     (
         "lm",
         "Lockstep",
