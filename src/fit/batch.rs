@@ -3,13 +3,13 @@
 //!
 //! # Design
 //!
-//! The solvers have batch-polymorphic twins, `solve::lm_batch` and `solve::trf_batch`:
-//! the same algorithms line by line, with a leading batch axis on every state variable
-//! (vectors `[B, n]`, scalars `[B]`, matrices `[B, n, n]`) and the small linear algebra
-//! (Householder QR of `[J | f]`, Jacobi SVD, `lmpar`, the trust-region secular equation)
-//! written for a batch. Each problem keeps its own trust radius, λ, iteration and evaluation
-//! counts and termination status; every loop (outer iterations, trial steps, Newton
-//! iterations, Jacobi sweeps) runs while *any* problem still needs it, and its body `select`s
+//! The lockstep program runs the solvers (`solve::lm`, `solve::trf`, written once for one problem
+//! or a batch: `solve::lanes`) on the lanes of a batch: a leading batch axis on every state
+//! variable (vectors `[B, n]`, scalars `[B]`, matrices `[B, n, n]`) and the small linear algebra
+//! (Householder QR of `[J | f]`, Jacobi SVD) in its batched form (`linalg::batched`). Each
+//! problem keeps its own trust radius, λ, iteration and evaluation counts and termination
+//! status; every loop (outer iterations, trial steps, Newton iterations, Jacobi sweeps) runs
+//! while *any* problem still needs it, and its body `select`s
 //! per problem so that a problem that has finished that loop does not change. The model is
 //! traced once for the whole chunk: `x [m]` (or `[B, m]`) and parameters as `[B, 1]` columns
 //! ([`Params::from_columns`]), the Jacobian by forward mode with one tangent per parameter.
@@ -43,10 +43,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2};
 
-use super::{
-    cache, check_all_finite, invalid, output_parts, pack_outputs, plan, run_timings, solver_inputs_from, summary_len,
-    CurveFit, FitOptions, HostArg, Plan, Summary,
-};
+use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
+use super::{cache, check_all_finite, invalid, plan, run_timings, CurveFit, FitOptions, HostArg, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::{self, Config};
@@ -464,7 +462,7 @@ where
             let xt = if spec.shared_x { xs.clone() } else { xs.at(b) };
             let yt = ys.at(b);
             let wt = ws.as_ref().map(|w| w.at(b));
-            let inputs = solver_inputs_from(&args.at(b), n);
+            let inputs = SolverArgs::decode(&args.at(b), n, None);
             let valid = g.iota(DType::F64, [m_pad], 0).lt(&inputs.m_valid);
             let valid_row = valid.reshape([1, m_pad]);
             let fun = |p: &Tensor| {
@@ -495,9 +493,10 @@ where
                 m: m_pad,
                 n,
                 chunks: None,
+                lanes: solve::Lanes::one(&g),
             };
             let o = solve::solve(&problem, &inputs, &spec.config);
-            vec![b + 1.0, st[1].set(b, &pack_outputs(&output_parts(&o), &[]))]
+            vec![b + 1.0, st[1].set(b, &pack_row(&o))]
         },
     );
     g.finish([&out[1]])
@@ -624,7 +623,7 @@ fn chunk_args<'a>(spec: &BatchSpec, batch: &Batch<'a>, chunk: &[Prepared]) -> Ve
         }
         args.push(HostArg::F64(w, vec![c as i64, m_pad as i64]));
     }
-    let mut packed = Vec::with_capacity(c * chunk[0].plan.args.packed_len());
+    let mut packed = Vec::with_capacity(c * SolverArgs::packed_len(chunk[0].plan.n));
     for i in 0..c {
         slot(i).plan.args.pack_into(&mut packed);
     }
@@ -804,8 +803,8 @@ fn available_workers() -> usize {
         .unwrap_or_else(crate::runtime::cores)
 }
 
-/// The batch-polymorphic program: all problems advance together (`solve::lm_batch`,
-/// `solve::trf_batch`).
+/// The batch-polymorphic program: all problems advance together (`solve::solve` on the lanes
+/// of a batch).
 fn trace_batch_poly<M>(model: &M, spec: &BatchSpec) -> Result<Program>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -822,15 +821,7 @@ where
     let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
     let args = g.parameter("solver_args", DType::F64, [c, 4 * n + 6]);
     let count = g.parameter("count", DType::I64, []);
-    // The columns of the packed arguments ([`solver_inputs_from`] layout, one row per problem);
-    // the options are the same in every row: row 0's are used.
-    let columns = |from: i64, to: i64| args.slice(&[0, from], &[c, to]);
-    let (p0s, lbs, ubs) = (columns(0, n), columns(n, 2 * n), columns(2 * n, 3 * n));
-    let x_scale = args.slice(&[0, 3 * n], &[1, 4 * n]).reshape([n]);
-    let option = |i: i64| args.slice(&[0, 4 * n + i], &[1, 4 * n + i + 1]).reshape([]);
-    let (ftol, xtol, gtol, f_scale) = (option(0), option(1), option(2), option(3));
-    let max_nfev = option(4).convert(DType::I64);
-    let m_valids = columns(4 * n + 5, 4 * n + 6).reshape([c]);
+    let inputs = SolverArgs::decode(&args, n, Some(&count));
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
     let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
@@ -852,7 +843,7 @@ where
     if let Some(e) = jac_err {
         return Err(e);
     }
-    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(m_valids.reshape([c, 1]));
+    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(inputs.m_valid.reshape([c, 1]));
     let valid3 = valid.reshape([c, 1, m_pad]);
     let fun = |p: &Tensor| {
         let d = model_f.call(&[&xs, p]).remove(0) - &ys;
@@ -872,48 +863,14 @@ where
         };
         (valid.select(r, 0.0), valid3.select(jw, 0.0))
     };
-    let problem = solve::lm_batch::BatchProblem {
+    let problem = solve::Problem {
         fun: &fun,
         fun_jac: &fun_jac,
-        b: c,
         m: m_pad,
         n,
+        chunks: None,
+        lanes: solve::Lanes::batch(&g, c),
     };
-    let active = g.iota(DType::I64, [c], 0).lt(&count);
-    let out = if spec.config.method == crate::solve::Method::Lm {
-        let inputs = solve::lm_batch::BatchInputs {
-            x0: p0s,
-            x_scale,
-            ftol,
-            xtol,
-            gtol,
-            max_nfev,
-            m_valid: m_valids,
-            active,
-        };
-        solve::lm_batch::solve(&problem, &inputs, spec.config.jac_scale, spec.config.history)
-    } else {
-        let inputs = solve::trf_batch::TrfInputs {
-            x0: p0s,
-            lb: lbs,
-            ub: ubs,
-            x_scale,
-            ftol,
-            xtol,
-            gtol,
-            f_scale,
-            max_nfev,
-            m_valid: m_valids,
-            active,
-        };
-        let cfg = solve::trf_batch::TrfConfig {
-            loss: spec.config.loss,
-            jac_scale: spec.config.jac_scale,
-            bounded: spec.config.bounded,
-            history: spec.config.history,
-        };
-        solve::trf_batch::solve(&problem, &inputs, &cfg)
-    };
-    let parts: Vec<&Tensor> = out.list.iter().collect();
-    g.finish([&pack_outputs(&parts, &[c])])
+    let out = solve::solve(&problem, &inputs, &spec.config);
+    g.finish([&pack_rows(&out)])
 }

@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod cache;
 pub mod options;
+mod program;
 pub mod result;
 
 use std::time::{Duration, Instant};
@@ -30,8 +31,9 @@ pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
 use crate::error::{Error, Result};
 use crate::graph::{jacfwd, Graph, Params, Program, Tensor, TensorType};
 use crate::solve::termination::NONFINITE_START;
-use crate::solve::{self, Config, Inputs, Loss, Method, Status};
+use crate::solve::{self, Config, Loss, Method, Status};
 use crate::types::DType;
+use program::{solve_once, SolverArgs, Summary};
 
 /// Length of the in-graph cost history.
 pub const HISTORY_LEN: i64 = 128;
@@ -198,163 +200,7 @@ impl HostArg<'_> {
     }
 }
 
-/// The solver's inputs, all in one `f64` parameter of `4n + 6` values (one host-to-device copy
-/// instead of ten): `p0, lower, upper, x_scale` (n each), then `ftol, xtol, gtol, f_scale,
-/// max_nfev, m_valid`. [`SolverArgs::push`] writes it; [`solve_once`] declares it.
-fn solver_inputs_from(packed: &Tensor, n: i64) -> Inputs {
-    let vec = |i: i64| packed.slice(&[i * n], &[(i + 1) * n]);
-    let scalar = |i: i64| packed.slice(&[4 * n + i], &[4 * n + i + 1]).reshape([]);
-    Inputs {
-        x0: vec(0),
-        lb: vec(1),
-        ub: vec(2),
-        x_scale: vec(3),
-        ftol: scalar(0),
-        xtol: scalar(1),
-        gtol: scalar(2),
-        f_scale: scalar(3),
-        max_nfev: scalar(4).convert(DType::I64),
-        m_valid: scalar(5),
-    }
-}
-
-/// Declares the packed `solver_args` parameter and runs `solve` on it inside a `while` loop that
-/// runs exactly once (its trip count comes from an input, so XLA cannot remove it): XLA:CPU then
-/// compiles the set-up and output packing around the solver's own loop into the same single
-/// kernel instead of a score of small ones (warm 1k fit: execute ~160 -> ~120 us). Returns the
-/// [`outputs_list`] outputs; `jac_rows` is the row count of the `fun` and `jac` outputs.
-fn solve_once(g: &Graph, n: i64, jac_rows: i64, solve: impl Fn(&Inputs) -> solve::Outputs) -> Vec<Tensor> {
-    let packed = g.parameter("solver_args", DType::F64, [4 * n + 6]);
-    let once = packed.at(4 * n + 5).ge(0.0).select(1.0, 0.0).convert(DType::I64);
-    let summary_len = summary_len(n as usize) as i64;
-    let init = [
-        g.scalar(DType::I64, 0.0),
-        packed,
-        g.zeros(DType::F64, [summary_len]),
-        g.zeros(DType::F64, [jac_rows]),
-        g.zeros(DType::F64, [jac_rows, n]),
-    ];
-    let res = g.while_loop(
-        &init,
-        |st| st[0].lt(&once),
-        |st| {
-            let [summary, fun, jac] = outputs_list(&solve(&solver_inputs_from(&st[1], n)));
-            // The arguments change (their new value is never used), so no part of the body is
-            // loop-invariant and hoisted out again.
-            vec![&st[0] + 1.0, &st[1] * 2.0, summary, fun, jac]
-        },
-    );
-    res[2..].to_vec()
-}
-
-/// The program's outputs: everything but the residuals and the Jacobian packed into one `f64`
-/// vector (one device-to-host copy; see [`Summary`] for the layout), the residuals, the Jacobian.
-fn outputs_list(o: &solve::Outputs) -> [Tensor; 3] {
-    let parts = output_parts(o);
-    [pack_outputs(&parts[..SUMMARY_PARTS], &[]), o.fun.clone(), o.jac.clone()]
-}
-
-/// Number of [`output_parts`] that make the [`Summary`].
-const SUMMARY_PARTS: usize = 14;
-
-/// A fit's outputs but the Jacobian: the [`Summary`] parts in its order, then the residuals.
-fn output_parts(o: &solve::Outputs) -> [&Tensor; SUMMARY_PARTS + 1] {
-    [
-        &o.x,
-        &o.cost,
-        &o.grad,
-        &o.optimality,
-        &o.active_mask,
-        &o.nfev,
-        &o.njev,
-        &o.nit,
-        &o.status,
-        &o.history,
-        &o.initial_cost,
-        &o.cov,
-        &o.rank,
-        &o.null_weight,
-        &o.fun,
-    ]
-}
-
-/// `parts`, each with the leading dimensions `lead` (`[]` for one problem, `[B]` for a batch),
-/// converted to `f64`, flattened past `lead` and joined along the last axis: `[lead.., total]`.
-fn pack_outputs(parts: &[&Tensor], lead: &[i64]) -> Tensor {
-    let flat: Vec<Tensor> = parts
-        .iter()
-        .map(|t| {
-            let t = if t.dtype() == DType::F64 {
-                (*t).clone()
-            } else {
-                t.convert(DType::F64)
-            };
-            let len: i64 = t.dims()[lead.len()..].iter().product();
-            t.reshape([lead, &[len]].concat())
-        })
-        .collect();
-    parts[0].graph().concat(&flat, lead.len() as i64)
-}
-
-/// Length of the packed [`Summary`] of `n` parameters.
-fn summary_len(n: usize) -> usize {
-    4 * n + 8 + HISTORY_LEN as usize + n * n
-}
-
-/// The packed summary output of a fit program, decoded ([`outputs_list`] order). Counts and
-/// codes travel as `f64`, exact for every value they can take.
-struct Summary {
-    x: Vec<f64>,
-    cost: f64,
-    grad: Vec<f64>,
-    optimality: f64,
-    active_mask: Vec<i64>,
-    nfev: i64,
-    njev: i64,
-    nit: i64,
-    status: i64,
-    history: Vec<f64>,
-    initial_cost: f64,
-    cov: Vec<f64>,
-    rank: i64,
-    null_weight: Vec<f64>,
-}
-
 impl Summary {
-    fn decode(v: &[f64], n: usize) -> Result<Summary> {
-        let h = HISTORY_LEN as usize;
-        let expected = summary_len(n);
-        if v.len() != expected {
-            return Err(invalid(
-                "program outputs",
-                format!("summary has {} values, expected {expected}", v.len()),
-            ));
-        }
-        let mut at = 0;
-        let mut take = |len: usize| {
-            let s = &v[at..at + len];
-            at += len;
-            s
-        };
-        let int = |x: f64| x as i64;
-        Ok(Summary {
-            x: take(n).to_vec(),
-            cost: take(1)[0],
-            grad: take(n).to_vec(),
-            optimality: take(1)[0],
-            active_mask: take(n).iter().map(|&x| int(x)).collect(),
-            nfev: int(take(1)[0]),
-            njev: int(take(1)[0]),
-            nit: int(take(1)[0]),
-            status: int(take(1)[0]),
-            history: take(h).to_vec(),
-            initial_cost: take(1)[0],
-            cov: take(n * n).to_vec(),
-            rank: int(take(1)[0]),
-            null_weight: take(n).to_vec(),
-        })
-    }
-
     /// The result this summary describes, with the residuals `fun` and the Jacobian `jac` of
     /// the valid rows, and the unscaled covariance `[n, n]`. A solve that found its start not
     /// finite, or an unknown status, is an error.
@@ -402,45 +248,6 @@ impl Summary {
             device,
         };
         Ok((result, cov))
-    }
-}
-
-/// Host values of the solver inputs, in [`solver_inputs_from`] order.
-struct SolverArgs {
-    p0: Vec<f64>,
-    lb: Vec<f64>,
-    ub: Vec<f64>,
-    x_scale: Vec<f64>,
-    ftol: f64,
-    xtol: f64,
-    gtol: f64,
-    f_scale: f64,
-    max_nfev: i64,
-    m_valid: f64,
-}
-
-impl SolverArgs {
-    /// Appends the one packed `solver_args` input ([`solver_inputs_from`] layout).
-    fn push(self, args: &mut Vec<HostArg<'_>>) {
-        let mut v = Vec::with_capacity(self.packed_len());
-        self.pack_into(&mut v);
-        let len = v.len() as i64;
-        args.push(HostArg::F64(v, vec![len]));
-    }
-
-    /// Length of the packed values: `4n + 6`.
-    fn packed_len(&self) -> usize {
-        4 * self.p0.len() + 6
-    }
-
-    /// Appends the packed values ([`solver_inputs_from`] layout) to `v`.
-    fn pack_into(&self, v: &mut Vec<f64>) {
-        for part in [&self.p0, &self.lb, &self.ub, &self.x_scale] {
-            v.extend_from_slice(part);
-        }
-        // `max_nfev` travels as f64: exact up to 2^53, far beyond any evaluation budget.
-        let max_nfev = self.max_nfev.clamp(0, 1 << 53) as f64;
-        v.extend([self.ftol, self.xtol, self.gtol, self.f_scale, max_nfev, self.m_valid]);
     }
 }
 
@@ -986,6 +793,7 @@ where
             m: m_pad,
             n,
             chunks,
+            lanes: solve::Lanes::one(&g),
         };
         let mut out = solve::solve(&problem, inputs, &spec.config);
         if spec.chunk.is_some() && spec.materialize {
@@ -1753,6 +1561,7 @@ where
         m: m_pad,
         n,
         chunks: None,
+        lanes: solve::Lanes::one(&g),
     };
     let outs = solve_once(&g, n, m_pad, |inputs| solve::solve(&problem, inputs, &plan.config));
     let program = g.finish(outs.iter())?;

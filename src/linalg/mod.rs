@@ -52,6 +52,7 @@
 //! * SciPy `curve_fit` (`scipy/optimize/_minpack_py.py`): covariance from the SVD of the
 //!   Jacobian with the cut-off `eps · max(m, n) · s₀`.
 
+pub mod batched;
 pub mod householder_qr;
 pub mod jacobi_svd;
 pub mod lstsq;

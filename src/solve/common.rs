@@ -1,7 +1,7 @@
 //! Trust-region building blocks shared by TRF and LM, written as graph code.
 //!
-//! All functions take and return traced tensors (f64; vectors `[n]`, scalars `[]`). They
-//! mirror the helpers of scipy's `_lsq/common.py` and MINPACK, so that the traced solvers can
+//! All functions take and return traced tensors of one problem or of a batch (`f64`;
+//! lane-vectors `[.., n]`, lane-scalars `[..]`: see `lanes`). They mirror the helpers of scipy's `_lsq/common.py` and MINPACK, so that the traced solvers can
 //! be read side by side with the papers:
 //!
 //! * [`solve_trust_region`]: the exact trust-region subproblem `min ‖J h + f‖` s.t.
@@ -20,21 +20,27 @@
 use crate::graph::{Graph, Tensor};
 use crate::types::DType;
 
+use super::lanes::{first, last, mv, per_lane, pick, Lanes};
 use super::termination::RUNNING;
 
-/// Euclidean norm of a vector.
+/// The last axis of `v` (the vector axis of a lane-vector).
+fn last_axis(v: &Tensor) -> i64 {
+    v.rank() as i64 - 1
+}
+
+/// Euclidean norm of each lane-vector.
 pub(crate) fn norm(v: &Tensor) -> Tensor {
-    v.square().sum().sqrt()
+    v.square().reduce_sum(&[last_axis(v)]).sqrt()
 }
 
-/// Max-norm of a vector.
+/// Max-norm of each lane-vector.
 pub(crate) fn norm_inf(v: &Tensor) -> Tensor {
-    v.abs().reduce_max(&[0])
+    v.abs().reduce_max(&[last_axis(v)])
 }
 
-/// Dot product of two vectors.
+/// Dot product of two lane-vectors.
 pub(crate) fn dot(a: &Tensor, b: &Tensor) -> Tensor {
-    (a * b).sum()
+    (a * b).reduce_sum(&[last_axis(a)])
 }
 
 /// True where finite (false for ±inf and NaN).
@@ -42,7 +48,8 @@ pub(crate) fn is_finite(v: &Tensor) -> Tensor {
     v.abs().le(f64::MAX)
 }
 
-/// True when every element is finite.
+/// True when every element is finite (of a whole tensor, not per lane: see
+/// `Lanes::all_finite`).
 pub(crate) fn all_finite(v: &Tensor) -> Tensor {
     // Sum of squares is finite iff all elements are finite (barring overflow of huge values,
     // which the solver must treat as non-finite anyway).
@@ -56,10 +63,10 @@ pub(crate) fn int(g: &Graph, v: i64) -> Tensor {
 
 /// `φ(α) = ‖s·uf / (s² + α)‖ - Delta` and its derivative.
 fn phi_and_derivative(alpha: &Tensor, suf: &Tensor, s: &Tensor, delta: &Tensor) -> (Tensor, Tensor) {
-    let denom = s.square() + alpha;
+    let denom = s.square() + per_lane(alpha);
     let p_norm = norm(&(suf / &denom));
     let phi = &p_norm - delta;
-    let phi_prime = -(suf.square() / denom.powi(3)).sum() / &p_norm;
+    let phi_prime = -(suf.square() / denom.powi(3)).reduce_sum(&[last_axis(suf)]) / &p_norm;
     (phi, phi_prime)
 }
 
@@ -77,50 +84,63 @@ pub(crate) fn solve_trust_region(
     initial_alpha: &Tensor,
     m_valid: &Tensor,
 ) -> (Tensor, Tensor) {
-    let g = uf.graph().clone();
-    let n = s.dims()[0];
+    let lanes = Lanes::of(delta);
+    let n = s.dims()[s.rank() - 1];
     let suf = s * uf;
-    let threshold = f64::EPSILON * m_valid * s.at(0);
-    let full_rank = m_valid.ge(n as f64).and(&s.at(n - 1).gt(&threshold));
-    let s_safe = full_rank.select(s, 1.0);
-    let p_gn = -(v.dot(&(uf / &s_safe)));
+    let threshold = f64::EPSILON * m_valid * first(s);
+    let full_rank = m_valid.ge(n as f64).and(&last(s).gt(&threshold));
+    let s_safe = pick(&full_rank, s, 1.0);
+    let p_gn = -(mv(v, &(uf / &s_safe)));
     let gn_ok = full_rank.and(&norm(&p_gn).le(delta));
 
     let alpha_upper0 = norm(&suf) / delta;
-    let (phi0, dphi0) = phi_and_derivative(&g.constant(0.0), &suf, &s_safe, delta);
+    let (phi0, dphi0) = phi_and_derivative(&lanes.scalar(0.0), &suf, &s_safe, delta);
     let alpha_lower0 = full_rank.select(-&phi0 / &dphi0, 0.0);
     let guess = |lo: &Tensor, up: &Tensor| (up * 0.001).max((lo * up).sqrt());
     let use_guess = full_rank.not().and(&initial_alpha.eq(0.0));
     let alpha0 = use_guess.select(guess(&alpha_lower0, &alpha_upper0), initial_alpha);
 
     let rtol = 0.01;
-    let out = g.while_loop(
-        &[
-            alpha0,
-            alpha_lower0,
-            alpha_upper0,
-            int(&g, 0),
-            g.scalar(DType::Bool, 0.0),
-        ],
-        |st| st[4].not().and(&st[3].lt(10.0)),
+    let init = Secular {
+        alpha: alpha0,
+        lower: alpha_lower0,
+        upper: alpha_upper0,
+        iter: lanes.int(0),
+        done: lanes.flag(false),
+    };
+    let out = lanes.while_loop(
+        init,
+        |st| st.done.not().and(&st.iter.lt(10.0)),
         |st| {
-            let (alpha, lower, upper, it) = (&st[0], &st[1], &st[2], &st[3]);
-            let out_of_range = alpha.lt(lower).or(&alpha.gt(upper));
-            let alpha = out_of_range.select(guess(lower, upper), alpha);
+            let out_of_range = st.alpha.lt(&st.lower).or(&st.alpha.gt(&st.upper));
+            let alpha = out_of_range.select(guess(&st.lower, &st.upper), &st.alpha);
             let (phi, dphi) = phi_and_derivative(&alpha, &suf, s, delta);
-            let upper = phi.lt(0.0).select(&alpha, upper);
             let ratio = &phi / &dphi;
-            let lower = lower.max(&(&alpha - &ratio));
-            let alpha_next = &alpha - (&phi + delta) * &ratio / delta;
-            let done = phi.abs().lt(&(delta * rtol));
-            vec![alpha_next, lower, upper, it + 1.0, done]
+            Secular {
+                alpha: &alpha - (&phi + delta) * &ratio / delta,
+                lower: st.lower.max(&(&alpha - &ratio)),
+                upper: phi.lt(0.0).select(&alpha, &st.upper),
+                iter: &st.iter + 1.0,
+                done: phi.abs().lt(&(delta * rtol)),
+            }
         },
     );
-    let alpha = out[0].clone();
-    let p = -(v.dot(&(&suf / (s.square() + &alpha))));
+    let alpha = out.alpha;
+    let p = -(mv(v, &(&suf / (s.square() + per_lane(&alpha)))));
     let pn = norm(&p);
-    let p = pn.gt(0.0).select(&p * (delta / pn.max(f64::MIN_POSITIVE)), &p);
-    (gn_ok.select(&p_gn, &p), gn_ok.select(0.0, &alpha))
+    let p = pick(&pn.gt(0.0), &(&p * per_lane(&(delta / pn.max(f64::MIN_POSITIVE)))), &p);
+    (pick(&gn_ok, &p_gn, &p), gn_ok.select(0.0, &alpha))
+}
+
+super::lanes::loop_state! {
+    /// State of the secular-equation iteration of [`solve_trust_region`].
+    struct Secular {
+        alpha: Tensor,
+        lower: Tensor,
+        upper: Tensor,
+        iter: Tensor,
+        done: Tensor,
+    }
 }
 
 /// scipy's `update_tr_radius`: returns `(Delta_new, ratio)`.
@@ -138,16 +158,6 @@ pub(crate) fn update_radius(
     let grow = ratio.gt(0.75).and(bound_hit);
     let new = ratio.lt(0.25).select(step_norm * 0.25, grow.select(delta * 2.0, delta));
     (new, ratio)
-}
-
-/// `[..]` per-lane values as `[.., 1]`, to broadcast against `[.., n]`.
-fn per_lane(t: &Tensor) -> Tensor {
-    t.reshape([t.dims(), vec![1]].concat())
-}
-
-/// Norm of each lane's vector (`[n] -> []`, `[B, n] -> [B]`).
-pub(crate) fn lane_norm(v: &Tensor) -> Tensor {
-    v.square().reduce_sum(&[v.rank() as i64 - 1]).sqrt()
 }
 
 /// The first-order test of TRF, free of units: `max_j |g_j| w_j / (‖J_j‖ ‖f‖)` with the cost's
@@ -173,7 +183,7 @@ pub(crate) fn gradient_cosine(grad: &Tensor, colnorm: &Tensor, v: &Tensor, dv: &
 /// so it does not depend on the units of the parameters (an absolute `+ ftol` would let a
 /// parameter of size 1e-150 pass at once).
 pub(crate) fn step_converged(h: &Tensor, xs: &Tensor, ftol: &Tensor) -> Tensor {
-    let allowed = ftol.sqrt() * xs.abs() + per_lane(&(ftol * lane_norm(xs)));
+    let allowed = ftol.sqrt() * xs.abs() + per_lane(&(ftol * norm(xs)));
     h.abs()
         .le(&allowed)
         .select(0.0, 1.0)
@@ -214,9 +224,17 @@ pub(crate) fn check_termination(
 /// Reduction of `½‖J h + f‖²` that the full Gauss–Newton step achieves, `½ Σ uf_i²` over the
 /// singular values above `eps * m * s[0]` (from the SVD `J = U diag(s) Vᵀ`, `uf = Uᵀ f`).
 pub(crate) fn gauss_newton_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) -> Tensor {
-    let n = s.dims()[0];
-    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
-    s.gt(&threshold).select(uf.square(), 0.0).sum() * 0.5
+    s.gt(per_lane(&rank_threshold(s, m_valid)))
+        .select(uf.square(), 0.0)
+        .reduce_sum(&[last_axis(s)])
+        * 0.5
+}
+
+/// scipy's rank cut-off `eps · max(m, n) · s₀` per lane, for singular values `s [.., n]` of a
+/// Jacobian of `m_valid` rows.
+pub(crate) fn rank_threshold(s: &Tensor, m_valid: &Tensor) -> Tensor {
+    let n = s.dims()[s.rank() - 1];
+    f64::EPSILON * m_valid.max(n as f64) * first(s)
 }
 
 /// True when the full Gauss–Newton step `x + d ∘ h`, `h = -V (uf / s)` over the singular
@@ -231,16 +249,14 @@ pub(crate) fn gauss_newton_converged(
     ftol: &Tensor,
     m_valid: &Tensor,
 ) -> Tensor {
-    let n = s.dims()[0];
-    let threshold = f64::EPSILON * m_valid.max(n as f64) * s.at(0);
-    let keep = s.gt(&threshold);
-    let h = -(v.dot(&keep.select(uf / keep.select(s, 1.0), 0.0)));
+    let keep = s.gt(per_lane(&rank_threshold(s, m_valid)));
+    let h = -(mv(v, &keep.select(uf / keep.select(s, 1.0), 0.0)));
     step_converged(&h, &(x / d), ftol)
 }
 
-/// Column norms of a matrix.
+/// Column norms of each lane-matrix.
 pub(crate) fn column_norms(a: &Tensor) -> Tensor {
-    a.square().reduce_sum(&[0]).sqrt()
+    a.square().reduce_sum(&[a.rank() as i64 - 2]).sqrt()
 }
 
 /// True where a bound is finite.
@@ -291,15 +307,15 @@ pub(crate) fn step_size_to_bound(x: &Tensor, s: &Tensor, lb: &Tensor, ub: &Tenso
     let nonzero = s.ne(0.0);
     let s_safe = nonzero.select(s, 1.0);
     let steps = nonzero.select(((lb - x) / &s_safe).max(&((ub - x) / &s_safe)), f64::INFINITY);
-    let min_step = steps.reduce_min(&[0]);
-    let hits = steps.eq(&min_step).select(s.signum(), 0.0);
+    let min_step = steps.reduce_min(&[last_axis(s)]);
+    let hits = steps.eq(per_lane(&min_step)).select(s.signum(), 0.0);
     (min_step, hits)
 }
 
 /// All components within `[lb, ub]`.
 pub(crate) fn in_bounds(x: &Tensor, lb: &Tensor, ub: &Tensor) -> Tensor {
     let ok = x.ge(lb).and(&x.le(ub));
-    ok.select(0.0, 1.0).reduce_max(&[0]).eq(0.0)
+    ok.select(0.0, 1.0).reduce_max(&[last_axis(x)]).eq(0.0)
 }
 
 /// The two roots `t1 <= t2` of `‖x + t s‖ = Delta` (scipy's `intersect_trust_region`).

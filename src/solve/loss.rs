@@ -55,35 +55,38 @@ pub(crate) fn rho(loss: Loss, f: &Tensor, f_scale: &Tensor) -> Rho {
     }
 }
 
-/// `0.5 * sum(rho0)`: the cost of residuals `f`.
+/// `0.5 * sum(rho0)`: the cost of residuals `f` (per lane: `f [.., m]`).
 pub(crate) fn cost(loss: Loss, f: &Tensor, f_scale: &Tensor) -> Tensor {
+    let rows = [f.rank() as i64 - 1];
     match loss {
-        Loss::Linear => f.square().sum() * 0.5,
-        _ => rho(loss, f, f_scale).rho0.sum() * 0.5,
+        Loss::Linear => f.square().reduce_sum(&rows) * 0.5,
+        _ => rho(loss, f, f_scale).rho0.reduce_sum(&rows) * 0.5,
     }
 }
 
 /// Residuals and Jacobian (`J [m, n]`) of the equivalent least-squares problem, and the cost.
 pub(crate) fn scale_for_loss(loss: Loss, f: &Tensor, jac: &Tensor, f_scale: &Tensor) -> (Tensor, Tensor, Tensor) {
     let m = f.dims()[0];
-    scale_rows(loss, f, jac, f_scale, [m, 1])
+    scale_rows(loss, f, jac, f_scale, vec![m, 1])
 }
 
-/// [`scale_for_loss`] for the transposed Jacobian `Jᵀ [n, m]`.
+/// [`scale_for_loss`] for the transposed Jacobian `Jᵀ [.., n, m]` of residuals `f [.., m]` (one
+/// problem or a batch).
 pub(crate) fn scale_for_loss_t(loss: Loss, f: &Tensor, jt: &Tensor, f_scale: &Tensor) -> (Tensor, Tensor, Tensor) {
-    let m = f.dims()[0];
-    scale_rows(loss, f, jt, f_scale, [1, m])
+    let d = f.dims();
+    let shape = [&d[..d.len() - 1], &[1, d[d.len() - 1]]].concat();
+    scale_rows(loss, f, jt, f_scale, shape)
 }
 
 /// Scales residuals and Jacobian by the loss; `shape` is the per-residual scale factor's shape
-/// against the Jacobian's (`[m, 1]` or `[1, m]`).
-fn scale_rows(loss: Loss, f: &Tensor, jac: &Tensor, f_scale: &Tensor, shape: [i64; 2]) -> (Tensor, Tensor, Tensor) {
+/// against the Jacobian's (`[m, 1]`, or `[.., 1, m]` for `Jᵀ`).
+fn scale_rows(loss: Loss, f: &Tensor, jac: &Tensor, f_scale: &Tensor, shape: Vec<i64>) -> (Tensor, Tensor, Tensor) {
     if loss == Loss::Linear {
-        return (f.clone(), jac.clone(), f.square().sum() * 0.5);
+        return (f.clone(), jac.clone(), cost(loss, f, f_scale));
     }
     let r = rho(loss, f, f_scale);
     let js = (&r.rho1 + 2.0 * &r.rho2 * f.square()).max(f64::EPSILON).sqrt();
     let fs = f * &r.rho1 / &js;
     let jac_s = jac * js.reshape(shape);
-    (fs, jac_s, r.rho0.sum() * 0.5)
+    (fs, jac_s, r.rho0.reduce_sum(&[f.rank() as i64 - 1]) * 0.5)
 }

@@ -21,18 +21,19 @@
 
 pub(crate) mod common;
 pub(crate) mod covariance;
+pub(crate) mod lanes;
 pub(crate) mod lm;
-pub(crate) mod lm_batch;
 pub mod loss;
 pub mod options;
 pub mod termination;
 pub(crate) mod trf;
-pub(crate) mod trf_batch;
 
+pub(crate) use lanes::Lanes;
 pub use options::{Loss, Method, SolverOptions, XScale};
 pub use termination::Status;
 
 use crate::graph::Tensor;
+use lanes::{loop_state, LoopState};
 
 /// Chunked evaluation of the Jacobian for large `m`: the data are walked in `count` chunks of
 /// `size` rows inside the graph, so `J` is never materialised. One pass accumulates the Gram
@@ -55,18 +56,23 @@ pub(crate) struct Chunks<'a> {
     pub factor_trials: bool,
 }
 
-/// The residual function of a problem, as graph code of the parameter vector `p [n]`.
+/// The residual function of a problem, as graph code of the parameter vector `p [n]`, or of a
+/// batch of problems solved in lockstep (`p [B, n]`; see [`lanes`]).
 pub(crate) struct Problem<'a> {
-    /// `p -> f [m]`: weighted residuals, zero on padding rows.
+    /// `p -> f [m]`: weighted residuals, zero on padding rows (a batch: `f [B, m]`).
     pub fun: &'a dyn Fn(&Tensor) -> Tensor,
-    /// `p -> (f [m], J [m, n])`.
+    /// `p -> (f [m], J [m, n])` (a batch: `(f [B, m], Jᵀ [B, n, m])`, the Jacobian transposed,
+    /// as forward mode makes it).
     pub fun_jac: &'a dyn Fn(&Tensor) -> (Tensor, Tensor),
     /// Static number of residual rows (at least `n + 1`; extra rows are zero padding).
     pub m: i64,
     /// Number of parameters.
     pub n: i64,
-    /// Chunked Jacobian evaluation (large `m`), or `None` to evaluate `J [m, n]` whole.
+    /// Chunked Jacobian evaluation (large `m`), or `None` to evaluate `J [m, n]` whole (always
+    /// `None` for a batch).
     pub chunks: Option<Chunks<'a>>,
+    /// One problem, or a batch.
+    pub lanes: Lanes,
 }
 
 /// Residuals, Jacobian and factorization at one point.
@@ -85,49 +91,62 @@ pub(crate) struct Evaluation {
     pub finite: Tensor,
 }
 
-/// The parts of a chunked evaluation that the solvers carry in their loop state from the
-/// trial point that computed it to the iteration that uses it: `R`, `Qᵀf`, cost, finiteness.
-pub(crate) fn carried(e: &Evaluation) -> Vec<Tensor> {
-    vec![e.r.clone(), e.qtf.clone(), e.cost.clone(), e.finite.clone()]
+loop_state! {
+    /// The parts of a chunked evaluation that the solvers carry in their loop state from the
+    /// trial point that computed it to the iteration that uses it.
+    pub(crate) struct Carried {
+        r: Tensor,
+        qtf: Tensor,
+        cost: Tensor,
+        finite: Tensor,
+    }
 }
 
-/// The outer-loop state that a solve of a problem with [`Chunks::factor_trials`] appends after
-/// its own `base` entries: the factorization at x ([`carried`]) and whether it holds x's yet.
-/// The first pass of the loop only evaluates x0, through the trial code (so the program holds
-/// one copy of the chunked evaluation), and changes nothing else. Inert for other problems.
+/// The [`Carried`] parts of an evaluation.
+pub(crate) fn carried(e: &Evaluation) -> Carried {
+    Carried {
+        r: e.r.clone(),
+        qtf: e.qtf.clone(),
+        cost: e.cost.clone(),
+        finite: e.finite.clone(),
+    }
+}
+
+loop_state! {
+    /// The outer-loop state that a solve of a problem with [`Chunks::factor_trials`] adds: the
+    /// factorization at x and whether it holds x's yet.
+    pub(crate) struct Factored {
+        at_x: Carried,
+        ready: Tensor,
+    }
+}
+
+/// Whether a solve factors its trial points ([`Chunks::factor_trials`]), and the loop-state
+/// handling that goes with it. The first pass of the outer loop then only evaluates x0, through
+/// the trial code (so the program holds one copy of the chunked evaluation), and changes
+/// nothing else. Inert for other problems.
 pub(crate) struct TrialFactors {
     /// Trials are factored.
     pub on: bool,
-    base: usize,
 }
 
 impl TrialFactors {
-    pub(crate) fn new(pb: &Problem<'_>, base: usize) -> Self {
+    pub(crate) fn new(pb: &Problem<'_>) -> Self {
         let on = pb.chunks.as_ref().is_some_and(|c| c.factor_trials);
-        TrialFactors { on, base }
+        TrialFactors { on }
     }
 
-    /// The entries to append to the initial state (placeholders, nothing evaluated yet).
-    pub(crate) fn init(&self, g: &crate::graph::Graph, n: i64) -> Vec<Tensor> {
-        if !self.on {
-            return Vec::new();
-        }
-        vec![
-            g.zeros(crate::DType::F64, [n, n]),
-            g.zeros(crate::DType::F64, [n]),
-            g.constant(0.0),
-            g.scalar(crate::DType::Bool, 1.0),
-            g.scalar(crate::DType::Bool, 0.0),
-        ]
-    }
-
-    /// The carried factorization in the state `st` (empty when off).
-    pub(crate) fn carried<'a>(&self, st: &'a [Tensor]) -> &'a [Tensor] {
-        if self.on {
-            &st[self.base..self.base + 4]
-        } else {
-            &[]
-        }
+    /// The initial [`Factored`] state (placeholders, nothing evaluated yet), when on.
+    pub(crate) fn init(&self, lanes: &Lanes, n: i64) -> Option<Factored> {
+        self.on.then(|| Factored {
+            at_x: Carried {
+                r: lanes.zeros(&[n, n]),
+                qtf: lanes.zeros(&[n]),
+                cost: lanes.scalar(0.0),
+                finite: lanes.flag(true),
+            },
+            ready: lanes.flag(false),
+        })
     }
 
     /// At the top of an outer pass: the evaluation at `x` (carried, or evaluated now), and
@@ -135,41 +154,44 @@ impl TrialFactors {
     pub(crate) fn current(
         &self,
         pb: &Problem<'_>,
-        st: &[Tensor],
+        factored: &Option<Factored>,
         x: &Tensor,
         loss: Loss,
         f_scale: &Tensor,
     ) -> (Evaluation, Tensor) {
-        let g = x.graph().clone();
-        if !self.on {
-            return (evaluate(pb, x, loss, f_scale), g.scalar(crate::DType::Bool, 0.0));
-        }
-        let c = self.carried(st);
-        let ev = Evaluation {
-            f: g.zeros(crate::DType::F64, [1]),
-            jac: g.zeros(crate::DType::F64, [1, pb.n]),
-            r: c[0].clone(),
-            qtf: c[1].clone(),
-            cost: c[2].clone(),
-            finite: c[3].clone(),
+        let Some(c) = factored else {
+            return (evaluate(pb, x, loss, f_scale), pb.lanes.flag(false));
         };
-        (ev, st[self.base + 4].not())
+        let ev = Evaluation {
+            f: pb.lanes.zeros(&[1]),
+            jac: pb.lanes.zeros(&[1, pb.n]),
+            r: c.at_x.r.clone(),
+            qtf: c.at_x.qtf.clone(),
+            cost: c.at_x.cost.clone(),
+            finite: c.at_x.finite.clone(),
+        };
+        (ev, c.ready.not())
     }
 
-    /// The state after an outer pass: the solve's own `next` entries followed by the
-    /// factorization at the next x (`carried`); the evaluate-only pass keeps the old state but
-    /// the factorization.
-    pub(crate) fn next(&self, next: Vec<Tensor>, st: &[Tensor], carried: &[Tensor], eval_only: &Tensor) -> Vec<Tensor> {
-        if !self.on {
+    /// The state after an outer pass: the solve's `next` state with the factorization at the
+    /// next x (`carried`) in its [`Factored`] part (`slot`); the evaluate-only pass keeps the
+    /// `old` state but the factorization.
+    pub(crate) fn next<S: LoopState>(
+        &self,
+        next: S,
+        old: &S,
+        carried: Option<Carried>,
+        eval_only: &Tensor,
+        slot: impl FnOnce(&mut S) -> &mut Option<Factored>,
+    ) -> S {
+        let Some(at_x) = carried.filter(|_| self.on) else {
             return next;
-        }
-        let mut next: Vec<Tensor> = next
-            .iter()
-            .zip(st)
-            .map(|(new, old)| eval_only.select(old, new))
-            .collect();
-        next.extend(carried.iter().cloned());
-        next.push(eval_only.graph().scalar(crate::DType::Bool, 1.0));
+        };
+        let mut next = next.pick_from(eval_only, old);
+        *slot(&mut next) = Some(Factored {
+            at_x,
+            ready: eval_only.graph().scalar(crate::DType::Bool, 1.0),
+        });
         next
     }
 }
@@ -178,6 +200,22 @@ impl TrialFactors {
 pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tensor) -> Evaluation {
     use common::{all_finite, is_finite};
     let n = pb.n;
+    let lanes = &pb.lanes;
+    if lanes.batch_size().is_some() {
+        // A batch: the QR of each `[J | f]` (given transposed) by the batched Householder QR.
+        let (f, jt) = (pb.fun_jac)(x);
+        let (fs, jts, cost) = loss::scale_for_loss_t(loss, &f, &jt, f_scale);
+        let (r, qtf) = lanes.factor_t(&jts, &fs);
+        let finite = lanes.all_finite(&f).and(&lanes.all_finite(&r)).and(&is_finite(&cost));
+        return Evaluation {
+            f,
+            jac: lanes.zeros(&[1, n]),
+            r,
+            qtf,
+            cost,
+            finite,
+        };
+    }
     let Some(chunks) = &pb.chunks else {
         let (f, j) = (pb.fun_jac)(x);
         let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, f_scale);
@@ -348,17 +386,28 @@ fn tsqr_pass(
 }
 
 impl Problem<'_> {
-    /// Rows of the Jacobian and residual outputs (`m`, or 1 when chunked).
-    pub(crate) fn jac_rows(&self) -> i64 {
+    /// Rows of the residual output (`m`, or 1 when chunked).
+    pub(crate) fn f_rows(&self) -> i64 {
         if self.chunks.is_some() {
             1
         } else {
             self.m
         }
     }
+
+    /// Rows of the Jacobian output (`m`, or 1 when chunked or batched: not kept).
+    pub(crate) fn jac_rows(&self) -> i64 {
+        if self.lanes.batch_size().is_some() {
+            1
+        } else {
+            self.f_rows()
+        }
+    }
 }
 
-/// Traced inputs of a solve (program parameters, so one executable serves all values).
+/// Traced inputs of a solve (program parameters, so one executable serves all values). For a
+/// batch, `x0`, `lb`, `ub` are `[B, n]` and `m_valid` is `[B]`; `x_scale` and the scalars are
+/// shared.
 pub(crate) struct Inputs {
     /// Starting point `[n]` (strictly inside the bounds for TRF).
     pub x0: Tensor,
@@ -380,6 +429,9 @@ pub(crate) struct Inputs {
     pub max_nfev: Tensor,
     /// Number of real (unpadded) residuals, f64 scalar.
     pub m_valid: Tensor,
+    /// For a batch, which lanes hold a problem (bool `[B]`; the others are done from the
+    /// start); `None` for one problem.
+    pub active: Option<Tensor>,
 }
 
 /// Static choices that shape the program.
@@ -422,13 +474,7 @@ pub(crate) struct Outputs {
 /// `R [n, n]` and `Qᵀf [n]` of the Householder QR of `[J | f]` (blocked TSQR when `J` is taller
 /// than a cache block).
 pub(crate) fn factor(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
-    let (m, n) = (jac.dims()[0], jac.dims()[1]);
-    let aug = jac.graph().concat(&[jac.clone(), f.reshape([m, 1])], 1);
-    let block = crate::linalg::cache_block_rows(n as usize + 1);
-    let r_aug = crate::linalg::householder_qr_r_blocked(&aug, block);
-    let r = r_aug.slice(&[0, 0], &[n, n]);
-    let qtf = r_aug.slice(&[0, n], &[n, n + 1]).reshape([n]);
-    (r, qtf)
+    Lanes::one(jac.graph()).factor(jac, f)
 }
 
 /// Largest parameter count for which [`factor_residuals`] forms the Gram matrix: one reduction
@@ -587,9 +633,11 @@ mod tests {
                 fun_jac: &chunk,
                 factor_trials: false,
             }),
+            lanes: Lanes::one(&g),
         };
         let plain = Problem {
             chunks: None,
+            lanes: Lanes::one(&g),
             ..chunked
         };
         let x = g.zeros(DType::F64, [n]);
