@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 use ndarray::{s, Array2, ArrayView1, ArrayView2};
 
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
+use super::programs::{fingerprint, Programs};
+use super::residuals::{Residuals, Weights};
 use super::{cache, check_all_finite, invalid, plan, run_timings, CurveFit, FitOptions, HostArg, Plan};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
@@ -343,11 +345,7 @@ where
             config,
         };
         let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
-        let cached = BATCH_PROGRAMS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fingerprint)
-            .cloned();
+        let cached = BATCH_PROGRAMS.get(&fingerprint);
         let program = match cached {
             Some(program) => program,
             None => {
@@ -360,11 +358,7 @@ where
                 // A slot for every client that may run it: a later call with the same program
                 // may use more of the cores (fewer problems per chunk, or `NLSQ_BATCH_THREADS`).
                 let program = std::sync::Arc::new(BatchExecutables::new(text, 1 + all_pinned.len()));
-                let mut programs = BATCH_PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
-                if programs.len() >= 64 {
-                    programs.clear();
-                }
-                programs.insert(fingerprint, program.clone());
+                BATCH_PROGRAMS.insert(fingerprint, program.clone());
                 program
             }
         };
@@ -463,29 +457,15 @@ where
             let yt = ys.at(b);
             let wt = ws.as_ref().map(|w| w.at(b));
             let inputs = SolverArgs::decode(&args.at(b), n, None);
-            let valid = g.iota(DType::F64, [m_pad], 0).lt(&inputs.m_valid);
-            let valid_row = valid.reshape([1, m_pad]);
-            let fun = |p: &Tensor| {
-                let f = model_f.call(&[&xt, p]).remove(0);
-                let d = f - &yt;
-                let d = match &wt {
-                    Some(w) => d * w,
-                    None => d,
-                };
-                valid.select(d, 0.0)
-            };
+            let weights = wt.map_or(Weights::None, Weights::Diagonal);
+            let data = Residuals::new(xt, yt, weights, &inputs.m_valid);
+            let fun = |p: &Tensor| data.fun(&model_f, p);
             // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization
             // transposes it back (XLA cancels the two), and nothing else reads J here, so the
             // [m, n] copy is never made.
             let fun_jac = |p: &Tensor| {
-                let mut v = model_fj.call(&[&xt, p]);
-                let jt = v.pop().expect("two results");
-                let f = v.pop().expect("two results");
-                let (r, jw) = match &wt {
-                    Some(w) => ((f - &yt) * w, jt * w.reshape([1, m_pad])),
-                    None => (f - &yt, jt),
-                };
-                (valid.select(r, 0.0), valid_row.select(jw, 0.0).t())
+                let (f, jt) = data.fun_jac_t(&model_fj, p);
+                (f, jt.t())
             };
             let problem = solve::Problem {
                 fun: &fun,
@@ -690,10 +670,8 @@ fn run_chunk(
     Ok(fits)
 }
 
-/// Batch programs by [`batch_fingerprint`]; bounded, cleared when full.
-static BATCH_PROGRAMS: once_cell::sync::Lazy<
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<BatchExecutables>>>,
-> = once_cell::sync::Lazy::new(Default::default);
+/// Batch programs by [`batch_fingerprint`].
+static BATCH_PROGRAMS: Programs<std::sync::Arc<BatchExecutables>> = Programs::new(64);
 
 /// A traced batch program and its executables, one slot per client that may run it (the
 /// default client, then each `runtime::cpu_workers` client), each loaded on first use.
@@ -771,27 +749,16 @@ impl BatchExecutables {
     }
 }
 
-/// sha256 of the model's traced batched evaluation (emitted text) and the program spec: the
-/// rest of the program is a function of the spec alone.
+/// The fingerprint of the batch program of `spec` for `model` ([`programs::fingerprint`]).
+///
+/// [`programs::fingerprint`]: super::programs::fingerprint
 fn batch_fingerprint<M>(model: &M, spec: &BatchSpec, polymorphic: bool) -> Result<[u8; 32]>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
-    use sha2::{Digest, Sha256};
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
-    let g = Graph::new();
-    let x = if spec.shared_x {
-        g.parameter("x", DType::F64, [m_pad])
-    } else {
-        g.parameter("x", DType::F64, [c, m_pad])
-    };
-    let p = g.parameter("p", DType::F64, [c, n]);
-    let f = g.try_with(|| model(&x, &Params::from_columns(&p)))?;
-    let text = g.finish([&f])?.text;
-    let mut h = Sha256::new();
-    h.update(text.as_bytes());
-    h.update(format!("{spec:?} {polymorphic}").as_bytes());
-    Ok(h.finalize().into())
+    let x_dims = if spec.shared_x { vec![m_pad] } else { vec![c, m_pad] };
+    fingerprint(model, x_dims, vec![c, n], &(spec, polymorphic))
 }
 
 /// Number of chunks run at once on the CPU: the available cores (`NLSQ_BATCH_THREADS=k` sets it).
@@ -843,26 +810,10 @@ where
     if let Some(e) = jac_err {
         return Err(e);
     }
-    let valid = g.iota(DType::F64, [c, m_pad], 1).lt(inputs.m_valid.reshape([c, 1]));
-    let valid3 = valid.reshape([c, 1, m_pad]);
-    let fun = |p: &Tensor| {
-        let d = model_f.call(&[&xs, p]).remove(0) - &ys;
-        let d = match &ws {
-            Some(w) => d * w,
-            None => d,
-        };
-        valid.select(d, 0.0)
-    };
-    let fun_jac = |p: &Tensor| {
-        let mut v = model_fj.call(&[&xs, p]);
-        let j = v.pop().expect("two results");
-        let f = v.pop().expect("two results");
-        let (r, jw) = match &ws {
-            Some(w) => ((f - &ys) * w, j * w.reshape([c, 1, m_pad])),
-            None => (f - &ys, j),
-        };
-        (valid.select(r, 0.0), valid3.select(jw, 0.0))
-    };
+    let weights = ws.clone().map_or(Weights::None, Weights::Diagonal);
+    let data = Residuals::new(xs.clone(), ys.clone(), weights, &inputs.m_valid);
+    let fun = |p: &Tensor| data.fun(&model_f, p);
+    let fun_jac = |p: &Tensor| data.fun_jac_t(&model_fj, p);
     let problem = solve::Problem {
         fun: &fun,
         fun_jac: &fun_jac,

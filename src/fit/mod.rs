@@ -17,6 +17,8 @@ pub mod batch;
 pub mod cache;
 pub mod options;
 mod program;
+mod programs;
+mod residuals;
 pub mod result;
 
 use std::time::{Duration, Instant};
@@ -34,6 +36,7 @@ use crate::solve::termination::NONFINITE_START;
 use crate::solve::{self, Config, Loss, Method, Status};
 use crate::types::DType;
 use program::{solve_once, SolverArgs, Summary};
+use residuals::{Residuals, Weights};
 
 /// Length of the in-graph cost history.
 pub const HISTORY_LEN: i64 = 128;
@@ -725,60 +728,23 @@ where
         m_pad
     };
     let outs = solve_once(&g, n, jac_rows, |inputs| {
-        // Rows at or past the real point count are padding.
-        let valid_rows = |start: Option<&Tensor>, len: i64| {
-            let idx = g.iota(DType::F64, [len], 0);
-            let idx = match start {
-                Some(s) => idx + s.convert(DType::F64),
-                None => idx,
-            };
-            idx.lt(&inputs.m_valid)
+        let weights = match (&wmat, &wt) {
+            (Some(w), _) => Weights::Whiten(w.clone()),
+            (None, Some(w)) => Weights::Diagonal(w.clone()),
+            (None, None) => Weights::None,
         };
-        let valid = valid_rows(None, m_pad);
-        let valid_row = valid.reshape([1, m_pad]);
-        let weigh = |d: Tensor| match (&wmat, &wt) {
-            (Some(w), _) => w.dot(&d),
-            (None, Some(w)) => d * w,
-            (None, None) => d,
-        };
-        let fun = |p: &Tensor| {
-            let f = model_f.call(&[&xt, p]).remove(0);
-            valid.select(weigh(f - &yt), 0.0)
-        };
+        let data = Residuals::new(xt.clone(), yt.clone(), weights, &inputs.m_valid);
+        let fun = |p: &Tensor| data.fun(&model_f, p);
         // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization of
         // `[J | f]` transposes it back (XLA cancels the two), so J [m, n] itself is only made
         // where the fit returns it.
         let fun_jac = |p: &Tensor| {
-            let mut v = model_fj.call(&[&xt, p]);
-            let jt = v.pop().expect("two results");
-            let f = v.pop().expect("two results");
-            let r = valid.select(weigh(f - &yt), 0.0);
-            let jwt = match (&wmat, &wt) {
-                (Some(w), _) => w.dot(&jt.t()).t(),
-                (None, Some(w)) => jt * w.reshape([1, m_pad]),
-                (None, None) => jt,
-            };
-            (r, valid_row.select(jwt, 0.0).t())
+            let (f, jt) = data.fun_jac_t(&model_fj, p);
+            (f, jt.t())
         };
         let fun_jac_chunk = |p: &Tensor, start: &Tensor| {
             let (c, fj) = chunk_fj.as_ref().expect("chunked");
-            let xs = match spec.x_rows {
-                None => xt.dynamic_slice(std::slice::from_ref(start), &[*c]),
-                Some(k) => xt.dynamic_slice(&[g.scalar(DType::I64, 0.0), start.clone()], &[k as i64, *c]),
-            };
-            let ys = yt.dynamic_slice(std::slice::from_ref(start), &[*c]);
-            let mut v = fj.call(&[&xs, p]);
-            let jt = v.pop().expect("two results");
-            let f = v.pop().expect("two results");
-            let ok = valid_rows(Some(start), *c);
-            let (r, jw) = match &wt {
-                Some(w) => {
-                    let ws = w.dynamic_slice(std::slice::from_ref(start), &[*c]);
-                    ((f - &ys) * &ws, jt * ws.reshape([1, *c]))
-                }
-                None => (f - &ys, jt),
-            };
-            (ok.select(r, 0.0), ok.reshape([1, *c]).select(jw, 0.0))
+            data.rows(start, *c).fun_jac_t(fj, p)
         };
         let chunks = chunk_fj.as_ref().map(|(c, _)| solve::Chunks {
             size: *c,
@@ -1179,12 +1145,7 @@ where
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
     let fingerprint = model_fingerprint(model, &data.spec)?;
-    if let Some(exe) = PROGRAMS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&fingerprint)
-        .cloned()
-    {
+    if let Some(exe) = PROGRAMS.get(&fingerprint) {
         let trace = t0.elapsed();
         let exe = cache::CachedExecutable {
             source: ExecutableSource::Memory,
@@ -1199,44 +1160,25 @@ where
     let trace = t0.elapsed();
     let exe = cache::executable(&program.text)?;
     let compile = exe.load_time;
-    {
-        let mut programs = PROGRAMS.lock().unwrap_or_else(|p| p.into_inner());
-        if programs.len() >= 256 {
-            programs.clear();
-        }
-        programs.insert(fingerprint, exe.clone());
-    }
+    PROGRAMS.insert(fingerprint, exe.clone());
     let mut fit = run_curve(&exe, data, t0, trace, compile, &units).map_err(explain)?;
     fit.result.timings.runtime = runtime;
     Ok(fit)
 }
 
-/// Executables by model fingerprint (see [`model_fingerprint`]); bounded, cleared when full.
-static PROGRAMS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<[u8; 32], cache::CachedExecutable>>> =
-    once_cell::sync::Lazy::new(Default::default);
+/// Executables of single fits by model fingerprint.
+static PROGRAMS: programs::Programs<cache::CachedExecutable> = programs::Programs::new(256);
 
-/// sha256 of the model's own traced residuals (emitted text; the Jacobian and the solver follow
-/// from them) and the program spec.
+/// The fingerprint of the program of `spec` for `model` ([`programs::fingerprint`]).
 fn model_fingerprint<M>(model: &M, spec: &CurveSpec) -> Result<[u8; 32]>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
-    use sha2::{Digest, Sha256};
-    let (m_pad, n) = (spec.m_pad as i64, spec.n as i64);
     let x_dims: Vec<i64> = match spec.x_rows {
-        None => vec![m_pad],
-        Some(k) => vec![k as i64, m_pad],
+        None => vec![spec.m_pad as i64],
+        Some(k) => vec![k as i64, spec.m_pad as i64],
     };
-    let g = Graph::new();
-    let x = g.parameter("x", DType::F64, x_dims);
-    let p = g.parameter("p", DType::F64, [n]);
-    // The residual graph alone: the Jacobian is derived from it deterministically.
-    let f = crate::graph::eval_model(model, &x, &p)?;
-    let text = g.finish([&f])?.text;
-    let mut h = Sha256::new();
-    h.update(text.as_bytes());
-    h.update(format!("{spec:?}").as_bytes());
-    Ok(h.finalize().into())
+    programs::fingerprint(model, x_dims, vec![spec.n as i64], spec)
 }
 
 /// A `curve_fit` compiled once for a model and a shape, reused for many datasets.
