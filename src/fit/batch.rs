@@ -43,10 +43,13 @@ use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2};
 
+use super::execute::{run_timings, HostArg};
+use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, Programs};
 use super::residuals::{Residuals, Weights};
-use super::{cache, check_all_finite, invalid, plan, run_timings, CurveFit, FitOptions, HostArg, Plan};
+use super::validate::{check_all_finite, invalid, plan, Plan};
+use super::{cache, CurveFit, FitOptions};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::{self, Config};
@@ -664,7 +667,7 @@ fn run_chunk(
                 device.clone(),
                 run_timings(trace, compile, execute, t0),
             )?;
-            Ok(super::curve_fit_result(result, cov, p.m, n, absolute_sigma))
+            Ok(curve_fit_result(result, cov, p.m, n, absolute_sigma))
         })
         .collect();
     Ok(fits)

@@ -10,7 +10,9 @@
 //!   vector (one device-to-host copy), laid out by [`part_lens`]; a batch returns one row per
 //!   problem with the padded residuals after the summary.
 
-use super::{invalid, HostArg, HISTORY_LEN};
+use super::execute::HostArg;
+use super::validate::invalid;
+use super::HISTORY_LEN;
 use crate::error::Result;
 use crate::graph::{Graph, Tensor};
 use crate::solve::{self, Inputs};

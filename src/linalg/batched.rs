@@ -2,13 +2,13 @@
 //! small matrices at once, each with a leading batch axis (`[B, m, n]`).
 //!
 //! They compute what [`householder_qr_r`](super::householder_qr_r) and
-//! [`jacobi_svd`](super::jacobi_svd) compute for one matrix, with every step applied to all
+//! [`jacobi_svd`](super::jacobi_svd()) compute for one matrix, with every step applied to all
 //! matrices together: the QR runs the same `k` column steps for all of them (no mask needed),
 //! and the Jacobi sweeps run while any matrix has not converged, freezing those that have. The
 //! solvers use them for the lockstep batch program ([`qr_r`], [`svd`]), where a loop of
 //! single-matrix factorizations would cost one kernel launch per matrix.
 //!
-//! The lane helpers ([`pick`], [`any`], [`mv`], [`mtv`]) are the few operations whose batched
+//! The lane helpers (`pick`, `any`, `mv`, `mtv`) are the few operations whose batched
 //! form differs from the single one; the solvers use them through `solve::lanes`.
 
 use crate::graph::{Graph, Tensor};

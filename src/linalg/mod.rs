@@ -53,6 +53,7 @@
 //!   Jacobian with the cut-off `eps · max(m, n) · s₀`.
 
 pub mod batched;
+pub mod gram;
 pub mod householder_qr;
 pub mod jacobi_svd;
 pub mod lstsq;

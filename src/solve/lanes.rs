@@ -278,17 +278,8 @@ impl Lanes {
     /// `k < m`, `diag(R) ≥ 0`): the blocked single-matrix QR, or the batched QR (which works on
     /// the transpose, built here directly).
     pub(crate) fn factor(&self, a: &Tensor, c: &Tensor) -> (Tensor, Tensor) {
-        let (m, k) = (a.dims()[a.rank() - 2], a.dims()[a.rank() - 1]);
         match self.batch {
-            None => {
-                let aug = self.g.concat(&[a.clone(), c.reshape([m, 1])], 1);
-                let r_aug =
-                    crate::linalg::householder_qr_r_blocked(&aug, crate::linalg::cache_block_rows(k as usize + 1));
-                (
-                    r_aug.slice(&[0, 0], &[k, k]),
-                    r_aug.slice(&[0, k], &[k, k + 1]).reshape([k]),
-                )
-            }
+            None => crate::linalg::gram::augmented_qr(a, c),
             Some(_) => self.factor_t(&a.transpose(&[0, 2, 1]), c),
         }
     }
