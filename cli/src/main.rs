@@ -13,6 +13,9 @@ mod predict;
 
 use std::io::Write;
 
+// mimalloc in place of the process's malloc, the XLA plugin's included (cli/Cargo.toml says why).
+use libmimalloc_sys as _;
+
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use nlsq::expr::{Expr, Func, Node};
