@@ -4,6 +4,11 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // The test binaries export `mi_malloc` when they link mimalloc (tests/pjrt_runtime.rs does),
+    // so that `nlsq::pjrt::process_malloc()` can name it; harmless where nothing defines it.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-tests=-Wl,--export-dynamic-symbol=mi_malloc");
+    }
     for var in [
         xla_build::ENV_PLUGIN,
         xla_build::ENV_CACHE_DIR,

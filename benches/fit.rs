@@ -12,6 +12,10 @@
 //! Every timed call includes the host-to-device copies and blocks on the results' transfer
 //! back to the host. `cargo bench --bench fit -- --warm-up-time 1 --measurement-time 3`.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::time::Duration;
 
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};

@@ -19,6 +19,10 @@
 //!
 //! `cargo bench --bench fit_cold -- --warm-up-time 1 --measurement-time 3`
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

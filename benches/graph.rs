@@ -4,6 +4,10 @@
 //!
 //! `cargo bench --bench graph -- --warm-up-time 1 --measurement-time 3`
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use nlsq::graph::{jacfwd_model, Graph, Params, Program, Tensor};
 use nlsq::DType;

@@ -1,5 +1,9 @@
 //! Compile, serialize, deserialize and execute of one small program through the safe PJRT API.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const PROGRAM: &str = r#"

@@ -4,6 +4,10 @@
 //! Run it twice: `cargo run --release --example cold_start` (the second run finds the
 //! executable on disk). `NLSQ_CACHE_DIR` chooses the cache folder.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::time::Instant;
 
 use anyhow::Result;

@@ -13,6 +13,10 @@
 //! the chunk size of the Jacobian evaluation (`0`: never chunk), and `COMPARE_MAX_NFEV=k` caps the
 //! evaluations per fit, for experiments (per-fit against per-evaluation costs).
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};

@@ -15,6 +15,10 @@
 //! printed at the end). Without `NLSQ_PJRT_PLUGIN` the example explains where to get
 //! a CUDA plugin and exits successfully.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -3,6 +3,10 @@
 //! The Jacobian is evaluated in chunks inside the program (TSQR), so memory stays a small
 //! multiple of the input arrays; run it under `/usr/bin/time -v` to see the peak.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::time::Instant;
 
 use anyhow::Result;

@@ -7,6 +7,10 @@
 //! is still reused, found by a fingerprint of the model), which shows what the fitter saves.
 //! Run with `cargo run --release --example many_fits`.
 
+// mimalloc in place of malloc, as the nlsq binary links it: the timings in docs/performance.md
+// were taken with it (the library leaves the allocator to the program).
+use libmimalloc_sys as _;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};

@@ -2,6 +2,9 @@
 
 mod common;
 
+// mimalloc in place of malloc for this test binary (see the allocator test below).
+use libmimalloc_sys as _;
+
 use common::{another_plugin, client};
 use nlsq::pjrt::{Buffer, Client, LoadedExecutable};
 use nlsq::{DType, Error, PjrtCode};
@@ -321,12 +324,12 @@ fn garbage_serialized_bytes_are_errors() {
     assert!(c.deserialize(&bytes).is_err());
 }
 
-/// With the `mimalloc` feature (default), `malloc` in this process (the one the plugin's calls
-/// bind to) is mimalloc's; without it, the C library's.
+/// This test binary links mimalloc itself (as the `nlsq` binary does) and exports `mi_malloc`
+/// (build.rs): `process_malloc` finds that `malloc` in this process, the one the plugin's calls
+/// bind to, is mimalloc's, without the library's `mimalloc` feature.
 #[test]
-fn the_process_malloc_is_mimalloc_with_the_default_feature() {
-    let expected = if cfg!(feature = "mimalloc") { "mimalloc" } else { "libc" };
-    assert_eq!(nlsq::pjrt::process_malloc(), expected);
+fn the_process_malloc_is_the_mimalloc_the_executable_links() {
+    assert_eq!(nlsq::pjrt::process_malloc(), "mimalloc");
 }
 
 /// An execution still running when it is awaited (tens of milliseconds of loop): the waiting

@@ -13,13 +13,16 @@ mod predict;
 
 use std::io::Write;
 
+// mimalloc in place of the process's malloc, the XLA plugin's included (cli/Cargo.toml says why).
+use libmimalloc_sys as _;
+
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use nlsq::expr::{Expr, Func, Node};
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::solve::{Loss, Method};
 
-use args::{BatchArgs, ColSpec, Command, FitArgs, ParamValues};
+use args::{BatchArgs, ColSpec, Command, Common, FitArgs, ParamValues};
 use data::{Column, Table};
 
 /// Exit code of an error: 3 when the runtime failed, 2 for everything the user can fix.
@@ -114,8 +117,14 @@ fn resolve_variables(table: &Table, specs: &[ColSpec]) -> Result<Vec<Variable>> 
     Ok(vars)
 }
 
-/// Expands `NAME=VALUE` lists to one value per parameter.
-fn per_param(opt: &str, values: &ParamValues, names: &[String], default: impl Fn(usize) -> f64) -> Result<Vec<f64>> {
+/// Expands `NAME=VALUE` lists (none given: every parameter gets its default) to one value per parameter.
+fn per_param(
+    opt: &str,
+    values: Option<&ParamValues>,
+    names: &[String],
+    default: impl Fn(usize) -> f64,
+) -> Result<Vec<f64>> {
+    let values = values.cloned().unwrap_or_default();
     for (n, _) in &values.named {
         if !names.contains(n) {
             bail!(
@@ -140,7 +149,7 @@ fn per_param(opt: &str, values: &ParamValues, names: &[String], default: impl Fn
 }
 
 /// `--f-scale`, `--max-nfev` and the tolerances, shared by `fit` and `batch`.
-fn solver_options(mut opts: FitOptions, a: &FitArgs) -> FitOptions {
+fn solver_options(mut opts: FitOptions, a: &Common) -> FitOptions {
     if let Some(f) = a.f_scale {
         opts = opts.with_f_scale(f);
     }
@@ -159,15 +168,16 @@ fn solver_options(mut opts: FitOptions, a: &FitArgs) -> FitOptions {
     opts
 }
 
-fn run_fit(a: &FitArgs) -> Result<u8> {
-    let src = match a.model.strip_prefix('@') {
+fn run_fit(fit_args: &FitArgs) -> Result<u8> {
+    let a = &fit_args.common;
+    let src = match fit_args.model.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
-        None => a.model.clone(),
+        None => fit_args.model.clone(),
     };
     if src.trim().is_empty() {
         bail!("--model is empty");
     }
-    let table = Table::read(&a.data, a.header)?;
+    let table = Table::read(&fit_args.data, a.header())?;
 
     // Columns.
     let idents = model_identifiers(&src)?;
@@ -218,8 +228,8 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     }
     check_bindings(&table, &vars, &y_col, sigma_col.as_ref(), &names)?;
     check_uses_a_variable(&expr, &var_names, &names)?;
-    let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
-    let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
+    let lower = per_param("--lower", a.lower.as_ref(), &names, |_| f64::NEG_INFINITY)?;
+    let upper = per_param("--upper", a.upper.as_ref(), &names, |_| f64::INFINITY)?;
     for (i, n) in names.iter().enumerate() {
         if lower[i] >= upper[i] {
             bail!(
@@ -230,7 +240,9 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         }
     }
     // scipy's curve_fit (`_initialize_feasible`), the library's rule.
-    let p0 = per_param("--p0", &a.p0, &names, |i| nlsq::fit::default_start(lower[i], upper[i]))?;
+    let p0 = per_param("--p0", a.p0.as_ref(), &names, |i| {
+        nlsq::fit::default_start(lower[i], upper[i])
+    })?;
     for (i, n) in names.iter().enumerate() {
         if !p0[i].is_finite() {
             bail!("--p0: the starting value of '{n}' must be finite");
@@ -293,7 +305,7 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
     if let Some(w) = fit.not_determined_warning(|i| format!("'{}'", names[i])) {
         eprintln!("{w}");
     }
-    if a.json {
+    if fit_args.json {
         print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit))? + "\n"))?;
     } else {
         let xs: Vec<String> = vars
@@ -317,7 +329,7 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
         }
         print(&output::fit_table(&names, &fit, &context))?;
     }
-    if let Some(path) = &a.plot {
+    if let Some(path) = &fit_args.plot {
         let popt: Vec<f64> = fit.popt.to_vec();
         let (x, curve, fitted) = if x_rows.len() == 1 {
             let x = &x_rows[0];
@@ -372,10 +384,10 @@ fn run_fit(a: &FitArgs) -> Result<u8> {
 
 /// `nlsq batch`: every dataset (a file, or a group of rows) fitted by one batched call.
 fn run_batch(b: &BatchArgs) -> Result<u8> {
-    let a = &b.fit;
-    let src = match a.model.strip_prefix('@') {
+    let a = &b.common;
+    let src = match b.model.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
-        None => a.model.clone(),
+        None => b.model.clone(),
     };
     if src.trim().is_empty() {
         bail!("--model is empty");
@@ -396,9 +408,11 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         bail!("the model has no parameters");
     }
     check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
-    let lower = per_param("--lower", &a.lower, &names, |_| f64::NEG_INFINITY)?;
-    let upper = per_param("--upper", &a.upper, &names, |_| f64::INFINITY)?;
-    let p0 = per_param("--p0", &a.p0, &names, |i| nlsq::fit::default_start(lower[i], upper[i]))?;
+    let lower = per_param("--lower", a.lower.as_ref(), &names, |_| f64::NEG_INFINITY)?;
+    let upper = per_param("--upper", a.upper.as_ref(), &names, |_| f64::INFINITY)?;
+    let p0 = per_param("--p0", a.p0.as_ref(), &names, |i| {
+        nlsq::fit::default_start(lower[i], upper[i])
+    })?;
     let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
     let loss = a.loss.unwrap_or(Loss::Linear);
     let mut opts = FitOptions::default()
@@ -524,8 +538,8 @@ fn read_datasets(
     var_name: &mut Option<String>,
     sets: &mut Vec<Dataset>,
 ) -> Result<()> {
-    let a = &b.fit;
-    let table = Table::read(path, a.header)?;
+    let a = &b.common;
+    let table = Table::read(path, a.header())?;
     let specs = variable_specs(&table, a, idents)?;
     let vars = resolve_variables(&table, &specs)?;
     if vars.len() != 1 {
@@ -630,7 +644,7 @@ fn parse_model(src: &str, vars: &[&str]) -> Result<Expr> {
 /// The independent variables: `--x` when given; otherwise every column whose header is a name
 /// in the model (`idents`), other than the `--y` and `--sigma` columns, in file order; otherwise
 /// the column `x`, or the first column.
-fn variable_specs(table: &Table, a: &FitArgs, idents: &[String]) -> Result<Vec<ColSpec>> {
+fn variable_specs(table: &Table, a: &Common, idents: &[String]) -> Result<Vec<ColSpec>> {
     if let Some(x) = &a.x {
         return Ok(x.clone());
     }
@@ -732,8 +746,7 @@ fn fmt_params(names: &[String], v: &[f64]) -> String {
 
 fn run() -> Result<u8> {
     match args::parse(std::env::args().skip(1).collect())? {
-        Command::Help(text) => print(text).map(|_| 0),
-        Command::Version => print(&format!("nlsq {}\n", env!("CARGO_PKG_VERSION"))).map(|_| 0),
+        Command::Help(text) => print(&text).map(|_| 0),
         Command::Fit(a) => run_fit(&a),
         Command::Nist(a) => print(&nist::run(&a)?).map(|_| 0),
         Command::Batch(a) => run_batch(&a),

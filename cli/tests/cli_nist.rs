@@ -15,7 +15,7 @@ fn nlsq(args: &[&str]) -> Output {
 
 /// A folder with a nist_strd.json holding only `names`.
 fn subset(names: &[&str], tag: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/nist_strd/nist_strd.json");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nist_strd/nist_strd.json");
     let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
     let mut doc: Value = serde_json::from_str(&text).expect("valid JSON");
     let problems: Vec<Value> = doc["problems"]
