@@ -33,6 +33,7 @@ pub mod graph;
 pub mod linalg;
 pub mod pjrt;
 pub mod runtime;
+mod settings;
 pub mod solve;
 #[cfg(test)]
 mod test_util;
