@@ -43,8 +43,8 @@ pub(crate) fn compacted(exe: &LoadedExecutable) -> Option<LoadedExecutable> {
 }
 
 /// True when `bytes` (an nlsq envelope, as [`LoadedExecutable::serialize`] gives) hold an XLA:CPU
-/// executable whose HLO module is structurally sound ([`cpu_payload_is_well_formed`]);
-/// meaningful for the pinned CPU plugin only.
+/// executable whose HLO module is structurally sound (every operand, root and called
+/// computation names something that exists); meaningful for the pinned CPU plugin only.
 pub fn cpu_envelope_is_well_formed(bytes: &[u8]) -> bool {
     envelope_head_len(bytes).is_ok_and(|head| cpu_payload_is_well_formed(&bytes[head..]))
 }
