@@ -13,6 +13,7 @@ fn main() {
         xla_build::ENV_PLUGIN,
         xla_build::ENV_CACHE_DIR,
         xla_build::ENV_OFFLINE,
+        xla_build::ENV_WHEEL,
         xla_build::ENV_PYTHON,
         "XDG_CACHE_HOME",
         "HOME",
@@ -22,9 +23,6 @@ fn main() {
     match xla_build::provision() {
         Ok(p) => {
             println!("cargo:rustc-env=NLSQ_BUILD_PLUGIN_PATH={}", p.plugin.display());
-            if let Some(h) = p.header {
-                println!("cargo:rustc-env=NLSQ_BUILD_PLUGIN_HEADER={}", h.display());
-            }
         }
         Err(e) => println!("cargo:warning=nlsq: the PJRT plugin was not provisioned at build time ({e}); it will be provisioned at run time"),
     }

@@ -11,9 +11,7 @@ use once_cell::sync::OnceCell;
 
 use crate::error::Result;
 use crate::pjrt::{Client, NamedValue, Plugin};
-
-/// Where the build script left the plugin, if it provisioned one.
-const BUILD_PLUGIN_PATH: Option<&str> = option_env!("NLSQ_BUILD_PLUGIN_PATH");
+use crate::settings;
 
 static CLIENT: OnceCell<Client> = OnceCell::new();
 
@@ -30,7 +28,7 @@ pub fn plugin_location() -> Result<xla_build::Provisioned> {
     if let Some(hit) = xla_build::find_cached(&cfg.cache_root, &xla_build::CPU_PLUGIN) {
         return Ok(hit);
     }
-    if let Some(path) = BUILD_PLUGIN_PATH.map(std::path::Path::new) {
+    if let Some(path) = settings::BUILD_PLUGIN_PATH.map(std::path::Path::new) {
         if let Some(root) = path.ancestors().nth(3) {
             if let Some(hit) = xla_build::find_cached(root, &xla_build::CPU_PLUGIN) {
                 return Ok(hit);
@@ -57,7 +55,8 @@ pub const SMALL_WHILE_LOOP_BYTES: u64 = 1 << 40;
 pub const CPU_FUSION_EMITTERS_FLAG: &str = "--xla_cpu_use_fusion_emitters=false";
 
 /// `XLA_FLAGS` with nlsq's default XLA options added: the `XLA_FLAGS` to set, or `None` to leave
-/// the variable as it is. Nothing is added when `NLSQ_XLA_DEFAULTS=0`. The small-while-loop
+/// the variable as it is. Nothing is added when `nlsq_defaults` (the value of
+/// `NLSQ_XLA_DEFAULTS`) is `0` or `off`. The small-while-loop
 /// threshold ([`SMALL_WHILE_LOOP_BYTES`]) is added unless the flags already set
 /// `--xla_backend_extra_options` (XLA keeps only one such flag, so the user's wins whole);
 /// with `pinned_cpu_plugin`, [`CPU_FUSION_EMITTERS_FLAG`] is added unless the flags already
@@ -67,7 +66,7 @@ pub fn xla_flags_with_defaults(
     nlsq_defaults: Option<&str>,
     pinned_cpu_plugin: bool,
 ) -> Option<String> {
-    if nlsq_defaults.is_some_and(|v| v.trim() == "0") {
+    if settings::is_off(nlsq_defaults) {
         return None;
     }
     let current = current.unwrap_or("").trim();
@@ -106,18 +105,16 @@ pub fn xla_flags_with_defaults(
 pub fn plugin() -> Result<&'static Plugin> {
     static XLA_DEFAULTS: std::sync::Once = std::sync::Once::new();
     XLA_DEFAULTS.call_once(|| {
-        let current = std::env::var("XLA_FLAGS").ok();
-        let opt_out = std::env::var("NLSQ_XLA_DEFAULTS").ok();
-        let pinned_cpu = !plugin_is_overridden();
-        if let Some(flags) = xla_flags_with_defaults(current.as_deref(), opt_out.as_deref(), pinned_cpu) {
+        let current = settings::xla_flags();
+        let opt_out = (!settings::xla_defaults()).then_some("0");
+        let pinned_cpu = !settings::plugin_is_overridden();
+        if let Some(flags) = xla_flags_with_defaults(current.as_deref(), opt_out, pinned_cpu) {
             // Runs once, before the plugin (the only other reader of XLA_FLAGS in nlsq) is loaded.
-            std::env::set_var("XLA_FLAGS", flags);
+            settings::set_xla_flags(&flags);
         }
         // The plugin logs informational lines to stderr (e.g. the CPU device count nlsq sets);
         // keep its warnings and errors only, unless the user chose a level.
-        if std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none() {
-            std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "1");
-        }
+        settings::default_plugin_log_level();
     });
     Plugin::load(&plugin_location()?.plugin)
 }
@@ -139,11 +136,11 @@ pub fn client() -> Result<Client> {
     CLIENT
         .get_or_try_init(|| {
             let plugin = plugin()?;
-            let user = match std::env::var("NLSQ_PJRT_CLIENT_OPTIONS") {
-                Ok(v) => parse_client_options(&v)?,
-                Err(_) => Vec::new(),
+            let user = match settings::pjrt_client_options() {
+                Some(v) => parse_client_options(&v)?,
+                None => Vec::new(),
             };
-            let ours: Vec<(String, NamedValue)> = if !plugin_is_overridden() {
+            let ours: Vec<(String, NamedValue)> = if !settings::plugin_is_overridden() {
                 // The pinned CPU plugin runs the executions of one device one at a time; one
                 // device per core lets independent executions (a batch's chunks, when
                 // `cpu_workers` is off) run side by side.
@@ -274,8 +271,7 @@ fn pinned() -> Result<&'static Pinned> {
     static PINNED: OnceCell<Pinned> = OnceCell::new();
     PINNED.get_or_try_init(|| {
         let none = || Ok((Vec::new(), None));
-        let off = std::env::var("NLSQ_PIN_THREADS").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
-        if off || plugin_is_overridden() {
+        if !settings::pin_threads() || settings::plugin_is_overridden() {
             return none();
         }
         let Ok(allowed) = crate::pjrt::affinity::allowed_cpus() else {
@@ -325,17 +321,11 @@ pub(crate) fn cores() -> usize {
 }
 
 /// True when a newly compiled executable is replaced by its compacted form
-/// ([`crate::pjrt::LoadedExecutable::compacted`]: the bodies of fused computations dropped from
-/// what is serialized, so that a later process loads it from the disk cache in about 0.6 of the
-/// time): with the pinned CPU plugin, whose format and loader were checked, unless
-/// `NLSQ_COMPACT_EXECUTABLES=0`.
+/// (`fit::cache::compact`: the bodies of fused computations dropped from what is serialized, so
+/// that a later process loads it from the disk cache in about 0.6 of the time): with the pinned
+/// CPU plugin, whose format and loader were checked, unless `NLSQ_COMPACT_EXECUTABLES=0`.
 pub(crate) fn compacts_executables() -> bool {
-    !plugin_is_overridden() && std::env::var("NLSQ_COMPACT_EXECUTABLES").map_or(true, |v| v.trim() != "0")
-}
-
-/// True when `NLSQ_PJRT_PLUGIN` names the plugin to load (then it gets no create options).
-fn plugin_is_overridden() -> bool {
-    std::env::var_os("NLSQ_PJRT_PLUGIN").is_some_and(|v| !v.is_empty())
+    !settings::plugin_is_overridden() && settings::compact_executables()
 }
 
 #[cfg(test)]

@@ -191,9 +191,11 @@ fn real_entries_pass_the_structural_check() {
     let bytes = std::fs::read(cache.entry_path(&exe.key).unwrap()).unwrap();
     // The entry: an 80-byte header, then the serialized executable.
     if !common::another_plugin() {
-        assert!(nlsq::pjrt::cpu_envelope_is_well_formed(&bytes[80..]));
+        assert!(nlsq::fit::cache::cpu_envelope_is_well_formed(&bytes[80..]));
     }
-    assert!(!nlsq::pjrt::cpu_envelope_is_well_formed(&bytes[80..bytes.len() - 100]));
+    assert!(!nlsq::fit::cache::cpu_envelope_is_well_formed(
+        &bytes[80..bytes.len() - 100]
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

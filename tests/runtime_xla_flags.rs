@@ -6,7 +6,7 @@
 fn default_xla_options_are_added_once_before_the_plugin_loads() {
     std::env::remove_var("XLA_FLAGS");
     let opted_out = std::env::var("NLSQ_XLA_DEFAULTS").is_ok_and(|v| v.trim() == "0");
-    let pinned_cpu = std::env::var_os("NLSQ_PJRT_PLUGIN").is_none_or(|v| v.is_empty());
+    let pinned_cpu = std::env::var_os("NLSQ_PJRT_PLUGIN").map_or(true, |v| v.is_empty());
     // NLSQ_PJRT_CLIENT_OPTIONS that do not parse: a typed error, and no client is kept...
     std::env::set_var("NLSQ_PJRT_CLIENT_OPTIONS", "preallocate");
     let e = nlsq::runtime::client().unwrap_err();

@@ -766,11 +766,7 @@ where
 
 /// Number of chunks run at once on the CPU: the available cores (`NLSQ_BATCH_THREADS=k` sets it).
 fn available_workers() -> usize {
-    std::env::var("NLSQ_BATCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&k| k > 0)
-        .unwrap_or_else(crate::runtime::cores)
+    crate::settings::batch_threads().unwrap_or_else(crate::runtime::cores)
 }
 
 /// The batch-polymorphic program: all problems advance together (`solve::solve` on the lanes

@@ -30,6 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 use once_cell::sync::{Lazy, OnceCell};
 use sha2::{Digest, Sha256};
 
+mod compact;
+
+pub use compact::cpu_envelope_is_well_formed;
+
 use super::result::ExecutableSource;
 use crate::error::Result;
 use crate::pjrt::{Client, CompileOptions, LoadedExecutable};
@@ -57,7 +61,7 @@ fn plugin_identity(client: &Client) -> Vec<u8> {
     let plugin = client.plugin();
     let (major, minor) = plugin.api_version();
     // XLA_FLAGS change the compiled code (the plugin reads them when it starts).
-    let flags = std::env::var("XLA_FLAGS").unwrap_or_default();
+    let flags = crate::settings::xla_flags().unwrap_or_default();
     let mut id = format!(
         "{}\n{}\n{major}.{minor}\nXLA_FLAGS={flags}\n",
         client.platform_name(),
@@ -106,16 +110,12 @@ struct Settings {
 
 fn settings() -> &'static Settings {
     static S: Lazy<Settings> = Lazy::new(|| {
-        let off = std::env::var("NLSQ_DISK_CACHE").is_ok_and(|v| v == "0" || v.eq_ignore_ascii_case("off"));
-        let dir = if off {
-            None
+        let dir = if crate::settings::disk_cache() {
+            crate::settings::cache_root().map(|r| r.join("executables"))
         } else {
-            xla_build::default_cache_root().ok().map(|r| r.join("executables"))
+            None
         };
-        let max_bytes = std::env::var("NLSQ_CACHE_MAX_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_MAX_BYTES);
+        let max_bytes = crate::settings::cache_max_bytes().unwrap_or(DEFAULT_MAX_BYTES);
         Settings { dir, max_bytes }
     });
     &S
@@ -276,8 +276,8 @@ impl ExecutableCache {
             let mut exe = client.compile_with(program, &options)?;
             if crate::runtime::compacts_executables() {
                 // The executable every later process loads, run from the start (see
-                // `LoadedExecutable::compacted`).
-                exe = exe.compacted().unwrap_or(exe);
+                // `compact::compacted`).
+                exe = compact::compacted(&exe).unwrap_or(exe);
             }
             source = ExecutableSource::Compiled;
             self.store_to_disk(&key, &exe);
@@ -338,9 +338,7 @@ impl ExecutableCache {
         };
         // With the pinned CPU plugin, bytes that pass the checksum but not a structural check of
         // the HLO module (damaged before they were written, or edited) never reach its loader.
-        let sound = |payload: &[u8]| {
-            !crate::runtime::compacts_executables() || crate::pjrt::cpu_envelope_is_well_formed(payload)
-        };
+        let sound = |payload: &[u8]| !crate::runtime::compacts_executables() || cpu_envelope_is_well_formed(payload);
         match decode_entry(&bytes, key).filter(|p| sound(p)) {
             Some(payload) => match client.deserialize(payload) {
                 Ok(exe) => {

@@ -185,7 +185,7 @@ const ENVELOPE_MAGIC: &[u8; 8] = b"NLSQEXE1";
 
 /// Length of the envelope's head (magic, signature length, signature) in front of the plugin's
 /// bytes, or what is wrong with it.
-fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'static str> {
+pub(crate) fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'static str> {
     let rest = bytes
         .strip_prefix(ENVELOPE_MAGIC.as_slice())
         .ok_or("not a serialized nlsq executable (bad magic)")?;
@@ -195,13 +195,6 @@ fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'static str> {
         return Err("truncated signature");
     }
     Ok(ENVELOPE_MAGIC.len() + 4 + sig_len)
-}
-
-/// True when `bytes` (an nlsq envelope, as `LoadedExecutable::serialize` gives) hold an XLA:CPU
-/// executable whose HLO module is structurally sound (`compact::cpu_payload_is_well_formed`);
-/// meaningful for the pinned CPU plugin only.
-pub fn cpu_envelope_is_well_formed(bytes: &[u8]) -> bool {
-    envelope_head_len(bytes).is_ok_and(|head| super::compact::cpu_payload_is_well_formed(&bytes[head..]))
 }
 
 /// A compiled program loaded on a client's devices.
@@ -485,21 +478,6 @@ impl LoadedExecutable {
             });
         }
         Ok(outputs)
-    }
-
-    /// This executable serialized without what only the compiler needs (the bodies of its fused
-    /// computations, which run as machine code) and loaded again on its client: an equivalent
-    /// executable whose serialized form loads faster, for the disk cache. XLA:CPU only (other
-    /// plugins' bytes are left alone); `None` when the bytes are not of that form, nothing can
-    /// be removed, or the plugin does not accept the result.
-    pub fn compacted(&self) -> Option<LoadedExecutable> {
-        let bytes = self.serialize().ok()?;
-        let head_len = envelope_head_len(&bytes).ok()?;
-        let compact = super::compact::compact_cpu_payload(&bytes[head_len..])?;
-        let mut out = Vec::with_capacity(head_len + compact.len());
-        out.extend_from_slice(&bytes[..head_len]);
-        out.extend_from_slice(&compact);
-        self.client.deserialize(&out).ok()
     }
 
     /// Serializes the executable (machine code included) with its signature, for

@@ -20,7 +20,6 @@ pub mod affinity;
 pub(crate) mod api;
 mod buffer;
 mod client;
-mod compact;
 mod compile_options;
 mod event;
 mod executable;
@@ -33,7 +32,8 @@ pub use buffer::{Buffer, HostVec};
 pub use client::{Client, Device};
 pub use compile_options::CompileOptions;
 pub use event::Event;
-pub use executable::{cpu_envelope_is_well_formed, LoadedExecutable, Signature, TensorSpec};
+pub(crate) use executable::envelope_head_len;
+pub use executable::{LoadedExecutable, Signature, TensorSpec};
 pub use malloc::process_malloc;
 pub use plugin::{NamedValue, Plugin};
 

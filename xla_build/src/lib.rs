@@ -12,7 +12,9 @@
 //!    the plugin with the `zip` crate while hashing it, verification of the plugin's sha256,
 //!    and an atomic rename of the finished folder into the cache. Two processes provisioning
 //!    at once both succeed: each extracts into its own temporary folder and the loser of the
-//!    rename uses the winner's folder. `NLSQ_OFFLINE=1` forbids this step.
+//!    rename uses the winner's folder. `NLSQ_PJRT_WHEEL` names a wheel file fetched before
+//!    (offline builds): it is verified and installed the same way, and pip is not run.
+//!    `NLSQ_OFFLINE=1` forbids fetching (a `NLSQ_PJRT_WHEEL` is still installed).
 //!
 //! The full sha256 of the 259 MB plugin is checked once, when it is installed; a cache hit
 //! checks the marker and the file size, which costs microseconds instead of a second.
@@ -80,6 +82,9 @@ pub const ENV_PLUGIN: &str = "NLSQ_PJRT_PLUGIN";
 pub const ENV_CACHE_DIR: &str = "NLSQ_CACHE_DIR";
 /// Environment variable: `1` forbids fetching.
 pub const ENV_OFFLINE: &str = "NLSQ_OFFLINE";
+/// Environment variable: path of the pinned wheel, fetched before; installed (after the same
+/// checks as a download) instead of running pip when the cache lacks the plugin.
+pub const ENV_WHEEL: &str = "NLSQ_PJRT_WHEEL";
 /// Environment variable: the Python interpreter used for `pip download` (default `python3`).
 pub const ENV_PYTHON: &str = "NLSQ_PYTHON";
 /// Environment variable: seconds `pip download` may take before it is stopped (default 600).
@@ -103,8 +108,8 @@ pub enum Error {
     /// Fetching is forbidden and nothing is cached.
     #[error(
         "NLSQ_OFFLINE=1 forbids fetching the PJRT plugin and no verified plugin is cached in {cache:?} \
-         (unset NLSQ_OFFLINE to fetch {package}=={version} with pip, set NLSQ_CACHE_DIR to a cache that has it, \
-         or set NLSQ_PJRT_PLUGIN to a PJRT plugin .so)"
+         (unset NLSQ_OFFLINE to fetch {package}=={version} with pip, set NLSQ_PJRT_WHEEL to a downloaded \
+         {wheel_file}, set NLSQ_CACHE_DIR to a cache that has it, or set NLSQ_PJRT_PLUGIN to a PJRT plugin .so)"
     )]
     Offline {
         /// The cache folder that was searched.
@@ -113,6 +118,38 @@ pub enum Error {
         package: &'static str,
         /// The pinned version.
         version: &'static str,
+        /// The pinned wheel's file name.
+        wheel_file: &'static str,
+    },
+    /// `NLSQ_PJRT_WHEEL` names no file.
+    #[error(
+        "NLSQ_PJRT_WHEEL={path:?} does not exist (point it at {wheel_file}, or unset it to fetch the wheel with pip)"
+    )]
+    WheelMissing {
+        /// The path given.
+        path: PathBuf,
+        /// The pinned wheel's file name.
+        wheel_file: &'static str,
+    },
+    /// The wheel `NLSQ_PJRT_WHEEL` names is not the pinned one.
+    #[error(
+        "NLSQ_PJRT_WHEEL={path:?} is not the pinned wheel: its sha256 is {actual}, expected {expected} \
+         ({wheel_file}; fetch it with `pip download --no-deps --only-binary=:all: {package}=={version}`, \
+         or unset NLSQ_PJRT_WHEEL)"
+    )]
+    WheelMismatch {
+        /// The wheel given.
+        path: PathBuf,
+        /// The pinned wheel's file name.
+        wheel_file: &'static str,
+        /// The pinned package.
+        package: &'static str,
+        /// The pinned version.
+        version: &'static str,
+        /// The pinned hash.
+        expected: String,
+        /// The hash found.
+        actual: String,
     },
     /// The Python interpreter could not be started.
     #[error(
@@ -192,6 +229,8 @@ pub enum Source {
     Cache,
     /// Fetched, verified and installed into the cache just now.
     Fetched,
+    /// Installed into the cache just now from the wheel `NLSQ_PJRT_WHEEL` names.
+    Wheel,
 }
 
 impl fmt::Display for Source {
@@ -200,6 +239,7 @@ impl fmt::Display for Source {
             Source::Override => "NLSQ_PJRT_PLUGIN",
             Source::Cache => "cache",
             Source::Fetched => "fetched",
+            Source::Wheel => "NLSQ_PJRT_WHEEL",
         })
     }
 }
@@ -224,6 +264,9 @@ pub struct Config {
     pub plugin_override: Option<PathBuf>,
     /// The cache root (`NLSQ_CACHE_DIR`, `$XDG_CACHE_HOME/nlsq` or `~/.cache/nlsq`).
     pub cache_root: PathBuf,
+    /// A pre-fetched copy of the pinned wheel, installed instead of running pip when the cache
+    /// lacks the plugin (`NLSQ_PJRT_WHEEL`).
+    pub wheel: Option<PathBuf>,
     /// Fetching forbidden (`NLSQ_OFFLINE=1`).
     pub offline: bool,
     /// Interpreter for `pip download` (`NLSQ_PYTHON`, default `python3`).
@@ -244,6 +287,7 @@ impl Config {
         Ok(Config {
             plugin_override: nonempty(ENV_PLUGIN).map(PathBuf::from),
             cache_root: default_cache_root()?,
+            wheel: nonempty(ENV_WHEEL).map(PathBuf::from),
             offline: nonempty(ENV_OFFLINE).is_some_and(|v| v != "0"),
             python: nonempty(ENV_PYTHON).unwrap_or_else(|| "python3".into()),
             pip_timeout: nonempty(ENV_PIP_TIMEOUT)
@@ -254,11 +298,12 @@ impl Config {
         })
     }
 
-    /// A configuration with the given cache root, online, no override, `python3`.
+    /// A configuration with the given cache root, online, no override, no wheel, `python3`.
     pub fn with_cache_root(cache_root: impl Into<PathBuf>) -> Config {
         Config {
             plugin_override: None,
             cache_root: cache_root.into(),
+            wheel: None,
             offline: false,
             python: "python3".into(),
             pip_timeout: DEFAULT_PIP_TIMEOUT,
@@ -298,7 +343,7 @@ pub fn provision() -> Result<Provisioned> {
     provision_with(&Config::from_env()?, &CPU_PLUGIN)
 }
 
-/// Provisions `pin` following `cfg`: override, then cache, then fetch.
+/// Provisions `pin` following `cfg`: override, then cache, then the given wheel, then fetch.
 ///
 /// # Errors
 /// Any [`Error`]; each says what to set.
@@ -309,14 +354,49 @@ pub fn provision_with(cfg: &Config, pin: &Pin) -> Result<Provisioned> {
     if let Some(hit) = find_cached(&cfg.cache_root, pin) {
         return Ok(hit);
     }
+    if let Some(wheel) = &cfg.wheel {
+        return install_local_wheel(wheel, &cfg.cache_root, pin);
+    }
     if cfg.offline {
         return Err(Error::Offline {
             cache: entry_dir(&cfg.cache_root, pin),
             package: pin.package,
             version: pin.version,
+            wheel_file: pin.wheel_file,
         });
     }
     fetch_and_install(cfg, pin)
+}
+
+/// Installs `pin` from a wheel fetched before (`NLSQ_PJRT_WHEEL`), without pip: its sha256 must
+/// be the pinned one, and then it is installed like a download ([`install_wheel`]: the plugin's
+/// and the header's hashes are checked too).
+///
+/// # Errors
+/// [`Error::WheelMissing`], [`Error::WheelMismatch`] (both name the variable and what to do),
+/// and what [`install_wheel`] returns.
+pub fn install_local_wheel(wheel: &Path, cache_root: &Path, pin: &Pin) -> Result<Provisioned> {
+    if !wheel.is_file() {
+        return Err(Error::WheelMissing {
+            path: wheel.to_path_buf(),
+            wheel_file: pin.wheel_file,
+        });
+    }
+    let actual = sha256_file(wheel)?;
+    if actual != pin.wheel_sha256 {
+        return Err(Error::WheelMismatch {
+            path: wheel.to_path_buf(),
+            wheel_file: pin.wheel_file,
+            package: pin.package,
+            version: pin.version,
+            expected: pin.wheel_sha256.to_string(),
+            actual,
+        });
+    }
+    install_checked_wheel(wheel, cache_root, pin).map(|mut p| {
+        p.source = Source::Wheel;
+        p
+    })
 }
 
 /// Checks that an override path exists.
@@ -564,6 +644,11 @@ pub fn install_wheel(wheel: &Path, cache_root: &Path, pin: &Pin) -> Result<Provi
             actual,
         });
     }
+    install_checked_wheel(wheel, cache_root, pin)
+}
+
+/// [`install_wheel`] after the wheel's hash was checked.
+fn install_checked_wheel(wheel: &Path, cache_root: &Path, pin: &Pin) -> Result<Provisioned> {
     let pjrt_dir = cache_root.join("pjrt");
     fs::create_dir_all(&pjrt_dir).map_err(io_err("creating cache folder", &pjrt_dir))?;
     let staging = pjrt_dir.join(format!(".staging-{}", unique_suffix()));

@@ -238,3 +238,77 @@ fn a_pip_that_never_exits_is_stopped_and_reported() {
     assert!(matches!(err, Error::PipFailed { .. }), "{err}");
     assert!(err.to_string().contains("NLSQ_PIP_TIMEOUT"), "{err}");
 }
+
+#[test]
+fn a_local_wheel_is_installed_without_pip_even_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wheel, pin) = fake_wheel(tmp.path(), b"plugin bytes", b"header bytes");
+    let cache = tmp.path().join("cache");
+    let cfg = Config {
+        wheel: Some(wheel.clone()),
+        offline: true,
+        python: "/nonexistent/python3".into(),
+        ..Config::with_cache_root(&cache)
+    };
+    let p = provision_with(&cfg, &pin).unwrap();
+    assert_eq!(p.source, Source::Wheel);
+    assert_eq!(fs::read(&p.plugin).unwrap(), b"plugin bytes");
+    assert_eq!(fs::read(p.header.as_ref().unwrap()).unwrap(), b"header bytes");
+    // The wheel stays where it was; the next provisioning is a cache hit.
+    assert!(wheel.is_file());
+    let again = provision_with(&cfg, &pin).unwrap();
+    assert_eq!((again.plugin, again.source), (p.plugin, Source::Cache));
+}
+
+#[test]
+fn a_local_wheel_that_is_not_the_pinned_one_is_rejected_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A well-formed wheel, but not the pinned release.
+    let (wheel, _) = fake_wheel(tmp.path(), b"plugin bytes", b"header bytes");
+    let cache = tmp.path().join("cache");
+    let mut cfg = Config {
+        wheel: Some(wheel.clone()),
+        python: "/nonexistent/python3".into(),
+        ..Config::with_cache_root(&cache)
+    };
+    let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
+    assert!(matches!(err, Error::WheelMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    for needle in [
+        "NLSQ_PJRT_WHEEL",
+        CPU_PLUGIN.wheel_sha256,
+        CPU_PLUGIN.wheel_file,
+        "pip download",
+        "xla-cpu-pjrt==0.0.1",
+    ] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    assert!(find_cached(&cache, &CPU_PLUGIN).is_none());
+    assert!(wheel.is_file(), "the user's file is left alone");
+    // A path that names nothing.
+    cfg.wheel = Some(tmp.path().join("absent.whl"));
+    let err = provision_with(&cfg, &CPU_PLUGIN).unwrap_err();
+    assert!(matches!(err, Error::WheelMissing { .. }), "{err}");
+    assert!(err.to_string().contains("NLSQ_PJRT_WHEEL"), "{err}");
+}
+
+/// The real pinned wheel, when one is at hand (`NLSQ_PJRT_WHEEL` names it; the installed
+/// cache keeps the plugin, not the wheel): installed into a fresh cache without pip, both
+/// hashes checked.
+#[test]
+fn the_real_pinned_wheel_is_accepted_when_one_is_at_hand() {
+    let Some(wheel) = std::env::var_os(ENV_WHEEL).map(PathBuf::from).filter(|p| p.is_file()) else {
+        eprintln!("no real wheel checked: set {ENV_WHEEL} to {}", CPU_PLUGIN.wheel_file);
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        wheel: Some(wheel),
+        offline: true,
+        ..Config::with_cache_root(tmp.path())
+    };
+    let p = provision_with(&cfg, &CPU_PLUGIN).unwrap();
+    assert_eq!(p.source, Source::Wheel);
+    assert_eq!(p.sha256.as_deref(), Some(CPU_PLUGIN.plugin_sha256));
+    assert!(find_cached(tmp.path(), &CPU_PLUGIN).is_some());
+}

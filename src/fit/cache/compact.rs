@@ -20,8 +20,34 @@
 //! The format is protobuf (`xla.ExecutableAndOptionsProto` → `xla.cpu.CompilationResultProto`
 //! → `xla.HloModuleProtoWithConfig` → `xla.HloModuleProto`); this module reads and writes the
 //! wire format directly, field numbers from `xla/service/hlo.proto` and `xla/xla_data.proto`.
+//! It is plain byte manipulation (no FFI): [`compacted`] and [`cpu_envelope_is_well_formed`]
+//! reach the plugin's bytes through [`LoadedExecutable::serialize`] and nlsq's envelope.
 
 use std::collections::HashSet;
+
+use crate::pjrt::{envelope_head_len, LoadedExecutable};
+
+/// `exe` serialized without what only the compiler needs (the bodies of its fused computations,
+/// which run as machine code) and loaded again on its client: an equivalent executable whose
+/// serialized form loads faster, for the disk cache. XLA:CPU only (other plugins' bytes are left
+/// alone); `None` when the bytes are not of that form, nothing can be removed, or the plugin
+/// does not accept the result.
+pub(crate) fn compacted(exe: &LoadedExecutable) -> Option<LoadedExecutable> {
+    let bytes = exe.serialize().ok()?;
+    let head_len = envelope_head_len(&bytes).ok()?;
+    let compact = compact_cpu_payload(&bytes[head_len..])?;
+    let mut out = Vec::with_capacity(head_len + compact.len());
+    out.extend_from_slice(&bytes[..head_len]);
+    out.extend_from_slice(&compact);
+    exe.client().deserialize(&out).ok()
+}
+
+/// True when `bytes` (an nlsq envelope, as [`LoadedExecutable::serialize`] gives) hold an XLA:CPU
+/// executable whose HLO module is structurally sound (every operand, root and called
+/// computation names something that exists); meaningful for the pinned CPU plugin only.
+pub fn cpu_envelope_is_well_formed(bytes: &[u8]) -> bool {
+    envelope_head_len(bytes).is_ok_and(|head| cpu_payload_is_well_formed(&bytes[head..]))
+}
 
 /// One field of a protobuf message: its number, value and the bytes it was read from.
 #[derive(Clone, Copy)]
