@@ -161,7 +161,11 @@ fn many_fits(c: &mut Criterion) {
         })
         .collect();
     let p0 = [1.0, 1.0, 0.0];
-    let fitter = CurveFitter::new(model, None, M, 3, FitOptions::default()).expect("fitter");
+    let fitter = CurveFitter::builder(model)
+        .capacity(M)
+        .params(3)
+        .build()
+        .expect("fitter");
     let (source, load) = fitter.executable_source();
     println!(
         "many_fits: fitter executable {source} in {load:?}, capacity {} rows",

@@ -1,6 +1,6 @@
 //! Cold fits: what a fit costs before any executable is reused.
 //!
-//! - `cold_compile/curve_fitter_new_exp3/1000`: `CurveFitter::new` for the 3-parameter
+//! - `cold_compile/curve_fitter_new_exp3/1000`: `CurveFitter::builder(..).build()` for the 3-parameter
 //!   exponential decay at 1,000 points (1,024-row bucket, LM) with every cache missed: trace
 //!   the model and the whole solver, emit StableHLO, compile with XLA. The disk cache is off in
 //!   this process (`NLSQ_DISK_CACHE=0`, set before the first fit), and each iteration fits a
@@ -139,7 +139,11 @@ fn cold_compile(c: &mut Criterion) {
                 let offset = 1e-12 * tag as f64;
                 let tagged = move |x: &Tensor, p: &Params| model(x, p) + offset;
                 let t = Instant::now();
-                let fitter = CurveFitter::new(tagged, None, 1000, 3, FitOptions::default()).expect("fitter");
+                let fitter = CurveFitter::builder(tagged)
+                    .capacity(1000)
+                    .params(3)
+                    .build()
+                    .expect("fitter");
                 total += t.elapsed();
                 let (source, load) = fitter.executable_source();
                 assert_eq!(source, ExecutableSource::Compiled, "the program should be new");

@@ -74,7 +74,11 @@ fn main() -> Result<()> {
                 exec.push(f.result.timings.execute.as_secs_f64());
             }
             // The same fits through a reused `CurveFitter` (no per-call model fingerprint).
-            let fitter = CurveFitter::new(model, None, x.len(), 3, opts.clone())?;
+            let fitter = CurveFitter::builder(model)
+                .capacity(x.len())
+                .params(3)
+                .options(opts.clone())
+                .build()?;
             let mut fitter_times = Vec::new();
             for _ in 0..repeats {
                 let t = Instant::now();

@@ -92,11 +92,15 @@ fn main() -> Result<()> {
 
     // One fitter: trace and compile (or load) once.
     let t_build = Instant::now();
-    let fitter = CurveFitter::new(model, None, M, 3, options.clone())?;
+    let fitter = CurveFitter::builder(model)
+        .capacity(M)
+        .params(3)
+        .options(options.clone())
+        .build()?;
     let build = t_build.elapsed();
     let (source, load) = fitter.executable_source();
     println!(
-        "CurveFitter::new: {:.1} ms (trace {:.1} ms, executable {source} in {:.1} ms), capacity {} rows",
+        "CurveFitter build: {:.1} ms (trace {:.1} ms, executable {source} in {:.1} ms), capacity {} rows",
         build.as_secs_f64() * 1e3,
         fitter.trace_time().as_secs_f64() * 1e3,
         load.as_secs_f64() * 1e3,

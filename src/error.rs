@@ -227,6 +227,17 @@ pub enum Error {
         message: String,
     },
 
+    /// Something nlsq itself got wrong: a compiled program's outputs that do not have the layout
+    /// its host side expects, a status code no solver produces. Not the caller's input; please
+    /// report it.
+    #[error("internal error ({what}): {detail}")]
+    Internal {
+        /// Which part.
+        what: &'static str,
+        /// What was found.
+        detail: String,
+    },
+
     /// An I/O error with what was being done.
     #[error("{doing}: {source}")]
     Io {

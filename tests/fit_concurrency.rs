@@ -37,7 +37,7 @@ fn threads_fitting_through_curve_fit_and_a_shared_fitter_match_sequential_fits_b
             key(&curve_fit(&model, &x, &y, Some(&p0), &opts).unwrap())
         })
         .collect();
-    let fitter = CurveFitter::new(model, None, 300, 3, FitOptions::default()).unwrap();
+    let fitter = CurveFitter::builder(model).capacity(300).params(3).build().unwrap();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|t| {
@@ -70,7 +70,7 @@ fn rss() -> u64 {
 #[test]
 fn a_thousand_repeated_fits_leave_the_resident_size_flat() {
     let (x, y) = dataset(3);
-    let fitter = CurveFitter::new(model, None, 300, 3, FitOptions::default()).unwrap();
+    let fitter = CurveFitter::builder(model).capacity(300).params(3).build().unwrap();
     let opts = FitOptions::default();
     // Warm up: allocator pools and caches reach their steady state.
     for _ in 0..100 {

@@ -297,7 +297,7 @@ fn sizes_a_user_can_type_are_typed_errors_or_work_never_a_hang_or_abort() {
     assert!(nlsq::fit::auto_chunk_rows(usize::MAX) >= 256);
     // A fitter for more rows than any memory: an error, not a capacity-overflow panic.
     for m in [usize::MAX, usize::MAX / 2, 1 << 61] {
-        match nlsq::fit::CurveFitter::new(line, None, m, 2, FitOptions::default()) {
+        match nlsq::fit::CurveFitter::builder(line).capacity(m).params(2).build() {
             Err(Error::InvalidInput { field: "m", reason }) => assert!(reason.contains("memory"), "{reason}"),
             Err(other) => panic!("m = {m}: {other}"),
             Ok(_) => panic!("m = {m}: a fitter"),
@@ -359,7 +359,12 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
         fit.popt,
         plain.popt
     );
-    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, tiny).unwrap();
+    let fitter = nlsq::fit::CurveFitter::builder(line)
+        .capacity(x.len())
+        .params(2)
+        .options(tiny)
+        .build()
+        .unwrap();
     input_error(fitter.fit(&x, &y, p0), "sigma", "overflow");
     let y_big: Vec<f64> = y.iter().map(|v| v * 1e300).collect();
     let big_p0 = Some(&[1e300, 1e300][..]);
@@ -369,14 +374,22 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
         "{}",
         fit.popt
     );
-    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, FitOptions::default()).unwrap();
+    let fitter = nlsq::fit::CurveFitter::builder(line)
+        .capacity(x.len())
+        .params(2)
+        .build()
+        .unwrap();
     input_error(fitter.fit(&x, &y_big, p0), "ydata", "overflow");
 }
 
 #[test]
 fn a_fitter_given_a_p0_of_the_wrong_length_says_so() {
     let (x, y) = data();
-    let fitter = nlsq::fit::CurveFitter::new(line, None, x.len(), 2, FitOptions::default()).unwrap();
+    let fitter = nlsq::fit::CurveFitter::builder(line)
+        .capacity(x.len())
+        .params(2)
+        .build()
+        .unwrap();
     input_error(
         fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])),
         "p0",
@@ -400,4 +413,42 @@ fn options_of_a_fit_in_extreme_units_are_validated_like_any_other() {
     let fit = curve_fit(&line, &x, &y_small, p0, &good).unwrap();
     assert!(fit.success(), "{fit}");
     assert!((fit.popt[0] / 2e-200 - 1.0).abs() < 0.01, "{}", fit.popt);
+}
+
+#[test]
+fn a_fitter_builder_without_capacity_or_parameters_says_which_is_missing() {
+    let line = |x: &Tensor, p: &Params| &p[0] * x + &p[1];
+    match nlsq::fit::CurveFitter::builder(line).params(2).build() {
+        Err(Error::InvalidOption { field, .. }) => assert_eq!(field, "capacity"),
+        other => panic!("expected a missing capacity, got {other:?}"),
+    }
+    match nlsq::fit::CurveFitter::builder(line).capacity(20).build() {
+        Err(Error::InvalidOption { field, .. }) => assert_eq!(field, "n_params"),
+        other => panic!("expected a missing parameter count, got {other:?}"),
+    }
+    // The options' n_params stands in for `params`; the fitter then fits.
+    let fitter = nlsq::fit::CurveFitter::builder(line)
+        .capacity(20)
+        .options(FitOptions::default().with_n_params(2))
+        .build()
+        .unwrap();
+    let x: Vec<f64> = (0..20).map(|i| i as f64).collect();
+    let y: Vec<f64> = x.iter().map(|x| 3.0 * x - 1.0).collect();
+    let fit = fitter.fit(&x, &y, None).unwrap();
+    assert!(
+        (fit.popt[0] - 3.0).abs() < 1e-9 && (fit.popt[1] + 1.0).abs() < 1e-9,
+        "{}",
+        fit.popt
+    );
+}
+
+#[test]
+fn each_tolerance_setter_changes_only_its_own_tolerance() {
+    let o = FitOptions::default()
+        .with_ftol(1e-3)
+        .with_xtol(1e-4)
+        .with_gtol(1e-5)
+        .with_method(nlsq::Method::Trf);
+    assert_eq!((o.solver.ftol, o.solver.xtol, o.solver.gtol), (1e-3, 1e-4, 1e-5));
+    assert_eq!(o.solver.method, Some(nlsq::Method::Trf));
 }

@@ -31,9 +31,10 @@ fn rosenbrock_residuals_reach_the_minimum_with_both_methods() {
         assert!(r.cost < 1e-20, "{method}: cost {}", r.cost);
         // Jacobian at the solution: [[-20 x0, 10], [-1, 0]].
         let want = [[-20.0, 10.0], [-1.0, 0.0]];
+        let jac = r.jac.as_ref().expect("least_squares returns J");
         for (i, row) in want.iter().enumerate() {
             for (j, w) in row.iter().enumerate() {
-                assert!((r.jac[[i, j]] - w).abs() < 1e-6, "{method}: jac {}", r.jac);
+                assert!((jac[[i, j]] - w).abs() < 1e-6, "{method}: jac {jac}");
             }
         }
     }
@@ -63,7 +64,7 @@ fn data_are_inputs_and_the_answer_equals_curve_fit() {
             assert!((a - b).abs() <= 1e-10 * b.abs(), "{method}: {} vs {}", ls.x, cf.popt);
         }
         assert!((ls.cost - cf.result.cost).abs() <= 1e-12 * cf.result.cost);
-        assert_eq!(ls.fun.len(), m);
+        assert_eq!(ls.fun.as_ref().map(|f| f.len()), Some(m));
         // Other data of the same shapes reuse the executable and give their own answer.
         let y2: Vec<f64> = x.iter().map(|&x| 1.5 * (-0.5 * x).exp() - 0.1).collect();
         let ya2 = Array1::from(y2);

@@ -37,7 +37,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | nlsq::Error::MissingFunction { .. }
                 | nlsq::Error::BufferDType { .. }
                 | nlsq::Error::InvalidArgument { .. }
-                | nlsq::Error::Io { .. } => 3,
+                | nlsq::Error::Io { .. }
+                | nlsq::Error::Internal { .. } => 3,
                 _ => 2,
             };
         }

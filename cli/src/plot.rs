@@ -104,7 +104,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
     let (top, bottom) = root.split_vertically((h as f64 * 0.68) as u32);
     let stride = d.y.len().div_ceil(MAX_POINTS).max(1);
     let idx: Vec<usize> = (0..d.y.len()).step_by(stride).collect();
-    let residuals: Vec<f64> = d.y.iter().zip(&d.fitted).map(|(y, f)| y - f).collect();
+    // The library's sign: `fun = model - y`.
+    let residuals: Vec<f64> = d.y.iter().zip(&d.fitted).map(|(y, f)| f - y).collect();
     let label_x = if text { 48 } else { 0 };
     let label_y = if text { 80 } else { 0 };
     let point_size = if idx.len() > 2000 { 1 } else { 3 };
@@ -205,7 +206,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
             .map_err(err)?;
     }
 
-    // Lower panel: residuals y - f against x (one variable) or the point index (several).
+    // Lower panel: residuals f - y against x (one variable) or the point index (several).
     let rx: Vec<f64> = match &d.x {
         Some(x) => idx.iter().map(|&i| x[i]).collect(),
         None => idx.iter().map(|&i| i as f64).collect(),
@@ -232,7 +233,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
             "point".to_string()
         };
         mesh.x_desc(xd)
-            .y_desc("residual (y - fit)")
+            .y_desc("residual (fit - y)")
             .label_style(("sans-serif", 13));
     } else {
         mesh.x_labels(0).y_labels(0);

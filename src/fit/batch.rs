@@ -41,14 +41,14 @@
 
 use std::time::{Duration, Instant};
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2};
+use ndarray::{s, ArrayView1, ArrayView2};
 
 use super::execute::{run_timings, HostArg};
 use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, Programs};
 use super::residuals::{Residuals, Weights};
-use super::validate::{check_all_finite, invalid, plan, Plan};
+use super::validate::{check_all_finite, internal, invalid, plan, Plan};
 use super::{cache, CurveFit, FitOptions};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
@@ -214,7 +214,7 @@ struct BatchSpec {
 /// others. Batch-level problems (shape mismatches, a 2-D `sigma` in `options`, chunking
 /// options) are an outer error.
 ///
-/// Differences from single fits: `result.jac` is empty (`0 × n`), and in a batch mixing
+/// Differences from single fits: `result.jac` is `None`, and in a batch mixing
 /// bounded and unbounded problems all run the bounded TRF code path. All problems must resolve
 /// to the same method.
 pub fn curve_fit_batch<M>(model: &M, batch: &Batch<'_>, options: &FitOptions) -> Result<Vec<Result<CurveFit>>>
@@ -649,7 +649,7 @@ fn run_chunk(
     let device = device.to_string();
     let (row_len, s_len) = (packed_row_len(spec), summary_len(n));
     if out.len() != spec.capacity * row_len {
-        return Err(invalid(
+        return Err(internal(
             "program outputs",
             format!("{} values, expected {} rows of {row_len}", out.len(), spec.capacity),
         ));
@@ -660,8 +660,8 @@ fn run_chunk(
         .map(|(p, row)| {
             let fun = row[s_len..s_len + p.m].to_vec();
             let (result, cov) = Summary::decode(&row[..s_len], n)?.into_result(
-                fun,
-                Array2::zeros((0, n)),
+                Some(fun),
+                None,
                 &p.plan,
                 exe.source,
                 device.clone(),

@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayView1};
 use super::outcome::curve_fit_result;
 use super::program::Summary;
 use super::units::Units;
-use super::validate::{invalid, CurveData, Plan};
+use super::validate::{internal, CurveData, Plan};
 use super::{cache, CurveFit, FitResult, Timings};
 use crate::error::Result;
 
@@ -89,24 +89,23 @@ pub(super) fn execute(
     let (n, m_pad) = (plan.n, out[1].dims()?[0] as usize);
     // A chunked program returns one-row placeholders (real outputs have m_pad >= n + 1 >= 2 rows).
     let chunked = m_pad == 1;
-    let mut fun = out[1].to_vec::<f64>()?;
-    let jac = out[2].to_vec::<f64>()?;
     let execute = t2.elapsed();
     let m = plan.m;
-    if chunked {
-        // The residual vector was never materialised.
-        fun.clear();
+    // A chunked fit above the size that returns them never materialised `fun` and `jac`.
+    let (fun, jac) = if chunked {
+        (None, None)
     } else {
+        let mut fun = out[1].to_vec::<f64>()?;
         fun.truncate(m);
-    }
-    let jac_rows = jac.len() / n.max(1);
-    let mut jac = Array2::from_shape_vec((jac_rows, n), jac).map_err(|e| invalid("jac", e.to_string()))?;
-    if chunked {
-        // Chunked: the Jacobian was never materialised.
-        jac = Array2::zeros((0, n));
-    } else if m < m_pad {
-        jac = jac.slice(ndarray::s![..m, ..]).to_owned();
-    }
+        let jac =
+            Array2::from_shape_vec((m_pad, n), out[2].to_vec::<f64>()?).map_err(|e| internal("jac", e.to_string()))?;
+        let jac = if m < m_pad {
+            jac.slice(ndarray::s![..m, ..]).to_owned()
+        } else {
+            jac
+        };
+        (Some(fun), Some(jac))
+    };
     let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
     summary.into_result(fun, jac, plan, source, device, run_timings(trace, compile, execute, t0))
 }

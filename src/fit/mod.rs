@@ -182,7 +182,7 @@ where
 /// use nlsq::graph::{Params, Tensor};
 ///
 /// let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
-/// let fitter = CurveFitter::new(model, None, 100, 3, FitOptions::default())?;
+/// let fitter = CurveFitter::builder(model).capacity(100).params(3).build()?;
 /// let x: Vec<f64> = (0..100).map(|i| i as f64 * 0.05).collect();
 /// for k in [0.5, 1.0, 2.0] {
 ///     let y: Vec<f64> = x.iter().map(|x| 2.0 * (-k * x).exp() + 0.1).collect();
@@ -197,6 +197,68 @@ pub struct CurveFitter<M> {
     options: FitOptions,
     exe: cache::CachedExecutable,
     trace: Duration,
+}
+
+/// Builds a [`CurveFitter`]: `CurveFitter::builder(model).capacity(m).params(n).build()`.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct CurveFitterBuilder<M> {
+    model: M,
+    capacity: Option<usize>,
+    n_params: Option<usize>,
+    x_rows: Option<usize>,
+    options: FitOptions,
+}
+
+impl<M> CurveFitterBuilder<M>
+where
+    M: Fn(&Tensor, &Params) -> Tensor,
+{
+    /// The most points a dataset may have (the program is built for this many rows, padded up
+    /// to a [`bucket`] unless `options.bucket` is off). Required.
+    pub fn capacity(mut self, points: usize) -> Self {
+        self.capacity = Some(points);
+        self
+    }
+
+    /// The number of parameters. Required, unless the options give [`FitOptions::n_params`].
+    pub fn params(mut self, n: usize) -> Self {
+        self.n_params = Some(n);
+        self
+    }
+
+    /// The number of coordinates per point, for `xdata` of shape `[k, m]` (default: 1-D
+    /// `xdata`).
+    pub fn x_rows(mut self, k: usize) -> Self {
+        self.x_rows = Some(k);
+        self
+    }
+
+    /// The fit options (default [`FitOptions::default`]).
+    pub fn options(mut self, options: FitOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Traces and compiles (or loads from the caches) the fitter's program.
+    ///
+    /// # Errors
+    /// A capacity or parameter count that is not set, invalid options, trace errors of the
+    /// model, compile errors.
+    pub fn build(self) -> Result<CurveFitter<M>> {
+        let unset = |field: &'static str, how: &'static str| Error::InvalidOption {
+            field,
+            value: "unset".into(),
+            constraint: how,
+        };
+        let m = self
+            .capacity
+            .ok_or_else(|| unset("capacity", "set with CurveFitterBuilder::capacity"))?;
+        let n = self
+            .n_params
+            .or(self.options.n_params)
+            .ok_or_else(|| unset("n_params", "set with CurveFitterBuilder::params"))?;
+        CurveFitter::new(self.model, self.x_rows, m, n, self.options)
+    }
 }
 
 impl<M> std::fmt::Debug for CurveFitter<M> {
@@ -214,12 +276,21 @@ impl<M> CurveFitter<M>
 where
     M: Fn(&Tensor, &Params) -> Tensor,
 {
+    /// A builder of a fitter for `model`: set the point capacity and the number of parameters,
+    /// then [`CurveFitterBuilder::build`].
+    pub fn builder(model: M) -> CurveFitterBuilder<M> {
+        CurveFitterBuilder {
+            model,
+            capacity: None,
+            n_params: None,
+            x_rows: None,
+            options: FitOptions::default(),
+        }
+    }
+
     /// Traces and compiles (or loads from the caches) the program for `n` parameters, `m`
     /// points, and `x_rows` coordinates per point (`None` for 1-D `xdata`).
-    ///
-    /// # Errors
-    /// Invalid options, trace errors of the model, compile errors.
-    pub fn new(model: M, x_rows: Option<usize>, m: usize, n: usize, options: FitOptions) -> Result<Self> {
+    fn new(model: M, x_rows: Option<usize>, m: usize, n: usize, options: FitOptions) -> Result<Self> {
         let t0 = Instant::now();
         if m == 0 || n == 0 || x_rows == Some(0) {
             return Err(invalid(

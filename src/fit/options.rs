@@ -101,7 +101,7 @@ pub struct FitOptions {
     /// `Some(c)` always chunks by `c` (the point count is padded to a multiple of `c`). A
     /// chunked fit evaluates `fun` and `jac` once more at the solution to return them while they
     /// have at most [`crate::fit::MATERIALIZE_MAX_ROWS`] rows; above that it returns neither
-    /// (`jac` is `0 × n`, `fun` is empty): keeping memory a small multiple of the data is the
+    /// (both `None`): keeping memory a small multiple of the data is the
     /// point. Not available with a 2-D `sigma`.
     pub chunk_rows: Option<usize>,
     /// Solver options (method, tolerances, loss, ...).
@@ -184,6 +184,21 @@ impl FitOptions {
         self.solver = self.solver.with_tol(v);
         self
     }
+    /// Sets `ftol` (see [`SolverOptions::ftol`]).
+    pub fn with_ftol(mut self, v: f64) -> Self {
+        self.solver.ftol = v;
+        self
+    }
+    /// Sets `xtol` (see [`SolverOptions::xtol`]).
+    pub fn with_xtol(mut self, v: f64) -> Self {
+        self.solver.xtol = v;
+        self
+    }
+    /// Sets `gtol` (see [`SolverOptions::gtol`]).
+    pub fn with_gtol(mut self, v: f64) -> Self {
+        self.solver.gtol = v;
+        self
+    }
     /// Sets `max_nfev`.
     pub fn with_max_nfev(mut self, v: usize) -> Self {
         self.solver.max_nfev = Some(v);
@@ -192,11 +207,6 @@ impl FitOptions {
     /// Sets `x_scale`.
     pub fn with_x_scale(mut self, s: XScale) -> Self {
         self.solver.x_scale = Some(s);
-        self
-    }
-    /// Replaces the solver options.
-    pub fn with_solver(mut self, s: SolverOptions) -> Self {
-        self.solver = s;
         self
     }
 }

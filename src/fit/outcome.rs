@@ -4,7 +4,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use super::program::Summary;
-use super::validate::{invalid, Plan};
+use super::validate::{internal, invalid, Plan};
 use super::{CurveFit, ExecutableSource, FitOptions, FitResult, Sigma, Timings, XData, HISTORY_LEN, NULL_SPACE_TOL};
 use crate::error::{Error, Result};
 use crate::solve::termination::NONFINITE_START;
@@ -16,8 +16,8 @@ impl Summary {
     /// finite, or an unknown status, is an error.
     pub(super) fn into_result(
         self,
-        fun: Vec<f64>,
-        jac: Array2<f64>,
+        fun: Option<Vec<f64>>,
+        jac: Option<Array2<f64>>,
         plan: &Plan,
         executable: ExecutableSource,
         device: String,
@@ -27,9 +27,9 @@ impl Summary {
             return Err(invalid("p0", NOT_FINITE_AT_P0));
         }
         let status = Status::from_code(self.status)
-            .ok_or_else(|| invalid("status", format!("solver ended with unknown status {}", self.status)))?;
+            .ok_or_else(|| internal("status", format!("solver ended with unknown status {}", self.status)))?;
         let n = self.x.len();
-        let cov = Array2::from_shape_vec((n, n), self.cov).map_err(|e| invalid("cov", e.to_string()))?;
+        let cov = Array2::from_shape_vec((n, n), self.cov).map_err(|e| internal("cov", e.to_string()))?;
         let history = self
             .history
             .into_iter()
@@ -38,7 +38,7 @@ impl Summary {
         let result = FitResult {
             x: Array1::from(self.x),
             cost: self.cost,
-            fun: Array1::from(fun),
+            fun: fun.map(Array1::from),
             jac,
             grad: Array1::from(self.grad),
             optimality: self.optimality,

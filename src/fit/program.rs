@@ -11,7 +11,7 @@
 //!   problem with the padded residuals after the summary.
 
 use super::execute::HostArg;
-use super::validate::invalid;
+use super::validate::internal;
 use super::HISTORY_LEN;
 use crate::error::Result;
 use crate::graph::{Graph, Tensor};
@@ -210,7 +210,7 @@ impl Summary {
     pub fn decode(v: &[f64], n: usize) -> Result<Summary> {
         let expected = summary_len(n);
         if v.len() != expected {
-            return Err(invalid(
+            return Err(internal(
                 "program outputs",
                 format!("summary has {} values, expected {expected}", v.len()),
             ));
@@ -239,5 +239,45 @@ impl Summary {
             rank: int(next()[0]),
             null_weight: next().to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_of_the_wrong_length_is_an_internal_error() {
+        let n = 3;
+        let ok = vec![0.0; summary_len(n)];
+        let s = Summary::decode(&ok, n).unwrap();
+        assert_eq!(
+            (s.x.len(), s.cov.len(), s.history.len()),
+            (n, n * n, HISTORY_LEN as usize)
+        );
+        match Summary::decode(&ok[1..], n) {
+            Err(crate::Error::Internal { what, .. }) => assert_eq!(what, "program outputs"),
+            other => panic!("expected an internal error, got {:?}", other.map(|s| s.x)),
+        }
+    }
+
+    #[test]
+    fn the_summary_layout_round_trips() {
+        // Each part's values, in order, come back in the field of that part.
+        let n = 2;
+        let v: Vec<f64> = (0..summary_len(n)).map(|i| i as f64).collect();
+        let s = Summary::decode(&v, n).unwrap();
+        let h = HISTORY_LEN as usize;
+        assert_eq!(s.x, vec![0.0, 1.0]);
+        assert_eq!(s.cost, 2.0);
+        assert_eq!(s.grad, vec![3.0, 4.0]);
+        assert_eq!(s.optimality, 5.0);
+        assert_eq!(s.active_mask, vec![6, 7]);
+        assert_eq!((s.nfev, s.njev, s.nit, s.status), (8, 9, 10, 11));
+        assert_eq!(s.history.first(), Some(&12.0));
+        assert_eq!(s.initial_cost, (12 + h) as f64);
+        assert_eq!(s.cov.first(), Some(&((13 + h) as f64)));
+        assert_eq!(s.rank, (13 + h + 4) as i64);
+        assert_eq!(s.null_weight, vec![(14 + h + 4) as f64, (15 + h + 4) as f64]);
     }
 }

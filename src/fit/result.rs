@@ -55,12 +55,13 @@ pub struct FitResult {
     pub x: Array1<f64>,
     /// Final cost `0.5 * sum(rho(f²))`.
     pub cost: f64,
-    /// Residuals at the solution `[m]` (weighted by sigma, before the robust loss); empty for a
-    /// chunked fit too large to return them ([`crate::fit::MATERIALIZE_MAX_ROWS`]).
-    pub fun: Array1<f64>,
-    /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`; `0 × n` where `fun` is
-    /// empty.
-    pub jac: Array2<f64>,
+    /// Residuals at the solution `[m]`, `model(x, p) - y` (weighted by sigma, before the robust
+    /// loss); `None` for a chunked fit too large to return them
+    /// ([`crate::fit::MATERIALIZE_MAX_ROWS`]).
+    pub fun: Option<Array1<f64>>,
+    /// Jacobian of the (loss-scaled) residuals at the solution `[m, n]`; `None` where `fun` is,
+    /// and for the fits of a batch.
+    pub jac: Option<Array2<f64>>,
     /// Gradient of the cost at the solution `[n]`.
     pub grad: Array1<f64>,
     /// First-order optimality measure (scaled gradient max-norm for TRF, `‖g‖_inf` for LM).

@@ -137,9 +137,13 @@ impl Units {
             // ‖g v‖_inf with v a distance in parameter units: u² times the caller's.
             _ => by_u2(r.optimality),
         };
-        r.fun.mapv_inplace(|f| f / u);
-        for (j, mut col) in r.jac.columns_mut().into_iter().enumerate() {
-            col.mapv_inplace(|v| v / u / c[j]);
+        if let Some(fun) = &mut r.fun {
+            fun.mapv_inplace(|f| f / u);
+        }
+        if let Some(jac) = &mut r.jac {
+            for (j, mut col) in jac.columns_mut().into_iter().enumerate() {
+                col.mapv_inplace(|v| v / u / c[j]);
+            }
         }
         fit.popt = r.x.clone();
         // (JᵀJ)⁺ scales as 1 / (u² cᵢ cⱼ), the residual variance as u². The errors scale from

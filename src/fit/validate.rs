@@ -13,6 +13,14 @@ use super::{FitOptions, Sigma, XData, HISTORY_LEN};
 use crate::error::{Error, Result};
 use crate::solve::{Config, Loss, Method};
 
+/// An [`Error::Internal`] of a fit program's outputs.
+pub(super) fn internal(what: &'static str, detail: impl Into<String>) -> Error {
+    Error::Internal {
+        what,
+        detail: detail.into(),
+    }
+}
+
 pub(super) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidInput {
         field,
