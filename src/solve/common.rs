@@ -48,14 +48,6 @@ pub(crate) fn is_finite(v: &Tensor) -> Tensor {
     v.abs().le(f64::MAX)
 }
 
-/// True when every element is finite (of a whole tensor, not per lane: see
-/// `Lanes::all_finite`).
-pub(crate) fn all_finite(v: &Tensor) -> Tensor {
-    // Sum of squares is finite iff all elements are finite (barring overflow of huge values,
-    // which the solver must treat as non-finite anyway).
-    is_finite(&v.square().sum())
-}
-
 /// An i64 scalar constant.
 pub(crate) fn int(g: &Graph, v: i64) -> Tensor {
     g.scalar(DType::I64, v as f64)

@@ -151,7 +151,7 @@ impl TrialFactors {
 
 /// Evaluates residuals and Jacobian at `x` and factors them (whole or chunked).
 pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tensor) -> Evaluation {
-    use common::{all_finite, is_finite};
+    use common::is_finite;
     let n = pb.n;
     let lanes = &pb.lanes;
     if lanes.batch_size().is_some() {
@@ -173,9 +173,7 @@ pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tenso
         let (f, j) = (pb.fun_jac)(x);
         let (fs, js, cost) = loss::scale_for_loss(loss, &f, &j, f_scale);
         let (r, qtf) = factor_residuals(&js, &fs);
-        let finite = all_finite(&f)
-            .and(&all_finite(&r.reshape([n * n])))
-            .and(&is_finite(&cost));
+        let finite = lanes.all_finite(&f).and(&lanes.all_finite(&r)).and(&is_finite(&cost));
         return Evaluation {
             f,
             jac: js,
@@ -197,9 +195,7 @@ pub(crate) fn evaluate(pb: &Problem<'_>, x: &Tensor, loss: Loss, f_scale: &Tenso
     let r = fast.select(&r_fast, &r_exact);
     let qtf = fast.select(&qtf_fast, &qtf_exact);
     let cost = fast.select(&gram.cost, &cost_exact);
-    let finite = is_finite(&cost)
-        .and(&all_finite(&r.reshape([n * n])))
-        .and(&all_finite(&qtf));
+    let finite = is_finite(&cost).and(&lanes.all_finite(&r)).and(&lanes.all_finite(&qtf));
     Evaluation {
         f: g.zeros(crate::DType::F64, [1]),
         jac: g.zeros(crate::DType::F64, [1, n]),

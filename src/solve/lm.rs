@@ -216,7 +216,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         xnorm: lanes.scalar(0.0),
         no_success: lanes.flag(true),
         optimality: lanes.scalar(0.0),
-        done: inactive(lanes, inp),
+        done: inp.done_at_start(lanes),
         first: lanes.flag(true),
         initial_cost: lanes.scalar(0.0),
         cov: lanes.zeros(&[n, n]),
@@ -450,13 +450,5 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         cov: out.cov,
         rank: out.rank,
         null_weight: out.null_weight,
-    }
-}
-
-/// The lanes done from the start: the unused slots of a batch (none for one problem).
-pub(super) fn inactive(lanes: &Lanes, inp: &Inputs) -> Tensor {
-    match &inp.active {
-        Some(active) => active.not(),
-        None => lanes.flag(false),
     }
 }

@@ -104,6 +104,16 @@ pub(crate) struct Inputs {
     pub active: Option<Tensor>,
 }
 
+impl Inputs {
+    /// The lanes done from the start: the unused slots of a batch (none for one problem).
+    pub(crate) fn done_at_start(&self, lanes: &Lanes) -> Tensor {
+        match &self.active {
+            Some(active) => active.not(),
+            None => lanes.flag(false),
+        }
+    }
+}
+
 /// Static choices that shape the program.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Config {

@@ -20,7 +20,6 @@
 use super::common::*;
 use super::covariance::{covariance, unit_column_scale};
 use super::lanes::{as_row, loop_state, mtv, mv, per_lane, pick, Lanes, LoopState};
-use super::lm::inactive;
 use super::loss;
 use super::termination::{NONFINITE_START, RUNNING};
 use super::{carried, evaluate, Carried, Config, Factored, Inputs, Outputs, Problem, TrialFactors};
@@ -114,7 +113,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         status: lanes.int(RUNNING),
         history: lanes.full(DType::F64, &[cfg.history], f64::NAN),
         optimality: lanes.scalar(0.0),
-        done: inactive(lanes, inp),
+        done: inp.done_at_start(lanes),
         first: lanes.flag(true),
         changed: lanes.flag(true),
         initial_cost: lanes.scalar(0.0),
