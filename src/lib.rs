@@ -64,7 +64,7 @@ mod test_util;
 pub mod types;
 
 pub use error::{Error, PjrtCode, Result};
-pub use fit::{curve_fit, least_squares, CurveFit, CurveFitter, FitOptions, FitResult, Sigma};
+pub use fit::{curve_fit, least_squares, CurveFit, CurveFitter, FitOptions, FitResult, LeastSquaresOptions, Sigma};
 pub use graph::{Params, Tensor};
 pub use solve::{Loss, Method, Status};
 pub use types::{DType, NativeType, Shape};

@@ -46,10 +46,11 @@ use ndarray::{s, ArrayView1, ArrayView2};
 use super::execute::{run_timings, HostArg};
 use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
-use super::programs::{fingerprint, Programs};
+use super::programs::{fingerprint, PROGRAMS};
 use super::residuals::{Residuals, Weights};
-use super::validate::{check_all_finite, internal, invalid, plan, Plan};
+use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
 use super::{cache, CurveFit, FitOptions};
+use super::trace::checked_function;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::{self, Config};
@@ -348,23 +349,16 @@ where
             config,
         };
         let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
-        let cached = BATCH_PROGRAMS.get(&fingerprint);
-        let program = match cached {
-            Some(program) => program,
-            None => {
-                let text = if polymorphic {
-                    trace_batch_poly(model, &spec)?
-                } else {
-                    trace_batch(model, &spec)?
-                }
-                .text;
-                // A slot for every client that may run it: a later call with the same program
-                // may use more of the cores (fewer problems per chunk, or `NLSQ_BATCH_THREADS`).
-                let program = std::sync::Arc::new(BatchExecutables::new(text, 1 + all_pinned.len()));
-                BATCH_PROGRAMS.insert(fingerprint, program.clone());
-                program
+        // A slot for every client that may run it: a later call with the same program may use
+        // more of the cores (fewer problems per chunk, or `NLSQ_BATCH_THREADS`).
+        let program = PROGRAMS.batch(fingerprint, 1 + all_pinned.len(), || {
+            Ok(if polymorphic {
+                trace_batch_poly(model, &spec)?
+            } else {
+                trace_batch(model, &spec)?
             }
-        };
+            .text)
+        })?;
         let trace = t0.elapsed();
         // Slot 0 holds the default client's executable, slot 1 + k worker k's.
         let targets: Vec<(usize, &crate::pjrt::Client)> = if pinned.is_empty() {
@@ -509,14 +503,15 @@ fn prepare_problem(batch: &Batch<'_>, options: &FitOptions, shared_x_finite: boo
         check_all_finite("ydata", y.iter().copied())?;
     }
     let p0 = batch.p0.row(b).to_vec();
-    let plan = match &batch.bounds {
-        Some((lo, hi)) => {
-            let mut opts = options.clone();
-            opts.bounds = Some((lo.row(b).to_vec(), hi.row(b).to_vec()));
-            plan(p0, m, &opts)?
-        }
-        None => plan(p0, m, options)?,
-    };
+    let own_bounds = batch
+        .bounds
+        .as_ref()
+        .map(|(lo, hi)| (lo.row(b).to_vec(), hi.row(b).to_vec()));
+    let mut plan_options = PlanOptions::from(options);
+    if own_bounds.is_some() {
+        plan_options.bounds = &own_bounds;
+    }
+    let plan = plan(p0, m, plan_options)?;
     let weights = match &batch.sigma {
         None => None,
         Some(sg) => {
@@ -673,85 +668,6 @@ fn run_chunk(
     Ok(fits)
 }
 
-/// Batch programs by [`batch_fingerprint`].
-static BATCH_PROGRAMS: Programs<std::sync::Arc<BatchExecutables>> = Programs::new(64);
-
-/// A traced batch program and its executables, one slot per client that may run it (the
-/// default client, then each `runtime::cpu_workers` client), each loaded on first use.
-struct BatchExecutables {
-    text: String,
-    loaded: Vec<once_cell::sync::OnceCell<cache::CachedExecutable>>,
-}
-
-impl BatchExecutables {
-    fn new(text: String, slots: usize) -> BatchExecutables {
-        BatchExecutables {
-            text,
-            loaded: (0..slots).map(|_| Default::default()).collect(),
-        }
-    }
-
-    /// The executable of each `(slot, client)`, loading the missing ones through the executable
-    /// cache: all side by side from memory or disk; when the program is in neither, compiled for
-    /// the first client and then loaded from that one for the others, side by side. Also returns
-    /// the time spent: zero when all were loaded before, and then each executable reports
-    /// [`super::ExecutableSource::Memory`].
-    fn for_clients(
-        &self,
-        targets: &[(usize, &crate::pjrt::Client)],
-    ) -> Result<(Vec<cache::CachedExecutable>, Duration)> {
-        if targets.iter().all(|&(slot, _)| self.loaded[slot].get().is_some()) {
-            let exes = targets
-                .iter()
-                .filter_map(|&(slot, _)| self.loaded[slot].get().cloned())
-                .map(|exe| cache::CachedExecutable {
-                    source: super::ExecutableSource::Memory,
-                    load_time: Duration::ZERO,
-                    ..exe
-                })
-                .collect();
-            return Ok((exes, Duration::ZERO));
-        }
-        let t = Instant::now();
-        let options = crate::pjrt::CompileOptions {
-            portable: true,
-            ..Default::default()
-        };
-        let cache = cache::ExecutableCache::global();
-        let load = |&(slot, client): &(usize, &crate::pjrt::Client),
-                    compile: bool|
-         -> Result<Option<cache::CachedExecutable>> {
-            if let Some(exe) = self.loaded[slot].get() {
-                return Ok(Some(exe.clone()));
-            }
-            let exe = if compile {
-                Some(cache.get_or_compile_with(client, &self.text, &options)?)
-            } else {
-                cache.get_or_load_with(client, &self.text, &options)?
-            };
-            Ok(exe.map(|e| self.loaded[slot].get_or_init(|| e).clone()))
-        };
-        let side_by_side = |targets: &[(usize, &crate::pjrt::Client)], compile: bool| {
-            std::thread::scope(|s| {
-                let loads: Vec<_> = targets
-                    .iter()
-                    .map(|target| s.spawn(move || load(target, compile)))
-                    .collect();
-                loads
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect::<Result<Vec<_>>>()
-            })
-        };
-        let mut exes = side_by_side(targets, false)?;
-        if exes.iter().any(Option::is_none) {
-            exes[0] = load(&targets[0], true)?;
-            exes.splice(1.., side_by_side(&targets[1..], true)?);
-        }
-        Ok((exes.into_iter().flatten().collect(), t.elapsed()))
-    }
-}
-
 /// The fingerprint of the batch program of `spec` for `model` ([`programs::fingerprint`]).
 ///
 /// [`programs::fingerprint`]: super::programs::fingerprint
@@ -794,21 +710,12 @@ where
     let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| {
         vec![eval(&a[0], &a[1])]
     })?;
-    let mut jac_err = None;
-    let model_fj = g.function("model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
+    let model_fj = checked_function(&g, "model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
         let f = eval(&a[0], &a[1]);
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
-        match crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)]) {
-            Ok(mut t) => vec![f, t.remove(0).transpose(&[1, 0, 2])],
-            Err(e) => {
-                jac_err = Some(e);
-                Vec::new()
-            }
-        }
+        let mut t = crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)])?;
+        Ok(vec![f, t.remove(0).transpose(&[1, 0, 2])])
     })?;
-    if let Some(e) = jac_err {
-        return Err(e);
-    }
     let weights = ws.clone().map_or(Weights::None, Weights::Diagonal);
     let data = Residuals::new(xs.clone(), ys.clone(), weights, &inputs.m_valid);
     let fun = |p: &Tensor| data.fun(&model_f, p);

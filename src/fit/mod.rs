@@ -23,6 +23,7 @@
 pub mod batch;
 pub mod cache;
 mod execute;
+mod least_squares;
 pub mod options;
 mod outcome;
 mod program;
@@ -35,24 +36,23 @@ mod validate;
 
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, ArrayView1, ArrayViewD};
+use ndarray::{Array2, ArrayView1};
 
 pub use crate::solve::covariance::NULL_SPACE_TOL;
 pub use cache::{CacheKey, ExecutableCache};
-pub use options::{FitOptions, Sigma, XData};
+pub use least_squares::least_squares;
+pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
 
 use crate::error::{Error, Result};
-use crate::graph::{jacfwd, Graph, Params, Tensor, TensorType};
-use crate::solve;
-use crate::types::DType;
-use execute::{execute, run_curve, HostArg};
+use crate::graph::{Params, Tensor};
+use execute::run_curve;
 use outcome::explain_nonfinite;
-use program::solve_once;
+use programs::PROGRAMS;
 use trace::trace_curve;
 use units::Units;
 pub use validate::{auto_chunk_rows, bucket, default_start, AUTO_CHUNK_FROM, MATERIALIZE_MAX_ROWS};
-use validate::{check_all_finite, expand_bounds, host_zeros, invalid, plan, prepare, CurveSpec};
+use validate::{expand_bounds, host_zeros, invalid, prepare, CurveSpec};
 
 /// Length of the in-graph cost history.
 pub const HISTORY_LEN: i64 = 128;
@@ -131,7 +131,7 @@ where
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
     let fingerprint = model_fingerprint(model, &data.spec)?;
-    if let Some(exe) = PROGRAMS.get(&fingerprint) {
+    if let Some(exe) = PROGRAMS.executable(&fingerprint) {
         let trace = t0.elapsed();
         let exe = cache::CachedExecutable {
             source: ExecutableSource::Memory,
@@ -146,14 +146,11 @@ where
     let trace = t0.elapsed();
     let exe = cache::executable(&program.text)?;
     let compile = exe.load_time;
-    PROGRAMS.insert(fingerprint, exe.clone());
+    PROGRAMS.insert_executable(fingerprint, exe.clone());
     let mut fit = run_curve(&exe, data, t0, trace, compile, &units).map_err(explain)?;
     fit.result.timings.runtime = runtime;
     Ok(fit)
 }
-
-/// Executables of single fits by model fingerprint.
-static PROGRAMS: programs::Programs<cache::CachedExecutable> = programs::Programs::new(256);
 
 /// The fingerprint of the program of `spec` for `model` ([`programs::fingerprint`]).
 fn model_fingerprint<M>(model: &M, spec: &CurveSpec) -> Result<[u8; 32]>
@@ -424,140 +421,4 @@ where
         )
         .map_err(|e| explain_nonfinite(e, &xdata, ydata, options))
     }
-}
-
-/// Minimizes `0.5 * sum(rho(f(p, data)²))` for general residuals, like
-/// `scipy.optimize.least_squares`.
-///
-/// `fun(p, data)` maps the parameter vector `[n]` and the traced data arrays (program inputs,
-/// never constants: one executable serves every dataset of the same shapes) to residuals
-/// `[m]`. The Jacobian comes from forward-mode autodiff. `options.sigma` must be `None`;
-/// bounds, method, loss and tolerances apply as in `curve_fit`.
-///
-/// # Errors
-/// As [`curve_fit`]; residuals that are not a vector are a trace error.
-pub fn least_squares<F>(fun: &F, x0: &[f64], data: &[ArrayViewD<'_, f64>], options: &FitOptions) -> Result<FitResult>
-where
-    F: Fn(&Tensor, &[Tensor]) -> Tensor + ?Sized,
-{
-    let t0 = Instant::now();
-    if options.sigma.is_some() {
-        return Err(Error::InvalidOption {
-            field: "sigma",
-            value: "set".into(),
-            constraint: "None for least_squares (weigh the residuals in fun)",
-        });
-    }
-    if options.check_finite {
-        for d in data {
-            check_all_finite("data", d.iter().copied())?;
-        }
-    }
-    let n = x0.len() as i64;
-    // Trace once to learn m.
-    let probe = Graph::new();
-    let pp = probe.parameter("p", DType::F64, [n.max(1)]);
-    let pd: Vec<Tensor> = data
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            probe.parameter(
-                &format!("data{i}"),
-                DType::F64,
-                d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>(),
-            )
-        })
-        .collect();
-    let r = probe.try_with(|| fun(&pp, &pd))?;
-    if r.rank() != 1 {
-        return Err(Error::InvalidOp {
-            op: "least_squares",
-            reason: format!("residuals must be a vector, got shape {}", r.shape()),
-        });
-    }
-    let m = r.dims()[0] as usize;
-    if m == 0 {
-        return Err(invalid("fun", "returns no residuals"));
-    }
-    let plan = plan(x0.to_vec(), m, options)?;
-    let m_pad = m.max(plan.n + 1) as i64;
-    let pad = m_pad - m as i64;
-
-    let g = Graph::new();
-    let dts: Vec<Tensor> = data
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            g.parameter(
-                &format!("data{i}"),
-                DType::F64,
-                d.shape().iter().map(|&s| s as i64).collect::<Vec<_>>(),
-            )
-        })
-        .collect();
-    let mut fn_inputs: Vec<(String, TensorType)> = vec![("p".into(), TensorType::new(DType::F64, [n]))];
-    fn_inputs.extend(dts.iter().enumerate().map(|(i, d)| (format!("data{i}"), d.ty())));
-    let fn_inputs_ref: Vec<(&str, TensorType)> = fn_inputs.iter().map(|(s, t)| (s.as_str(), t.clone())).collect();
-    let pad_rows = |t: Tensor| {
-        if pad == 0 {
-            t
-        } else {
-            let mut dims = t.dims();
-            dims[0] = pad;
-            g.concat(&[t.clone(), g.zeros(DType::F64, dims)], 0)
-        }
-    };
-    let f_fn = g.function("residuals", &fn_inputs_ref, |a| vec![pad_rows(fun(&a[0], &a[1..]))])?;
-    let mut jac_err = None;
-    let fj_fn = g.function("residuals_jac", &fn_inputs_ref, |a| {
-        let r = fun(&a[0], &a[1..]);
-        match jacfwd(&r, &a[0]) {
-            Ok(j) => vec![pad_rows(r), pad_rows(j)],
-            Err(e) => {
-                jac_err = Some(e);
-                Vec::new()
-            }
-        }
-    })?;
-    if let Some(e) = jac_err {
-        return Err(e);
-    }
-    let call_args = |p: &Tensor| -> Vec<Tensor> { std::iter::once(p.clone()).chain(dts.iter().cloned()).collect() };
-    let fun_g = |p: &Tensor| {
-        let a = call_args(p);
-        let refs: Vec<&Tensor> = a.iter().collect();
-        f_fn.call(&refs).remove(0)
-    };
-    let fun_jac_g = |p: &Tensor| {
-        let a = call_args(p);
-        let refs: Vec<&Tensor> = a.iter().collect();
-        let mut v = fj_fn.call(&refs);
-        let j = v.pop().expect("two results");
-        (v.pop().expect("two results"), j)
-    };
-    let problem = solve::Problem {
-        fun: &fun_g,
-        fun_jac: &fun_jac_g,
-        m: m_pad,
-        n,
-        chunks: None,
-        lanes: solve::Lanes::one(&g),
-    };
-    let outs = solve_once(&g, n, m_pad, |inputs| solve::solve(&problem, inputs, &plan.config));
-    let program = g.finish(outs.iter())?;
-    let trace = t0.elapsed();
-    let mut args: Vec<HostArg> = data
-        .iter()
-        .map(|d| {
-            HostArg::F64(
-                d.iter().copied().collect(),
-                d.shape().iter().map(|&s| s as i64).collect(),
-            )
-        })
-        .collect();
-    plan.args_clone_into(&mut args);
-    let exe = cache::executable(&program.text)?;
-    let compile = exe.load_time;
-    let (result, _cov) = execute(&exe, args, &plan, t0, trace, compile)?;
-    Ok(result)
 }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::solve::{Loss, Method, SolverOptions, XScale};
+use crate::solve::SolverOptions;
 
 /// The independent variable: one value per point (`[m]`), or `k` values per point (`[k, m]`,
 /// one row per coordinate, like scipy's `xdata` of shape `(k, M)`).
@@ -123,6 +123,28 @@ impl Default for FitOptions {
     }
 }
 
+/// The setters that [`FitOptions`] and [`LeastSquaresOptions`] share, with one meaning.
+macro_rules! shared_setters {
+    () => {
+        /// Sets `absolute_sigma`.
+        pub fn with_absolute_sigma(mut self, v: bool) -> Self {
+            self.absolute_sigma = v;
+            self
+        }
+        /// Sets `(lower, upper)` bounds, each one value for all parameters or one per parameter.
+        pub fn with_bounds(mut self, lower: impl Into<Vec<f64>>, upper: impl Into<Vec<f64>>) -> Self {
+            self.bounds = Some((lower.into(), upper.into()));
+            self
+        }
+        /// Sets `check_finite`.
+        pub fn with_check_finite(mut self, v: bool) -> Self {
+            self.check_finite = v;
+            self
+        }
+        crate::solve::options::solver_setters!(solver);
+    };
+}
+
 impl FitOptions {
     /// Sets 1-D `sigma` (standard deviations).
     pub fn with_sigma(mut self, sigma: impl Into<Vec<f64>>) -> Self {
@@ -134,21 +156,7 @@ impl FitOptions {
         self.sigma = Some(Sigma::Cov(cov));
         self
     }
-    /// Sets `absolute_sigma`.
-    pub fn with_absolute_sigma(mut self, v: bool) -> Self {
-        self.absolute_sigma = v;
-        self
-    }
-    /// Sets bounds.
-    pub fn with_bounds(mut self, lower: impl Into<Vec<f64>>, upper: impl Into<Vec<f64>>) -> Self {
-        self.bounds = Some((lower.into(), upper.into()));
-        self
-    }
-    /// Sets `check_finite`.
-    pub fn with_check_finite(mut self, v: bool) -> Self {
-        self.check_finite = v;
-        self
-    }
+    shared_setters!();
     /// Sets the number of parameters (used when `p0` is `None`).
     pub fn with_n_params(mut self, n: usize) -> Self {
         self.n_params = Some(n);
@@ -164,49 +172,36 @@ impl FitOptions {
         self.chunk_rows = Some(rows);
         self
     }
-    /// Sets the method.
-    pub fn with_method(mut self, m: Method) -> Self {
-        self.solver.method = Some(m);
-        self
+}
+
+/// Options of [`crate::fit::least_squares`]: the bounds, the finiteness check, how to read the
+/// covariance, and the solver options. Every field is used.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LeastSquaresOptions {
+    /// The residuals are already divided by known standard deviations: `pcov` is
+    /// `(JᵀJ)⁻¹`, not scaled by the residual variance `2·cost / (m − n)`. Default `false`.
+    pub absolute_sigma: bool,
+    /// `(lower, upper)` bounds, each one value for all parameters or one per parameter;
+    /// `±inf` for none. Default `None`.
+    pub bounds: Option<(Vec<f64>, Vec<f64>)>,
+    /// Reject NaN and infinite data and starting points with an error. Default `true`.
+    pub check_finite: bool,
+    /// Solver options (method, tolerances, loss, ...).
+    pub solver: SolverOptions,
+}
+
+impl Default for LeastSquaresOptions {
+    fn default() -> Self {
+        LeastSquaresOptions {
+            absolute_sigma: false,
+            bounds: None,
+            check_finite: true,
+            solver: SolverOptions::default(),
+        }
     }
-    /// Sets the loss.
-    pub fn with_loss(mut self, l: Loss) -> Self {
-        self.solver.loss = l;
-        self
-    }
-    /// Sets `f_scale`.
-    pub fn with_f_scale(mut self, v: f64) -> Self {
-        self.solver.f_scale = v;
-        self
-    }
-    /// Sets `ftol`, `xtol` and `gtol` at once.
-    pub fn with_tol(mut self, v: f64) -> Self {
-        self.solver = self.solver.with_tol(v);
-        self
-    }
-    /// Sets `ftol` (see [`SolverOptions::ftol`]).
-    pub fn with_ftol(mut self, v: f64) -> Self {
-        self.solver.ftol = v;
-        self
-    }
-    /// Sets `xtol` (see [`SolverOptions::xtol`]).
-    pub fn with_xtol(mut self, v: f64) -> Self {
-        self.solver.xtol = v;
-        self
-    }
-    /// Sets `gtol` (see [`SolverOptions::gtol`]).
-    pub fn with_gtol(mut self, v: f64) -> Self {
-        self.solver.gtol = v;
-        self
-    }
-    /// Sets `max_nfev`.
-    pub fn with_max_nfev(mut self, v: usize) -> Self {
-        self.solver.max_nfev = Some(v);
-        self
-    }
-    /// Sets `x_scale`.
-    pub fn with_x_scale(mut self, s: XScale) -> Self {
-        self.solver.x_scale = Some(s);
-        self
-    }
+}
+
+impl LeastSquaresOptions {
+    shared_setters!();
 }

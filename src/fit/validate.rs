@@ -9,9 +9,9 @@ use ndarray::{Array2, ArrayView1};
 
 use super::execute::HostArg;
 use super::program::SolverArgs;
-use super::{FitOptions, Sigma, XData, HISTORY_LEN};
+use super::{FitOptions, LeastSquaresOptions, Sigma, XData, HISTORY_LEN};
 use crate::error::{Error, Result};
-use crate::solve::{Config, Loss, Method};
+use crate::solve::{Config, Loss, Method, SolverOptions};
 
 /// An [`Error::Internal`] of a fit program's outputs.
 pub(super) fn internal(what: &'static str, detail: impl Into<String>) -> Error {
@@ -143,19 +143,48 @@ pub(super) struct Plan {
     pub(super) args: SolverArgs,
 }
 
-pub(super) fn plan(p0: Vec<f64>, m: usize, options: &FitOptions) -> Result<Plan> {
+/// What [`plan`] reads of the options of a fit: the same fields of [`FitOptions`] and
+/// [`LeastSquaresOptions`].
+pub(super) struct PlanOptions<'o> {
+    pub(super) bounds: &'o Option<(Vec<f64>, Vec<f64>)>,
+    pub(super) check_finite: bool,
+    pub(super) solver: &'o SolverOptions,
+}
+
+impl<'o> From<&'o FitOptions> for PlanOptions<'o> {
+    fn from(o: &'o FitOptions) -> Self {
+        PlanOptions {
+            bounds: &o.bounds,
+            check_finite: o.check_finite,
+            solver: &o.solver,
+        }
+    }
+}
+
+impl<'o> From<&'o LeastSquaresOptions> for PlanOptions<'o> {
+    fn from(o: &'o LeastSquaresOptions) -> Self {
+        PlanOptions {
+            bounds: &o.bounds,
+            check_finite: o.check_finite,
+            solver: &o.solver,
+        }
+    }
+}
+
+pub(super) fn plan<'o>(p0: Vec<f64>, m: usize, options: impl Into<PlanOptions<'o>>) -> Result<Plan> {
+    let options = options.into();
     let n = p0.len();
     if n == 0 {
         return Err(invalid("p0", "there must be at least one parameter"));
     }
-    let solver = &options.solver;
+    let solver = options.solver;
     solver.validate(n)?;
     if options.check_finite {
         check_all_finite("p0", p0.iter().copied())?;
     } else if p0.iter().any(|v| !v.is_finite()) {
         return Err(invalid("p0", "the starting point must be finite"));
     }
-    let (lb, ub) = expand_bounds(&options.bounds, n)?;
+    let (lb, ub) = expand_bounds(options.bounds, n)?;
     let bounded = lb.iter().any(|v| v.is_finite()) || ub.iter().any(|v| v.is_finite());
     // Like curve_fit: lm without bounds, trf with them; and trf for a robust loss, which lm
     // does not support.

@@ -158,51 +158,61 @@ fn invalid(field: &'static str, value: impl fmt::Display, constraint: &'static s
     }
 }
 
+/// The setters of the solver options, for [`SolverOptions`] itself (`solver_setters!()`) and
+/// for option types that hold one in a field (`solver_setters!(solver)`), so that every option
+/// type has the same setters with the same meaning.
+macro_rules! solver_setters {
+    ($($field:ident)?) => {
+        /// Sets the method (see [`SolverOptions::method`](crate::solve::SolverOptions::method)).
+        pub fn with_method(mut self, m: $crate::solve::Method) -> Self {
+            self$(.$field)?.method = Some(m);
+            self
+        }
+        /// Sets `ftol` (see [`SolverOptions::ftol`](crate::solve::SolverOptions::ftol)).
+        pub fn with_ftol(mut self, v: f64) -> Self {
+            self$(.$field)?.ftol = v;
+            self
+        }
+        /// Sets `xtol` (see [`SolverOptions::xtol`](crate::solve::SolverOptions::xtol)).
+        pub fn with_xtol(mut self, v: f64) -> Self {
+            self$(.$field)?.xtol = v;
+            self
+        }
+        /// Sets `gtol` (see [`SolverOptions::gtol`](crate::solve::SolverOptions::gtol)).
+        pub fn with_gtol(mut self, v: f64) -> Self {
+            self$(.$field)?.gtol = v;
+            self
+        }
+        /// Sets `ftol`, `xtol` and `gtol` at once.
+        pub fn with_tol(self, v: f64) -> Self {
+            self.with_ftol(v).with_xtol(v).with_gtol(v)
+        }
+        /// Sets `max_nfev` (see [`SolverOptions::max_nfev`](crate::solve::SolverOptions::max_nfev)).
+        pub fn with_max_nfev(mut self, v: usize) -> Self {
+            self$(.$field)?.max_nfev = Some(v);
+            self
+        }
+        /// Sets the robust loss (see [`SolverOptions::loss`](crate::solve::SolverOptions::loss)).
+        pub fn with_loss(mut self, l: $crate::solve::Loss) -> Self {
+            self$(.$field)?.loss = l;
+            self
+        }
+        /// Sets `f_scale` (see [`SolverOptions::f_scale`](crate::solve::SolverOptions::f_scale)).
+        pub fn with_f_scale(mut self, v: f64) -> Self {
+            self$(.$field)?.f_scale = v;
+            self
+        }
+        /// Sets `x_scale` (see [`SolverOptions::x_scale`](crate::solve::SolverOptions::x_scale)).
+        pub fn with_x_scale(mut self, s: $crate::solve::XScale) -> Self {
+            self$(.$field)?.x_scale = Some(s);
+            self
+        }
+    };
+}
+pub(crate) use solver_setters;
+
 impl SolverOptions {
-    /// Sets `method`.
-    pub fn with_method(mut self, m: Method) -> Self {
-        self.method = Some(m);
-        self
-    }
-    /// Sets `ftol`.
-    pub fn with_ftol(mut self, v: f64) -> Self {
-        self.ftol = v;
-        self
-    }
-    /// Sets `xtol`.
-    pub fn with_xtol(mut self, v: f64) -> Self {
-        self.xtol = v;
-        self
-    }
-    /// Sets `gtol`.
-    pub fn with_gtol(mut self, v: f64) -> Self {
-        self.gtol = v;
-        self
-    }
-    /// Sets all three tolerances.
-    pub fn with_tol(self, v: f64) -> Self {
-        self.with_ftol(v).with_xtol(v).with_gtol(v)
-    }
-    /// Sets `max_nfev`.
-    pub fn with_max_nfev(mut self, v: usize) -> Self {
-        self.max_nfev = Some(v);
-        self
-    }
-    /// Sets `loss`.
-    pub fn with_loss(mut self, l: Loss) -> Self {
-        self.loss = l;
-        self
-    }
-    /// Sets `f_scale`.
-    pub fn with_f_scale(mut self, v: f64) -> Self {
-        self.f_scale = v;
-        self
-    }
-    /// Sets `x_scale`.
-    pub fn with_x_scale(mut self, s: XScale) -> Self {
-        self.x_scale = Some(s);
-        self
-    }
+    solver_setters!();
 
     /// Checks every field; `n` is the number of parameters.
     ///
