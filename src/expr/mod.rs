@@ -235,6 +235,18 @@ pub const MAX_NESTING: usize = 100;
 /// rounding is the order they are written in.
 const BALANCE_FROM: usize = 64;
 
+/// `a op b`.
+fn bin(op: BinOp, a: Node, b: Node) -> Node {
+    Node::Bin(op, Box::new(a), Box::new(b))
+}
+
+/// `first c₁ r₁ c₂ r₂ …` as written, left to right: `ops[0]` where `c == primary`, `ops[1]`
+/// elsewhere.
+fn fold_left(first: Node, rest: Vec<(char, Node)>, primary: char, ops: [BinOp; 2]) -> Node {
+    let op = |c| if c == primary { ops[0] } else { ops[1] };
+    rest.into_iter().fold(first, |l, (c, r)| bin(op(c), l, r))
+}
+
 /// `items` joined pairwise by `join` until one is left: a tree of depth `log2(len)`.
 fn balanced(mut items: Vec<Node>, join: impl Fn(Node, Node) -> Node) -> Node {
     while items.len() > 1 {
@@ -306,10 +318,8 @@ impl Parser<'_> {
 
     fn expr(&mut self) -> Result<Node> {
         let (first, rest) = self.chain(['+', '-'], Self::term)?;
-        let bin = |op, a, b| Node::Bin(op, Box::new(a), Box::new(b));
         if rest.len() < BALANCE_FROM {
-            let op = |c| if c == '+' { BinOp::Add } else { BinOp::Sub };
-            return Ok(rest.into_iter().fold(first, |l, (c, r)| bin(op(c), l, r)));
+            return Ok(fold_left(first, rest, '+', [BinOp::Add, BinOp::Sub]));
         }
         // a - b is a + (-b) exactly.
         let terms = std::iter::once(first)
@@ -323,10 +333,8 @@ impl Parser<'_> {
 
     fn term(&mut self) -> Result<Node> {
         let (first, rest) = self.chain(['*', '/'], Self::unary)?;
-        let bin = |op, a, b| Node::Bin(op, Box::new(a), Box::new(b));
         if rest.len() < BALANCE_FROM {
-            let op = |c| if c == '*' { BinOp::Mul } else { BinOp::Div };
-            return Ok(rest.into_iter().fold(first, |l, (c, r)| bin(op(c), l, r)));
+            return Ok(fold_left(first, rest, '*', [BinOp::Mul, BinOp::Div]));
         }
         // The product of the factors over the product of the divisors.
         let (mut num, mut den) = (vec![first], Vec::new());
@@ -365,7 +373,7 @@ impl Parser<'_> {
             self.enter(&t)?;
             let exp = self.unary()?;
             self.depth -= 1;
-            return Ok(Node::Bin(BinOp::Pow, Box::new(base), Box::new(exp)));
+            return Ok(bin(BinOp::Pow, base, exp));
         }
         Ok(base)
     }

@@ -21,9 +21,9 @@
 //! The other program, [`BatchProgram::Sequential`], is an outer loop over the problems that
 //! runs the unbatched solver on each in turn (the single-fit arithmetic, with no per-fit host
 //! overhead but no vectorization across problems). [`BatchProgram::Auto`] picks it on the CPU,
-//! where it is the faster of the two (one core, 1,000 curves of 100 points: 16 vs 20 ms; 1,000
-//! of 1,000 points: 88 vs 130 ms; XLA:CPU runs a fit's scalar control flow as compiled code,
-//! while the lockstep program pays for every problem at every step until the slowest is done),
+//! where it is the faster of the two (XLA:CPU runs a fit's scalar control flow as compiled code,
+//! while the lockstep program pays for every problem at every step until the slowest is done;
+//! figures in `docs/kernels.md`),
 //! and the lockstep program elsewhere (a GPU runs scalar control flow slowly, a batch of it
 //! at once well).
 //!
@@ -48,9 +48,9 @@ use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, PROGRAMS};
 use super::residuals::{Residuals, Weights};
+use super::trace::checked_function;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
 use super::{cache, CurveFit, FitOptions};
-use super::trace::checked_function;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::{self, Config};
@@ -107,23 +107,17 @@ pub enum BatchProgram {
 impl<'a> Batch<'a> {
     /// `B` problems with ydata `y [B, m]` and starting points `p0 [B, n]`, sharing `x [m]`.
     pub fn shared_x(x: ArrayView1<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
-        Batch {
-            x: BatchX::Shared(x),
-            y,
-            p0,
-            lengths: None,
-            bounds: None,
-            sigma: None,
-            chunk: DEFAULT_BATCH_CHUNK,
-            chunk_set: false,
-            program: BatchProgram::Auto,
-        }
+        Self::with_x(BatchX::Shared(x), y, p0)
     }
 
     /// `B` problems with their own `x [B, m]`.
     pub fn new(x: ArrayView2<'a, f64>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
+        Self::with_x(BatchX::PerProblem(x), y, p0)
+    }
+
+    fn with_x(x: BatchX<'a>, y: ArrayView2<'a, f64>, p0: ArrayView2<'a, f64>) -> Self {
         Batch {
-            x: BatchX::PerProblem(x),
+            x,
             y,
             p0,
             lengths: None,
@@ -269,9 +263,8 @@ where
         });
     }
 
-    // Per-problem validation, as a single fit would do it, on one thread: about 0.2 µs a problem
-    // once a shared x is checked only once (on two threads 1,000 problems took 0.36-0.41 ms
-    // instead of 0.18 ms, and 10,000 no less than on one).
+    // Per-problem validation, as a single fit would do it, on one thread: threads cost more than
+    // they saved here (`docs/kernels.md`).
     let mut results: Vec<Option<Result<CurveFit>>> = (0..nb).map(|_| None).collect();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(nb);
     let shared_x_finite = matches!(batch.x, BatchX::Shared(x) if x.iter().all(|v| v.is_finite()));
@@ -419,6 +412,33 @@ where
         .collect())
 }
 
+/// The inputs of a batch program, in the order [`chunk_args`] passes them.
+struct BatchInputs {
+    /// `[m_pad]` shared, or `[capacity, m_pad]`.
+    xs: Tensor,
+    ys: Tensor,
+    /// Per-point weights, when the batch has sigma.
+    ws: Option<Tensor>,
+    /// Packed [`SolverArgs`] rows `[capacity, 4n + 6]`.
+    args: Tensor,
+    /// Number of problems in the chunk (`i64 []`).
+    count: Tensor,
+}
+
+impl BatchInputs {
+    fn declare(g: &Graph, spec: &BatchSpec) -> BatchInputs {
+        let (c, m_pad) = (spec.capacity as i64, spec.m_pad as i64);
+        let x_dims = if spec.shared_x { vec![m_pad] } else { vec![c, m_pad] };
+        BatchInputs {
+            xs: g.parameter("x", DType::F64, x_dims),
+            ys: g.parameter("y", DType::F64, [c, m_pad]),
+            ws: spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad])),
+            args: SolverArgs::declare(g, &[c], spec.n as i64),
+            count: g.parameter("count", DType::I64, []),
+        }
+    }
+}
+
 /// The program of a chunk: an outer loop over the problems, each solved by the unbatched
 /// solver on its row of the inputs.
 fn trace_batch<M>(model: &M, spec: &BatchSpec) -> Result<Program>
@@ -427,15 +447,13 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let g = Graph::new();
-    let xs = if spec.shared_x {
-        g.parameter("x", DType::F64, [m_pad])
-    } else {
-        g.parameter("x", DType::F64, [c, m_pad])
-    };
-    let ys = g.parameter("y", DType::F64, [c, m_pad]);
-    let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
-    let args = g.parameter("solver_args", DType::F64, [c, 4 * n + 6]);
-    let count = g.parameter("count", DType::I64, []);
+    let BatchInputs {
+        xs,
+        ys,
+        ws,
+        args,
+        count,
+    } = BatchInputs::declare(&g, spec);
     let x_ty = TensorType::new(DType::F64, [m_pad]);
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
@@ -464,14 +482,7 @@ where
                 let (f, jt) = data.fun_jac_t(&model_fj, p);
                 (f, jt.t())
             };
-            let problem = solve::Problem {
-                fun: &fun,
-                fun_jac: &fun_jac,
-                m: m_pad,
-                n,
-                chunks: None,
-                lanes: solve::Lanes::one(&g),
-            };
+            let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::one(&g));
             let o = solve::solve(&problem, &inputs, &spec.config);
             vec![b + 1.0, st[1].set(b, &pack_row(&o))]
         },
@@ -693,16 +704,14 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let g = Graph::new();
-    let x_ty = if spec.shared_x {
-        TensorType::new(DType::F64, [m_pad])
-    } else {
-        TensorType::new(DType::F64, [c, m_pad])
-    };
-    let xs = g.parameter("x", DType::F64, x_ty.dims().to_vec());
-    let ys = g.parameter("y", DType::F64, [c, m_pad]);
-    let ws = spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad]));
-    let args = g.parameter("solver_args", DType::F64, [c, 4 * n + 6]);
-    let count = g.parameter("count", DType::I64, []);
+    let BatchInputs {
+        xs,
+        ys,
+        ws,
+        args,
+        count,
+    } = BatchInputs::declare(&g, spec);
+    let x_ty = xs.ty();
     let inputs = SolverArgs::decode(&args, n, Some(&count));
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
@@ -720,14 +729,7 @@ where
     let data = Residuals::new(xs.clone(), ys.clone(), weights, &inputs.m_valid);
     let fun = |p: &Tensor| data.fun(&model_f, p);
     let fun_jac = |p: &Tensor| data.fun_jac_t(&model_fj, p);
-    let problem = solve::Problem {
-        fun: &fun,
-        fun_jac: &fun_jac,
-        m: m_pad,
-        n,
-        chunks: None,
-        lanes: solve::Lanes::batch(&g, c),
-    };
+    let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::batch(&g, c));
     let out = solve::solve(&problem, &inputs, &spec.config);
     g.finish([&pack_rows(&out)])
 }

@@ -187,14 +187,7 @@ where
         (out.pop().expect("two results"), j)
     };
     let fun_g = |p: &Tensor| call(p).remove(0);
-    let problem = solve::Problem {
-        fun: &fun_g,
-        fun_jac: &call_jac,
-        m: m_pad,
-        n,
-        chunks: None,
-        lanes: solve::Lanes::one(&g),
-    };
+    let problem = solve::Problem::new(&fun_g, &call_jac, m_pad, n, solve::Lanes::one(&g));
     let outs = solve_once(&g, n, m_pad, |inputs| solve::solve(&problem, inputs, &spec.config));
     g.finish(outs.iter())
 }

@@ -38,6 +38,13 @@ impl SolverArgs {
         4 * n + 6
     }
 
+    /// Declares the packed `solver_args` parameter of a program: `[4n + 6]`, or `[lead.., 4n + 6]`
+    /// for the rows of a batch.
+    pub fn declare(g: &Graph, lead: &[i64], n: i64) -> Tensor {
+        let dims = [lead, &[Self::packed_len(n as usize) as i64]].concat();
+        g.parameter("solver_args", DType::F64, dims)
+    }
+
     /// Appends the one packed `solver_args` input.
     pub fn push(self, args: &mut Vec<HostArg<'_>>) {
         let mut v = Vec::with_capacity(Self::packed_len(self.p0.len()));
@@ -60,11 +67,12 @@ impl SolverArgs {
     /// for a batch (per-problem `x0`, bounds and `m_valid`; `x_scale` and the scalars from row
     /// 0), whose lanes `[0, count)` hold problems.
     pub fn decode(packed: &Tensor, n: i64, count: Option<&Tensor>) -> Inputs {
+        let width = Self::packed_len(n as usize) as i64;
         let (lead, shared): (Vec<i64>, Tensor) = match packed.rank() {
             1 => (vec![], packed.clone()),
             _ => {
                 let b = packed.dims()[0];
-                (vec![b], packed.slice(&[0, 0], &[1, 4 * n + 6]).reshape([4 * n + 6]))
+                (vec![b], packed.slice(&[0, 0], &[1, width]).reshape([width]))
             }
         };
         let last = lead.len() as i64;
@@ -82,7 +90,7 @@ impl SolverArgs {
             gtol: scalar(2),
             f_scale: scalar(3),
             max_nfev: scalar(4).convert(DType::I64),
-            m_valid: columns(4 * n + 5, 4 * n + 6).reshape(lead.clone()),
+            m_valid: columns(width - 1, width).reshape(lead.clone()),
             active,
         }
     }
@@ -94,8 +102,13 @@ impl SolverArgs {
 /// the same single kernel instead of a score of small ones. Returns the program's outputs: the
 /// packed [`Summary`], the residuals, the Jacobian (`jac_rows` rows: `m`, or 1 when chunked).
 pub(super) fn solve_once(g: &Graph, n: i64, jac_rows: i64, solve: impl Fn(&Inputs) -> solve::Outputs) -> Vec<Tensor> {
-    let packed = g.parameter("solver_args", DType::F64, [4 * n + 6]);
-    let once = packed.at(4 * n + 5).ge(0.0).select(1.0, 0.0).convert(DType::I64);
+    let packed = SolverArgs::declare(g, &[], n);
+    // `m_valid`, the last value, is never negative: a trip count of one XLA cannot see.
+    let once = packed
+        .at(SolverArgs::packed_len(n as usize) as i64 - 1)
+        .ge(0.0)
+        .select(1.0, 0.0)
+        .convert(DType::I64);
     let init = [
         g.scalar(DType::I64, 0.0),
         packed,

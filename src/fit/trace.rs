@@ -71,16 +71,12 @@ where
             size: *c,
             count: m_pad / *c,
             fun_jac: &fun_jac_chunk,
-            // Large fits only: at 4,000-20,000 points it measured no faster (warm lm, A/B).
+            // Large fits only: below, it measured no faster (`docs/kernels.md`).
             factor_trials: !spec.materialize,
         });
         let problem = solve::Problem {
-            fun: &fun,
-            fun_jac: &fun_jac,
-            m: m_pad,
-            n,
             chunks,
-            lanes: solve::Lanes::one(&g),
+            ..solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::one(&g))
         };
         let mut out = solve::solve(&problem, inputs, &spec.config);
         if spec.chunk.is_some() && spec.materialize {

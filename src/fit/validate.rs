@@ -313,15 +313,13 @@ pub(super) struct CurveSpec {
 
 /// A chunked fit returns `fun` and `jac` (one extra evaluation at the solution) when it has at
 /// most this many rows (where automatic chunking used to start, so every fit that returned them
-/// before still does); above, neither. Evaluating and copying them would cost about 1 ms at
-/// 100,000 points, 15% of such a fit.
+/// before still does); above, neither: evaluating and copying them would be a sizeable part of
+/// such a fit (`docs/kernels.md`).
 pub const MATERIALIZE_MAX_ROWS: usize = 65_536;
 
 /// Rows per chunk when chunking is automatic, for `n` parameters: a block `[J | f]ᵀ` of about
 /// 32 KiB (a core's L1 data cache), as a power of two between 256 and 4,096 rows: 1,024 rows for
-/// 3 parameters. Measured with `COMPARE_CHUNK_ROWS=c compare_workloads warm` (lm, 3
-/// parameters, Gram pass): 256-1,024 rows 2.9-3.3 ms at 100,000 points and 37-43 ms at
-/// 1,000,000; 2,048 rows 3.3-3.5 / 42 ms; 4,096 rows 3.8 / 49 ms; 8,192 rows 4.6 / 53 ms.
+/// 3 parameters (the measurements behind it: `docs/kernels.md`).
 pub fn auto_chunk_rows(n: usize) -> usize {
     let target = (4_096 / n.saturating_add(1)).clamp(256, 4_096);
     1 << target.ilog2()
@@ -329,9 +327,7 @@ pub fn auto_chunk_rows(n: usize) -> usize {
 
 /// Point count from which chunking is automatic. A chunked evaluation (Gram pass over cache-sized
 /// blocks) beats the Householder QR of the whole Jacobian from about a thousand points on
-/// (warm lm fits, 3 parameters, `COMPARE_CHUNK_ROWS=c compare_workloads warm`, chunked against
-/// not: 1,000 points 0.15-0.20 -> 0.10-0.15 ms, 2,000 points 0.23-0.33 -> 0.14-0.17 ms, 8,000
-/// points 0.74-0.83 -> 0.34-0.36 ms); smaller fits, the NIST-sized ones among them, keep the
+/// (`docs/kernels.md`); smaller fits, the NIST-sized ones among them, keep the
 /// Householder QR of the whole Jacobian. Fits up to [`MATERIALIZE_MAX_ROWS`] still return
 /// `fun` and `jac`, and are padded to their shape bucket.
 pub const AUTO_CHUNK_FROM: usize = 2_048;

@@ -11,13 +11,11 @@
 //! The lane helpers (`pick`, `any`, `mv`, `mtv`) are the few operations whose batched
 //! form differs from the single one; the solvers use them through `solve::lanes`.
 
-use crate::graph::{Graph, Tensor};
+use crate::graph::Tensor;
 use crate::types::DType;
 
 const EPS: f64 = f64::EPSILON;
 const TINY: f64 = f64::MIN_POSITIVE;
-/// Smallest product of two squared column norms for which a Jacobi rotation is computed.
-const TINY_PAIR: f64 = 1e-270;
 /// Jacobi rounds per step of the sweep loop.
 const UNROLL_ROUNDS: i64 = 1;
 
@@ -95,49 +93,6 @@ pub fn qr_r(a: &Tensor) -> Tensor {
     g.concat(&done, 1).slice_axis(2, 0, k).transpose(&[0, 2, 1])
 }
 
-/// One Jacobi round on `w [B, m + np, np]` (as `linalg::jacobi_svd`'s `round`).
-fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
-    let b = w.dims()[0];
-    let h = np / 2;
-    let top = w.slice_axis(1, 0, m);
-    let (p, q) = (top.slice_axis(2, 0, h), top.slice_axis(2, h, np));
-    let stacked = g.concat(
-        &[
-            (&p * &p).reshape([b, m, 1, h]),
-            (&q * &q).reshape([b, m, 1, h]),
-            (&p * &q).reshape([b, m, 1, h]),
-        ],
-        2,
-    );
-    let sums = stacked.reduce_sum(&[1]); // [B, 3, h]
-    let row = |i: i64| sums.slice_axis(1, i, i + 1).reshape([b, h]);
-    let (alpha, beta, gamma) = (row(0), row(1), row(2));
-    let ab = &alpha * &beta;
-    let g2 = gamma.square();
-    let rotate = g2.gt(&ab * (tol * tol)).and(&ab.gt(TINY_PAIR));
-    let (d, e) = (&beta - &alpha, &gamma * 2.0);
-    let num = rotate.select(d.ge(0.0).select(&e, -&e), 0.0);
-    let den = rotate.select(d.abs() + (d.square() + e.square()).sqrt(), 1.0);
-    let inv = (den.square() + num.square()).rsqrt();
-    let (c, s) = ((&den * &inv).reshape([b, 1, h]), (&num * &inv).reshape([b, 1, h]));
-    let cos2 = rotate.select(&g2 / ab.max(TINY), 0.0).reduce_max(&[1]);
-    let (wp, wq) = (w.slice_axis(2, 0, h), w.slice_axis(2, h, np));
-    let np_ = &wp * &c - &wq * &s;
-    let nq_ = &wp * &s + &wq * &c;
-    let next = if h == 1 {
-        g.concat(&[np_, nq_], 2)
-    } else {
-        let mut parts = vec![np_.slice_axis(2, 0, 1), nq_.slice_axis(2, 0, 1)];
-        if h > 2 {
-            parts.push(np_.slice_axis(2, 1, h - 1));
-        }
-        parts.push(nq_.slice_axis(2, 1, h));
-        parts.push(np_.slice_axis(2, h - 1, h));
-        g.concat(&parts, 2)
-    };
-    (next, cos2)
-}
-
 /// SVD of each `a [B, m, n]` by one-sided Jacobi (as `linalg::jacobi_svd` with default options).
 pub fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
     let g = a.graph().clone();
@@ -168,7 +123,7 @@ pub fn svd(a: &Tensor) -> (Tensor, Tensor, Tensor) {
             let active = running(st);
             let (mut w, mut rounds, mut quiet) = (st[0].clone(), st[1].clone(), st[2].clone());
             for _ in 0..per_iter {
-                let (next, cos2) = round(&g, &w, m, np, tol);
+                let (next, cos2) = super::jacobi_svd::round(&g, &w, m, np, tol);
                 w = next;
                 quiet = cos2.gt(0.0).select(0.0, &quiet + 1.0);
                 rounds += 1.0;

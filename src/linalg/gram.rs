@@ -5,7 +5,7 @@
 //! Accuracy: Cholesky's relative error in `R_jj²` is about `ε / (R_jj² / ‖J_j‖²)`, so the
 //! triangle is taken from it only when every pivot keeps at least [`GRAM_MIN_PIVOT`] of its
 //! column's squared norm (about 1e-11 relative). The kernel choices were measured on XLA:CPU
-//! (`docs/performance.md`, "Factorizations"; `cargo bench --bench linalg`).
+//! (`docs/kernels.md`; `cargo bench --bench linalg`).
 
 use super::{cache_block_rows, cholesky, householder_qr_r_blocked};
 use crate::graph::Tensor;
@@ -44,8 +44,8 @@ pub const GRAM_MAX_ROWS: i64 = 2_048;
 /// the Cholesky factor of the Gram matrix `[J | f]ᵀ[J | f]` when every column is far enough from
 /// the span of the columns before it ([`GRAM_MIN_PIVOT`]), as in the chunked evaluation; otherwise,
 /// and for larger problems, from the Householder QR ([`augmented_qr`]), which then runs in a loop
-/// of one step (zero steps when the Gram triangle is kept). About half the time of the QR for a
-/// 104 × 4 `[J | f]` on XLA:CPU (`cargo bench --bench linalg`).
+/// of one step (zero steps when the Gram triangle is kept): faster than the QR where it applies
+/// (`docs/kernels.md`, `cargo bench --bench linalg`).
 pub fn factor_residuals(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
     let (m, n) = (jac.dims()[0], jac.dims()[1]);
     if n > GRAM_MAX_PARAMS || m > GRAM_MAX_ROWS {
@@ -77,12 +77,11 @@ pub fn factor_residuals(jac: &Tensor, f: &Tensor) -> (Tensor, Tensor) {
 
 /// The Gram matrix `[J | f]ᵀ[J | f]` (`(n + 1) × (n + 1)`): the products of the row pairs
 /// `i <= j` of `[J | f]ᵀ` (gathered into one `(k(k+1)/2) × m` array) summed along the rows, then
-/// spread into the symmetric matrix. XLA:CPU runs these sums as tight loops; a `dot` of the
-/// transposed matrix with itself, or a broadcast product reduced over the rows, took 2-3 times as
-/// long at 104 × 4, and one separate sum per pair ran as fast but made the program larger.
-/// `[J | f]ᵀ` passes an optimization barrier first: XLA would otherwise fuse the model's
-/// evaluation into the products and compute it once per pair (a whole batch of 100-point fits ran
-/// 10% slower than with the Householder QR that way).
+/// spread into the symmetric matrix. XLA:CPU runs these sums as tight loops, faster than a `dot`
+/// of the transposed matrix with itself or a broadcast product reduced over the rows, and in a
+/// smaller program than one sum per pair (`docs/kernels.md`). `[J | f]ᵀ` passes an optimization
+/// barrier first: XLA would otherwise fuse the model's evaluation into the products and compute
+/// it once per pair.
 fn column_gram(at: &Tensor) -> Tensor {
     let k = at.dims()[0];
     let g = at.graph().clone();

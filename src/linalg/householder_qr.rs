@@ -17,13 +17,10 @@
 //! `(R[:j, j], μ, 0, …, 0)`.
 //!
 //! **Layout.** The loop index `j` is traced, so each step works on the whole array with
-//! row/column masks: graph size and compile time (≈ 0.2 s) do not depend on `k`, at about
-//! `3×` the flops of the shrinking-block form for square matrices (`≈ 4mk²` instead of
-//! `2mk² − 2k³/3`). The loop keeps `Aᵀ` (`k × m`) so that a column of `A` is a contiguous row;
-//! this made the step 3–4× faster on XLA:CPU than the row-major form, and also faster than
-//! the unrolled shrinking-block form, whose many distinct shapes cost 1.5 s of compile time
-//! at `k = 8` (measured with `tests/linalg_timing.rs`: `m = 1000, k = 12` runs in about
-//! 60 µs; `m = 10⁵, k = 4` in about 1.3 ms).
+//! row/column masks: graph size and compile time do not depend on `k`, for more flops than the
+//! shrinking-block form (`≈ 4mk²` instead of `2mk² − 2k³/3`), whose many distinct shapes
+//! compile slowly. The loop keeps `Aᵀ` (`k × m`) so that a column of `A` is a contiguous row,
+//! which XLA:CPU sweeps faster than the row-major form (figures: `docs/kernels.md`).
 //!
 //! The thin `Q = H₀H₁⋯H_{k−1}[I_k; 0]` is accumulated backwards (G&VL §5.1.6) in a second
 //! loop over the stored reflectors.
@@ -129,7 +126,7 @@ fn check(a: &Tensor) -> Result<(i64, i64), String> {
 pub fn householder_qr_r(a: &Tensor) -> Tensor {
     match check(a) {
         Err(reason) => {
-            let k = a.dims().get(1).copied().unwrap_or(0).max(0);
+            let (_, k) = super::placeholder_dims(a, 0);
             invalid(a, "householder_qr_r", reason, [k, k])
         }
         Ok((m, k)) => factor_loop(a, m, k, false).0,
@@ -146,7 +143,7 @@ pub fn cache_block_rows(k: usize) -> usize {
 /// [`householder_qr_r`] computed block by block (TSQR): the `R` of each `block`-row slice of `A`
 /// stacked under the running `R`. Same `R` up to rounding (`diag(R) ≥ 0` makes it unique for a
 /// full-rank `A`), but each reflection sweeps a block that stays in cache instead of the whole
-/// matrix: on a 2-core machine a 50,000 × 4 factorisation inside a fit took half the time.
+/// matrix (faster for tall matrices: `docs/kernels.md`).
 /// Falls back to [`householder_qr_r`] when `block` does not divide `m`, or `m <= block`.
 ///
 /// # Errors
@@ -213,11 +210,7 @@ pub fn householder_qr(a: &Tensor) -> (Tensor, Tensor) {
     let (m, k) = match check(a) {
         Ok(mk) => mk,
         Err(reason) => {
-            let dims = a.dims();
-            let (m, k) = (
-                dims.first().copied().unwrap_or(0).max(0),
-                dims.get(1).copied().unwrap_or(0).max(0),
-            );
+            let (m, k) = super::placeholder_dims(a, 0);
             let q = invalid(a, "householder_qr", reason, [m, k]);
             let r = a.graph().poison(crate::graph::TensorType::new(DType::F64, [k, k]));
             return (q, r);

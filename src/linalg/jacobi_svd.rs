@@ -41,14 +41,12 @@
 //! norm product is below `1e-135` of that stay unrotated (numerically zero columns; this keeps
 //! every intermediate clear of underflow).
 //!
-//! Cost on XLA:CPU (pinned plugin, `tests/linalg_timing.rs`): about 6 kernels per round;
-//! compile ≈ 0.35 s (`n = 8`) to 0.7 s (`n = 64`); execute ≈ 40–50 µs at `n = 8`, 90 µs at
-//! `n = 16`, 5 ms at `n = 64`.
+//! Cost on XLA:CPU: about 6 kernels per round (compile and execute times: `docs/kernels.md`).
 //! Finally the singular values are sorted descending by a rank computation (`n × n`
 //! comparisons), applied as products with the one-hot permutation matrix (exact: one term
 //! per output, the others are zeros). A gather here would be rewritten by XLA into chains of
-//! selects copied into every consumer: about 320 more instructions in the LM fit program,
-//! about 12% more time to load it from the disk cache.
+//! selects copied into every consumer, a larger program that loads more slowly
+//! (`docs/kernels.md`).
 //!
 //! Accuracy: `A − U S Vᵀ` and `VᵀV − I` are `O(ε · sweeps)`; singular values are accurate to
 //! `O(ε)·s₀`, and Jacobi is often far more accurate for the small ones (Demmel–Veselić).
@@ -136,21 +134,29 @@ pub struct JacobiSvd {
 /// `d = β − α`, `e = 2γ`, `r = √(d² + e²)`, the rotation of the module docs is
 /// `t = sgn(d)·e / (|d| + r)`, so `c = D/√(D² + N²)`, `s = N/√(D² + N²)` with `N = sgn(d)·e`,
 /// `D = |d| + r` (and `N = 0, D = 1` for a pair that does not rotate).
-fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
+pub(crate) fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
+    // `w` may carry leading batch axes (`[B, m + np, np]`): each matrix rotates on its own.
+    let lead = w.dims()[..w.rank() - 2].to_vec();
+    let (rows, cols) = (lead.len() as i64, lead.len() as i64 + 1);
+    let with = |tail: &[i64]| [lead.as_slice(), tail].concat();
     let h = np / 2;
-    let top = w.slice_axis(0, 0, m);
-    let (p, q) = (top.slice_axis(1, 0, h), top.slice_axis(1, h, np));
+    let top = w.slice_axis(rows, 0, m);
+    let (p, q) = (top.slice_axis(cols, 0, h), top.slice_axis(cols, h, np));
     // α, β, γ for all pairs in one reduction.
     let stacked = g.concat(
         &[
-            (&p * &p).reshape([m, 1, h]),
-            (&q * &q).reshape([m, 1, h]),
-            (&p * &q).reshape([m, 1, h]),
+            (&p * &p).reshape(with(&[m, 1, h])),
+            (&q * &q).reshape(with(&[m, 1, h])),
+            (&p * &q).reshape(with(&[m, 1, h])),
         ],
-        1,
+        cols,
     );
-    let sums = stacked.reduce_sum(&[0]); // [3, h]
-    let (alpha, beta, gamma) = (sums.row(0), sums.row(1), sums.row(2));
+    let sums = stacked.reduce_sum(&[rows]); // [.., 3, h]
+    let (alpha, beta, gamma) = (
+        sums.index_axis(rows, 0),
+        sums.index_axis(rows, 1),
+        sums.index_axis(rows, 2),
+    );
     let ab = &alpha * &beta;
     let g2 = gamma.square();
     // Pairs with ‖g_p‖‖g_q‖ < 1e-135 (numerically zero columns: the matrix is scaled to
@@ -161,21 +167,24 @@ fn round(g: &Graph, w: &Tensor, m: i64, np: i64, tol: f64) -> (Tensor, Tensor) {
     let num = rotate.select(d.ge(0.0).select(&e, -&e), 0.0);
     let den = rotate.select(d.abs() + (d.square() + e.square()).sqrt(), 1.0);
     let inv = (den.square() + num.square()).rsqrt();
-    let (c, s) = ((&den * &inv).reshape([1, h]), (&num * &inv).reshape([1, h]));
-    let cos2 = rotate.select(&g2 / ab.max(f64::MIN_POSITIVE), 0.0).reduce_max(&[0]);
-    let (wp, wq) = (w.slice_axis(1, 0, h), w.slice_axis(1, h, np));
+    let (c, s) = (
+        (&den * &inv).reshape(with(&[1, h])),
+        (&num * &inv).reshape(with(&[1, h])),
+    );
+    let cos2 = rotate.select(&g2 / ab.max(f64::MIN_POSITIVE), 0.0).reduce_max(&[rows]);
+    let (wp, wq) = (w.slice_axis(cols, 0, h), w.slice_axis(cols, h, np));
     let np_ = &wp * &c - &wq * &s;
     let nq_ = &wp * &s + &wq * &c;
     let next = if h == 1 {
-        g.concat(&[np_, nq_], 1)
+        g.concat(&[np_, nq_], cols)
     } else {
-        let mut parts = vec![np_.slice_axis(1, 0, 1), nq_.slice_axis(1, 0, 1)];
+        let mut parts = vec![np_.slice_axis(cols, 0, 1), nq_.slice_axis(cols, 0, 1)];
         if h > 2 {
-            parts.push(np_.slice_axis(1, 1, h - 1));
+            parts.push(np_.slice_axis(cols, 1, h - 1));
         }
-        parts.push(nq_.slice_axis(1, 1, h));
-        parts.push(np_.slice_axis(1, h - 1, h));
-        g.concat(&parts, 1)
+        parts.push(nq_.slice_axis(cols, 1, h));
+        parts.push(np_.slice_axis(cols, h - 1, h));
+        g.concat(&parts, cols)
     };
     (next, cos2)
 }
@@ -234,11 +243,7 @@ pub fn jacobi_svd_with(a: &Tensor, opts: &JacobiOptions) -> JacobiSvd {
     let (m, n) = match checked {
         Ok(mn) => mn,
         Err(reason) => {
-            let d = a.dims();
-            let (m, n) = (
-                d.first().copied().unwrap_or(1).max(1),
-                d.get(1).copied().unwrap_or(1).max(1),
-            );
+            let (m, n) = super::placeholder_dims(a, 1);
             let u = invalid(a, OP, reason, [m, n]);
             let poison = |shape: Vec<i64>, dt| g.poison(crate::graph::TensorType::new(dt, shape));
             return JacobiSvd {

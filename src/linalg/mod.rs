@@ -27,18 +27,9 @@
 //!
 //! # Cost model
 //!
-//! On XLA:CPU each kernel costs about 1 µs and every distinct shape is compiled separately,
+//! On XLA:CPU every kernel has a fixed cost and every distinct shape is compiled separately,
 //! so the algorithms are written as `while` loops whose bodies are a few whole-array ops
-//! (measured with `tests/linalg_timing.rs`, pinned CPU plugin, best of 20, including the
-//! ≈ 20 µs fixed cost of one execute):
-//!
-//! | function | kernels per loop step | compile | execute |
-//! |---|---|---|---|
-//! | [`householder_qr_r`] `1000 × 4` / `1000 × 12` / `80 × 64` | 13 per column | ≈ 0.2 s | 48 / 59 / 130 µs |
-//! | [`householder_qr_r`] `100000 × 4` | 13 per column | ≈ 0.2 s | 1.3 ms |
-//! | [`jacobi_svd()`] `8 × 8` / `16 × 16` / `64 × 64` | ≈ 6 per round, 4 rounds per step | 0.35 / 0.45 / 0.7 s | 45 / 90 µs / 5.2 ms |
-//! | [`solve_upper_triangular`] `8 × 8` / `64 × 64` | 4 per row | 45 / 75 ms | 22 / 25 µs |
-//! | [`cholesky`] `8 × 8` / `64 × 64` | 6 per column | ≈ 0.1 s | 41 / 82 µs |
+//! (kernels per step and compile and execute times: `docs/kernels.md`).
 //!
 //! # References
 //!
@@ -76,6 +67,14 @@ pub(crate) fn invalid(x: &Tensor, op: &'static str, reason: String, shape: impl 
     let g = x.graph();
     g.record(Error::InvalidOp { op, reason });
     g.poison(crate::graph::TensorType::new(DType::F64, shape))
+}
+
+/// The `[rows, cols]` that placeholder results of an invalid input `x` are shaped by: its first
+/// two dimensions where it has them, at least `min`.
+pub(crate) fn placeholder_dims(x: &Tensor, min: i64) -> (i64, i64) {
+    let dims = x.dims();
+    let dim = |i: usize| dims.get(i).copied().unwrap_or(min).max(min);
+    (dim(0), dim(1))
 }
 
 /// The `[rows, cols]` of an `f64` matrix, or the reason it is not one.

@@ -189,9 +189,8 @@ pub fn cholesky(a: &Tensor) -> Tensor {
     out[1].clone()
 }
 
-/// Largest order for which [`cholesky`] is written out entry by entry (scalar code, no loop):
-/// XLA:CPU runs a 4 × 4 factor in a few nanoseconds that way, against about 0.1 µs for the
-/// column loop.
+/// Largest order for which [`cholesky`] is written out entry by entry (scalar code, no loop),
+/// which XLA:CPU runs far faster than the column loop for small factors (`docs/kernels.md`).
 const CHOLESKY_UNROLL_MAX: i64 = 6;
 
 /// [`cholesky`] of a small `n × n` matrix as straight-line scalar code (`L_jj = √(a_jj − Σ_p

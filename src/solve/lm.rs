@@ -20,8 +20,9 @@
 use super::common::*;
 use super::covariance::{covariance, unit_column_scale};
 use super::lanes::{as_row, loop_state, mtv, mv, per_lane, pick, Lanes, LoopState};
-use super::termination::{NONFINITE_START, RUNNING};
-use super::{carried, evaluate, Carried, Config, Factored, Inputs, Loss, Outputs, Problem, TrialFactors};
+use super::outer::{outer_loop, Outer, Record};
+use super::termination::RUNNING;
+use super::{carried, evaluate, Carried, Config, Inputs, Loss, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
@@ -114,13 +115,8 @@ fn lmpar(uf: &Tensor, s: &Tensor, v: &Tensor, delta: &Tensor, par0: &Tensor, m_v
 }
 
 loop_state! {
-    /// State of the outer loop (one pass per Jacobian).
-    struct Outer {
-        x: Tensor,
-        /// Residuals at x.
-        f: Tensor,
-        /// Jacobian at x (a placeholder when chunked or batched).
-        jac: Tensor,
+    /// LM's own state in the outer loop (one pass per Jacobian).
+    struct Own {
         /// ‖f‖ at x.
         fnorm: Tensor,
         /// MINPACK's `diag`, D.
@@ -128,27 +124,10 @@ loop_state! {
         /// Δ.
         delta: Tensor,
         par: Tensor,
-        nfev: Tensor,
-        njev: Tensor,
-        nit: Tensor,
-        status: Tensor,
-        history: Tensor,
         /// ‖D x‖.
         xnorm: Tensor,
         /// No step has been accepted yet.
         no_success: Tensor,
-        /// Gradient max-norm at x.
-        optimality: Tensor,
-        done: Tensor,
-        first: Tensor,
-        initial_cost: Tensor,
-        /// Covariance, rank and null-space weights at x.
-        cov: Tensor,
-        rank: Tensor,
-        grad: Tensor,
-        null_weight: Tensor,
-        /// The factorization at x, when trials are factored.
-        factored: Option<Factored>,
     }
 }
 
@@ -200,255 +179,198 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     };
 
     let trials = TrialFactors::new(pb);
-    let init = Outer {
-        x: inp.x0.clone(),
-        f: lanes.zeros(&[pb.f_rows()]),
-        jac: lanes.zeros(&[pb.jac_rows(), n]),
+    let own = Own {
         fnorm: lanes.scalar(0.0),
         diag: lanes.zeros(&[n]),
         delta: lanes.scalar(0.0),
         par: lanes.scalar(0.0),
-        nfev: lanes.int(0),
-        njev: lanes.int(0),
-        nit: lanes.int(0),
-        status: lanes.int(RUNNING),
-        history: lanes.full(DType::F64, &[cfg.history], f64::NAN),
         xnorm: lanes.scalar(0.0),
         no_success: lanes.flag(true),
-        optimality: lanes.scalar(0.0),
-        done: inp.done_at_start(lanes),
-        first: lanes.flag(true),
-        initial_cost: lanes.scalar(0.0),
-        cov: lanes.zeros(&[n, n]),
-        rank: lanes.int(0),
-        grad: lanes.zeros(&[n]),
-        null_weight: lanes.zeros(&[n]),
-        factored: trials.init(lanes, n),
     };
 
-    let out = lanes.while_loop(
-        init,
-        |st| st.done.not(),
-        |st| {
-            let (x, first) = (&st.x, &st.first);
-            let (ev, eval_only) = trials.current(pb, &st.factored, x, Loss::Linear, &inp.f_scale);
-            let r = &ev.r;
-            let fnorm_here = (&ev.cost * 2.0).sqrt();
-            let nfev = first.select(lanes.int(1), &st.nfev);
-            let fnorm = first.select(&fnorm_here, &st.fnorm);
-            let acnorm = column_norms(r);
-            let diag_init = if cfg.jac_scale {
-                acnorm.eq(0.0).select(1.0, &acnorm)
-            } else {
-                lanes.shared(&inp.x_scale.recip())
-            };
-            let diag = pick(first, &diag_init, &st.diag);
-            let xnorm_init = norm(&(&diag * x));
-            let xnorm = first.select(&xnorm_init, &st.xnorm);
-            let delta_init = &xnorm_init * FACTOR;
-            let delta_init = delta_init.eq(0.0).select(FACTOR, &delta_init);
-            let delta = first.select(&delta_init, &st.delta);
-            let initial_cost = first.select(fnorm_here.square() * 0.5, &st.initial_cost);
-            let history = pick(
-                first,
-                &lanes.set_entry(&st.history, &lanes.int(0), &(fnorm_here.square() * 0.5)),
-                &st.history,
-            );
-            let gnorm = gnorm_of(r, &ev.qtf, &fnorm);
-            let status = first
-                .and(&ev.finite.not())
-                .select(lanes.int(NONFINITE_START), &st.status);
-            let status = status
-                .eq(RUNNING as f64)
-                .and(&gnorm.le(&inp.gtol))
-                .select(lanes.int(1), &status);
-            let done = status.ne(RUNNING as f64);
-            let diag = if cfg.jac_scale {
-                pick(&done, &diag, diag.max(&acnorm))
-            } else {
-                diag
-            };
-            // On the final pass the SVD is of R with unit columns (for the covariance, the rank
-            // and the parameters not determined).
-            let unit = unit_column_scale(r);
-            let rs = pick(&done, &(r * as_row(&unit)), &(r / as_row(&diag)));
-            let col_scale = pick(&done, &unit, diag.recip());
-            let (u, s, vmat) = lanes.svd(&rs);
-            let uf = mtv(&u, &ev.qtf);
-            // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
-            // `common::check_termination`); MINPACK's reductions are relative to ‖f‖².
-            let gn_rel = gauss_newton_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(TINY);
-            let model_ok = gn_rel.le(&inp.ftol).and(&gauss_newton_converged(
-                &uf,
-                &s,
-                &vmat,
-                &diag.recip(),
-                x,
-                &inp.ftol,
-                &inp.m_valid,
-            ));
+    let out = outer_loop(pb, inp, cfg, &trials, Loss::Linear, own, |st, ev, eval_only| {
+        let (x, first) = (&st.x, &st.rec.first);
+        let r = &ev.r;
+        let fnorm_here = (&ev.cost * 2.0).sqrt();
+        let rec = st.rec.opened(lanes, ev, &(fnorm_here.square() * 0.5));
+        let fnorm = first.select(&fnorm_here, &st.own.fnorm);
+        let acnorm = column_norms(r);
+        let diag_init = if cfg.jac_scale {
+            acnorm.eq(0.0).select(1.0, &acnorm)
+        } else {
+            lanes.shared(&inp.x_scale.recip())
+        };
+        let diag = pick(first, &diag_init, &st.own.diag);
+        let xnorm_init = norm(&(&diag * x));
+        let xnorm = first.select(&xnorm_init, &st.own.xnorm);
+        let delta_init = &xnorm_init * FACTOR;
+        let delta_init = delta_init.eq(0.0).select(FACTOR, &delta_init);
+        let delta = first.select(&delta_init, &st.own.delta);
+        let gnorm = gnorm_of(r, &ev.qtf, &fnorm);
+        let status = rec
+            .status
+            .eq(RUNNING as f64)
+            .and(&gnorm.le(&inp.gtol))
+            .select(lanes.int(1), &rec.status);
+        let done = status.ne(RUNNING as f64);
+        let diag = if cfg.jac_scale {
+            pick(&done, &diag, diag.max(&acnorm))
+        } else {
+            diag
+        };
+        // On the final pass the SVD is of R with unit columns (for the covariance, the rank
+        // and the parameters not determined).
+        let unit = unit_column_scale(r);
+        let rs = pick(&done, &(r * as_row(&unit)), &(r / as_row(&diag)));
+        let col_scale = pick(&done, &unit, diag.recip());
+        let (u, s, vmat) = lanes.svd(&rs);
+        let uf = mtv(&u, &ev.qtf);
+        // ftol also requires the full Gauss–Newton step to promise no more than ftol (see
+        // `common::check_termination`); MINPACK's reductions are relative to ‖f‖².
+        let gn_rel = gauss_newton_reduction(&uf, &s, &inp.m_valid) * 2.0 / fnorm.square().max(TINY);
+        let model_ok = gn_rel.le(&inp.ftol).and(&gauss_newton_converged(
+            &uf,
+            &s,
+            &vmat,
+            &diag.recip(),
+            x,
+            &inp.ftol,
+            &inp.m_valid,
+        ));
 
-            let inner_init = Trial {
-                delta: delta.clone(),
-                par: st.par.clone(),
-                nfev: nfev.clone(),
-                status: if trials.on {
-                    eval_only.select(lanes.int(RUNNING), &status)
+        let inner_init = Trial {
+            delta: delta.clone(),
+            par: st.own.par.clone(),
+            nfev: rec.nfev.clone(),
+            status: if trials.on {
+                eval_only.select(lanes.int(RUNNING), &status)
+            } else {
+                status.clone()
+            },
+            ratio: lanes.scalar(0.0),
+            x: x.clone(),
+            fnorm: fnorm.clone(),
+            xnorm: xnorm.clone(),
+            no_success: st.own.no_success.clone(),
+            success: lanes.flag(false),
+            carried: st.factored.as_ref().map(|f| f.at_x.clone()),
+        };
+        let inner = lanes.while_loop(
+            inner_init,
+            |it| it.status.eq(RUNNING as f64).and(&it.success.not()),
+            |it| {
+                let (q, par) = lmpar(&uf, &s, &vmat, &it.delta, &it.par, &inp.m_valid);
+                let p = &q / &diag;
+                let x_new = if trials.on {
+                    pick(eval_only, x, &(x + &p))
                 } else {
-                    status.clone()
-                },
-                ratio: lanes.scalar(0.0),
-                x: x.clone(),
-                fnorm: fnorm.clone(),
-                xnorm: xnorm.clone(),
-                no_success: st.no_success.clone(),
-                success: lanes.flag(false),
-                carried: st.factored.as_ref().map(|f| f.at_x.clone()),
-            };
-            let inner = lanes.while_loop(
-                inner_init,
-                |it| it.status.eq(RUNNING as f64).and(&it.success.not()),
-                |it| {
-                    let (q, par) = lmpar(&uf, &s, &vmat, &it.delta, &it.par, &inp.m_valid);
-                    let p = &q / &diag;
-                    let x_new = if trials.on {
-                        pick(&eval_only, x, &(x + &p))
-                    } else {
-                        x + &p
-                    };
-                    let pnorm = norm(&q);
-                    let delta = it.no_success.select(it.delta.min(&pnorm), &it.delta);
-                    let trial = trials.on.then(|| evaluate(pb, &x_new, Loss::Linear, &inp.f_scale));
-                    let nfev = &it.nfev + 1.0;
-                    let fnorm1 = match &trial {
-                        Some(e) => (&e.cost * 2.0).sqrt(),
-                        None => norm(&(pb.fun)(&x_new)),
-                    };
-                    let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
-                    let actred = (&fnorm1 * P1)
-                        .lt(&fnorm)
-                        .select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
-                    let temp1 = norm(&mv(r, &p)) / &fnorm;
-                    let temp2 = par.sqrt() * &pnorm / &fnorm;
-                    let prered = temp1.square() + temp2.square() / 0.5;
-                    let dirder = -(temp1.square() + temp2.square());
-                    let ratio = prered.ne(0.0).select(&actred / prered.max(TINY), 0.0);
-                    // Radius and λ updates.
-                    let temp = actred.ge(0.0).select(0.5, &dirder * 0.5 / (&dirder + &actred * 0.5));
-                    let temp = (&fnorm1 * P1).ge(&fnorm).or(&temp.lt(P1)).select(P1, &temp);
-                    let shrink = ratio.le(0.25);
-                    let grow = par.eq(0.0).or(&ratio.ge(0.75));
-                    let delta_new = shrink.select(&temp * delta.min(&(&pnorm / P1)), grow.select(&pnorm / 0.5, &delta));
-                    let par_new = shrink.select(&par / &temp, grow.select(&par * 0.5, &par));
-                    // Acceptance.
-                    let success = ratio.ge(P0001);
-                    let x_acc = pick(&success, &x_new, x);
-                    let fnorm_acc = success.select(&fnorm1, &fnorm);
-                    let xnorm = success.select(norm(&(&diag * &x_new)), &it.xnorm);
-                    let no_success = success.select(lanes.flag(false), &it.no_success);
-                    // Convergence tests (MINPACK info 1..3), then 5..8.
-                    let ftol_ok = actred
-                        .abs()
-                        .le(&inp.ftol)
-                        .and(&prered.le(&inp.ftol))
-                        .and(&(&ratio * 0.5).le(1.0))
-                        .and(&model_ok);
-                    let xtol_ok = delta_new.le(&(&inp.xtol * &xnorm));
-                    let status = ftol_ok.and(&xtol_ok).select(
-                        lanes.int(4),
-                        ftol_ok.select(lanes.int(2), xtol_ok.select(lanes.int(3), lanes.int(RUNNING))),
-                    );
-                    let running = status.eq(RUNNING as f64);
-                    let status = running.and(&nfev.ge(&inp.max_nfev)).select(lanes.int(0), &status);
-                    let running = status.eq(RUNNING as f64);
-                    let info6 = actred.abs().le(eps).and(&prered.le(eps)).and(&(&ratio * 0.5).le(1.0));
-                    let status = running.and(&info6).select(lanes.int(2), &status);
-                    let running = status.eq(RUNNING as f64);
-                    let status = running
-                        .and(&delta_new.le(&(&xnorm * eps)))
-                        .select(lanes.int(3), &status);
-                    let running = status.eq(RUNNING as f64);
-                    let status = running.and(&gnorm.le(eps)).select(lanes.int(1), &status);
-                    let next = Trial {
-                        delta: delta_new,
-                        par: par_new,
-                        nfev,
-                        status,
-                        ratio,
-                        x: x_acc,
-                        fnorm: fnorm_acc,
-                        xnorm,
-                        no_success,
-                        success: success.clone(),
-                        carried: it.carried.clone(),
-                    };
-                    let (Some(e), Some(old)) = (&trial, &it.carried) else {
-                        return next;
-                    };
-                    // The evaluate-only pass keeps everything but the evaluation, and ends.
-                    let kept = old.pick_from(&success.or(&eval_only), &carried(e));
-                    let mut next = next.pick_from(&eval_only, it);
-                    next.success = success.or(&eval_only);
-                    next.carried = Some(kept);
-                    next
-                },
-            );
-            let cv = covariance(&s, &vmat, &col_scale, &inp.m_valid);
-            let step = done.not().select(1.0, 0.0).convert(DType::I64);
-            let njev = &st.njev + &step;
-            let nit = &st.nit + &step;
-            let history = pick(
-                &done,
-                &history,
-                lanes.set_entry(&history, &nit, &(inner.fnorm.square() * 0.5)),
-            );
-            let grad = mtv(r, &ev.qtf);
-            let next = Outer {
-                x: inner.x,
-                f: ev.f.clone(),
-                jac: ev.jac.clone(),
+                    x + &p
+                };
+                let pnorm = norm(&q);
+                let delta = it.no_success.select(it.delta.min(&pnorm), &it.delta);
+                let trial = trials.on.then(|| evaluate(pb, &x_new, Loss::Linear, &inp.f_scale));
+                let nfev = &it.nfev + 1.0;
+                let fnorm1 = match &trial {
+                    Some(e) => (&e.cost * 2.0).sqrt(),
+                    None => norm(&(pb.fun)(&x_new)),
+                };
+                let fnorm1 = is_finite(&fnorm1).select(&fnorm1, f64::INFINITY);
+                let actred = (&fnorm1 * P1)
+                    .lt(&fnorm)
+                    .select(-(&fnorm1 / &fnorm).square() + 1.0, -1.0);
+                let temp1 = norm(&mv(r, &p)) / &fnorm;
+                let temp2 = par.sqrt() * &pnorm / &fnorm;
+                let prered = temp1.square() + temp2.square() / 0.5;
+                let dirder = -(temp1.square() + temp2.square());
+                let ratio = prered.ne(0.0).select(&actred / prered.max(TINY), 0.0);
+                // Radius and λ updates.
+                let temp = actred.ge(0.0).select(0.5, &dirder * 0.5 / (&dirder + &actred * 0.5));
+                let temp = (&fnorm1 * P1).ge(&fnorm).or(&temp.lt(P1)).select(P1, &temp);
+                let shrink = ratio.le(0.25);
+                let grow = par.eq(0.0).or(&ratio.ge(0.75));
+                let delta_new = shrink.select(&temp * delta.min(&(&pnorm / P1)), grow.select(&pnorm / 0.5, &delta));
+                let par_new = shrink.select(&par / &temp, grow.select(&par * 0.5, &par));
+                // Acceptance.
+                let success = ratio.ge(P0001);
+                let x_acc = pick(&success, &x_new, x);
+                let fnorm_acc = success.select(&fnorm1, &fnorm);
+                let xnorm = success.select(norm(&(&diag * &x_new)), &it.xnorm);
+                let no_success = success.select(lanes.flag(false), &it.no_success);
+                // Convergence tests (MINPACK info 1..3), then 5..8.
+                let ftol_ok = actred
+                    .abs()
+                    .le(&inp.ftol)
+                    .and(&prered.le(&inp.ftol))
+                    .and(&(&ratio * 0.5).le(1.0))
+                    .and(&model_ok);
+                let xtol_ok = delta_new.le(&(&inp.xtol * &xnorm));
+                let status = ftol_ok.and(&xtol_ok).select(
+                    lanes.int(4),
+                    ftol_ok.select(lanes.int(2), xtol_ok.select(lanes.int(3), lanes.int(RUNNING))),
+                );
+                let running = status.eq(RUNNING as f64);
+                let status = running.and(&nfev.ge(&inp.max_nfev)).select(lanes.int(0), &status);
+                let running = status.eq(RUNNING as f64);
+                let info6 = actred.abs().le(eps).and(&prered.le(eps)).and(&(&ratio * 0.5).le(1.0));
+                let status = running.and(&info6).select(lanes.int(2), &status);
+                let running = status.eq(RUNNING as f64);
+                let status = running
+                    .and(&delta_new.le(&(&xnorm * eps)))
+                    .select(lanes.int(3), &status);
+                let running = status.eq(RUNNING as f64);
+                let status = running.and(&gnorm.le(eps)).select(lanes.int(1), &status);
+                let next = Trial {
+                    delta: delta_new,
+                    par: par_new,
+                    nfev,
+                    status,
+                    ratio,
+                    x: x_acc,
+                    fnorm: fnorm_acc,
+                    xnorm,
+                    no_success,
+                    success: success.clone(),
+                    carried: it.carried.clone(),
+                };
+                let (Some(e), Some(old)) = (&trial, &it.carried) else {
+                    return next;
+                };
+                // The evaluate-only pass keeps everything but the evaluation, and ends.
+                let kept = old.pick_from(&success.or(eval_only), &carried(e));
+                let mut next = next.pick_from(eval_only, it);
+                next.success = success.or(eval_only);
+                next.carried = Some(kept);
+                next
+            },
+        );
+        let cv = covariance(&s, &vmat, &col_scale, &inp.m_valid);
+        let grad = mtv(r, &ev.qtf);
+        let njev = &rec.njev + done.not().select(1.0, 0.0).convert(DType::I64);
+        let status = done.select(&status, &inner.status);
+        let rec = rec.closed(lanes, ev, cv, done, status, &(inner.fnorm.square() * 0.5));
+        let next = Outer {
+            x: inner.x,
+            rec: Record {
+                nfev: inner.nfev,
+                njev,
+                optimality: norm_inf(&grad),
+                grad,
+                ..rec
+            },
+            factored: st.factored.clone(),
+            own: Own {
                 fnorm: inner.fnorm,
                 diag,
                 delta: inner.delta,
                 par: inner.par,
-                nfev: inner.nfev,
-                njev,
-                nit,
-                status: done.select(&status, &inner.status),
-                history,
                 xnorm: inner.xnorm,
                 no_success: inner.no_success,
-                optimality: norm_inf(&grad),
-                done,
-                first: lanes.flag(false),
-                initial_cost,
-                cov: cv.cov,
-                rank: cv.rank,
-                grad,
-                null_weight: cv.null_weight,
-                factored: st.factored.clone(),
-            };
-            trials.next(next, st, inner.carried, &eval_only, |s| &mut s.factored)
-        },
-    );
+            },
+        };
+        (next, inner.carried)
+    });
 
-    let x = out.x;
-    Outputs {
-        active_mask: (&x * 0.0).convert(DType::I64),
-        x,
-        fun: out.f,
-        jac: out.jac,
-        cost: out.fnorm.square() * 0.5,
-        grad: out.grad,
-        optimality: out.optimality,
-        nfev: out.nfev,
-        njev: out.njev,
-        nit: out.nit,
-        status: out.status,
-        history: out.history,
-        initial_cost: out.initial_cost,
-        cov: out.cov,
-        rank: out.rank,
-        null_weight: out.null_weight,
-    }
+    let cost = out.own.fnorm.square() * 0.5;
+    let active_mask = (&out.x * 0.0).convert(DType::I64);
+    out.rec.outputs(out.x, cost, active_mask)
 }

@@ -26,6 +26,7 @@ pub(crate) mod lanes;
 pub(crate) mod lm;
 pub mod loss;
 pub mod options;
+mod outer;
 pub mod termination;
 pub(crate) mod trf;
 
@@ -55,7 +56,25 @@ pub(crate) struct Problem<'a> {
     pub lanes: Lanes,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    /// A problem of `m` rows and `n` parameters on `lanes`, its Jacobian evaluated whole.
+    pub(crate) fn new(
+        fun: &'a dyn Fn(&Tensor) -> Tensor,
+        fun_jac: &'a dyn Fn(&Tensor) -> (Tensor, Tensor),
+        m: i64,
+        n: i64,
+        lanes: Lanes,
+    ) -> Self {
+        Problem {
+            fun,
+            fun_jac,
+            m,
+            n,
+            chunks: None,
+            lanes,
+        }
+    }
+
     /// Rows of the residual output (`m`, or 1 when chunked).
     pub(crate) fn f_rows(&self) -> i64 {
         if self.chunks.is_some() {

@@ -21,44 +21,24 @@ use super::common::*;
 use super::covariance::{covariance, unit_column_scale};
 use super::lanes::{as_row, loop_state, mtv, mv, per_lane, pick, Lanes, LoopState};
 use super::loss;
+use super::outer::{outer_loop, Outer, Record};
 use super::termination::{NONFINITE_START, RUNNING};
-use super::{carried, evaluate, Carried, Config, Factored, Inputs, Outputs, Problem, TrialFactors};
+use super::{carried, evaluate, Carried, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
 
 const TINY: f64 = f64::MIN_POSITIVE;
 
 loop_state! {
-    /// State of the outer loop (one pass per Jacobian).
-    struct Outer {
-        x: Tensor,
-        /// Residuals at x (unscaled).
-        f: Tensor,
-        /// Loss-scaled Jacobian at x (a placeholder when chunked or batched).
-        jac: Tensor,
+    /// TRF's own state in the outer loop (one pass per Jacobian).
+    struct Own {
         cost: Tensor,
-        grad: Tensor,
         scale: Tensor,
         scale_inv: Tensor,
         delta: Tensor,
         alpha: Tensor,
-        nfev: Tensor,
-        njev: Tensor,
-        nit: Tensor,
-        status: Tensor,
-        history: Tensor,
-        optimality: Tensor,
-        done: Tensor,
-        first: Tensor,
         /// x changed since the last Jacobian.
         changed: Tensor,
-        initial_cost: Tensor,
-        /// Covariance `(JᵀJ)⁺`, rank and null-space weights at x.
-        cov: Tensor,
-        rank: Tensor,
-        null_weight: Tensor,
-        /// The factorization at x, when trials are factored.
-        factored: Option<Factored>,
     }
 }
 
@@ -97,254 +77,201 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
     let loss = cfg.loss;
     let (lb, ub) = (&inp.lb, &inp.ub);
     let trials = TrialFactors::new(pb);
-    let init = Outer {
-        x: inp.x0.clone(),
-        f: lanes.zeros(&[pb.f_rows()]),
-        jac: lanes.zeros(&[pb.jac_rows(), n]),
+    let own = Own {
         cost: lanes.scalar(0.0),
-        grad: lanes.zeros(&[n]),
         scale: lanes.zeros(&[n]),
         scale_inv: lanes.zeros(&[n]),
         delta: lanes.scalar(1.0),
         alpha: lanes.scalar(0.0),
-        nfev: lanes.int(0),
-        njev: lanes.int(0),
-        nit: lanes.int(0),
-        status: lanes.int(RUNNING),
-        history: lanes.full(DType::F64, &[cfg.history], f64::NAN),
-        optimality: lanes.scalar(0.0),
-        done: inp.done_at_start(lanes),
-        first: lanes.flag(true),
         changed: lanes.flag(true),
-        initial_cost: lanes.scalar(0.0),
-        cov: lanes.zeros(&[n, n]),
-        rank: lanes.int(0),
-        null_weight: lanes.zeros(&[n]),
-        factored: trials.init(lanes, n),
     };
 
-    let out = lanes.while_loop(
-        init,
-        |st| st.done.not(),
-        |st| {
-            let (x, first, changed) = (&st.x, &st.first, &st.changed);
-            // The one evaluation of residuals and Jacobian, at the current point (carried over
-            // from the accepted trial when trials are factored).
-            let (ev, eval_only) = trials.current(pb, &st.factored, x, loss, &inp.f_scale);
-            let (r, qtf, cost_here) = (&ev.r, &ev.qtf, &ev.cost);
-            let grad = mtv(r, qtf);
-            let nfev = first.select(lanes.int(1), &st.nfev);
-            let njev = &st.njev + changed.select(1.0, 0.0).convert(DType::I64);
-            let cost = first.select(cost_here, &st.cost);
-            let (scale, scale_inv) = if cfg.jac_scale {
-                let norms = column_norms(r);
-                let init = norms.eq(0.0).select(1.0, &norms);
-                let sinv = pick(first, &init, norms.max(&st.scale_inv));
-                (sinv.recip(), sinv)
-            } else {
-                (lanes.shared(&inp.x_scale), lanes.shared(&inp.x_scale.recip()))
-            };
-            let (v, dv) = cl_scaling(x, &grad, lb, ub);
-            let gnorm = norm_inf(&(&grad * &v));
-            let cosine = gradient_cosine(&grad, &column_norms(r), &v, &dv, &(&cost * 2.0).sqrt());
-            // Distances to the bounds in units of the initial residual norm, capped at 1.
-            let unit = bound_unit(&first.select(cost_here, &st.initial_cost), cfg.jac_scale);
-            let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
-            let delta_init = norm(&(x * &scale_inv / v.sqrt()));
-            let delta_init = delta_init
-                .eq(0.0)
-                .or(&is_finite(&delta_init).not())
-                .select(1.0, &delta_init);
-            let delta = first.select(&delta_init, &st.delta);
-            let initial_cost = first.select(cost_here, &st.initial_cost);
-            let history = pick(
-                first,
-                &lanes.set_entry(&st.history, &lanes.int(0), cost_here),
-                &st.history,
-            );
-            // Status at the top of the iteration (scipy): gtol, then max_nfev.
-            let status = first
-                .and(&ev.finite.not())
-                .select(lanes.int(NONFINITE_START), &st.status);
-            // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
-            let status = status
-                .ne(NONFINITE_START as f64)
-                .and(&cosine.lt(&inp.gtol))
-                .select(lanes.int(1), &status);
-            let status = status
-                .eq(RUNNING as f64)
-                .and(&nfev.ge(&inp.max_nfev))
-                .select(lanes.int(0), &status);
-            let done = status.ne(RUNNING as f64);
+    // `ev` is the one evaluation of residuals and Jacobian, at the current point (carried over
+    // from the accepted trial when trials are factored).
+    let out = outer_loop(pb, inp, cfg, &trials, loss, own, |st, ev, eval_only| {
+        let (x, first, changed) = (&st.x, &st.rec.first, &st.own.changed);
+        let (r, qtf, cost_here) = (&ev.r, &ev.qtf, &ev.cost);
+        let grad = mtv(r, qtf);
+        let rec = st.rec.opened(lanes, ev, cost_here);
+        let njev = &rec.njev + changed.select(1.0, 0.0).convert(DType::I64);
+        let cost = first.select(cost_here, &st.own.cost);
+        let (scale, scale_inv) = if cfg.jac_scale {
+            let norms = column_norms(r);
+            let init = norms.eq(0.0).select(1.0, &norms);
+            let sinv = pick(first, &init, norms.max(&st.own.scale_inv));
+            (sinv.recip(), sinv)
+        } else {
+            (lanes.shared(&inp.x_scale), lanes.shared(&inp.x_scale.recip()))
+        };
+        let (v, dv) = cl_scaling(x, &grad, lb, ub);
+        let gnorm = norm_inf(&(&grad * &v));
+        let cosine = gradient_cosine(&grad, &column_norms(r), &v, &dv, &(&cost * 2.0).sqrt());
+        // Distances to the bounds in units of the initial residual norm, capped at 1.
+        let unit = bound_unit(&rec.initial_cost, cfg.jac_scale);
+        let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
+        let delta_init = norm(&(x * &scale_inv / v.sqrt()));
+        let delta_init = delta_init
+            .eq(0.0)
+            .or(&is_finite(&delta_init).not())
+            .select(1.0, &delta_init);
+        let delta = first.select(&delta_init, &st.own.delta);
+        // Status at the top of the iteration (scipy): gtol, then max_nfev.
+        // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
+        let status = rec
+            .status
+            .ne(NONFINITE_START as f64)
+            .and(&cosine.lt(&inp.gtol))
+            .select(lanes.int(1), &rec.status);
+        let status = status
+            .eq(RUNNING as f64)
+            .and(&rec.nfev.ge(&inp.max_nfev))
+            .select(lanes.int(0), &status);
+        let done = status.ne(RUNNING as f64);
 
-            // Hat-space quantities; on the final pass (done) d scales R's columns to unit norm
-            // and there is no Coleman–Li term, so the SVD below is that of R with unit columns,
-            // for the covariance, the rank and the parameters not determined.
-            let d = pick(&done, &unit_column_scale(r), &(v.sqrt() * &scale));
-            let diag_h = pick(&done.not(), &(&grad * &dv * &scale), 0.0);
-            let g_h = &d * &grad;
-            let rd = r * as_row(&d);
-            let (rs, c) = if cfg.bounded {
-                let rows = rd.rank() as i64 - 2;
-                let a = g.concat(&[rd.clone(), g.eye(DType::F64, n) * as_row(&diag_h.sqrt())], rows);
-                let c = g.concat(&[qtf.clone(), lanes.zeros(&[n])], qtf.rank() as i64 - 1);
-                lanes.factor(&a, &c)
-            } else {
-                (rd.clone(), qtf.clone())
-            };
-            let (u, s, vmat) = lanes.svd(&rs);
-            let uf = mtv(&u, &c);
-            let model_ok = gauss_newton_reduction(&uf, &s, &inp.m_valid)
-                .le(&(&inp.ftol * &cost))
-                .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
-            // scipy steps back from the bounds by max(0.995, 1 - ‖g v‖_inf); the scale-free
-            // measure of the gradient stands in for its norm, which has units.
-            let theta = (-&cosine + 1.0).max(0.995);
-            let quad = |sh: &Tensor| {
-                let q = mv(&rd, sh);
-                (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
-            };
+        // Hat-space quantities; on the final pass (done) d scales R's columns to unit norm
+        // and there is no Coleman–Li term, so the SVD below is that of R with unit columns,
+        // for the covariance, the rank and the parameters not determined.
+        let d = pick(&done, &unit_column_scale(r), &(v.sqrt() * &scale));
+        let diag_h = pick(&done.not(), &(&grad * &dv * &scale), 0.0);
+        let g_h = &d * &grad;
+        let rd = r * as_row(&d);
+        let (rs, c) = if cfg.bounded {
+            let rows = rd.rank() as i64 - 2;
+            let a = g.concat(&[rd.clone(), g.eye(DType::F64, n) * as_row(&diag_h.sqrt())], rows);
+            let c = g.concat(&[qtf.clone(), lanes.zeros(&[n])], qtf.rank() as i64 - 1);
+            lanes.factor(&a, &c)
+        } else {
+            (rd.clone(), qtf.clone())
+        };
+        let (u, s, vmat) = lanes.svd(&rs);
+        let uf = mtv(&u, &c);
+        let model_ok = gauss_newton_reduction(&uf, &s, &inp.m_valid)
+            .le(&(&inp.ftol * &cost))
+            .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
+        // scipy steps back from the bounds by max(0.995, 1 - ‖g v‖_inf); the scale-free
+        // measure of the gradient stands in for its norm, which has units.
+        let theta = (-&cosine + 1.0).max(0.995);
+        let quad = |sh: &Tensor| {
+            let q = mv(&rd, sh);
+            (dot(&q, &q) + dot(&(sh * &diag_h), sh)) * 0.5 + dot(&g_h, sh)
+        };
 
-            let inner_init = Trial {
-                delta: delta.clone(),
-                alpha: st.alpha.clone(),
-                nfev: nfev.clone(),
-                status: status.clone(),
-                actual: lanes.scalar(-1.0),
-                x_new: x.clone(),
-                cost_new: cost.clone(),
-                carried: st.factored.as_ref().map(|f| f.at_x.clone()),
-            };
-            let inner = lanes.while_loop(
-                inner_init,
-                |it| {
-                    let go = it.nfev.lt(&inp.max_nfev).and(&it.status.eq(RUNNING as f64));
-                    // (Exactly once on the evaluate-only pass, which ends with actual = 1.)
-                    let go = if trials.on { go.or(&eval_only) } else { go };
-                    it.actual.le(0.0).and(&go)
-                },
-                |it| {
-                    let delta = &it.delta;
-                    let (p_h, alpha_new) = solve_trust_region(&uf, &s, &vmat, delta, &it.alpha, &inp.m_valid);
-                    let p = &d * &p_h;
-                    let (step, step_h, predicted) = if cfg.bounded {
-                        select_step(x, &rd, &diag_h, &g_h, &p, &p_h, &d, delta, lb, ub, &theta)
-                    } else {
-                        let pv = quad(&p_h);
-                        (p.clone(), p_h.clone(), -pv)
-                    };
-                    let x_new = if cfg.bounded {
-                        make_strictly_feasible(&(x + &step), lb, ub)
-                    } else {
-                        x + &step
-                    };
-                    let x_new = if trials.on { pick(&eval_only, x, &x_new) } else { x_new };
-                    let trial = trials.on.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
-                    let nfev = &it.nfev + 1.0;
-                    let step_h_norm = norm(&step_h);
-                    let (cost_new, finite) = match &trial {
-                        Some(e) => (e.cost.clone(), is_finite(&e.cost)),
-                        None => {
-                            let f_new = (pb.fun)(&x_new);
-                            let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
-                            let finite = lanes.all_finite(&f_new).and(&is_finite(&cost_new));
-                            (cost_new, finite)
-                        }
-                    };
-                    let actual = &cost - &cost_new;
-                    let bound_hit = step_h_norm.gt(&(delta * 0.95));
-                    let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
-                    let term = check_termination(
-                        &actual,
-                        &cost,
-                        &norm(&(&step * &scale_inv)),
-                        &norm(&(x * &scale_inv)),
-                        &ratio,
-                        &inp.ftol,
-                        &inp.xtol,
-                        &model_ok,
-                    );
-                    let stop = term.ne(RUNNING as f64);
-                    let go_on = finite.and(&stop.not());
-                    let next = Trial {
-                        delta: finite.select(stop.select(delta, &delta_new), &step_h_norm * 0.25),
-                        alpha: go_on.select(&alpha_new * delta / &delta_new, &alpha_new),
-                        nfev,
-                        status: finite.select(&term, lanes.int(RUNNING)),
-                        actual: finite.select(&actual, -1.0),
-                        x_new,
-                        cost_new,
-                        carried: it.carried.clone(),
-                    };
-                    let Some(e) = &trial else { return next };
-                    // The evaluate-only pass keeps everything but the evaluation, and ends.
-                    let mut next = next.pick_from(&eval_only, it);
-                    next.actual = eval_only.select(1.0, &next.actual);
-                    next.carried = Some(carried(e));
-                    next
-                },
-            );
-            let cv = covariance(&s, &vmat, &d, &inp.m_valid);
-            let accepted = inner.actual.gt(0.0);
-            // An inner loop that ran out of evaluations leaves the status RUNNING: the next
-            // pass reports max_nfev (after its gtol check), as scipy does.
-            let x_next = pick(&accepted, &inner.x_new, x);
-            let cost_next = accepted.select(&inner.cost_new, &cost);
-            let nit = &st.nit + done.not().select(1.0, 0.0).convert(DType::I64);
-            let history = pick(&done, &history, lanes.set_entry(&history, &nit, &cost_next));
-            let carried_next = match (&inner.carried, &st.factored) {
-                (Some(new), Some(old)) => Some(old.at_x.pick_from(&accepted.or(&eval_only), new)),
-                _ => None,
-            };
-            let next = Outer {
-                x: x_next,
-                f: ev.f.clone(),
-                jac: ev.jac.clone(),
-                cost: cost_next,
+        let inner_init = Trial {
+            delta: delta.clone(),
+            alpha: st.own.alpha.clone(),
+            nfev: rec.nfev.clone(),
+            status: status.clone(),
+            actual: lanes.scalar(-1.0),
+            x_new: x.clone(),
+            cost_new: cost.clone(),
+            carried: st.factored.as_ref().map(|f| f.at_x.clone()),
+        };
+        let inner = lanes.while_loop(
+            inner_init,
+            |it| {
+                let go = it.nfev.lt(&inp.max_nfev).and(&it.status.eq(RUNNING as f64));
+                // (Exactly once on the evaluate-only pass, which ends with actual = 1.)
+                let go = if trials.on { go.or(eval_only) } else { go };
+                it.actual.le(0.0).and(&go)
+            },
+            |it| {
+                let delta = &it.delta;
+                let (p_h, alpha_new) = solve_trust_region(&uf, &s, &vmat, delta, &it.alpha, &inp.m_valid);
+                let p = &d * &p_h;
+                let (step, step_h, predicted) = if cfg.bounded {
+                    select_step(x, &rd, &diag_h, &g_h, &p, &p_h, &d, delta, lb, ub, &theta)
+                } else {
+                    let pv = quad(&p_h);
+                    (p.clone(), p_h.clone(), -pv)
+                };
+                let x_new = if cfg.bounded {
+                    make_strictly_feasible(&(x + &step), lb, ub)
+                } else {
+                    x + &step
+                };
+                let x_new = if trials.on { pick(eval_only, x, &x_new) } else { x_new };
+                let trial = trials.on.then(|| evaluate(pb, &x_new, loss, &inp.f_scale));
+                let nfev = &it.nfev + 1.0;
+                let step_h_norm = norm(&step_h);
+                let (cost_new, finite) = match &trial {
+                    Some(e) => (e.cost.clone(), is_finite(&e.cost)),
+                    None => {
+                        let f_new = (pb.fun)(&x_new);
+                        let cost_new = loss::cost(loss, &f_new, &inp.f_scale);
+                        let finite = lanes.all_finite(&f_new).and(&is_finite(&cost_new));
+                        (cost_new, finite)
+                    }
+                };
+                let actual = &cost - &cost_new;
+                let bound_hit = step_h_norm.gt(&(delta * 0.95));
+                let (delta_new, ratio) = update_radius(delta, &actual, &predicted, &step_h_norm, &bound_hit);
+                let term = check_termination(
+                    &actual,
+                    &cost,
+                    &norm(&(&step * &scale_inv)),
+                    &norm(&(x * &scale_inv)),
+                    &ratio,
+                    &inp.ftol,
+                    &inp.xtol,
+                    &model_ok,
+                );
+                let stop = term.ne(RUNNING as f64);
+                let go_on = finite.and(&stop.not());
+                let next = Trial {
+                    delta: finite.select(stop.select(delta, &delta_new), &step_h_norm * 0.25),
+                    alpha: go_on.select(&alpha_new * delta / &delta_new, &alpha_new),
+                    nfev,
+                    status: finite.select(&term, lanes.int(RUNNING)),
+                    actual: finite.select(&actual, -1.0),
+                    x_new,
+                    cost_new,
+                    carried: it.carried.clone(),
+                };
+                let Some(e) = &trial else { return next };
+                // The evaluate-only pass keeps everything but the evaluation, and ends.
+                let mut next = next.pick_from(eval_only, it);
+                next.actual = eval_only.select(1.0, &next.actual);
+                next.carried = Some(carried(e));
+                next
+            },
+        );
+        let cv = covariance(&s, &vmat, &d, &inp.m_valid);
+        let accepted = inner.actual.gt(0.0);
+        // An inner loop that ran out of evaluations leaves the status RUNNING: the next
+        // pass reports max_nfev (after its gtol check), as scipy does.
+        let x_next = pick(&accepted, &inner.x_new, x);
+        let cost_next = accepted.select(&inner.cost_new, &cost);
+        let carried_next = match (&inner.carried, &st.factored) {
+            (Some(new), Some(old)) => Some(old.at_x.pick_from(&accepted.or(eval_only), new)),
+            _ => None,
+        };
+        let status = done.select(&status, &inner.status);
+        // The covariance from this pass's SVD: of R with unit columns on the final pass.
+        let rec = rec.closed(lanes, ev, cv, done, status, &cost_next);
+        let next = Outer {
+            x: x_next,
+            rec: Record {
+                nfev: inner.nfev,
+                njev,
+                optimality: gnorm,
                 grad,
+                ..rec
+            },
+            factored: st.factored.clone(),
+            own: Own {
+                cost: cost_next,
                 scale,
                 scale_inv,
                 delta: inner.delta,
                 alpha: inner.alpha,
-                nfev: inner.nfev,
-                njev,
-                nit,
-                status: done.select(&status, &inner.status),
-                history,
-                optimality: gnorm,
-                done,
-                first: lanes.flag(false),
                 changed: accepted,
-                initial_cost,
-                // The covariance from this pass's SVD: of R with unit columns on the final pass.
-                cov: cv.cov,
-                rank: cv.rank,
-                null_weight: cv.null_weight,
-                factored: st.factored.clone(),
-            };
-            trials.next(next, st, carried_next, &eval_only, |s| &mut s.factored)
-        },
-    );
+            },
+        };
+        (next, carried_next)
+    });
 
-    let x = out.x;
-    Outputs {
-        active_mask: active_constraints(&x, lb, ub, &inp.xtol),
-        x,
-        fun: out.f,
-        jac: out.jac,
-        cost: out.cost,
-        grad: out.grad,
-        nfev: out.nfev,
-        njev: out.njev,
-        nit: out.nit,
-        status: out.status,
-        history: out.history,
-        optimality: out.optimality,
-        initial_cost: out.initial_cost,
-        cov: out.cov,
-        rank: out.rank,
-        null_weight: out.null_weight,
-    }
+    let active_mask = active_constraints(&out.x, lb, ub, &inp.xtol);
+    out.rec.outputs(out.x, out.own.cost, active_mask)
 }
 
 /// scipy's `select_step` for the exact trust-region solver: returns `(step, step_h,
