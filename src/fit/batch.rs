@@ -345,12 +345,7 @@ where
         // A slot for every client that may run it: a later call with the same program may use
         // more of the cores (fewer problems per chunk, or `NLSQ_BATCH_THREADS`).
         let program = PROGRAMS.batch(fingerprint, 1 + all_pinned.len(), || {
-            Ok(if polymorphic {
-                trace_batch_poly(model, &spec)?
-            } else {
-                trace_batch(model, &spec)?
-            }
-            .text)
+            Ok(trace_batch(model, &spec, polymorphic)?.text)
         })?;
         let trace = t0.elapsed();
         // Slot 0 holds the default client's executable, slot 1 + k worker k's.
@@ -439,21 +434,29 @@ impl BatchInputs {
     }
 }
 
-/// The program of a chunk: an outer loop over the problems, each solved by the unbatched
-/// solver on its row of the inputs.
-fn trace_batch<M>(model: &M, spec: &BatchSpec) -> Result<Program>
+/// The program of a chunk of a batch: the lockstep program ([`lockstep_rows`]) or the
+/// sequential one ([`sequential_rows`]). Its one output holds a row per problem.
+fn trace_batch<M>(model: &M, spec: &BatchSpec, lockstep: bool) -> Result<Program>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let g = Graph::new();
+    let io = BatchInputs::declare(&g, spec);
+    let rows = if lockstep {
+        lockstep_rows(&g, model, spec, &io)?
+    } else {
+        sequential_rows(&g, model, spec, &io)?
+    };
+    g.finish([&rows])
+}
+
+/// The sequential program's rows: an outer loop over the problems, each solved by the
+/// unbatched solver on its row of the inputs.
+fn sequential_rows<M>(g: &Graph, model: &M, spec: &BatchSpec, io: &BatchInputs) -> Result<Tensor>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
-    let g = Graph::new();
-    let BatchInputs {
-        xs,
-        ys,
-        ws,
-        args,
-        count,
-    } = BatchInputs::declare(&g, spec);
     let x_ty = TensorType::new(DType::F64, [m_pad]);
     let model_f = g.model_function("model", model, x_ty.clone(), n)?;
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
@@ -465,13 +468,13 @@ where
     let init = vec![g.scalar(DType::I64, 0.0), g.zeros(DType::F64, [c, row_len as i64])];
     let out = g.while_loop(
         &init,
-        |st| st[0].lt(&count),
+        |st| st[0].lt(&io.count),
         |st| {
             let b = &st[0];
-            let xt = if spec.shared_x { xs.clone() } else { xs.at(b) };
-            let yt = ys.at(b);
-            let wt = ws.as_ref().map(|w| w.at(b));
-            let inputs = SolverArgs::decode(&args.at(b), n, None);
+            let xt = if spec.shared_x { io.xs.clone() } else { io.xs.at(b) };
+            let yt = io.ys.at(b);
+            let wt = io.ws.as_ref().map(|w| w.at(b));
+            let inputs = SolverArgs::decode(&io.args.at(b), n, None);
             let weights = wt.map_or(Weights::None, Weights::Diagonal);
             let data = Residuals::new(xt, yt, weights, &inputs.m_valid);
             let fun = |p: &Tensor| data.fun(&model_f, p);
@@ -482,12 +485,12 @@ where
                 let (f, jt) = data.fun_jac_t(&model_fj, p);
                 (f, jt.t())
             };
-            let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::one(&g));
+            let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::one(g));
             let o = solve::solve(&problem, &inputs, &spec.config);
             vec![b + 1.0, st[1].set(b, &pack_row(&o))]
         },
     );
-    g.finish([&out[1]])
+    Ok(out[1].clone())
 }
 
 /// Length of a problem's row in the output of a chunk: its summary, then its padded residuals.
@@ -696,40 +699,32 @@ fn available_workers() -> usize {
     crate::settings::batch_threads().unwrap_or_else(crate::runtime::cores)
 }
 
-/// The batch-polymorphic program: all problems advance together (`solve::solve` on the lanes
+/// The lockstep program's rows: all problems advance together (`solve::solve` on the lanes
 /// of a batch).
-fn trace_batch_poly<M>(model: &M, spec: &BatchSpec) -> Result<Program>
+fn lockstep_rows<M>(g: &Graph, model: &M, spec: &BatchSpec, io: &BatchInputs) -> Result<Tensor>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
-    let g = Graph::new();
-    let BatchInputs {
-        xs,
-        ys,
-        ws,
-        args,
-        count,
-    } = BatchInputs::declare(&g, spec);
-    let x_ty = xs.ty();
-    let inputs = SolverArgs::decode(&args, n, Some(&count));
+    let x_ty = io.xs.ty();
+    let inputs = SolverArgs::decode(&io.args, n, Some(&io.count));
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
     let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
     let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| {
         vec![eval(&a[0], &a[1])]
     })?;
-    let model_fj = checked_function(&g, "model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
+    let model_fj = checked_function(g, "model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
         let f = eval(&a[0], &a[1]);
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
         let mut t = crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)])?;
         Ok(vec![f, t.remove(0).transpose(&[1, 0, 2])])
     })?;
-    let weights = ws.clone().map_or(Weights::None, Weights::Diagonal);
-    let data = Residuals::new(xs.clone(), ys.clone(), weights, &inputs.m_valid);
+    let weights = io.ws.clone().map_or(Weights::None, Weights::Diagonal);
+    let data = Residuals::new(io.xs.clone(), io.ys.clone(), weights, &inputs.m_valid);
     let fun = |p: &Tensor| data.fun(&model_f, p);
     let fun_jac = |p: &Tensor| data.fun_jac_t(&model_fj, p);
-    let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::batch(&g, c));
+    let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::batch(g, c));
     let out = solve::solve(&problem, &inputs, &spec.config);
-    g.finish([&pack_rows(&out)])
+    Ok(pack_rows(&out))
 }
