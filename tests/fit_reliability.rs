@@ -273,3 +273,63 @@ fn a_bounded_fit_does_not_depend_on_the_units_of_y_or_x() {
         }
     }
 }
+
+#[test]
+fn a_fitter_and_a_batch_in_extreme_units_give_curve_fits_answer() {
+    use ndarray::{Array1, Array2};
+    use nlsq::fit::batch::{curve_fit_batch, Batch, BatchProgram};
+    use nlsq::fit::CurveFitter;
+    let (x, y) = noisy_exp(200);
+    let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+    let opts = FitOptions::default();
+    let fitter = CurveFitter::builder(model).capacity(200).params(3).build().unwrap();
+    let plain = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).unwrap();
+    for ky in [-200, 200] {
+        let s = 10f64.powi(ky);
+        let ys: Vec<f64> = y.iter().map(|v| v * s).collect();
+        let p0 = [s, 1.0, s];
+        let want = curve_fit(&model, &x, &ys, Some(&p0), &opts).unwrap();
+        let what = format!("y x 1e{ky}");
+        // The scaled fit is the unscaled one, in other units.
+        let back: Vec<f64> = want
+            .perr
+            .iter()
+            .zip([1.0 / s, 1.0, 1.0 / s])
+            .map(|(e, c)| e * c)
+            .collect();
+        assert_close(
+            &format!("{what}: curve_fit perr"),
+            &back,
+            plain.perr.as_slice().unwrap(),
+            1e-8,
+        );
+        let got = fitter.fit(&x, &ys, Some(&p0)).unwrap();
+        assert_eq!(got.popt, want.popt, "{what}: CurveFitter");
+        assert_eq!(got.perr, want.perr, "{what}: CurveFitter");
+        // A batch of an ordinary problem, the extreme one, and the ordinary one again.
+        let y2 = Array2::from_shape_fn((3, 200), |(b, i)| if b == 1 { ys[i] } else { y[i] });
+        let p2 = Array2::from_shape_fn((3, 3), |(b, j)| if b == 1 { p0[j] } else { 1.0 });
+        let xa = Array1::from(x.clone());
+        for program in [BatchProgram::Sequential, BatchProgram::Lockstep] {
+            let batch = Batch::shared_x(xa.view(), y2.view(), p2.view()).with_program(program);
+            let fits = curve_fit_batch(&model, &batch, &opts).unwrap();
+            let fits: Vec<_> = fits.into_iter().map(Result::unwrap).collect();
+            assert_eq!(fits[1].popt, want.popt, "{what}: batch {program:?}");
+            assert_eq!(fits[1].perr, want.perr, "{what}: batch {program:?}");
+            for b in [0, 2] {
+                assert_close(
+                    &format!("{what}: batch {program:?} popt"),
+                    fits[b].popt.as_slice().unwrap(),
+                    plain.popt.as_slice().unwrap(),
+                    1e-10,
+                );
+                assert_close(
+                    &format!("{what}: batch {program:?} perr"),
+                    fits[b].perr.as_slice().unwrap(),
+                    plain.perr.as_slice().unwrap(),
+                    1e-8,
+                );
+            }
+        }
+    }
+}

@@ -49,6 +49,7 @@ use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, PROGRAMS};
 use super::residuals::{Residuals, Weights};
 use super::trace::checked_function;
+use super::units::Units;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
 use super::{cache, CurveFit, FitOptions};
 use crate::error::{Error, Result};
@@ -209,6 +210,10 @@ struct BatchSpec {
 /// others. Batch-level problems (shape mismatches, a 2-D `sigma` in `options`, chunking
 /// options) are an outer error.
 ///
+/// A problem whose data or `p0` are in extreme units (beyond about 1e±90, where `curve_fit`
+/// rescales: see [`curve_fit`](super::curve_fit)) is fitted alone by `curve_fit`, in its own
+/// program, and gets that fit's result.
+///
 /// Differences from single fits: `result.jac` is `None`, and in a batch mixing
 /// bounded and unbounded problems all run the bounded TRF code path. All problems must resolve
 /// to the same method.
@@ -270,6 +275,9 @@ where
     let shared_x_finite = matches!(batch.x, BatchX::Shared(x) if x.iter().all(|v| v.is_finite()));
     for (b, result) in results.iter_mut().enumerate() {
         match prepare_problem(batch, options, shared_x_finite, b) {
+            // A problem in extreme units is fitted alone, in its own scaled units, as
+            // `curve_fit` would (the batch program has no unit factors).
+            Ok(p) if !p.units(batch).is_identity() => *result = Some(fit_alone(model, batch, options, &p)),
             Ok(p) => prepared.push(p),
             Err(e) => *result = Some(Err(e)),
         }
@@ -496,6 +504,46 @@ where
 /// Length of a problem's row in the output of a chunk: its summary, then its padded residuals.
 fn packed_row_len(spec: &BatchSpec) -> usize {
     summary_len(spec.n) + spec.m_pad
+}
+
+impl Prepared {
+    /// The units `curve_fit` would fit this problem in ([`Units`]).
+    fn units(&self, batch: &Batch<'_>) -> Units {
+        let y = batch.y.row(self.index);
+        let largest = match &self.weights {
+            None => y
+                .iter()
+                .take(self.m)
+                .map(|v| v.abs())
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max),
+            Some(w) => (y.iter().zip(w))
+                .map(|(v, w)| (v * w).abs())
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max),
+        };
+        let p0 = batch.p0.row(self.index).to_vec();
+        Units::from_scales(largest, Some(&p0), p0.len())
+    }
+}
+
+/// Problem `p` of `batch` fitted by `curve_fit` with its own bounds and sigma.
+fn fit_alone<M>(model: &M, batch: &Batch<'_>, options: &FitOptions, p: &Prepared) -> Result<CurveFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let b = p.index;
+    let mut own = options.clone();
+    if let Some((lo, hi)) = &batch.bounds {
+        own = own.with_bounds(lo.row(b).to_vec(), hi.row(b).to_vec());
+    }
+    if let Some(sg) = &batch.sigma {
+        own = own.with_sigma(sg.row(b).slice(s![..p.m]).to_vec());
+    }
+    let p0 = batch.p0.row(b).to_vec();
+    let y = batch.y.row(b).slice_move(s![..p.m]);
+    let x = batch.x_row(b, p.m);
+    super::curve_fit(model, x.view(), y, Some(&p0), &own)
 }
 
 /// Problem `b` of `batch`, validated and planned as `curve_fit` would.

@@ -411,6 +411,11 @@ where
                 constraint: "the shape the fitter was built for (build another CurveFitter)",
             });
         }
+        if !Units::of(ydata, p0, options).is_identity() {
+            // Data or parameters in extreme units need the unit factors inside the program: the
+            // general path builds (once per units, then from the caches) and runs that one.
+            return curve_fit(&self.model, xdata, ydata, p0, options);
+        }
         run_curve(
             &self.exe,
             data,

@@ -46,6 +46,7 @@ impl Units {
         2f64.powi(-(e as i32))
     }
 
+    /// The units of a `curve_fit` of `ydata` from `p0` with `options` (its sigma included).
     pub(super) fn of(ydata: ArrayView1<'_, f64>, p0: Option<&[f64]>, options: &FitOptions) -> Units {
         let sigma = |i: usize| match &options.sigma {
             Some(Sigma::Std(s)) => s.get(i).copied().unwrap_or(1.0),
@@ -58,7 +59,12 @@ impl Units {
             .map(|(i, y)| (y / sigma(i)).abs())
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max);
-        let n = p0.map(<[f64]>::len).or(options.n_params).unwrap_or(0);
+        Self::from_scales(largest, p0, p0.map(<[f64]>::len).or(options.n_params).unwrap_or(0))
+    }
+
+    /// The units of a problem whose largest finite `|y / sigma|` is `largest`, from `p0` (or
+    /// `n` parameters without one).
+    pub(super) fn from_scales(largest: f64, p0: Option<&[f64]>, n: usize) -> Units {
         let params = match p0 {
             Some(p) => p.iter().map(|v| 1.0 / Self::factor(v.abs())).collect(),
             None => vec![1.0; n],
