@@ -334,7 +334,7 @@ fn sizes_a_user_can_type_are_typed_errors_or_work_never_a_hang_or_abort() {
 }
 
 #[test]
-fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
+fn residuals_that_are_not_finite_because_of_the_data_blame_the_data_and_extreme_units_are_rescaled() {
     let (x, y) = data();
     let p0 = Some(&[1.0, 1.0][..]);
     let unchecked = FitOptions::default().with_check_finite(false);
@@ -349,7 +349,7 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
     x_inf[5] = f64::INFINITY;
     input_error(curve_fit(&line, &x_inf, &y, p0, &unchecked), "xdata", "xdata[5] = inf");
     // Tiny sigma or huge y: curve_fit scales the residuals by a power of two and fits; a fitter
-    // (one program for many datasets, no such scaling) blames the data.
+    // hands such a dataset to curve_fit and returns the same answer.
     let tiny = FitOptions::default().with_sigma(vec![1e-300; y.len()]);
     let plain = curve_fit(&line, &x, &y, p0, &FitOptions::default()).unwrap();
     let fit = curve_fit(&line, &x, &y, p0, &tiny).unwrap();
@@ -365,7 +365,8 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
         .options(tiny)
         .build()
         .unwrap();
-    input_error(fitter.fit(&x, &y, p0), "sigma", "overflow");
+    let via_fitter = fitter.fit(&x, &y, p0).unwrap();
+    assert_eq!(via_fitter.popt, fit.popt);
     let y_big: Vec<f64> = y.iter().map(|v| v * 1e300).collect();
     let big_p0 = Some(&[1e300, 1e300][..]);
     let fit = curve_fit(&line, &x, &y_big, big_p0, &FitOptions::default()).unwrap();
@@ -379,7 +380,11 @@ fn residuals_that_are_not_finite_because_of_the_data_blame_the_data() {
         .params(2)
         .build()
         .unwrap();
-    input_error(fitter.fit(&x, &y_big, p0), "ydata", "overflow");
+    let via_fitter = fitter.fit(&x, &y_big, big_p0).unwrap();
+    assert_eq!(via_fitter.popt, fit.popt);
+    // From a p0 1e300 off the data's scale, whatever curve_fit returns the fitter returns.
+    let small_p0 = curve_fit(&line, &x, &y_big, p0, &FitOptions::default()).unwrap();
+    assert_eq!(fitter.fit(&x, &y_big, p0).unwrap().popt, small_p0.popt);
 }
 
 #[test]
