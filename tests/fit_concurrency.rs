@@ -18,6 +18,14 @@ fn dataset(i: usize) -> (Vec<f64>, Vec<f64>) {
     (x, y.iter().map(|v| v * s + 0.01 * i as f64).collect())
 }
 
+/// Held by each test: they measure the process (its resident size, which device is free), so
+/// they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn key(f: &CurveFit) -> Vec<u64> {
     f.popt
         .iter()
@@ -29,6 +37,7 @@ fn key(f: &CurveFit) -> Vec<u64> {
 
 #[test]
 fn threads_fitting_through_curve_fit_and_a_shared_fitter_match_sequential_fits_bitwise() {
+    let _serial = one_at_a_time();
     let opts = FitOptions::default();
     let p0 = [1.0, 1.0, 1.0];
     let sequential: Vec<Vec<u64>> = (0..16)
@@ -69,6 +78,7 @@ fn rss() -> u64 {
 
 #[test]
 fn a_thousand_repeated_fits_leave_the_resident_size_flat() {
+    let _serial = one_at_a_time();
     let (x, y) = dataset(3);
     let fitter = CurveFitter::builder(model).capacity(300).params(3).build().unwrap();
     let opts = FitOptions::default();
@@ -85,4 +95,33 @@ fn a_thousand_repeated_fits_leave_the_resident_size_flat() {
     let grown = rss().saturating_sub(before);
     // 1,000 fits; a leak of one buffer of the 300-point problem per fit would be 2.4 MB.
     assert!(grown < 2 << 20, "RSS grew by {grown} bytes over 1,000 fits");
+}
+
+#[test]
+fn fits_lease_the_least_busy_device_and_agree_bitwise_on_every_device() {
+    let _serial = one_at_a_time();
+    let client = nlsq::runtime::client().unwrap();
+    let devices = client.devices().len();
+    // Leases take the least busy device, first on a tie, and end when dropped.
+    let first = client.lease_device().unwrap();
+    assert_eq!(first.to_string(), client.devices()[0].to_string());
+    let second = client.lease_device().unwrap();
+    assert_eq!(second.to_string(), client.devices()[1 % devices].to_string());
+    drop(second);
+    drop(first);
+    assert_eq!(
+        client.lease_device().unwrap().to_string(),
+        client.devices()[0].to_string()
+    );
+    // A fit runs on the device nobody holds, and gives the same bits there.
+    let (x, y) = dataset(3);
+    let opts = FitOptions::default();
+    let p0 = [1.0, 1.0, 1.0];
+    let on_first = curve_fit(&model, &x, &y, Some(&p0), &opts).unwrap();
+    assert_eq!(on_first.result.device, client.devices()[0].to_string());
+    let held: Vec<_> = (0..devices - 1).map(|_| client.lease_device().unwrap()).collect();
+    let on_last = curve_fit(&model, &x, &y, Some(&p0), &opts).unwrap();
+    assert_eq!(on_last.result.device, client.devices()[devices - 1].to_string());
+    drop(held);
+    assert_eq!(key(&on_last), key(&on_first));
 }

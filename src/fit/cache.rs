@@ -491,10 +491,24 @@ fn decode_entry<'a>(bytes: &'a [u8], key: &CacheKey) -> Option<&'a [u8]> {
     Some(payload)
 }
 
-/// Compiles or fetches `program` through the global cache.
+/// Compiles or fetches `program` through the global cache (for the crate's unit tests, which
+/// run on the default device).
+#[cfg(test)]
 pub(crate) fn executable(program: &str) -> Result<CachedExecutable> {
     let client = crate::runtime::client()?;
     ExecutableCache::global().get_or_compile(&client, program)
+}
+
+/// Like [`executable`], compiled portable: it runs on whichever device of the default client
+/// an execution leases (`pjrt::Client::lease_device`), so that fits on several threads use
+/// the client's devices side by side.
+pub(crate) fn portable_executable(program: &str) -> Result<CachedExecutable> {
+    let client = crate::runtime::client()?;
+    let options = CompileOptions {
+        portable: true,
+        ..Default::default()
+    };
+    ExecutableCache::global().get_or_compile_with(&client, program, &options)
 }
 
 #[cfg(test)]

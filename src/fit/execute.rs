@@ -30,11 +30,7 @@ pub(super) enum HostArg<'a> {
 }
 
 impl HostArg<'_> {
-    pub(super) fn upload(self, client: &crate::pjrt::Client) -> Result<crate::pjrt::Buffer> {
-        self.upload_to(client, &client.default_device()?)
-    }
-
-    /// [`HostArg::upload`] to a chosen device of `client`.
+    /// Uploads the array to `device` of `client`.
     pub(super) fn upload_to(
         self,
         client: &crate::pjrt::Client,
@@ -78,13 +74,15 @@ pub(super) fn execute(
     let (source, exe) = (exe.source, &exe.executable);
     let t2 = Instant::now();
     let client = exe.client().clone();
+    // The least busy device: fits on other threads run side by side on the others.
+    let device = client.lease_device()?;
     // Each host array is dropped as soon as it is on the device, to keep the peak low.
     let buffers = args
         .into_iter()
-        .map(|a| a.upload(&client))
+        .map(|a| a.upload_to(&client, &device))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
-    let out = exe.execute(&refs)?;
+    let out = exe.execute_on(&device, &refs)?;
     let summary = Summary::decode(&out[0].to_vec::<f64>()?, plan.n)?;
     let (n, m_pad) = (plan.n, out[1].dims()?[0] as usize);
     // A chunked program returns one-row placeholders (real outputs have m_pad >= n + 1 >= 2 rows).
@@ -106,7 +104,7 @@ pub(super) fn execute(
         };
         (Some(fun), Some(jac))
     };
-    let device = client.default_device().map(|d| d.to_string()).unwrap_or_default();
+    let device = device.to_string();
     summary.into_result(fun, jac, plan, source, device, run_timings(trace, compile, execute, t0))
 }
 

@@ -110,7 +110,7 @@ where
             Duration::ZERO,
         ),
         None => {
-            let exe = cache::executable(&trace(fun, &spec)?.text)?;
+            let exe = cache::portable_executable(&trace(fun, &spec)?.text)?;
             PROGRAMS.insert_executable(fingerprint, exe.clone());
             let load = exe.load_time;
             (exe, load)

@@ -144,7 +144,7 @@ where
     }
     let program = trace_curve(model, &data.spec)?;
     let trace = t0.elapsed();
-    let exe = cache::executable(&program.text)?;
+    let exe = cache::portable_executable(&program.text)?;
     let compile = exe.load_time;
     PROGRAMS.insert_executable(fingerprint, exe.clone());
     let mut fit = run_curve(&exe, data, t0, trace, compile, &units).map_err(explain)?;
@@ -336,7 +336,7 @@ where
         let spec = data.spec;
         let program = trace_curve(&model, &spec)?;
         let trace = t0.elapsed();
-        let exe = cache::executable(&program.text)?;
+        let exe = cache::portable_executable(&program.text)?;
         Ok(CurveFitter {
             model,
             spec,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::api::{pjrt_call, Api, Args};
@@ -18,6 +19,8 @@ pub(crate) struct ClientInner {
     platform_name: String,
     platform_version: String,
     devices: Vec<DeviceInfo>,
+    /// Per device, the leases ([`Client::lease_device`]) now held.
+    busy: Vec<AtomicUsize>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +93,7 @@ impl Client {
             platform_name: String::new(),
             platform_version: String::new(),
             devices: Vec::new(),
+            busy: Vec::new(),
         };
         let mut n = sys::PJRT_Client_PlatformName_Args::new();
         n.client = raw.as_ptr();
@@ -119,6 +123,7 @@ impl Client {
             let Some(raw) = NonNull::new(p) else { continue };
             inner.devices.push(describe(api, raw)?);
         }
+        inner.busy = inner.devices.iter().map(|_| AtomicUsize::new(0)).collect();
         Ok(Client { inner: Arc::new(inner) })
     }
 
@@ -160,6 +165,43 @@ impl Client {
         })
     }
 
+    /// The device with the fewest leases held now (the first of those on a tie), leased until
+    /// the returned guard is dropped. A device runs its executions one after another, so
+    /// independent fits that each lease a device run side by side, one per device, where
+    /// executions on the default device would queue.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the client has no addressable device.
+    pub fn lease_device(&self) -> Result<DeviceLease<'_>> {
+        loop {
+            let (index, held) = self
+                .inner
+                .busy
+                .iter()
+                .map(|b| b.load(Ordering::Acquire))
+                .enumerate()
+                .min_by_key(|&(i, held)| (held, i))
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "lease_device",
+                    reason: format!("client of platform {} has no addressable device", self.platform_name()),
+                })?;
+            let busy = &self.inner.busy[index];
+            // Another thread may have taken the same device since the loads: then look again.
+            if busy
+                .compare_exchange(held, held + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(DeviceLease {
+                    device: Device {
+                        info: self.inner.devices[index].clone(),
+                        _client: PhantomData,
+                    },
+                    busy,
+                });
+            }
+        }
+    }
+
     pub(crate) fn api(&self) -> Api {
         self.inner.api
     }
@@ -170,6 +212,27 @@ impl Client {
 
     pub(crate) fn owns_device(&self, device: &Device<'_>) -> bool {
         self.inner.devices.iter().any(|d| d.raw == device.info.raw)
+    }
+}
+
+/// A device leased by [`Client::lease_device`]: derefs to the [`Device`]; the lease ends
+/// when this is dropped.
+pub struct DeviceLease<'a> {
+    device: Device<'a>,
+    busy: &'a AtomicUsize,
+}
+
+impl<'a> std::ops::Deref for DeviceLease<'a> {
+    type Target = Device<'a>;
+
+    fn deref(&self) -> &Device<'a> {
+        &self.device
+    }
+}
+
+impl Drop for DeviceLease<'_> {
+    fn drop(&mut self) {
+        self.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -29,7 +29,7 @@ mod plugin;
 pub(crate) mod sys;
 
 pub use buffer::{Buffer, HostVec};
-pub use client::{Client, Device};
+pub use client::{Client, Device, DeviceLease};
 pub use compile_options::CompileOptions;
 pub use event::Event;
 pub(crate) use executable::envelope_head_len;
