@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use nlsq::fit::{bucket, curve_fit, CurveFitter, ExecutableCache, ExecutableSource, FitOptions};
 use nlsq::graph::{Params, Tensor};
@@ -290,6 +291,74 @@ fn exp_data(m: usize, k: f64) -> (Vec<f64>, Vec<f64>) {
         .map(|(i, x)| 2.0 * (-k * x).exp() + 0.3 + 0.02 * (((i as f64) * 12.9898).sin() * 43758.5453).fract())
         .collect();
     (x, y)
+}
+
+#[test]
+fn eight_processes_and_killed_writers_leave_a_cache_whose_every_fit_is_right() {
+    let dir = tmpdir("procs8");
+    let plugin = nlsq::runtime::plugin_location().unwrap().plugin;
+    let plugin = plugin.to_str().unwrap();
+    let methods = ["lm", "trf"];
+    // What each model gives with the disk cache off.
+    let off = tmpdir("procs8-off");
+    let reference: Vec<String> = methods
+        .iter()
+        .map(|m| {
+            let env = [
+                ("NLSQ_PJRT_PLUGIN", plugin),
+                ("NLSQ_TEST_METHOD", *m),
+                ("NLSQ_DISK_CACHE", "0"),
+            ];
+            let line = child_fit(&off, &env);
+            line.split_once(" popt=").unwrap().1.to_string()
+        })
+        .collect();
+    let fit = |k: usize| -> (String, String) {
+        let env = [("NLSQ_PJRT_PLUGIN", plugin), ("NLSQ_TEST_METHOD", methods[k % 2])];
+        let line = child_fit(&dir, &env);
+        let (src, rest) = line.split_once(" popt=").unwrap();
+        (src.to_string(), rest.to_string())
+    };
+    // Writers killed (SIGKILL) at moments spread over start-up, compile and the entry's write.
+    for (i, ms) in [150u64, 400, 650, 900, 1150, 1400, 1700, 2100].into_iter().enumerate() {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cache_child_process", "--ignored", "--test-threads", "1"])
+            .env("NLSQ_CACHE_DIR", &dir)
+            .env("NLSQ_PJRT_PLUGIN", plugin)
+            .env("NLSQ_TEST_METHOD", methods[i % 2])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Eight processes at once, four per model, on what the killed writers left.
+    let results: Vec<(String, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|k| s.spawn(move || (k, fit(k)))).collect();
+        hs.into_iter().map(|h| h.join().unwrap().1).collect()
+    });
+    for (k, (src, rest)) in results.iter().enumerate() {
+        assert_eq!(rest, &reference[k % 2], "process {k} ({src}, {})", methods[k % 2]);
+    }
+    // Later processes load each model from disk, and fit bit for bit as with the cache off.
+    for (k, want) in reference.iter().enumerate() {
+        let (src, rest) = fit(k);
+        assert_eq!(src, "disk", "{}", methods[k]);
+        assert_eq!(&rest, want, "{}", methods[k]);
+    }
+    // Nothing is left but entries (the killed writers' files are at most temporary files,
+    // which the cleanup removes once they are an hour old).
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with(".nlsqx") || name.ends_with(".tmp") || e.path().is_dir(),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&off);
 }
 
 /// Child process body for `processes_share_one_cache_directory` (ignored when run directly).

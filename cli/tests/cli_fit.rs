@@ -683,3 +683,37 @@ fn a_data_file_too_large_for_the_address_space_is_an_error_not_an_abort() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_file_size_limit_below_a_cache_entry_skips_the_entry_and_keeps_the_fit() {
+    // `ulimit -f 16` (16 blocks of 512 bytes): an entry (hundreds of kB) would pass it, and the
+    // kernel would end the process with SIGXFSZ after the fit ran, leaving a `.tmp` file.
+    let cache = temp_path("fsize_cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 16 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_nlsq"))
+        .args(["fit", "--model", DECAY, "--data", "decay.csv", "--json"])
+        .env("NLSQ_CACHE_DIR", &cache)
+        .current_dir(data_dir())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "killed by a signal? {:?}: {err}", o.status);
+    assert_eq!(err.matches("cannot write its executable cache").count(), 1, "{err}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["success"], true);
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut left = Vec::new();
+    files(&cache, &mut left);
+    assert!(left.is_empty(), "left in the cache: {left:?}");
+}

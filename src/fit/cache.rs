@@ -369,6 +369,17 @@ impl ExecutableCache {
             return warn_unwritable(dir, &e);
         }
         let entry = encode_entry(key, &payload);
+        // A file-size limit (`ulimit -f`) below the entry would end the process with SIGXFSZ
+        // part way through the write, after the fit ran: the entry is skipped instead.
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Fsize).current {
+            if entry.len() as u64 > limit {
+                let e = std::io::Error::other(format!(
+                    "an entry of {} bytes is over the process's file-size limit of {limit} bytes",
+                    entry.len()
+                ));
+                return warn_unwritable(dir, &e);
+            }
+        }
         let tmp = dir.join(format!(
             ".{}.{}.{:?}.tmp",
             key.hex(),
