@@ -59,11 +59,37 @@ pub struct HostVec<T> {
 }
 
 impl<T: Copy> HostVec<T> {
-    /// `len` copies of `fill`.
+    /// `len` copies of `fill`. Aborts the process, as `vec!` does, when the memory cannot be
+    /// had: [`HostVec::try_filled`] is the fallible form.
     pub fn filled(len: usize, fill: T) -> HostVec<T> {
+        Self::aligned(vec![fill; len + Self::slack()], len)
+    }
+
+    /// `len` copies of `fill`, or [`Error::InvalidArgument`] when the process cannot allocate
+    /// them (its address space or memory is too small), before anything is written.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn try_filled(len: usize, fill: T) -> Result<HostVec<T>> {
+        let too_large = || Error::InvalidArgument {
+            what: "host array",
+            reason: format!("{len} values do not fit in this process's memory"),
+        };
+        let total = len.checked_add(Self::slack()).ok_or_else(too_large)?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(total).map_err(|_| too_large())?;
+        buf.resize(total, fill);
+        Ok(Self::aligned(buf, len))
+    }
+
+    /// Elements of padding that let the data start on the boundary.
+    fn slack() -> usize {
+        HOST_ALIGN.div_ceil(std::mem::size_of::<T>().max(1))
+    }
+
+    /// `buf` (`len` + [`HostVec::slack`] elements) with its data placed on the boundary.
+    fn aligned(buf: Vec<T>, len: usize) -> HostVec<T> {
         let size = std::mem::size_of::<T>().max(1);
-        let slack = HOST_ALIGN.div_ceil(size);
-        let buf = vec![fill; len + slack];
         // A Vec's pointer is aligned to `T`, so the distance to the boundary is whole elements.
         let misalign = buf.as_ptr() as usize % HOST_ALIGN;
         let offset = ((HOST_ALIGN - misalign) % HOST_ALIGN) / size;
