@@ -48,7 +48,7 @@ impl HostArg<'_> {
                     }
                 }
                 // The padded copy is lent to the device, not copied again (CPU plugin).
-                let count = rows.len().checked_mul(len).unwrap_or(usize::MAX);
+                let count = rows.len().saturating_mul(len);
                 let mut v = crate::pjrt::HostVec::try_filled(count, 0.0)?;
                 for (row, out) in rows.iter().zip(v.as_mut_slice().chunks_exact_mut(len.max(1))) {
                     let pad = fill.unwrap_or_else(|| row.first().copied().unwrap_or(0.0));
