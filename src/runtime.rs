@@ -41,17 +41,15 @@ pub fn plugin_location() -> Result<xla_build::Provisioned> {
 /// The XLA option nlsq sets by default: compile a `while` loop whose body touches up to this many
 /// bytes into one kernel (XLA:CPU's small-while-loop hoisting; its own default is 1 kB). A fit is
 /// one loop, so with the limit raised the whole solve runs as a single compiled function instead
-/// of a kernel launch per operation per iteration. Measured on this project's 2-core machines
-/// (`compare_workloads warm`, 3-parameter exponential, lm): 1,000 points 0.27 → 0.23 ms per fit,
-/// 100,000 points 13.8 → 10.1 ms, 1,000,000 points 137 → 94 ms, and compile time 1.0 → 0.55 s.
+/// of a kernel launch per operation per iteration: faster fits at every size and a shorter
+/// compile (figures: docs/performance.md, "Figures behind the runtime's choices").
 pub const SMALL_WHILE_LOOP_BYTES: u64 = 1 << 40;
 
 /// The second XLA option nlsq sets by default, for the pinned CPU plugin only (another plugin may
 /// not know the flag, and XLA ends the process on an unknown one): XLA:CPU's older elemental
-/// emitters instead of its MLIR fusion emitters. The fit program is smaller (2,109 optimized
-/// instructions instead of 2,233 for the 1,000-point LM fit), compiles 6–10% faster (526–551 →
-/// 485–518 ms), loads from the disk cache 3–5% faster, and runs as fast (warm fits from 1,000
-/// to 10⁶ points, batches, the 20-million-point fit; the same results to the last digit).
+/// emitters instead of its MLIR fusion emitters. The fit program is smaller, compiles and loads
+/// from the disk cache faster, and runs as fast, with the same results to the last digit
+/// (figures: docs/performance.md, "Figures behind the runtime's choices").
 pub const CPU_FUSION_EMITTERS_FLAG: &str = "--xla_cpu_use_fusion_emitters=false";
 
 /// `XLA_FLAGS` with nlsq's default XLA options added: the `XLA_FLAGS` to set, or `None` to leave
@@ -246,7 +244,8 @@ pub struct CpuWorker {
 ///
 /// Why: the pinned CPU plugin runs every execution on its own pool threads, and with one
 /// client for all cores the kernel often put both chunks' pool threads on one core while the
-/// other idled (25-50% of 1,000 x 100 batch calls took 1.5-2x as long as the rest). With a
+/// other idled (a quarter to a half of the batch calls took much longer than the rest; figures:
+/// docs/performance.md, "Figures behind the runtime's choices"). With a
 /// pinned client per core the two chunks run side by side every time.
 ///
 /// Empty (the batch fitter then uses [`client`]'s devices) when `NLSQ_PIN_THREADS=0`, when

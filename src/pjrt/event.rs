@@ -30,9 +30,10 @@ impl Event {
     /// The calling thread sleeps on a Rust condition variable that a `PJRT_Event_OnReady`
     /// callback signals, and only then calls `PJRT_Event_Await` (which returns at once). Blocking
     /// inside `PJRT_Event_Await` would park the thread on one of the plugin's absl mutexes, and
-    /// absl's first blocking wait in a process calibrates its cycle clock by sleeping (1 + 2 ms
-    /// here, where `/sys/devices/system/cpu/cpu0/tsc_freq_khz` does not exist): that was most
-    /// of the first execution of a fit loaded from the disk cache (3.4 ms instead of 0.4 ms).
+    /// absl's first blocking wait in a process calibrates its cycle clock by sleeping (where
+    /// `/sys/devices/system/cpu/cpu0/tsc_freq_khz` does not exist): that was most of the first
+    /// execution of a fit loaded from the disk cache (docs/performance.md, "Figures behind the
+    /// runtime's choices").
     ///
     /// # Errors
     /// [`crate::Error::Pjrt`] with the error of the asynchronous work (or of the await itself).

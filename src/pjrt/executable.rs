@@ -205,7 +205,7 @@ pub struct LoadedExecutable {
     signature: Option<Arc<Signature>>,
     /// The bytes it was loaded from, when it came from [`Client::deserialize`]: the pinned CPU
     /// plugin's `PJRT_Executable_Serialize` of a deserialized executable leaves out the machine
-    /// code (a 15.7 kB entry comes back as 11.8 kB, and executing what that loads fails with
+    /// code (the entry comes back smaller, and executing what that loads fails with
     /// "Function ... not found"), so [`LoadedExecutable::serialize`] returns these instead.
     serialized: Option<Arc<[u8]>>,
 }

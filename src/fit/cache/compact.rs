@@ -3,17 +3,16 @@
 //! A serialized XLA:CPU executable holds the machine code, the thunk sequence, the buffer
 //! assignment and the optimized HLO module. Loading it (`PJRT_Executable_DeserializeAndLoad`)
 //! rebuilds that HLO module from its proto three times (and copies, prints and cost-analyses
-//! it), so the load takes time in proportion to the module's instruction count: for the
-//! 1,000-point LM fit, 2,109 instructions and about 27 ms, most of a first fit from the disk
-//! cache. But once compiled, a fusion is a kernel in the machine code: nothing at run time
+//! it), so the load takes time in proportion to the module's instruction count: most of a
+//! first fit from the disk cache. But once compiled, a fusion is a kernel in the machine code: nothing at run time
 //! reads the instructions inside a fused computation (they define no buffers; the buffer
-//! assignment, the thunks and the kernels refer to the fusion instruction only). 1,554 of the
-//! 2,109 instructions are such.
+//! assignment, the thunks and the kernels refer to the fusion instruction only), and most
+//! instructions of a fit program are such.
 //!
 //! [`compact_cpu_payload`] replaces each fused computation whose result is one array by its
 //! parameters and a stand-in root of the same shape (a broadcast scalar zero), and leaves
-//! everything else as it is, byte for byte: 2,109 → 1,162 instructions, HLO proto 207 → 123 kB,
-//! load 27.2 → 16.8 ms and first fit 29.4 → 18.9 ms (medians of 12 alternating processes). The runtime applies it only to
+//! everything else as it is, byte for byte (what it saves: docs/performance.md, "Figures behind
+//! the runtime's choices"). The runtime applies it only to
 //! the pinned CPU plugin, and uses the compacted executable for every fit (also right after
 //! compiling, so the whole test suite runs on compacted executables).
 //!
