@@ -44,25 +44,21 @@ impl<'a, const N: usize> From<&'a [f64; N]> for XData<'a> {
         XData::D1(ArrayView1::from(v.as_slice()))
     }
 }
-impl<'a> From<ArrayView1<'a, f64>> for XData<'a> {
-    fn from(v: ArrayView1<'a, f64>) -> Self {
-        XData::D1(v)
-    }
+/// `From` for each ndarray form of x: `$ty` becomes `XData::$variant` through `$view`.
+macro_rules! xdata_from {
+    ($($ty:ty => $variant:ident, $view:expr;)*) => {$(
+        impl<'a> From<$ty> for XData<'a> {
+            fn from(v: $ty) -> Self {
+                XData::$variant($view(v))
+            }
+        }
+    )*};
 }
-impl<'a> From<&'a Array1<f64>> for XData<'a> {
-    fn from(v: &'a Array1<f64>) -> Self {
-        XData::D1(v.view())
-    }
-}
-impl<'a> From<ArrayView2<'a, f64>> for XData<'a> {
-    fn from(v: ArrayView2<'a, f64>) -> Self {
-        XData::D2(v)
-    }
-}
-impl<'a> From<&'a Array2<f64>> for XData<'a> {
-    fn from(v: &'a Array2<f64>) -> Self {
-        XData::D2(v.view())
-    }
+xdata_from! {
+    ArrayView1<'a, f64> => D1, std::convert::identity;
+    &'a Array1<f64> => D1, Array1::view;
+    ArrayView2<'a, f64> => D2, std::convert::identity;
+    &'a Array2<f64> => D2, Array2::view;
 }
 
 /// Uncertainty of `ydata`.

@@ -38,47 +38,31 @@ pub struct Params {
 impl Params {
     /// Splits a parameter vector `[n]` into `n` scalars.
     pub fn new(p: &Tensor) -> Params {
-        let g = p.graph();
-        let ty = p.ty();
-        let poison = g.poison(TensorType::scalar(ty.dtype));
-        if ty.rank() != 1 {
-            g.record(Error::InvalidOp {
-                op: "params",
-                reason: format!("parameters must be a vector, got {ty}"),
-            });
-            return Params {
-                vector: p.clone(),
-                elems: Vec::new(),
-                poison,
-            };
-        }
-        let elems = (0..ty.dims()[0]).map(|i| p.get(i)).collect();
-        Params {
-            vector: p.clone(),
-            elems,
-            poison,
-        }
+        Self::split(p, 1, "parameters must be a vector", |i| p.get(i))
     }
 
     /// Parameters of a batch of problems: `p` is `[B, n]` and element `i` is its column
     /// `i` as a `[B, 1]` tensor, so that an elementwise model of `x [m]` (or `[B, m]`)
     /// evaluates all problems at once as a `[B, m]` result.
     pub fn from_columns(p: &Tensor) -> Params {
+        Self::split(p, 2, "batched parameters must be [B, n]", |i| p.slice_axis(1, i, i + 1))
+    }
+
+    /// `p` of rank `rank` split along its last axis by `element`; an error recorded in the
+    /// graph (`must`, then the type) and no elements for another rank.
+    fn split(p: &Tensor, rank: usize, must: &str, element: impl Fn(i64) -> Tensor) -> Params {
         let g = p.graph();
         let ty = p.ty();
         let poison = g.poison(TensorType::scalar(ty.dtype));
-        if ty.rank() != 2 {
+        let elems = if ty.rank() == rank {
+            (0..ty.dims()[rank - 1]).map(element).collect()
+        } else {
             g.record(Error::InvalidOp {
                 op: "params",
-                reason: format!("batched parameters must be [B, n], got {ty}"),
+                reason: format!("{must}, got {ty}"),
             });
-            return Params {
-                vector: p.clone(),
-                elems: Vec::new(),
-                poison,
-            };
-        }
-        let elems = (0..ty.dims()[1]).map(|i| p.slice_axis(1, i, i + 1)).collect();
+            Vec::new()
+        };
         Params {
             vector: p.clone(),
             elems,

@@ -123,6 +123,34 @@ macro_rules! pjrt_call {
 }
 pub(crate) use pjrt_call;
 
+/// Frees a PJRT object with its `_Destroy` function in a `Drop`, where there is no caller to
+/// give an error to (it is dropped): `destroy!(api, PJRT_Buffer_Destroy,
+/// PJRT_Buffer_Destroy_Args { buffer: ptr }, "destroying a buffer")`.
+macro_rules! destroy {
+    ($api:expr, $name:ident, $args:ident { $field:ident: $ptr:expr }, $doing:literal) => {{
+        let mut a = <$crate::pjrt::sys::$args as $crate::pjrt::api::Args>::new();
+        a.$field = $ptr;
+        let _ = $crate::pjrt::api::pjrt_call!($api, $name, &mut a, || $doing.into());
+    }};
+}
+pub(crate) use destroy;
+
+/// `impl Drop` for a wrapper whose drop only frees its PJRT object ([`destroy!`]); `$this` names
+/// the wrapper in the api and pointer expressions:
+/// `destroy_on_drop! { Event, |e| e.api, PJRT_Event_Destroy, PJRT_Event_Destroy_Args { event:
+/// e.raw.as_ptr() }, "destroying an event" }`.
+macro_rules! destroy_on_drop {
+    ($ty:ty, |$this:ident| $api:expr, $name:ident, $args:ident { $field:ident: $ptr:expr }, $doing:literal) => {
+        impl Drop for $ty {
+            fn drop(&mut self) {
+                let $this = &*self;
+                $crate::pjrt::api::destroy!($api, $name, $args { $field: $ptr }, $doing);
+            }
+        }
+    };
+}
+pub(crate) use destroy_on_drop;
+
 /// Constructor for PJRT argument structs: zero-filled with `struct_size` set, which the
 /// plugin checks (a zero `struct_size`, as `Default` would give, is rejected).
 pub(crate) trait Args: Sized {

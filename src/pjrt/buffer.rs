@@ -3,7 +3,7 @@
 use std::fmt;
 use std::ptr::NonNull;
 
-use super::api::{pjrt_call, Args};
+use super::api::{destroy, pjrt_call, Args};
 use super::client::{Client, Device};
 use super::event::Event;
 use super::sys;
@@ -157,10 +157,14 @@ unsafe impl Sync for Buffer {}
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let mut a = sys::PJRT_Buffer_Destroy_Args::new();
-        a.buffer = self.raw.as_ptr();
-        let _ = pjrt_call!(self.client.api(), PJRT_Buffer_Destroy, &mut a, || "destroying a buffer"
-            .into());
+        destroy!(
+            self.client.api(),
+            PJRT_Buffer_Destroy,
+            PJRT_Buffer_Destroy_Args {
+                buffer: self.raw.as_ptr()
+            },
+            "destroying a buffer"
+        );
         // Only now may lent host memory go: PJRT may read it until the buffer is gone.
         if let Some(host) = self.host.take() {
             if let Some(done) = host.done {

@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::api::{pjrt_call, Api, Args};
+use super::api::{destroy_on_drop, pjrt_call, Api, Args};
 use super::plugin::{string_from, NamedValue, NamedValues, Plugin};
 use super::sys;
 use crate::error::{Error, Result};
@@ -38,12 +38,12 @@ unsafe impl Send for ClientInner {}
 // SAFETY: see `Send`.
 unsafe impl Sync for ClientInner {}
 
-impl Drop for ClientInner {
-    fn drop(&mut self) {
-        let mut a = sys::PJRT_Client_Destroy_Args::new();
-        a.client = self.raw.as_ptr();
-        let _ = pjrt_call!(self.api, PJRT_Client_Destroy, &mut a, || "destroying the client".into());
-    }
+destroy_on_drop! {
+    ClientInner,
+    |c| c.api,
+    PJRT_Client_Destroy,
+    PJRT_Client_Destroy_Args { client: c.raw.as_ptr() },
+    "destroying the client"
 }
 
 /// A PJRT client: the entry point for compiling programs and moving data to a device.
@@ -95,19 +95,30 @@ impl Client {
             devices: Vec::new(),
             busy: Vec::new(),
         };
-        let mut n = sys::PJRT_Client_PlatformName_Args::new();
-        n.client = raw.as_ptr();
-        pjrt_call!(api, PJRT_Client_PlatformName, &mut n, || "reading the platform name"
-            .into())?;
-        // SAFETY: the name is owned by the client, which is alive.
-        inner.platform_name = unsafe { string_from(n.platform_name, n.platform_name_size) };
-        let mut v = sys::PJRT_Client_PlatformVersion_Args::new();
-        v.client = raw.as_ptr();
-        pjrt_call!(api, PJRT_Client_PlatformVersion, &mut v, || {
-            "reading the platform version".into()
-        })?;
-        // SAFETY: as above.
-        inner.platform_version = unsafe { string_from(v.platform_version, v.platform_version_size) };
+        // One of the client's strings, read with `$function` into `$args`'s `$ptr`/`$len`.
+        macro_rules! client_string {
+            ($function:ident, $args:ident, $ptr:ident, $len:ident, $doing:literal) => {{
+                let mut a = sys::$args::new();
+                a.client = raw.as_ptr();
+                pjrt_call!(api, $function, &mut a, || $doing.into())?;
+                // SAFETY: the string is owned by the client, which is alive.
+                unsafe { string_from(a.$ptr, a.$len) }
+            }};
+        }
+        inner.platform_name = client_string!(
+            PJRT_Client_PlatformName,
+            PJRT_Client_PlatformName_Args,
+            platform_name,
+            platform_name_size,
+            "reading the platform name"
+        );
+        inner.platform_version = client_string!(
+            PJRT_Client_PlatformVersion,
+            PJRT_Client_PlatformVersion_Args,
+            platform_version,
+            platform_version_size,
+            "reading the platform version"
+        );
         let mut d = sys::PJRT_Client_AddressableDevices_Args::new();
         d.client = raw.as_ptr();
         pjrt_call!(api, PJRT_Client_AddressableDevices, &mut d, || {

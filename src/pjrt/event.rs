@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::api::{pjrt_call, Api, Args};
+use super::api::{destroy_on_drop, pjrt_call, Api, Args};
 use super::sys;
 use crate::error::Result;
 
@@ -111,10 +111,10 @@ extern "C" fn on_ready(error: *mut sys::PJRT_Error, user_arg: *mut c_void) {
     ready.signal.ready.notify_all();
 }
 
-impl Drop for Event {
-    fn drop(&mut self) {
-        let mut a = sys::PJRT_Event_Destroy_Args::new();
-        a.event = self.raw.as_ptr();
-        let _ = pjrt_call!(self.api, PJRT_Event_Destroy, &mut a, || "destroying an event".into());
-    }
+destroy_on_drop! {
+    Event,
+    |e| e.api,
+    PJRT_Event_Destroy,
+    PJRT_Event_Destroy_Args { event: e.raw.as_ptr() },
+    "destroying an event"
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::api::{pjrt_call, Args};
+use super::api::{destroy_on_drop, pjrt_call, Args};
 use super::buffer::Buffer;
 use super::client::{Client, Device};
 use super::compile_options::CompileOptions;
@@ -216,14 +216,12 @@ unsafe impl Send for LoadedExecutable {}
 // SAFETY: see `Send`.
 unsafe impl Sync for LoadedExecutable {}
 
-impl Drop for LoadedExecutable {
-    fn drop(&mut self) {
-        let mut a = sys::PJRT_LoadedExecutable_Destroy_Args::new();
-        a.executable = self.raw.as_ptr();
-        let _ = pjrt_call!(self.client.api(), PJRT_LoadedExecutable_Destroy, &mut a, || {
-            "destroying an executable".into()
-        });
-    }
+destroy_on_drop! {
+    LoadedExecutable,
+    |e| e.client.api(),
+    PJRT_LoadedExecutable_Destroy,
+    PJRT_LoadedExecutable_Destroy_Args { executable: e.raw.as_ptr() },
+    "destroying an executable"
 }
 
 impl fmt::Debug for LoadedExecutable {
@@ -241,14 +239,12 @@ struct ExecutableView<'a> {
     client: &'a Client,
 }
 
-impl Drop for ExecutableView<'_> {
-    fn drop(&mut self) {
-        let mut a = sys::PJRT_Executable_Destroy_Args::new();
-        a.executable = self.raw;
-        let _ = pjrt_call!(self.client.api(), PJRT_Executable_Destroy, &mut a, || {
-            "releasing an executable view".into()
-        });
-    }
+destroy_on_drop! {
+    ExecutableView<'_>,
+    |e| e.client.api(),
+    PJRT_Executable_Destroy,
+    PJRT_Executable_Destroy_Args { executable: e.raw },
+    "releasing an executable view"
 }
 
 impl Client {

@@ -53,37 +53,34 @@ impl NamedValues {
             let n = nv.names.last().expect("just pushed");
             r.name = n.as_ptr().cast();
             r.name_size = n.len();
-            match value {
+            use sys::PJRT_NamedValue_Type as T;
+            let value_of = &mut r.__bindgen_anon_1;
+            (r.type_, r.value_size) = match value {
                 NamedValue::Str(s) => {
                     nv.strings.push(s.as_bytes().to_vec());
                     let s = nv.strings.last().expect("just pushed");
-                    r.type_ = sys::PJRT_NamedValue_Type::PJRT_NamedValue_kString;
-                    r.__bindgen_anon_1.string_value = s.as_ptr().cast();
-                    r.value_size = s.len();
+                    value_of.string_value = s.as_ptr().cast();
+                    (T::PJRT_NamedValue_kString, s.len())
                 }
                 NamedValue::I64(v) => {
-                    r.type_ = sys::PJRT_NamedValue_Type::PJRT_NamedValue_kInt64;
-                    r.__bindgen_anon_1.int64_value = *v;
-                    r.value_size = 1;
+                    value_of.int64_value = *v;
+                    (T::PJRT_NamedValue_kInt64, 1)
                 }
                 NamedValue::I64List(v) => {
                     nv.lists.push(v.clone());
                     let l = nv.lists.last().expect("just pushed");
-                    r.type_ = sys::PJRT_NamedValue_Type::PJRT_NamedValue_kInt64List;
-                    r.__bindgen_anon_1.int64_array_value = l.as_ptr();
-                    r.value_size = l.len();
+                    value_of.int64_array_value = l.as_ptr();
+                    (T::PJRT_NamedValue_kInt64List, l.len())
                 }
                 NamedValue::F32(v) => {
-                    r.type_ = sys::PJRT_NamedValue_Type::PJRT_NamedValue_kFloat;
-                    r.__bindgen_anon_1.float_value = *v;
-                    r.value_size = 1;
+                    value_of.float_value = *v;
+                    (T::PJRT_NamedValue_kFloat, 1)
                 }
                 NamedValue::Bool(v) => {
-                    r.type_ = sys::PJRT_NamedValue_Type::PJRT_NamedValue_kBool;
-                    r.__bindgen_anon_1.bool_value = *v;
-                    r.value_size = 1;
+                    value_of.bool_value = *v;
+                    (T::PJRT_NamedValue_kBool, 1)
                 }
-            }
+            };
             nv.raw.push(r);
         }
         nv

@@ -129,6 +129,18 @@ fn put_uint(out: &mut Vec<u8>, number: u64, v: u64) {
     put_varint(out, v);
 }
 
+/// Every field `number` of `fields` parsed as a message; `None` when one is not a message.
+fn messages<'a>(fields: &[Field<'a>], number: u64) -> Option<Vec<Vec<Field<'a>>>> {
+    fields
+        .iter()
+        .filter(|f| f.number == number)
+        .map(|f| match f.value {
+            Value::Bytes(b) => parse(b),
+            _ => None,
+        })
+        .collect()
+}
+
 fn bytes_of<'a>(fields: &[Field<'a>], number: u64) -> Option<&'a [u8]> {
     fields.iter().find(|f| f.number == number).and_then(|f| match f.value {
         Value::Bytes(b) => Some(b),
@@ -357,29 +369,13 @@ pub(crate) fn cpu_payload_is_well_formed(payload: &[u8]) -> bool {
         return false;
     };
     let Some(fields) = parse(&module) else { return false };
-    let computations: Vec<Vec<Field<'_>>> = match fields
-        .iter()
-        .filter(|f| f.number == MODULE_COMPUTATIONS)
-        .map(|f| match f.value {
-            Value::Bytes(b) => parse(b),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()
-    {
+    let computations = match messages(&fields, MODULE_COMPUTATIONS) {
         Some(c) if !c.is_empty() => c,
         _ => return false,
     };
     let computation_ids: HashSet<u64> = computations.iter().filter_map(|c| uint_of(c, COMPUTATION_ID)).collect();
     computations.iter().all(|c| {
-        let Some(instructions) = c
-            .iter()
-            .filter(|f| f.number == COMPUTATION_INSTRUCTIONS)
-            .map(|f| match f.value {
-                Value::Bytes(b) => parse(b),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()
-        else {
+        let Some(instructions) = messages(c, COMPUTATION_INSTRUCTIONS) else {
             return false;
         };
         let ids: HashSet<u64> = instructions.iter().filter_map(|i| uint_of(i, INSTRUCTION_ID)).collect();
