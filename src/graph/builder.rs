@@ -20,7 +20,6 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::graph::emit::{self, Program};
 use crate::graph::ops::{Iota, Literal, Op};
 use crate::graph::tensor::Tensor;
 use crate::graph::types::{DType, Shape, TensorType};
@@ -805,11 +804,11 @@ impl Graph {
         })
     }
 
-    /// Emits `@main` returning `outputs` (and every private function it calls) as StableHLO
-    /// text, or returns the first error recorded while tracing.
-    pub fn finish<'a>(&self, outputs: impl IntoIterator<Item = &'a Tensor>) -> Result<Program> {
-        let outs: Vec<&Tensor> = outputs.into_iter().collect();
-        let ids = self.check_graphs("finish", &outs)?;
+    /// The graph, ready to be emitted with `outputs` as the results of `@main` (see
+    /// [`Graph::finish`], in `emit`): the first error recorded while tracing, or an error when
+    /// `outputs` are not this graph's or a loop body or function trace is still open.
+    pub(crate) fn ready_to_emit(&self, outputs: &[&Tensor]) -> Result<(std::cell::RefMut<'_, Inner>, Vec<NodeId>)> {
+        let ids = self.check_graphs("finish", outputs)?;
         let mut g = self.inner.borrow_mut();
         if let Some(e) = g.error.take() {
             g.failed = Some(e.to_string());
@@ -828,7 +827,7 @@ impl Graph {
             });
         }
         g.check_results("finish", &ids)?;
-        emit::program(&g, &ids)
+        Ok((g, ids))
     }
 
     /// Number of nodes traced so far (including dead and merged-away candidates' originals).

@@ -327,6 +327,20 @@ struct ProgramEmitter<'a> {
 }
 
 /// Emits `@main` returning `outputs`, then every private function reachable from it.
+impl crate::graph::Graph {
+    /// Emits `@main` returning `outputs` (and every private function it calls) as StableHLO
+    /// text, or returns the first error recorded while tracing.
+    ///
+    /// # Errors
+    /// The first error recorded while tracing, outputs of another graph, or a loop body or
+    /// function trace still open.
+    pub fn finish<'a>(&self, outputs: impl IntoIterator<Item = &'a crate::graph::Tensor>) -> Result<Program> {
+        let outs: Vec<_> = outputs.into_iter().collect();
+        let (g, ids) = self.ready_to_emit(&outs)?;
+        program(&g, &ids)
+    }
+}
+
 pub(crate) fn program(g: &Inner, outputs: &[NodeId]) -> Result<Program> {
     let mut used: HashSet<String> = ["main".to_string()].into_iter().collect();
     let symbols = g.funcs.iter().map(|f| sanitize(&f.name, &mut used)).collect();
