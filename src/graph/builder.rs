@@ -23,13 +23,7 @@ use crate::error::{Error, Result};
 use crate::graph::ops::{Iota, Literal, Op};
 use crate::graph::tensor::Tensor;
 use crate::graph::types::{DType, Shape, TensorType};
-
-/// Index of a node in the arena.
-pub(crate) type NodeId = usize;
-/// Index of a scope.
-pub(crate) type ScopeId = usize;
-/// The scope of `@main`.
-pub(crate) const ROOT: ScopeId = 0;
+pub(crate) use crate::graph::types::{NodeId, ScopeId, ROOT};
 
 /// One traced value (or a multi-result op, read through `Op::Get`).
 #[derive(Debug)]

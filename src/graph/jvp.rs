@@ -15,10 +15,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::graph::builder::{Graph, NodeId};
+use crate::graph::builder::Graph;
 use crate::graph::ops::{Op, Tangent};
 use crate::graph::tensor::Tensor;
-use crate::graph::types::{Shape, TensorType};
+use crate::graph::types::{NodeId, Shape, TensorType};
 
 /// The basis size `n` of a tangent (its leading dimension).
 pub(crate) fn basis_size(t: &Tensor) -> i64 {

@@ -10,12 +10,12 @@ use std::fmt;
 use std::ops;
 
 use crate::error::Error;
-use crate::graph::builder::{Graph, NodeId};
+use crate::graph::builder::Graph;
 use crate::graph::ops::{
     Binary, BinaryOp, BroadcastInDim, CmpDir, Compare, Concat, Convert, DotGeneral, DynamicSlice, DynamicUpdateSlice,
     Op, Reduce, ReduceKind, Reshape, Select, Slice, Take, Transpose, Unary, UnaryOp,
 };
-use crate::graph::types::{DType, Shape, TensorType};
+use crate::graph::types::{DType, NodeId, Shape, TensorType};
 
 /// A traced tensor: a node of a [`Graph`]. Clone is cheap (a reference count).
 #[derive(Clone)]

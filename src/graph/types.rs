@@ -76,6 +76,13 @@ impl fmt::Display for TensorType {
     }
 }
 
+/// Index of a traced node in a graph's arena.
+pub(crate) type NodeId = usize;
+/// Index of a scope (`@main`, a loop body, a function being traced).
+pub(crate) type ScopeId = usize;
+/// The scope of `@main`.
+pub(crate) const ROOT: ScopeId = 0;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,9 +23,9 @@ pub(crate) mod reduce;
 pub(crate) mod shape;
 
 use crate::error::Result;
-use crate::graph::builder::ScopeId;
 use crate::graph::emit::Emitter;
 use crate::graph::tensor::Tensor;
+use crate::graph::types::ScopeId;
 use crate::graph::types::TensorType;
 
 pub(crate) use dot::DotGeneral;
