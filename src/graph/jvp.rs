@@ -16,26 +16,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::graph::builder::Graph;
-use crate::graph::ops::{Op, Tangent};
+use crate::graph::ops::{materialize, Op, Tangent};
 use crate::graph::tensor::Tensor;
 use crate::graph::types::{NodeId, Shape, TensorType};
-
-/// The basis size `n` of a tangent (its leading dimension).
-pub(crate) fn basis_size(t: &Tensor) -> i64 {
-    t.dims().first().copied().unwrap_or(1)
-}
-
-/// A tangent as a tensor, zeros of shape `[n, ...primal]` for a symbolic zero.
-pub(crate) fn materialize(t: &Tangent, primal: &Tensor, n: i64) -> Tensor {
-    match t {
-        Some(t) => t.clone(),
-        None => {
-            let mut dims = vec![n];
-            dims.extend(primal.dims());
-            primal.graph().zeros(primal.dtype(), dims)
-        }
-    }
-}
 
 /// Pushes tangents from `seeds` to `outputs`. Errors are recorded in the graph.
 pub(crate) fn tangents(g: &Graph, outputs: &[NodeId], seeds: &HashMap<NodeId, Tensor>, n: i64) -> Vec<Tangent> {

@@ -37,6 +37,23 @@ pub(crate) use shape::{BroadcastInDim, Concat, DynamicSlice, DynamicUpdateSlice,
 /// A tangent: `Some(t)` with `t` of shape `[n, ...primal shape]`, or `None` for a symbolic zero.
 pub(crate) type Tangent = Option<Tensor>;
 
+/// The basis size `n` of a tangent (its leading dimension).
+pub(crate) fn basis_size(t: &Tensor) -> i64 {
+    t.dims().first().copied().unwrap_or(1)
+}
+
+/// A tangent as a tensor, zeros of shape `[n, ...primal]` for a symbolic zero.
+pub(crate) fn materialize(t: &Tangent, primal: &Tensor, n: i64) -> Tensor {
+    match t {
+        Some(t) => t.clone(),
+        None => {
+            let mut dims = vec![n];
+            dims.extend(primal.dims());
+            primal.graph().zeros(primal.dtype(), dims)
+        }
+    }
+}
+
 /// One primitive op: shape rule, JVP rule and emission together.
 pub(crate) trait Primitive {
     /// The op's name in error messages.

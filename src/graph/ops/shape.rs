@@ -6,9 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::graph::emit::{Attr, Emitter};
-use crate::graph::jvp::{basis_size, materialize};
 use crate::graph::ops::literal::check_dims;
-use crate::graph::ops::{Primitive, Tangent};
+use crate::graph::ops::{basis_size, materialize, Primitive, Tangent};
 use crate::graph::tensor::Tensor;
 use crate::graph::types::{Shape, TensorType};
 
