@@ -177,9 +177,8 @@ impl Client {
     }
 
     /// The device with the fewest leases held now (the first of those on a tie), leased until
-    /// the returned guard is dropped. A device runs its executions one after another, so
-    /// independent fits that each lease a device run side by side, one per device, where
-    /// executions on the default device would queue.
+    /// the returned guard is dropped. Independent fits that each lease a device run side by
+    /// side, one per device, where executions all sent to the default device would share it.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when the client has no addressable device.
