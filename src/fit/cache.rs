@@ -510,8 +510,8 @@ pub(crate) fn executable(program: &str) -> Result<CachedExecutable> {
     ExecutableCache::global().get_or_compile(&client, program)
 }
 
-/// Like [`executable`], compiled portable: it runs on whichever device of the default client
-/// an execution leases (`pjrt::Client::lease_device`), so that fits on several threads use
+/// Compiles or fetches `program` through the global cache, compiled portable: it runs on
+/// whichever device of the default client an execution leases (`pjrt::Client::lease_device`), so that fits on several threads use
 /// the client's devices side by side.
 pub(crate) fn portable_executable(program: &str) -> Result<CachedExecutable> {
     let client = crate::runtime::client()?;
