@@ -400,18 +400,7 @@ fn child_fit(dir: &std::path::Path, env: &[(&str, &str)]) -> String {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "child failed: {out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out.lines()
-        .find_map(|l| {
-            l.find("CHILD source=")
-                .map(|i| l[i + "CHILD source=".len()..].to_string())
-        })
-        .unwrap_or_else(|| panic!("no CHILD line in {out}"))
+    common::child_line(&o, "CHILD source=")
 }
 
 /// With the pinned CPU plugin a compiled executable is replaced by its compacted form (fused

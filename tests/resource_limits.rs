@@ -1,6 +1,8 @@
 //! Fits too large for the process's address space (set with `ulimit -v` in a child process)
 //! end in a typed error before anything large is allocated, never in an abort.
 
+mod common;
+
 use std::process::Command;
 
 use nlsq::fit::{curve_fit, FitOptions};
@@ -39,16 +41,7 @@ fn fit_under_limit(points: usize, kib: u64) -> String {
         .env("MALLOC_ARENA_MAX", "2")
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{points} points under {kib} KiB: the child died ({:?}): {out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out.lines()
-        .find_map(|l| l.find("CHILD ").map(|i| l[i + "CHILD ".len()..].to_string()))
-        .unwrap_or_else(|| panic!("no CHILD line in {out}"))
+    common::child_line(&o, "CHILD ")
 }
 
 /// A right fit or the typed error of a host array too large for the process.

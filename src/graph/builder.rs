@@ -22,8 +22,7 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::graph::ops::{Iota, Literal, Op};
 use crate::graph::tensor::Tensor;
-use crate::graph::types::{DType, Shape, TensorType};
-pub(crate) use crate::graph::types::{NodeId, ScopeId, ROOT};
+use crate::graph::types::{DType, NodeId, ScopeId, Shape, TensorType, ROOT};
 
 /// One traced value (or a multi-result op, read through `Op::Get`).
 #[derive(Debug)]

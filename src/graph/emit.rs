@@ -20,9 +20,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
-use crate::graph::builder::{Inner, NodeId, ScopeId, ROOT};
+use crate::graph::builder::Inner;
 use crate::graph::ops::{Literal, Op};
-use crate::graph::types::{DType, TensorType};
+use crate::graph::types::{DType, NodeId, ScopeId, TensorType, ROOT};
 
 /// Emitted StableHLO text with its signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,7 +326,6 @@ struct ProgramEmitter<'a> {
     multi: HashMap<NodeId, usize>,
 }
 
-/// Emits `@main` returning `outputs`, then every private function reachable from it.
 impl crate::graph::Graph {
     /// Emits `@main` returning `outputs` (and every private function it calls) as StableHLO
     /// text, or returns the first error recorded while tracing.
@@ -341,6 +340,7 @@ impl crate::graph::Graph {
     }
 }
 
+/// Emits `@main` returning `outputs`, then every private function reachable from it.
 pub(crate) fn program(g: &Inner, outputs: &[NodeId]) -> Result<Program> {
     let mut used: HashSet<String> = ["main".to_string()].into_iter().collect();
     let symbols = g.funcs.iter().map(|f| sanitize(&f.name, &mut used)).collect();

@@ -415,11 +415,11 @@ impl Buffer {
     }
 
     /// The fast path of a device-to-host copy for a buffer that already lives in host memory
-    /// (the CPU plugin) in dense row-major layout: waits until the
-    /// buffer is ready and copies `size` bytes from its memory on this thread. A
-    /// `PJRT_Buffer_ToHostBuffer` instead hands the copy to a worker thread and back (its cost:
-    /// docs/performance.md, "Figures behind the runtime's choices"). Returns false (nothing copied) where the fast path does not
-    /// apply, and the caller falls back to the copy through PJRT.
+    /// (the CPU plugin) in dense row-major layout: waits until the buffer is ready and copies
+    /// `size` bytes from its memory on this thread. A `PJRT_Buffer_ToHostBuffer` instead hands
+    /// the copy to a worker thread and back (its cost: docs/performance.md, "Figures behind the
+    /// runtime's choices"). Returns false (nothing copied) where the fast path does not apply,
+    /// and the caller falls back to the copy through PJRT.
     fn read_in_place(&self, rank: usize, dst: *mut u8, size: usize) -> Result<bool> {
         if size == 0 || (rank > 1 && !self.is_row_major(rank)) {
             return Ok(false);

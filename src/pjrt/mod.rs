@@ -43,8 +43,9 @@ pub const BINDINGS_API_VERSION: (u32, u32) = (sys::PJRT_API_MAJOR, sys::PJRT_API
 /// Ends the process now with `code`, after flushing Rust's standard output and error, without
 /// running static destructors: for a command-line program whose work is done. A loaded plugin's
 /// teardown (its thread pools, the compiler's global state) is a noticeable part of a short
-/// `nlsq fit` run (docs/performance.md, "Figures behind the runtime's choices"). Files the program wrote must be closed
-/// (flushed) before; nothing of nlsq's own needs a destructor at exit.
+/// `nlsq fit` run (docs/performance.md, "Figures behind the runtime's choices"). Files the
+/// program wrote must be closed (flushed) before; nothing of nlsq's own needs a destructor at
+/// exit.
 pub fn exit_now(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();

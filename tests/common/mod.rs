@@ -30,3 +30,18 @@ pub fn noisy_exp(m: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     (x, y)
 }
+
+/// What a child test process printed after `marker` on its first line that has it; a child
+/// that failed (a panic, a signal) or printed no such line is a test failure showing its output.
+pub fn child_line(o: &std::process::Output, marker: &str) -> String {
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "child failed ({:?}): {out}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .find_map(|l| l.find(marker).map(|i| l[i + marker.len()..].to_string()))
+        .unwrap_or_else(|| panic!("no {marker} line in {out}"))
+}

@@ -2,19 +2,19 @@
 //!
 //! A serialized XLA:CPU executable holds the machine code, the thunk sequence, the buffer
 //! assignment and the optimized HLO module. Loading it (`PJRT_Executable_DeserializeAndLoad`)
-//! rebuilds that HLO module from its proto three times (and copies, prints and cost-analyses
-//! it), so the load takes time in proportion to the module's instruction count: most of a
-//! first fit from the disk cache. But once compiled, a fusion is a kernel in the machine code: nothing at run time
+//! rebuilds that HLO module from its proto three times (and copies, prints and cost-analyses it),
+//! so the load takes time in proportion to the module's instruction count: most of a first fit from
+//! the disk cache. But once compiled, a fusion is a kernel in the machine code: nothing at run time
 //! reads the instructions inside a fused computation (they define no buffers; the buffer
 //! assignment, the thunks and the kernels refer to the fusion instruction only), and most
 //! instructions of a fit program are such.
 //!
 //! [`compact_cpu_payload`] replaces each fused computation whose result is one array by its
 //! parameters and a stand-in root of the same shape (a broadcast scalar zero), and leaves
-//! everything else as it is, byte for byte (what it saves: docs/performance.md, "Figures behind
-//! the runtime's choices"). The runtime applies it only to
-//! the pinned CPU plugin, and uses the compacted executable for every fit (also right after
-//! compiling, so the whole test suite runs on compacted executables).
+//! everything else as it is, byte for byte (what it saves: docs/performance.md, "Figures behind the
+//! runtime's choices"). The runtime applies it only to the pinned CPU plugin, and uses the
+//! compacted executable for every fit (also right after compiling, so the whole test suite runs on
+//! compacted executables).
 //!
 //! The format is protobuf (`xla.ExecutableAndOptionsProto` → `xla.cpu.CompilationResultProto`
 //! → `xla.HloModuleProtoWithConfig` → `xla.HloModuleProto`); this module reads and writes the

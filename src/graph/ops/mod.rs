@@ -25,8 +25,7 @@ pub(crate) mod shape;
 use crate::error::Result;
 use crate::graph::emit::Emitter;
 use crate::graph::tensor::Tensor;
-use crate::graph::types::ScopeId;
-use crate::graph::types::TensorType;
+use crate::graph::types::{ScopeId, TensorType};
 
 pub(crate) use dot::DotGeneral;
 pub(crate) use elementwise::{Binary, BinaryOp, CmpDir, Compare, Convert, Select, Unary, UnaryOp};
