@@ -1,4 +1,5 @@
-//! The graph builder: node storage, hash-consing, scopes, the first error, control flow.
+//! The graph builder: node storage, hash-consing, scopes, the first error, control flow, and
+//! [`Tensor`], the handle to a node (its operators and methods are in `tensor.rs`).
 //!
 //! Every traced value is a node `(op, args)` in one arena. Building a node that already exists
 //! returns the existing one (hash-consing), so common subexpressions are merged as they are
@@ -20,9 +21,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::graph::ops::{Iota, Literal, Op};
-use crate::graph::tensor::Tensor;
-use crate::graph::types::{DType, NodeId, ScopeId, Shape, TensorType, ROOT};
+use crate::graph::ops::{Iota, Op};
+use crate::graph::types::{DType, Literal, NodeId, ScopeId, Shape, TensorType, ROOT};
 
 /// One traced value (or a multi-result op, read through `Op::Get`).
 #[derive(Debug)]
@@ -79,6 +79,51 @@ pub(crate) struct Inner {
     pub funcs: Vec<FuncDef>,
     /// Derivative functions already traced: (function, tangent mask, basis size) -> function.
     pub jvp_funcs: HashMap<(usize, Vec<bool>, i64), usize>,
+}
+
+/// A traced tensor: a node of a [`Graph`]. Clone is cheap (a reference count).
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) graph: Graph,
+    pub(crate) id: NodeId,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor(#{}: {})", self.id, self.ty())
+    }
+}
+
+impl Tensor {
+    /// The graph this tensor belongs to.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Element type and shape.
+    pub fn ty(&self) -> TensorType {
+        self.graph.inner.borrow().nodes[self.id].ty.clone()
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.graph.inner.borrow().nodes[self.id].ty.dtype
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> Shape {
+        self.graph.inner.borrow().nodes[self.id].ty.shape.clone()
+    }
+
+    /// Dimensions.
+    pub fn dims(&self) -> Vec<i64> {
+        self.shape().0
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.graph.inner.borrow().nodes[self.id].ty.rank()
+    }
 }
 
 /// A tracing graph: the builder that every [`Tensor`] points into.
@@ -640,18 +685,6 @@ impl Graph {
             }),
             &[],
         )
-    }
-
-    /// The `n x n` identity matrix (a literal for `n <= 64`, iota-built above).
-    pub fn eye(&self, dtype: DType, n: i64) -> Tensor {
-        if (0..=64).contains(&n) {
-            let nu = n as usize;
-            let data: Vec<f64> = (0..nu * nu).map(|k| if k / nu == k % nu { 1.0 } else { 0.0 }).collect();
-            return self.constant_array_of(dtype, &data, [n, n]);
-        }
-        let r = self.iota(DType::I64, [n, n], 0);
-        let c = self.iota(DType::I64, [n, n], 1);
-        r.eq(&c).convert(dtype)
     }
 
     /// A `stablehlo.while` loop traced from Rust closures; returns the final state.

@@ -20,9 +20,10 @@
 //! visits what the outputs need.
 //!
 //! # Autodiff
-//! [`jvp`] and [`jacfwd`] transform the graph: each op's JVP rule (next to its shape rule and
-//! emission in `ops/`) maps operand tangents to the output tangent. Tangents carry a leading
-//! basis axis of size `n` — all `n` directional derivatives at once — or are a symbolic zero.
+//! [`jvp`] and [`jacfwd`] transform the graph: each op's JVP rule (in `jvp/rules.rs`; shape
+//! rules and emission are in `ops/`) maps operand tangents to the output tangent. Tangents
+//! carry a leading basis axis of size `n` — all `n` directional derivatives at once — or are
+//! a symbolic zero.
 //! [`jacfwd_model`] gives residuals `f: [m]` and the Jacobian `J: [m, n]` of a model
 //! `Fn(&Tensor, &Params) -> Tensor`. Conventions at non-differentiable points: `abs'(0) = 0`,
 //! `signum' = floor' = ceil' = round' = 0`, `max`/`min` follow the first operand at ties,
@@ -33,7 +34,7 @@
 //! [`Graph::finish`] writes `func.func @main` (inputs in declaration order, named as
 //! declared) and every private function it calls, in StableHLO text that the pinned XLA CPU
 //! plugin compiles. The text is deterministic — same graph, same bytes — because it is the
-//! compile-cache key. See `emit.rs` for the spelling rules (generic op form where the pretty
+//! compile-cache key. See `emit.rs` and `emitter.rs` for the spelling rules (generic op form where the pretty
 //! syntax drifts between releases).
 //!
 //! ```
@@ -63,17 +64,18 @@
 
 mod builder;
 mod emit;
+mod emitter;
 mod jvp;
 mod model;
 mod ops;
 mod tensor;
 mod types;
 
-pub use builder::{Function, Graph};
+pub use builder::{Function, Graph, Tensor};
 pub use emit::Program;
 pub use jvp::{jacfwd, jacfwd_t, jvp};
 pub use model::{eval_model, jacfwd_model, jacfwd_model_t, Params};
-pub use tensor::{IndexArg, Operand, Tensor};
+pub use tensor::{IndexArg, Operand};
 pub use types::{DType, Shape, TensorType};
 
 /// `pred ? on_true : on_false`, elementwise (see [`Tensor::select`]).

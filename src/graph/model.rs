@@ -18,9 +18,8 @@
 use std::ops::Index;
 
 use crate::error::{Error, Result};
-use crate::graph::builder::{Function, Graph};
+use crate::graph::builder::{Function, Graph, Tensor};
 use crate::graph::jvp::jacfwd;
-use crate::graph::tensor::Tensor;
 use crate::graph::types::{Shape, TensorType};
 
 /// The parameter vector as seen by a model: `p[i]` is the scalar tensor of parameter `i`.

@@ -6,29 +6,15 @@
 //! explicit `broadcast_in_dim` nodes; operands must share a dtype (no implicit promotion),
 //! except `f64` literals, which take the dtype of the tensor they meet.
 
-use std::fmt;
 use std::ops;
 
 use crate::error::Error;
-use crate::graph::builder::Graph;
+use crate::graph::builder::{Graph, Tensor};
 use crate::graph::ops::{
     Binary, BinaryOp, BroadcastInDim, CmpDir, Compare, Concat, Convert, DotGeneral, DynamicSlice, DynamicUpdateSlice,
     Op, Reduce, ReduceKind, Reshape, Select, Slice, Take, Transpose, Unary, UnaryOp,
 };
-use crate::graph::types::{DType, NodeId, Shape, TensorType};
-
-/// A traced tensor: a node of a [`Graph`]. Clone is cheap (a reference count).
-#[derive(Clone)]
-pub struct Tensor {
-    pub(crate) graph: Graph,
-    pub(crate) id: NodeId,
-}
-
-impl fmt::Debug for Tensor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor(#{}: {})", self.id, self.ty())
-    }
-}
+use crate::graph::types::{DType, Shape, TensorType};
 
 /// Something that can stand on the other side of a binary op: a [`Tensor`] or a number.
 ///
@@ -301,38 +287,6 @@ macro_rules! unary_methods {
 }
 
 impl Tensor {
-    // ---- metadata ------------------------------------------------------------------------
-
-    /// The graph this tensor belongs to.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// Element type and shape.
-    pub fn ty(&self) -> TensorType {
-        self.graph.inner.borrow().nodes[self.id].ty.clone()
-    }
-
-    /// Element type.
-    pub fn dtype(&self) -> DType {
-        self.graph.inner.borrow().nodes[self.id].ty.dtype
-    }
-
-    /// Shape.
-    pub fn shape(&self) -> Shape {
-        self.graph.inner.borrow().nodes[self.id].ty.shape.clone()
-    }
-
-    /// Dimensions.
-    pub fn dims(&self) -> Vec<i64> {
-        self.shape().0
-    }
-
-    /// Number of dimensions.
-    pub fn rank(&self) -> usize {
-        self.graph.inner.borrow().nodes[self.id].ty.rank()
-    }
-
     // ---- elementwise ---------------------------------------------------------------------
 
     fn unary(&self, op: UnaryOp) -> Tensor {
@@ -886,6 +840,18 @@ impl Tensor {
 }
 
 impl Graph {
+    /// The `n x n` identity matrix (a literal for `n <= 64`, iota-built above).
+    pub fn eye(&self, dtype: DType, n: i64) -> Tensor {
+        if (0..=64).contains(&n) {
+            let nu = n as usize;
+            let data: Vec<f64> = (0..nu * nu).map(|k| if k / nu == k % nu { 1.0 } else { 0.0 }).collect();
+            return self.constant_array_of(dtype, &data, [n, n]);
+        }
+        let r = self.iota(DType::I64, [n, n], 0);
+        let c = self.iota(DType::I64, [n, n], 1);
+        r.eq(&c).convert(dtype)
+    }
+
     /// Concatenates `parts` (same dtype, equal shapes except along `axis`).
     pub fn concat(&self, parts: &[Tensor], axis: i64) -> Tensor {
         let Some(first) = parts.first() else {

@@ -5,10 +5,8 @@
 //! of each tangent term lands after the batch (and lhs free) axes and is moved to the front.
 
 use crate::error::{Error, Result};
-use crate::graph::emit::{Attr, Emitter};
-use crate::graph::ops::elementwise::add_t;
-use crate::graph::ops::{Primitive, Tangent};
-use crate::graph::tensor::Tensor;
+use crate::graph::emitter::{Attr, Emitter};
+use crate::graph::ops::Primitive;
 use crate::graph::types::TensorType;
 
 /// Dimension numbers of a `dot_general`.
@@ -20,7 +18,7 @@ pub(crate) struct DotGeneral {
     pub rhs_contract: Vec<i64>,
 }
 
-fn free_axes(rank: usize, batch: &[i64], contract: &[i64]) -> Vec<i64> {
+pub(crate) fn free_axes(rank: usize, batch: &[i64], contract: &[i64]) -> Vec<i64> {
     (0..rank as i64)
         .filter(|a| !batch.contains(a) && !contract.contains(a))
         .collect()
@@ -40,23 +38,6 @@ fn check_axes(op: &'static str, rank: usize, batch: &[i64], contract: &[i64]) ->
         }
     }
     Ok(())
-}
-
-impl DotGeneral {
-    fn shifted(v: &[i64]) -> Vec<i64> {
-        v.iter().map(|a| a + 1).collect()
-    }
-
-    /// Moves axis `from` of `t` to the front.
-    fn to_front(t: Tensor, from: usize) -> Tensor {
-        if from == 0 {
-            return t;
-        }
-        let r = t.rank() as i64;
-        let mut perm = vec![from as i64];
-        perm.extend((0..r).filter(|&a| a != from as i64));
-        t.transpose(&perm)
-    }
 }
 
 impl Primitive for DotGeneral {
@@ -111,30 +92,6 @@ impl Primitive for DotGeneral {
                 .map(|&i| b.dims()[i as usize]),
         );
         Ok(a.with_shape(dims))
-    }
-    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let (a, b) = (&x[0], &x[1]);
-        let nb = self.lhs_batch.len();
-        let da = t[0].as_ref().map(|ta| {
-            let d = DotGeneral {
-                lhs_batch: Self::shifted(&self.lhs_batch),
-                rhs_batch: self.rhs_batch.clone(),
-                lhs_contract: Self::shifted(&self.lhs_contract),
-                rhs_contract: self.rhs_contract.clone(),
-            };
-            Self::to_front(ta.dot_general_with(b, d), nb)
-        });
-        let db = t[1].as_ref().map(|tb| {
-            let d = DotGeneral {
-                lhs_batch: self.lhs_batch.clone(),
-                rhs_batch: Self::shifted(&self.rhs_batch),
-                lhs_contract: self.lhs_contract.clone(),
-                rhs_contract: Self::shifted(&self.rhs_contract),
-            };
-            let a_free = free_axes(a.rank(), &self.lhs_batch, &self.lhs_contract).len();
-            Self::to_front(a.dot_general_with(tb, d), nb + a_free)
-        });
-        add_t(da, db)
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(

@@ -1,15 +1,16 @@
-//! The op table: every primitive's shape rule, JVP rule and emission, one place per op.
+//! The op table: every primitive's data, shape rule and emission, one place per op.
 //!
-//! Each primitive is a small value type implementing [`Primitive`]:
+//! This is the graph's IR: the builder stores [`Op`]s and asks them for their result types,
+//! the emitter asks them to write themselves, and nothing here knows about tensors or
+//! graphs. Each primitive is a small value type implementing [`Primitive`]:
 //!
 //! * `infer` — the shape/dtype rule, returning an [`Error`](crate::Error) that names the op
 //!   and the operand shapes when the operands do not fit;
-//! * `jvp` — the forward-mode rule, written as traced code on [`Tensor`]s. Tangents carry a
-//!   leading basis axis of size `n` (all `n` directions at once) and `None` stands for a
-//!   symbolic zero. The driver (`jvp.rs`) only calls a rule when some operand tangent is
-//!   non-zero and the output is a float;
 //! * `emit` — the StableHLO op name and attributes, handed to the [`Emitter`], which owns all
 //!   textual syntax.
+//!
+//! The forward-mode rules are traced code on tensors, so they sit above the tensor layer, in
+//! `jvp/rules.rs` (one `match` over [`Op`], which the compiler keeps complete).
 //!
 //! Elementwise unary and binary ops are rows of the tables in [`elementwise`]; structural ops
 //! live in [`shape`], reductions in [`reduce`], `dot_general` in [`dot`], and literals/iota in
@@ -23,44 +24,21 @@ pub(crate) mod reduce;
 pub(crate) mod shape;
 
 use crate::error::Result;
-use crate::graph::emit::Emitter;
-use crate::graph::tensor::Tensor;
-use crate::graph::types::{ScopeId, TensorType};
+use crate::graph::emitter::Emitter;
+use crate::graph::types::{Literal, ScopeId, TensorType};
 
 pub(crate) use dot::DotGeneral;
 pub(crate) use elementwise::{Binary, BinaryOp, CmpDir, Compare, Convert, Select, Unary, UnaryOp};
-pub(crate) use literal::{Iota, Literal};
+pub(crate) use literal::Iota;
 pub(crate) use reduce::{Reduce, ReduceKind};
 pub(crate) use shape::{BroadcastInDim, Concat, DynamicSlice, DynamicUpdateSlice, Reshape, Slice, Take, Transpose};
 
-/// A tangent: `Some(t)` with `t` of shape `[n, ...primal shape]`, or `None` for a symbolic zero.
-pub(crate) type Tangent = Option<Tensor>;
-
-/// The basis size `n` of a tangent (its leading dimension).
-pub(crate) fn basis_size(t: &Tensor) -> i64 {
-    t.dims().first().copied().unwrap_or(1)
-}
-
-/// A tangent as a tensor, zeros of shape `[n, ...primal]` for a symbolic zero.
-pub(crate) fn materialize(t: &Tangent, primal: &Tensor, n: i64) -> Tensor {
-    match t {
-        Some(t) => t.clone(),
-        None => {
-            let mut dims = vec![n];
-            dims.extend(primal.dims());
-            primal.graph().zeros(primal.dtype(), dims)
-        }
-    }
-}
-
-/// One primitive op: shape rule, JVP rule and emission together.
+/// One primitive op: its shape rule and its emission (its JVP rule is in `jvp/rules.rs`).
 pub(crate) trait Primitive {
     /// The op's name in error messages.
     fn name(&self) -> &'static str;
     /// Result type from operand types, or an error naming the op and shapes.
     fn infer(&self, ins: &[&TensorType]) -> Result<TensorType>;
-    /// Tangent of the output from operands `x`, output `y` and operand tangents `t`.
-    fn jvp(&self, x: &[Tensor], y: &Tensor, t: &[Tangent]) -> Tangent;
     /// Writes the op; returns the SSA name of its result.
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String;
 }

@@ -5,11 +5,10 @@
 //! (`sum(t * [x == y]) / count`), which is the one-sided choice of jax at ties.
 
 use crate::error::{Error, Result};
-use crate::graph::emit::Emitter;
-use crate::graph::ops::literal::Literal;
-use crate::graph::ops::{Primitive, Tangent};
-use crate::graph::tensor::Tensor;
-use crate::graph::types::{DType, TensorType};
+use crate::graph::emitter::Emitter;
+
+use crate::graph::ops::Primitive;
+use crate::graph::types::{DType, Literal, TensorType};
 
 /// Which reduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,20 +96,6 @@ impl Primitive for Reduce {
         }
         let dims: Vec<i64> = self.kept(x.rank()).iter().map(|&a| x.dims()[a as usize]).collect();
         Ok(x.with_shape(dims))
-    }
-    fn jvp(&self, x: &[Tensor], y: &Tensor, t: &[Tangent]) -> Tangent {
-        let t = t[0].as_ref()?;
-        let x = &x[0];
-        let shifted: Vec<i64> = self.axes.iter().map(|a| a + 1).collect();
-        let back = |v: &Tensor| v.broadcast_in_dim(x.shape().dims().to_vec(), &self.kept(x.rank()));
-        Some(match self.kind {
-            ReduceKind::Sum => t.reduce_sum(&shifted),
-            ReduceKind::Prod => (t * (back(y) / x)).reduce_sum(&shifted),
-            ReduceKind::Max | ReduceKind::Min => {
-                let mask = x.eq(back(y)).convert(x.dtype());
-                (t * &mask).reduce_sum(&shifted) / mask.reduce_sum(&self.axes)
-            }
-        })
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         let init = Literal::splat(TensorType::scalar(ins[0].dtype), self.kind.init(ins[0].dtype));

@@ -5,24 +5,10 @@
 //! prepended (axis numbers shift by one).
 
 use crate::error::{Error, Result};
-use crate::graph::emit::{Attr, Emitter};
+use crate::graph::emitter::{Attr, Emitter};
 use crate::graph::ops::literal::check_dims;
-use crate::graph::ops::{basis_size, materialize, Primitive, Tangent};
-use crate::graph::tensor::Tensor;
+use crate::graph::ops::Primitive;
 use crate::graph::types::{Shape, TensorType};
-
-/// `dims` with every entry shifted by one (for tangents, which carry a leading basis axis).
-fn shifted(dims: &[i64]) -> Vec<i64> {
-    dims.iter().map(|d| d + 1).collect()
-}
-
-/// `[head] ++ rest`.
-fn cons(head: i64, rest: &[i64]) -> Vec<i64> {
-    let mut v = Vec::with_capacity(rest.len() + 1);
-    v.push(head);
-    v.extend_from_slice(rest);
-    v
-}
 
 fn check_axis(op: &'static str, axis: i64, rank: usize) -> Result<usize> {
     if axis < 0 || axis as usize >= rank {
@@ -76,10 +62,6 @@ impl Primitive for Reshape {
         }
         Ok(ins[0].with_shape(self.0.clone()))
     }
-    fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let t = t[0].as_ref()?;
-        Some(t.reshape(cons(basis_size(t), self.0.dims())))
-    }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic("stablehlo.reshape", args, ins, &[], out)
     }
@@ -127,10 +109,6 @@ impl Primitive for BroadcastInDim {
         }
         Ok(x.with_shape(self.shape.clone()))
     }
-    fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let t = t[0].as_ref()?;
-        Some(t.broadcast_in_dim(cons(basis_size(t), self.shape.dims()), &cons(0, &shifted(&self.dims))))
-    }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
             "stablehlo.broadcast_in_dim",
@@ -175,14 +153,6 @@ impl Primitive for Slice {
             out.push((l - s + st - 1) / st);
         }
         Ok(x.with_shape(out))
-    }
-    fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let t = t[0].as_ref()?;
-        Some(t.slice_strided(
-            &cons(0, &self.start),
-            &cons(basis_size(t), &self.limit),
-            &cons(1, &self.stride),
-        ))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
@@ -235,11 +205,6 @@ impl Primitive for Concat {
         }
         Ok(first.with_shape(dims))
     }
-    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let n = t.iter().flatten().next().map(basis_size)?;
-        let parts: Vec<Tensor> = x.iter().zip(t).map(|(x, t)| materialize(t, x, n)).collect();
-        Some(x[0].graph().concat(&parts, self.0 + 1))
-    }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
             "stablehlo.concatenate",
@@ -281,9 +246,6 @@ impl Primitive for Transpose {
         }
         Ok(x.with_shape(out))
     }
-    fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        Some(t[0].as_ref()?.transpose(&cons(0, &shifted(&self.0))))
-    }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
             "stablehlo.transpose",
@@ -314,12 +276,6 @@ impl Primitive for DynamicSlice {
             });
         }
         Ok(x.with_shape(self.0.clone()))
-    }
-    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let t = t[0].as_ref()?;
-        let zero = x[0].graph().full(x[1].dtype(), Shape::scalar(), 0.0);
-        let starts: Vec<Tensor> = std::iter::once(zero).chain(x[1..].iter().cloned()).collect();
-        Some(t.dynamic_slice(&starts, &cons(basis_size(t), &self.0)))
     }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic(
@@ -360,12 +316,6 @@ impl Primitive for DynamicUpdateSlice {
         check_indices(OP, &ins[2..], x.rank())?;
         Ok(x.clone())
     }
-    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        let n = t[..2].iter().flatten().next().map(basis_size)?;
-        let zero = x[0].graph().full(x[2].dtype(), Shape::scalar(), 0.0);
-        let starts: Vec<Tensor> = std::iter::once(zero).chain(x[2..].iter().cloned()).collect();
-        Some(materialize(&t[0], &x[0], n).dynamic_update_slice(&materialize(&t[1], &x[1], n), &starts))
-    }
     fn emit(&self, e: &mut Emitter, args: &[&str], ins: &[&TensorType], out: &TensorType) -> String {
         e.generic("stablehlo.dynamic_update_slice", args, ins, &[], out)
     }
@@ -393,9 +343,6 @@ impl Primitive for Take {
         dims.extend_from_slice(idx.dims());
         dims.extend_from_slice(&x.dims()[a + 1..]);
         Ok(x.with_shape(dims))
-    }
-    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Tangent]) -> Tangent {
-        Some(t[0].as_ref()?.take(self.0 + 1, &x[1]))
     }
     /// Emitted as the canonical batch-major gather (index axes first, then the operand's
     /// remaining axes) followed by a transpose into numpy order when `axis > 0`. The pinned

@@ -1,7 +1,7 @@
 //! Forward-mode autodiff as a graph transformation.
 //!
 //! [`jvp`] walks the nodes between the seeds and the outputs in trace order and applies each
-//! op's JVP rule (which lives with the op in `ops/`). A tangent is either a symbolic zero or a
+//! op's JVP rule (`rules.rs`, one arm per op). A tangent is either a symbolic zero or a
 //! tensor with a leading *basis axis* of size `n`: all `n` directional derivatives are
 //! carried at once, so the Jacobian of `f: R^n -> R^m` costs one pass over the model with
 //! `[n, m]`-shaped tangents. Rules never run when every operand tangent is zero, and
@@ -12,13 +12,16 @@
 //! and calling it, so derivative code stays outlined too. Differentiating through a
 //! `while_loop` is an error (the solver differentiates the model, not itself).
 
+mod rules;
+
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::graph::builder::Graph;
-use crate::graph::ops::{materialize, Op, Tangent};
-use crate::graph::tensor::Tensor;
+use crate::graph::builder::Tensor;
+use crate::graph::ops::Op;
 use crate::graph::types::{NodeId, Shape, TensorType};
+use rules::{materialize, Tangent};
 
 /// Pushes tangents from `seeds` to `outputs`. Errors are recorded in the graph.
 pub(crate) fn tangents(g: &Graph, outputs: &[NodeId], seeds: &HashMap<NodeId, Tensor>, n: i64) -> Vec<Tangent> {
@@ -77,7 +80,7 @@ pub(crate) fn tangents(g: &Graph, outputs: &[NodeId], seeds: &HashMap<NodeId, Te
             Op::Parameter { .. } | Op::Poison { .. } => None,
             op if float => {
                 let x: Vec<Tensor> = args.iter().map(|&a| g.wrap(a)).collect();
-                op.primitive().and_then(|p| p.jvp(&x, &g.wrap(id), &ts))
+                rules::jvp(op, &x, &g.wrap(id), &ts)
             }
             _ => None,
         };
