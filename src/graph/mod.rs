@@ -34,8 +34,8 @@
 //! [`Graph::finish`] writes `func.func @main` (inputs in declaration order, named as
 //! declared) and every private function it calls, in StableHLO text that the pinned XLA CPU
 //! plugin compiles. The text is deterministic — same graph, same bytes — because it is the
-//! compile-cache key. See `emit.rs` and `emitter.rs` for the spelling rules (generic op form where the pretty
-//! syntax drifts between releases).
+//! compile-cache key. See `emit.rs` and `emitter.rs` for the spelling rules (generic op form
+//! where the pretty syntax drifts between releases).
 //!
 //! ```
 //! use nlsq::graph::{Graph, Params, Tensor, jacfwd_model};
