@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::api::{destroy_on_drop, pjrt_call, Api, Args};
 use super::plugin::{string_from, NamedValue, NamedValues, Plugin};
 use super::sys;
-use crate::error::{Error, Result};
+use crate::error::{Error, PjrtCode, Result};
 
 /// Owner of the raw client; freed when the last [`Client`], buffer or executable goes.
 pub(crate) struct ClientInner {
@@ -160,6 +160,7 @@ impl Client {
             .iter()
             .map(|info| Device {
                 info: info.clone(),
+                api: self.inner.api,
                 _client: PhantomData,
             })
             .collect()
@@ -204,6 +205,7 @@ impl Client {
                 return Ok(DeviceLease {
                     device: Device {
                         info: self.inner.devices[index].clone(),
+                        api: self.inner.api,
                         _client: PhantomData,
                     },
                     busy,
@@ -278,7 +280,25 @@ fn describe(api: Api, raw: NonNull<sys::PJRT_Device>) -> Result<DeviceInfo> {
 #[derive(Clone)]
 pub struct Device<'c> {
     info: DeviceInfo,
+    api: Api,
     _client: PhantomData<&'c Client>,
+}
+
+/// How much memory a device has and uses, as its plugin reports it (`PJRT_Device_MemoryStats`;
+/// the plugin's allocator statistics, meant for diagnostics). Only `bytes_in_use` is always
+/// reported; the others are `None` where the plugin does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DeviceMemoryStats {
+    /// Memory allocated now.
+    pub bytes_in_use: u64,
+    /// The most allocated at once so far.
+    pub peak_bytes_in_use: Option<u64>,
+    /// The most that can be allocated on the device for this client in all (its allocator's
+    /// limit).
+    pub bytes_limit: Option<u64>,
+    /// The largest single block that could be allocated now.
+    pub largest_free_block_bytes: Option<u64>,
 }
 
 impl Device<'_> {
@@ -295,6 +315,38 @@ impl Device<'_> {
     /// The plugin's debug description of the device.
     pub fn description(&self) -> &str {
         &self.info.description
+    }
+
+    /// The device's memory as its plugin reports it; `None` where the plugin does not say
+    /// (it lacks `PJRT_Device_MemoryStats` or answers that it is unimplemented, as the CPU
+    /// plugin does: there the device's memory is the host's).
+    ///
+    /// # Errors
+    /// [`Error::Pjrt`] when the plugin fails otherwise.
+    pub fn memory_stats(&self) -> Result<Option<DeviceMemoryStats>> {
+        let mut a = sys::PJRT_Device_MemoryStats_Args::new();
+        a.device = self.raw();
+        let read = pjrt_call!(self.api, PJRT_Device_MemoryStats, &mut a, || {
+            "reading a device's memory statistics".into()
+        });
+        match read {
+            Ok(()) => {
+                let bytes = |v: i64| u64::try_from(v).unwrap_or(0);
+                let opt = |v: i64, set: bool| set.then(|| bytes(v));
+                Ok(Some(DeviceMemoryStats {
+                    bytes_in_use: bytes(a.bytes_in_use),
+                    peak_bytes_in_use: opt(a.peak_bytes_in_use, a.peak_bytes_in_use_is_set),
+                    bytes_limit: opt(a.bytes_limit, a.bytes_limit_is_set),
+                    largest_free_block_bytes: opt(a.largest_free_block_bytes, a.largest_free_block_bytes_is_set),
+                }))
+            }
+            Err(Error::MissingFunction { .. })
+            | Err(Error::Pjrt {
+                code: PjrtCode::Unimplemented,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn raw(&self) -> *mut sys::PJRT_Device {

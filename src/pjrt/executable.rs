@@ -3,10 +3,16 @@
 //! Arguments are checked against the program's `@main` signature (parsed from the MLIR text at
 //! compile time and carried inside serialized executables) before anything reaches PJRT, so a
 //! wrong count, element type or shape is an [`Error::InvalidArgument`], never a crash.
+//!
+//! [`LoadedExecutable::memory_stats`] reads what the compiler planned the program to need in
+//! memory (`PJRT_Executable_GetCompiledMemoryStats`), once per executable, so that a caller can
+//! compare it with what the device has before running it.
 
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
 
 use super::api::{destroy_on_drop, pjrt_call, Args};
 use super::buffer::Buffer;
@@ -14,7 +20,7 @@ use super::client::{Client, Device};
 use super::compile_options::CompileOptions;
 use super::event::Event;
 use super::sys;
-use crate::error::{Error, Result};
+use crate::error::{Error, PjrtCode, Result};
 use crate::types::{DType, Shape};
 
 /// Element type and static shape of one parameter or result.
@@ -197,6 +203,76 @@ pub(crate) fn envelope_head_len(bytes: &[u8]) -> std::result::Result<usize, &'st
     Ok(ENVELOPE_MAGIC.len() + 4 + sig_len)
 }
 
+/// The memory one execution of a compiled program needs, as the compiler planned it
+/// (`PJRT_Executable_GetCompiledMemoryStats`, which mirrors `xla::CompiledMemoryStats`). The
+/// plain fields are of the device's default memory (the host's memory on the CPU plugin);
+/// the `host_*` fields are of host memory a device program uses besides it (offloaded arrays).
+/// Negative values a plugin might report are read as zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CompiledMemoryStats {
+    /// The program's machine code.
+    pub generated_code_bytes: u64,
+    /// All arguments together.
+    pub argument_bytes: u64,
+    /// All results together.
+    pub output_bytes: u64,
+    /// The part of the results that reuses argument memory (donated arguments).
+    pub alias_bytes: u64,
+    /// Scratch memory the program allocates for one execution and frees at its end.
+    pub temp_bytes: u64,
+    /// Machine code in host memory.
+    pub host_generated_code_bytes: u64,
+    /// Arguments in host memory.
+    pub host_argument_bytes: u64,
+    /// Results in host memory.
+    pub host_output_bytes: u64,
+    /// Results in host memory that reuse argument memory.
+    pub host_alias_bytes: u64,
+    /// Scratch memory in host memory.
+    pub host_temp_bytes: u64,
+    /// The compiler's peak of device memory in use during an execution, where the plugin
+    /// reports one (zero where it does not).
+    pub peak_bytes: u64,
+}
+
+impl CompiledMemoryStats {
+    /// Device memory the program occupies while it runs: machine code, arguments, results
+    /// that are not aliased to arguments, and scratch memory
+    /// (`generated_code + argument + output - alias + temp`, the sum XLA's own memory
+    /// analysis uses, with the code added because it stays loaded on the device).
+    pub fn device_bytes(&self) -> u64 {
+        self.generated_code_bytes
+            .saturating_add(self.argument_bytes)
+            .saturating_add(self.execution_bytes())
+    }
+
+    /// Device memory one execution allocates once its arguments are on the device: results
+    /// that are not aliased to arguments, and scratch memory (`output - alias + temp`).
+    pub fn execution_bytes(&self) -> u64 {
+        self.output_bytes
+            .saturating_sub(self.alias_bytes)
+            .saturating_add(self.temp_bytes)
+    }
+
+    fn from_raw(a: &sys::PJRT_Executable_GetCompiledMemoryStats_Args) -> CompiledMemoryStats {
+        let bytes = |v: i64| u64::try_from(v).unwrap_or(0);
+        CompiledMemoryStats {
+            generated_code_bytes: bytes(a.generated_code_size_in_bytes),
+            argument_bytes: bytes(a.argument_size_in_bytes),
+            output_bytes: bytes(a.output_size_in_bytes),
+            alias_bytes: bytes(a.alias_size_in_bytes),
+            temp_bytes: bytes(a.temp_size_in_bytes),
+            host_generated_code_bytes: bytes(a.host_generated_code_size_in_bytes),
+            host_argument_bytes: bytes(a.host_argument_size_in_bytes),
+            host_output_bytes: bytes(a.host_output_size_in_bytes),
+            host_alias_bytes: bytes(a.host_alias_size_in_bytes),
+            host_temp_bytes: bytes(a.host_temp_size_in_bytes),
+            peak_bytes: bytes(a.peak_memory_in_bytes),
+        }
+    }
+}
+
 /// A compiled program loaded on a client's devices.
 pub struct LoadedExecutable {
     raw: NonNull<sys::PJRT_LoadedExecutable>,
@@ -208,6 +284,8 @@ pub struct LoadedExecutable {
     /// code (the entry comes back smaller, and executing what that loads fails with
     /// "Function ... not found"), so [`LoadedExecutable::serialize`] returns these instead.
     serialized: Option<Arc<[u8]>>,
+    /// [`LoadedExecutable::memory_stats`], read on first use.
+    memory_stats: OnceCell<Option<CompiledMemoryStats>>,
 }
 
 // SAFETY: PjRtLoadedExecutable::Execute is thread-safe (XLA runs concurrent executions of one
@@ -341,6 +419,7 @@ impl LoadedExecutable {
             num_outputs: 0,
             signature,
             serialized: None,
+            memory_stats: OnceCell::new(),
         };
         let view = exe.view()?;
         let mut n = sys::PJRT_Executable_NumOutputs_Args::new();
@@ -384,6 +463,38 @@ impl LoadedExecutable {
     /// The client that owns this executable.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// What one execution needs in memory, as the compiler planned it; `None` where the plugin
+    /// does not say (it lacks `PJRT_Executable_GetCompiledMemoryStats`, an older plugin, or
+    /// answers that it is unimplemented). Read from the plugin once per executable, then
+    /// kept.
+    ///
+    /// # Errors
+    /// [`Error::Pjrt`] when the plugin fails otherwise (then it is asked again next time).
+    pub fn memory_stats(&self) -> Result<Option<CompiledMemoryStats>> {
+        self.memory_stats.get_or_try_init(|| self.read_memory_stats()).copied()
+    }
+
+    fn read_memory_stats(&self) -> Result<Option<CompiledMemoryStats>> {
+        let view = self.view()?;
+        let mut a = sys::PJRT_Executable_GetCompiledMemoryStats_Args::new();
+        a.executable = view.raw;
+        let read = pjrt_call!(
+            self.client.api(),
+            PJRT_Executable_GetCompiledMemoryStats,
+            &mut a,
+            || { "reading an executable's memory needs".into() }
+        );
+        match read {
+            Ok(()) => Ok(Some(CompiledMemoryStats::from_raw(&a))),
+            Err(Error::MissingFunction { .. })
+            | Err(Error::Pjrt {
+                code: PjrtCode::Unimplemented,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs the program on the default device and waits for it to finish. Returns one buffer

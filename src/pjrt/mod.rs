@@ -1,9 +1,11 @@
 //! Safe handles over the PJRT C API: the only module of nlsq with `unsafe` code.
 //!
 //! * [`Plugin`]: a dlopen'ed PJRT plugin (never unloaded), version-checked and initialised once.
-//! * [`Client`]: platform name and version, addressable [`Device`]s, compile, host transfers.
+//! * [`Client`]: platform name and version, addressable [`Device`]s (and their memory,
+//!   [`DeviceMemoryStats`]), compile, host transfers.
 //! * [`Buffer`]: device memory of f64, f32, i64, i32 or bool elements of any shape.
-//! * [`LoadedExecutable`]: a compiled program; execute, serialize, deserialize.
+//! * [`LoadedExecutable`]: a compiled program; execute, serialize, deserialize, its memory
+//!   needs ([`CompiledMemoryStats`]).
 //! * [`Event`]: completion of asynchronous work and the error it carries.
 //! * [`affinity`]: the CPUs a thread may run on (Linux).
 //! * [`process_malloc`]: which `malloc` the process (the plugin included) uses.
@@ -29,11 +31,11 @@ mod plugin;
 pub(crate) mod sys;
 
 pub use buffer::{Buffer, HostVec};
-pub use client::{Client, Device, DeviceLease};
+pub use client::{Client, Device, DeviceLease, DeviceMemoryStats};
 pub use compile_options::CompileOptions;
 pub use event::Event;
 pub(crate) use executable::envelope_head_len;
-pub use executable::{LoadedExecutable, Signature, TensorSpec};
+pub use executable::{CompiledMemoryStats, LoadedExecutable, Signature, TensorSpec};
 pub use malloc::process_malloc;
 pub use plugin::{NamedValue, Plugin};
 
