@@ -152,6 +152,49 @@ pub enum Error {
         requested: DType,
     },
 
+    // ---- device memory -----------------------------------------------------------------------
+    /// A compiled program needs more memory than its device has at all: the input is too large
+    /// for this device. Raised before the program's inputs are copied to the device.
+    #[error(
+        "the program needs {} of device memory but {device} has {} ({limit}): {advice}",
+        bytes(*needed),
+        bytes(*capacity)
+    )]
+    ProgramTooLarge {
+        /// Bytes the program occupies while it runs (machine code, arguments, results, scratch).
+        needed: u64,
+        /// Bytes the device has in all.
+        capacity: u64,
+        /// The device.
+        device: String,
+        /// Where the capacity comes from (the device's allocator, the host's memory, the
+        /// process's address-space limit, a cgroup's memory limit).
+        limit: &'static str,
+        /// What to change so that the program fits.
+        advice: &'static str,
+    },
+
+    /// A compiled program would fit its device, but what one execution allocates (results and
+    /// scratch memory) is more than the device has free now. Raised before the execution
+    /// starts.
+    #[error(
+        "the program needs {} more of device memory but {device} has {} free ({limit}): {advice}",
+        bytes(*needed),
+        bytes(*available)
+    )]
+    OutOfMemory {
+        /// Bytes one execution allocates beyond its arguments.
+        needed: u64,
+        /// Bytes free on the device now.
+        available: u64,
+        /// The device.
+        device: String,
+        /// Where the free memory comes from (as for [`Error::ProgramTooLarge`]).
+        limit: &'static str,
+        /// What to change so that the program fits.
+        advice: &'static str,
+    },
+
     // ---- graph tracing -----------------------------------------------------------------------
     /// Operand shapes are incompatible for an op.
     #[error("{op}: shape mismatch, lhs {lhs}, rhs {rhs}")]
@@ -249,9 +292,58 @@ pub enum Error {
     },
 }
 
+/// `n` bytes in decimal units with three significant digits (`12.4 GB`), for messages.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 1000 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.5 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value < 9.995 {
+        2
+    } else if value < 99.95 {
+        1
+    } else {
+        0
+    };
+    format!("{value:.digits$} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_print_with_three_digits() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(999), "999 bytes");
+        assert_eq!(bytes(1000), "1.00 kB");
+        assert_eq!(bytes(12_412_345_678), "12.4 GB");
+        assert_eq!(bytes(999_499_999), "999 MB");
+        assert_eq!(bytes(999_500_000), "1.00 GB");
+        assert_eq!(bytes(u64::MAX), "18.4 EB");
+    }
+
+    #[test]
+    fn memory_errors_print_one_line_with_both_sizes() {
+        let e = Error::ProgramTooLarge {
+            needed: 12_400_000_000,
+            capacity: 2_000_000_000,
+            device: "TFRT_CPU_0 (id 0)".into(),
+            limit: "the process's address-space limit, ulimit -v",
+            advice: "fit fewer points",
+        };
+        assert_eq!(
+            e.to_string(),
+            "the program needs 12.4 GB of device memory but TFRT_CPU_0 (id 0) has 2.00 GB (the \
+             process's address-space limit, ulimit -v): fit fewer points"
+        );
+    }
 
     fn assert_send_sync<T: Send + Sync + 'static>() {}
 

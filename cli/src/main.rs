@@ -25,7 +25,8 @@ use nlsq::solve::{Loss, Method};
 use args::{BatchArgs, ColSpec, Command, Common, FitArgs, ParamValues};
 use data::{Column, Table};
 
-/// Exit code of an error: 3 when the runtime failed, 2 for everything the user can fix.
+/// Exit code of an error: 3 when the runtime failed (memory in use elsewhere included), 2 for
+/// everything the user can fix (a program too large for the device included).
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(err) = cause.downcast_ref::<nlsq::Error>() {
@@ -38,6 +39,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | nlsq::Error::BufferDType { .. }
                 | nlsq::Error::InvalidArgument { .. }
                 | nlsq::Error::Io { .. }
+                | nlsq::Error::OutOfMemory { .. }
                 | nlsq::Error::Internal { .. } => 3,
                 _ => 2,
             };

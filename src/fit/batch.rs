@@ -51,7 +51,7 @@ use super::residuals::{Residuals, Weights};
 use super::trace::checked_function;
 use super::units::Units;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
-use super::{cache, CurveFit, FitOptions};
+use super::{cache, memory, CurveFit, FitOptions};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Program, Tensor, TensorType};
 use crate::solve::{self, Config};
@@ -673,8 +673,8 @@ fn chunk_args<'a>(spec: &BatchSpec, batch: &Batch<'a>, chunk: &[Prepared]) -> Ve
     args
 }
 
-/// Uploads one chunk to device `device` of the client, runs it, and reads the results of its
-/// problems.
+/// Uploads one chunk to device `device` of the client, runs it (after checking that it fits
+/// the device's memory: `memory`), and reads the results of its problems.
 #[allow(clippy::too_many_arguments)]
 fn run_chunk(
     exe: &cache::CachedExecutable,
@@ -696,11 +696,13 @@ fn run_chunk(
     let device = devices
         .get(device)
         .ok_or_else(|| invalid("device", format!("no device {device}")))?;
+    memory::check_capacity(executable, device, memory::BATCH_ADVICE)?;
     let buffers = args
         .into_iter()
         .map(|a| a.upload_to(&client, device))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
+    memory::check_free(executable, device, memory::BATCH_ADVICE)?;
     let out = executable.execute_on(device, &refs)?.remove(0).to_vec::<f64>()?;
     let execute = t2.elapsed();
     let device = device.to_string();

@@ -9,7 +9,7 @@ use super::outcome::curve_fit_result;
 use super::program::Summary;
 use super::units::Units;
 use super::validate::{internal, CurveData, Plan};
-use super::{cache, CurveFit, FitResult, Timings};
+use super::{cache, memory, CurveFit, FitResult, Timings};
 use crate::error::Result;
 
 /// A host array handed to the executable.
@@ -63,7 +63,8 @@ impl HostArg<'_> {
     }
 }
 
-/// Runs the program and reads its results.
+/// Runs the program and reads its results, after checking that it fits the device's memory
+/// (`memory`).
 pub(super) fn execute(
     exe: &cache::CachedExecutable,
     args: Vec<HostArg<'_>>,
@@ -77,12 +78,14 @@ pub(super) fn execute(
     let client = exe.client().clone();
     // The least busy device: fits on other threads run side by side on the others.
     let device = client.lease_device()?;
+    memory::check_capacity(exe, &device, memory::FIT_ADVICE)?;
     // Each host array is dropped as soon as it is on the device, to keep the peak low.
     let buffers = args
         .into_iter()
         .map(|a| a.upload_to(&client, &device))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<_> = buffers.iter().collect();
+    memory::check_free(exe, &device, memory::FIT_ADVICE)?;
     let out = exe.execute_on(&device, &refs)?;
     let summary = Summary::decode(&out[0].to_vec::<f64>()?, plan.n)?;
     let (n, m_pad) = (plan.n, out[1].dims()?[0] as usize);

@@ -13,9 +13,9 @@
 //! The stages live in their own modules: `validate` (checks and the plan of a fit), `trace`
 //! (model and solver as one program), `program` (the packed inputs and outputs of every fit
 //! program), `residuals` (masked, weighted residuals), `programs` (traced programs by model
-//! fingerprint), `execute` (host arrays and the one `Execute`), `outcome` (results and the
-//! errors of a fit that could not start), `units` (fits in extreme units); this module holds
-//! the entry points.
+//! fingerprint), `execute` (host arrays and the one `Execute`), `memory` (the program's memory
+//! needs against the device's), `outcome` (results and the errors of a fit that could not
+//! start), `units` (fits in extreme units); this module holds the entry points.
 
 // `!(v > 0.0)` is deliberate throughout: it is true for NaN, which must be rejected too.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -24,6 +24,7 @@ pub mod batch;
 pub mod cache;
 mod execute;
 mod least_squares;
+mod memory;
 pub mod options;
 mod outcome;
 mod program;
