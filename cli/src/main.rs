@@ -785,3 +785,28 @@ fn main() {
     // Everything is written; skip the plugin's static teardown (~9 ms).
     nlsq::pjrt::exit_now(i32::from(code))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_too_large_exits_2_and_memory_in_use_exits_3() {
+        let too_large = nlsq::Error::ProgramTooLarge {
+            needed: 2,
+            capacity: 1,
+            device: "cpu".into(),
+            limit: "limit",
+            advice: "advice",
+        };
+        let in_use = nlsq::Error::OutOfMemory {
+            needed: 2,
+            available: 1,
+            device: "cpu".into(),
+            limit: "limit",
+            advice: "advice",
+        };
+        assert_eq!(exit_code(&anyhow::Error::new(too_large).context("fitting")), 2);
+        assert_eq!(exit_code(&anyhow::Error::new(in_use)), 3);
+    }
+}
