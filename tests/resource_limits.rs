@@ -84,15 +84,15 @@ fn ten_million_points_under_one_gibibyte_fit_or_are_a_typed_error() {
 }
 
 // Ten million points with the Jacobian materialised whole (`chunk_rows(0)`): the program's
-// arguments, results and scratch memory together are about 1.4 GB, what one execution
-// allocates beyond its arguments about 1.2 GB (`CompiledMemoryStats` on the pinned CPU plugin).
+// arguments, results and scratch memory together are about 1.3 GB, what one execution
+// allocates beyond its arguments about 1.1 GB (`CompiledMemoryStats` on the pinned CPU plugin).
 const WHOLE_JACOBIAN_POINTS: usize = 10_000_000;
 
 #[test]
 fn a_program_larger_than_the_address_space_is_refused_before_it_runs() {
-    // Before: "PJRT_Event_Await failed (Internal) ... Out of memory allocating 921702496 bytes",
-    // after the inputs were copied (and without the limit, on a host without the memory, the
-    // kernel's OOM killer).
+    // Before: "PJRT_Event_Await failed (Internal) ... Out of memory allocating 821039120 bytes"
+    // (the scratch memory), after the inputs were copied; without the limit, on a host without
+    // the memory, the kernel's OOM killer.
     let line = fit_under_limit_with(WHOLE_JACOBIAN_POINTS, 1 << 20, Some(0));
     assert!(
         line.starts_with("ERR the program needs ")
