@@ -200,8 +200,8 @@ fn host_free() -> Option<Bound> {
             bytes,
             what: "the host's available memory",
         }),
-        cgroup_limit().map(|(limit, usage)| Bound {
-            bytes: limit.saturating_sub(usage),
+        cgroup_limit().map(|(_, left)| Bound {
+            bytes: left,
             what: "left under the process's cgroup memory limit",
         }),
         address_space_limit().and_then(|limit| {
@@ -230,11 +230,12 @@ fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
     }
 }
 
-/// The tightest memory limit of the process's cgroup and its ancestors, with that cgroup's
-/// usage: `None` when there is no limit (or no cgroup file system to read).
+/// The memory limits of the process's cgroup and its ancestors, as `(limit, limit − usage)`
+/// of the tightest: the smallest limit, and the smallest of what each limit leaves. `None`
+/// when there is no limit (or no cgroup file system to read).
 fn cgroup_limit() -> Option<(u64, u64)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    cgroup_dirs(&own)
+    let groups: Vec<(u64, u64)> = cgroup_dirs(&own)
         .into_iter()
         .filter_map(|(dir, v2)| {
             let (limit, usage) = if v2 {
@@ -246,9 +247,12 @@ fn cgroup_limit() -> Option<(u64, u64)> {
                 |file: &str| -> Option<u64> { std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok() };
             // v2 writes "max" for no limit (the parse fails); v1 a number near 2^63.
             let limit = read(limit).filter(|&l| l < 1 << 62)?;
-            Some((limit, read(usage).unwrap_or(0)))
+            Some((limit, limit.saturating_sub(read(usage).unwrap_or(0))))
         })
-        .min_by_key(|&(limit, usage)| limit.saturating_sub(usage))
+        .collect();
+    let limit = groups.iter().map(|g| g.0).min()?;
+    let left = groups.iter().map(|g| g.1).min()?;
+    Some((limit, left))
 }
 
 /// The memory-controller folders of the cgroups listed in `/proc/self/cgroup` (`own`) and

@@ -123,6 +123,21 @@ macro_rules! pjrt_call {
 }
 pub(crate) use pjrt_call;
 
+/// The outcome of a call to an optional part of the C API: `Ok(true)` when it succeeded,
+/// `Ok(false)` when the plugin lacks the function (an older plugin) or answers that it is
+/// unimplemented, the error otherwise.
+pub(crate) fn implemented(result: crate::Result<()>) -> crate::Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(Error::MissingFunction { .. })
+        | Err(Error::Pjrt {
+            code: PjrtCode::Unimplemented,
+            ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Frees a PJRT object with its `_Destroy` function in a `Drop`, where there is no caller to
 /// give an error to (it is dropped): `destroy!(api, PJRT_Buffer_Destroy,
 /// PJRT_Buffer_Destroy_Args { buffer: ptr }, "destroying a buffer")`.

@@ -6,10 +6,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::api::{destroy_on_drop, pjrt_call, Api, Args};
+use super::api::{destroy_on_drop, implemented, pjrt_call, Api, Args};
 use super::plugin::{string_from, NamedValue, NamedValues, Plugin};
 use super::sys;
-use crate::error::{Error, PjrtCode, Result};
+use crate::error::{Error, Result};
 
 /// Owner of the raw client; freed when the last [`Client`], buffer or executable goes.
 pub(crate) struct ClientInner {
@@ -329,24 +329,17 @@ impl Device<'_> {
         let read = pjrt_call!(self.api, PJRT_Device_MemoryStats, &mut a, || {
             "reading a device's memory statistics".into()
         });
-        match read {
-            Ok(()) => {
-                let bytes = |v: i64| u64::try_from(v).unwrap_or(0);
-                let opt = |v: i64, set: bool| set.then(|| bytes(v));
-                Ok(Some(DeviceMemoryStats {
-                    bytes_in_use: bytes(a.bytes_in_use),
-                    peak_bytes_in_use: opt(a.peak_bytes_in_use, a.peak_bytes_in_use_is_set),
-                    bytes_limit: opt(a.bytes_limit, a.bytes_limit_is_set),
-                    largest_free_block_bytes: opt(a.largest_free_block_bytes, a.largest_free_block_bytes_is_set),
-                }))
-            }
-            Err(Error::MissingFunction { .. })
-            | Err(Error::Pjrt {
-                code: PjrtCode::Unimplemented,
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
+        if !implemented(read)? {
+            return Ok(None);
         }
+        let bytes = |v: i64| u64::try_from(v).unwrap_or(0);
+        let opt = |v: i64, set: bool| set.then(|| bytes(v));
+        Ok(Some(DeviceMemoryStats {
+            bytes_in_use: bytes(a.bytes_in_use),
+            peak_bytes_in_use: opt(a.peak_bytes_in_use, a.peak_bytes_in_use_is_set),
+            bytes_limit: opt(a.bytes_limit, a.bytes_limit_is_set),
+            largest_free_block_bytes: opt(a.largest_free_block_bytes, a.largest_free_block_bytes_is_set),
+        }))
     }
 
     pub(crate) fn raw(&self) -> *mut sys::PJRT_Device {

@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
 
-use super::api::{destroy_on_drop, pjrt_call, Args};
+use super::api::{destroy_on_drop, implemented, pjrt_call, Args};
 use super::buffer::Buffer;
 use super::client::{Client, Device};
 use super::compile_options::CompileOptions;
 use super::event::Event;
 use super::sys;
-use crate::error::{Error, PjrtCode, Result};
+use crate::error::{Error, Result};
 use crate::types::{DType, Shape};
 
 /// Element type and static shape of one parameter or result.
@@ -486,15 +486,7 @@ impl LoadedExecutable {
             &mut a,
             || { "reading an executable's memory needs".into() }
         );
-        match read {
-            Ok(()) => Ok(Some(CompiledMemoryStats::from_raw(&a))),
-            Err(Error::MissingFunction { .. })
-            | Err(Error::Pjrt {
-                code: PjrtCode::Unimplemented,
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(implemented(read)?.then(|| CompiledMemoryStats::from_raw(&a)))
     }
 
     /// Runs the program on the default device and waits for it to finish. Returns one buffer
