@@ -3,6 +3,11 @@
 //! (commit 31dd92c, before the single and batch solvers became one). A change to a solver that
 //! moves any of them changes the arithmetic of the method, and must say why.
 //!
+//! Moved since: `trf_soft_l1` (19, 18 evaluations → 18, 17; popt within 2e-11 relative) when
+//! the first trust radius got a floor in the units of the residuals
+//! (`solve::common::initial_radius`): with the soft-ℓ1 loss at `f_scale = 0.02` the loss-scaled
+//! Jacobian's columns are small next to the loss's residual norm at p0, so the floor binds.
+//!
 //! `PIN_PRINT=1 cargo test --release --test fit_pinned -- --nocapture` prints the current
 //! values in the form of the table below.
 
@@ -70,10 +75,10 @@ const SINGLE: &[Pin] = &[
     ),
     (
         "trf_soft_l1",
-        19,
         18,
+        17,
         1,
-        [2.50358159632734e0, 1.3030262773558479e0, 5.016150400265996e-1],
+        [2.503581596321971e0, 1.3030262773367924e0, 5.016150400208438e-1],
     ),
     (
         "lm_sigma",

@@ -4,10 +4,11 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use super::program::Summary;
+use super::units::Units;
 use super::validate::{internal, invalid, Plan};
 use super::{CurveFit, ExecutableSource, FitOptions, FitResult, Sigma, Timings, XData, HISTORY_LEN, NULL_SPACE_TOL};
 use crate::error::{Error, Result};
-use crate::solve::termination::NONFINITE_START;
+use crate::solve::termination::{NONFINITE_START, TINY_JACOBIAN_START};
 use crate::solve::{Method, Status};
 
 impl Summary {
@@ -25,6 +26,9 @@ impl Summary {
     ) -> Result<(FitResult, Array2<f64>)> {
         if self.status == NONFINITE_START {
             return Err(invalid("p0", NOT_FINITE_AT_P0));
+        }
+        if self.status == TINY_JACOBIAN_START {
+            return Err(invalid("p0", TINY_JACOBIAN_AT_P0));
         }
         let status = Status::from_code(self.status)
             .ok_or_else(|| internal("status", format!("solver ended with unknown status {}", self.status)))?;
@@ -64,9 +68,14 @@ impl Summary {
 /// The reason of the error for residuals that are not finite at the start.
 pub(super) const NOT_FINITE_AT_P0: &str = "the residuals (or the Jacobian) are not finite at the initial point";
 
+/// The reason of the error for a Jacobian with a column too small to compute with at the start.
+pub(super) const TINY_JACOBIAN_AT_P0: &str = "the Jacobian at the initial point has a column below 1e-138 \
+     in every row, too small to compute with: that parameter's start is far off the scale at which it \
+     changes the model (data in very large or small units need a p0 in the same units)";
+
 /// Residuals that are not finite at p0 are blamed on p0 (or the model) unless the data explain
-/// them: values that are not finite (with `check_finite` off), or data so large, or sigma so
-/// small, that the squared residuals overflow. Other errors pass unchanged. Runs only after
+/// them: values that are not finite (with `check_finite` off), or data in units so extreme
+/// that a model of the start's scale overflows in them. Other errors pass unchanged. Runs only after
 /// the failure, so a fit pays nothing for it.
 pub(super) fn explain_nonfinite(
     e: Error,
@@ -108,20 +117,21 @@ pub(super) fn explain_nonfinite(
     if let Some(i) = first_bad(sigma.iter()) {
         return not_finite("sigma", i, sigma[i]);
     }
-    // Squares of residuals above ~1e154 overflow (their sum over m points sooner).
-    let limit = 1e150 / (ydata.len() as f64).sqrt();
+    // Data in extreme units are fitted in scaled residuals (`units`), where the data are about
+    // 1: residuals that are still not finite come from a model far larger than the data at p0.
     let weighted = ydata
         .iter()
         .enumerate()
         .map(|(i, y)| y.abs() / sigma.get(i).copied().unwrap_or(1.0))
         .fold(0.0, f64::max);
-    if weighted > limit {
+    if Units::factor(weighted) != 1.0 {
         let what = if sigma.is_empty() { "|ydata|" } else { "|ydata| / sigma" };
         return invalid(
-            if sigma.is_empty() { "ydata" } else { "sigma" },
+            "p0",
             format!(
-                "{what} reaches {weighted:.3e}: the squared residuals overflow; rescale the data \
-                 (a fit does not depend on the units of y)"
+                "{what} is at most {weighted:.3e}, and in those units the model at p0 is so large \
+                 that the residuals (or the Jacobian) are not finite: p0 is far off the data's \
+                 scale; give a p0 in the data's units"
             ),
         );
     }

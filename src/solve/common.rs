@@ -183,16 +183,47 @@ pub(crate) fn step_converged(h: &Tensor, xs: &Tensor, ftol: &Tensor) -> Tensor {
         .eq(0.0)
 }
 
+/// With Jacobian scaling, the first trust radius is at least this fraction of `‖f(x0)‖`.
+pub(crate) const RADIUS_FLOOR: f64 = 0.01;
+
+/// The first trust radius from the method's own `from_x` (MINPACK's `factor ‖D x0‖`, scipy's
+/// `‖x0 / scale‖`) and the residual norm `fnorm` at the start, per lane.
+///
+/// Both methods measure steps in variables scaled by the Jacobian's column norms, where a step
+/// of length Δ changes the residuals by about Δ: a radius has the units of the residuals, while
+/// `from_x` has those of the start. With Jacobian scaling (`jac_scale`) the radius is therefore
+/// at least [`RADIUS_FLOOR`] `· fnorm`, and `fnorm` when `from_x` is 0 or not finite (where
+/// MINPACK and scipy take 1, in no units). A start of the right scale is unchanged; one far too
+/// small for the data, or data in large units (`y ~ 1e30` from p0 = (1, 1)), no longer takes
+/// steps that change the cost by less than its rounding (never accepted) or a hundred
+/// doublings of the radius. With `x_scale` values the user chose the variables: the methods'
+/// own rule, with 1 for a zero or non-finite `from_x`.
+pub(crate) fn initial_radius(from_x: &Tensor, fnorm: &Tensor, jac_scale: bool) -> Tensor {
+    let unusable = from_x.eq(0.0).or(&is_finite(from_x).not());
+    if !jac_scale {
+        return unusable.select(1.0, from_x);
+    }
+    let floor = fnorm * RADIUS_FLOOR;
+    let r = unusable.select(fnorm, from_x.max(&floor));
+    // f = 0 exactly (the start is the solution): any positive radius.
+    r.gt(0.0).and(&is_finite(&r)).select(&r, 1.0)
+}
+
 /// scipy's `check_termination`: status 4 (both), 2 (ftol), 3 (xtol) or [`RUNNING`].
 ///
 /// The xtol test is MINPACK's, in the solver's scaled variables: `‖D dx‖ <= xtol ‖D x‖`
 /// (`step_norm`, `x_norm`), where scipy tests `‖dx‖ < xtol (xtol + ‖x‖)` in the units of x.
 ///
-/// One addition to scipy's ftol test: it also requires `model_ok`, that the local model
-/// predicts no more than `ftol * F` further reduction from a full (Gauss–Newton) step (see
-/// [`gauss_newton_reduction`]). Without it a step that was merely cut short by a small trust
-/// radius can report `ftol` convergence far from the minimum (NIST ENSO and MGH09 at the
-/// default tolerances).
+/// Two additions to scipy's tests, both from the local model at the point (a
+/// [`GaussNewton`]): ftol also requires that the full Gauss–Newton step promises no more than
+/// `ftol * F` further reduction and is itself small (`model_ok`); without it a step merely
+/// cut short by a small trust radius reports `ftol` convergence far from the minimum (NIST
+/// ENSO and MGH09 at the default tolerances). xtol also requires that step to stay within the
+/// point's scale (`near`, see [`NEAR_TOL`]): a radius that is small next to `‖D x‖` says the
+/// steps are small, not that the point is a minimum. Without it a start far off the data's
+/// scale (a line fitted to `y ~ 1e30` from p0 = (1, 1)) stops at p0 with success; with it
+/// the radius keeps growing until the fit converges, or it runs out of evaluations and says
+/// so.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn check_termination(
     d_cost: &Tensor,
@@ -202,15 +233,56 @@ pub(crate) fn check_termination(
     ratio: &Tensor,
     ftol: &Tensor,
     xtol: &Tensor,
-    model_ok: &Tensor,
+    model: &GaussNewton,
 ) -> Tensor {
     let g = d_cost.graph().clone();
-    let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25)).and(model_ok);
-    let xtol_ok = step_norm.le(&(xtol * x_norm));
+    let ftol_ok = d_cost.lt(&(ftol * cost)).and(&ratio.gt(0.25)).and(&model.model_ok);
+    let xtol_ok = step_norm.le(&(xtol * x_norm)).and(&model.near);
     ftol_ok.and(&xtol_ok).select(
         int(&g, 4),
         ftol_ok.select(int(&g, 2), xtol_ok.select(int(&g, 3), int(&g, RUNNING))),
     )
+}
+
+/// The full Gauss–Newton step at a point, for the convergence tests (per lane).
+pub(crate) struct GaussNewton {
+    /// It reduces the cost by at most `ftol` of itself and is small in the scaled variables
+    /// ([`step_converged`] at `ftol`).
+    pub(crate) model_ok: Tensor,
+    /// It stays within the point's own scale ([`step_converged`] at [`NEAR_TOL`]): what the
+    /// xtol tests also ask.
+    pub(crate) near: Tensor,
+}
+
+/// The xtol tests also ask that the full Gauss–Newton step be at most `√NEAR_TOL |xs_j| +
+/// NEAR_TOL ‖xs‖` in each scaled variable: a tenth of the point's scale. Converged points,
+/// including zero-residual problems whose residuals are rounding noise, pass by many orders of
+/// magnitude; a start far off the data's scale, whose Gauss–Newton step is many times the
+/// point itself, does not.
+pub(crate) const NEAR_TOL: f64 = 1e-2;
+
+impl GaussNewton {
+    /// From the SVD `U diag(s) Vᵀ` of `J ∘ d` (`uf = Uᵀ f`) at `x`, with cost `cost`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn at(
+        uf: &Tensor,
+        s: &Tensor,
+        v: &Tensor,
+        d: &Tensor,
+        x: &Tensor,
+        cost: &Tensor,
+        ftol: &Tensor,
+        m_valid: &Tensor,
+    ) -> GaussNewton {
+        let keep = s.gt(per_lane(&rank_threshold(s, m_valid)));
+        let h = -(mv(v, &keep.select(uf / keep.select(s, 1.0), 0.0)));
+        let xs = x / d;
+        let little_left = gauss_newton_reduction(uf, s, m_valid).le(&(ftol * cost));
+        GaussNewton {
+            model_ok: little_left.and(&step_converged(&h, &xs, ftol)),
+            near: step_converged(&h, &xs, &Lanes::of(ftol).scalar(NEAR_TOL)),
+        }
+    }
 }
 
 /// Reduction of `½‖J h + f‖²` that the full Gauss–Newton step achieves, `½ Σ uf_i²` over the
@@ -227,23 +299,6 @@ pub(crate) fn gauss_newton_reduction(uf: &Tensor, s: &Tensor, m_valid: &Tensor) 
 pub(crate) fn rank_threshold(s: &Tensor, m_valid: &Tensor) -> Tensor {
     let n = s.dims()[s.rank() - 1];
     f64::EPSILON * m_valid.max(n as f64) * first(s)
-}
-
-/// True when the full Gauss–Newton step `x + d ∘ h`, `h = -V (uf / s)` over the singular
-/// values above `eps * m * s[0]`, is small in the scaled variables `x / d`
-/// ([`step_converged`]).
-pub(crate) fn gauss_newton_converged(
-    uf: &Tensor,
-    s: &Tensor,
-    v: &Tensor,
-    d: &Tensor,
-    x: &Tensor,
-    ftol: &Tensor,
-    m_valid: &Tensor,
-) -> Tensor {
-    let keep = s.gt(per_lane(&rank_threshold(s, m_valid)));
-    let h = -(mv(v, &keep.select(uf / keep.select(s, 1.0), 0.0)));
-    step_converged(&h, &(x / d), ftol)
 }
 
 /// Column norms of each lane-matrix.

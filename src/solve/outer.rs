@@ -6,10 +6,19 @@
 use super::covariance::Covariance;
 use super::evaluate::Evaluation;
 use super::lanes::{loop_state, pick, Lanes, LoopState};
-use super::termination::{NONFINITE_START, RUNNING};
+use super::termination::{NONFINITE_START, RUNNING, TINY_JACOBIAN_START};
 use super::{Carried, Config, Factored, Inputs, Loss, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
+
+/// A column of the Jacobian at the start (of its `R`) whose largest entry is below this
+/// (2⁻⁴⁶⁰, about 3e-139) but not zero stops the solve: its squares, and so its norm, the QR
+/// and the SVD, lose their digits to underflow, and the tests read it as a zero gradient
+/// (a "converged" p0). The residuals are already in units where they are not tiny (see
+/// `fit::units`), so such a column says the parameter's start is some 140 orders of magnitude
+/// off the scale at which it changes the residuals. An exactly zero column is a parameter
+/// the residuals do not depend on, and is reported as not determined instead.
+pub(crate) const TINY_COLUMN: f64 = 3.0e-139;
 
 loop_state! {
     /// Per lane, the bookkeeping of an outer loop (one pass per Jacobian).
@@ -66,9 +75,19 @@ impl Record {
 
     /// At the top of a pass that evaluated `ev` with cost `cost`: on the first pass, counts the
     /// evaluation, records the initial cost and, when the start is not finite, the status
-    /// `NONFINITE_START`.
+    /// `NONFINITE_START`, or when a column of its Jacobian is too small to compute with,
+    /// `TINY_JACOBIAN_START` (see [`TINY_COLUMN`]).
     pub(super) fn opened(&self, lanes: &Lanes, ev: &Evaluation, cost: &Tensor) -> Record {
         let first = &self.first;
+        let r = &ev.r;
+        let largest = r.abs().reduce_max(&[r.rank() as i64 - 2]);
+        let tiny = largest
+            .gt(0.0)
+            .and(&largest.lt(TINY_COLUMN))
+            .select(1.0, 0.0)
+            .reduce_max(&[largest.rank() as i64 - 1])
+            .gt(0.0);
+        let status = first.and(&tiny).select(lanes.int(TINY_JACOBIAN_START), &self.status);
         Record {
             nfev: first.select(lanes.int(1), &self.nfev),
             initial_cost: first.select(cost, &self.initial_cost),
@@ -77,7 +96,7 @@ impl Record {
                 &lanes.set_entry(&self.history, &lanes.int(0), cost),
                 &self.history,
             ),
-            status: (first.and(&ev.finite.not())).select(lanes.int(NONFINITE_START), &self.status),
+            status: (first.and(&ev.finite.not())).select(lanes.int(NONFINITE_START), &status),
             ..self.clone()
         }
     }

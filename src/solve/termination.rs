@@ -24,6 +24,9 @@ pub enum Status {
 pub(crate) const RUNNING: i64 = 99;
 /// In-graph code of a solve whose residuals were not finite at the starting point.
 pub(crate) const NONFINITE_START: i64 = -99;
+/// In-graph code of a solve whose Jacobian at the starting point has a column that is not zero
+/// but too small to square in double precision (see `outer::TINY_COLUMN`).
+pub(crate) const TINY_JACOBIAN_START: i64 = -98;
 
 impl Status {
     /// scipy's integer code.

@@ -22,7 +22,7 @@ use super::covariance::{covariance, unit_column_scale};
 use super::lanes::{as_row, loop_state, mtv, mv, per_lane, pick, Lanes, LoopState};
 use super::loss;
 use super::outer::{outer_loop, Outer, Record};
-use super::termination::{NONFINITE_START, RUNNING};
+use super::termination::{NONFINITE_START, RUNNING, TINY_JACOBIAN_START};
 use super::{carried, evaluate, Carried, Config, Inputs, Outputs, Problem, TrialFactors};
 use crate::graph::Tensor;
 use crate::types::DType;
@@ -109,17 +109,18 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         // Distances to the bounds in units of the initial residual norm, capped at 1.
         let unit = bound_unit(&rec.initial_cost, cfg.jac_scale);
         let (v, dv) = scaled_cl(&v, &dv, &scale_inv, &unit);
-        let delta_init = norm(&(x * &scale_inv / v.sqrt()));
-        let delta_init = delta_init
-            .eq(0.0)
-            .or(&is_finite(&delta_init).not())
-            .select(1.0, &delta_init);
+        let delta_init = initial_radius(
+            &norm(&(x * &scale_inv / v.sqrt())),
+            &(cost_here * 2.0).sqrt(),
+            cfg.jac_scale,
+        );
         let delta = first.select(&delta_init, &st.own.delta);
         // Status at the top of the iteration (scipy): gtol, then max_nfev.
         // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
         let status = rec
             .status
             .ne(NONFINITE_START as f64)
+            .and(&rec.status.ne(TINY_JACOBIAN_START as f64))
             .and(&cosine.lt(&inp.gtol))
             .select(lanes.int(1), &rec.status);
         let status = status
@@ -145,9 +146,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         };
         let (u, s, vmat) = lanes.svd(&rs);
         let uf = mtv(&u, &c);
-        let model_ok = gauss_newton_reduction(&uf, &s, &inp.m_valid)
-            .le(&(&inp.ftol * &cost))
-            .and(&gauss_newton_converged(&uf, &s, &vmat, &d, x, &inp.ftol, &inp.m_valid));
+        let model = GaussNewton::at(&uf, &s, &vmat, &d, x, &cost, &inp.ftol, &inp.m_valid);
         // scipy steps back from the bounds by max(0.995, 1 - ‖g v‖_inf); the scale-free
         // measure of the gradient stands in for its norm, which has units.
         let theta = (-&cosine + 1.0).max(0.995);
@@ -213,7 +212,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
                     &ratio,
                     &inp.ftol,
                     &inp.xtol,
-                    &model_ok,
+                    &model,
                 );
                 let stop = term.ne(RUNNING as f64);
                 let go_on = finite.and(&stop.not());
