@@ -204,14 +204,20 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         let diag = pick(first, &diag_init, &st.own.diag);
         let xnorm_init = norm(&(&diag * x));
         let xnorm = first.select(&xnorm_init, &st.own.xnorm);
+        let (diag, reopen) = if cfg.jac_scale {
+            reopen_stale(&diag, &acnorm, &rec.status)
+        } else {
+            (diag, lanes.flag(false))
+        };
+        let xnorm = reopen.select(norm(&(&diag * x)), &xnorm);
+        let rec_status = reopen.select(lanes.int(RUNNING), &rec.status);
         let delta_init = initial_radius(&(&xnorm_init * FACTOR), &fnorm_here, cfg.jac_scale);
         let delta = first.select(&delta_init, &st.own.delta);
         let gnorm = gnorm_of(r, &ev.qtf, &fnorm);
-        let status = rec
-            .status
+        let status = rec_status
             .eq(RUNNING as f64)
             .and(&gnorm.le(&inp.gtol))
-            .select(lanes.int(1), &rec.status);
+            .select(lanes.int(1), &rec_status);
         let done = status.ne(RUNNING as f64);
         let diag = if cfg.jac_scale {
             pick(&done, &diag, diag.max(&acnorm))

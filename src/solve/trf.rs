@@ -95,14 +95,17 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         let rec = st.rec.opened(lanes, ev, cost_here);
         let njev = &rec.njev + changed.select(1.0, 0.0).convert(DType::I64);
         let cost = first.select(cost_here, &st.own.cost);
-        let (scale, scale_inv) = if cfg.jac_scale {
+        let (scale, scale_inv, reopen) = if cfg.jac_scale {
             let norms = column_norms(r);
             let init = norms.eq(0.0).select(1.0, &norms);
             let sinv = pick(first, &init, norms.max(&st.own.scale_inv));
-            (sinv.recip(), sinv)
+            let (sinv, reopen) = reopen_stale(&sinv, &norms, &rec.status);
+            (sinv.recip(), sinv, reopen)
         } else {
-            (lanes.shared(&inp.x_scale), lanes.shared(&inp.x_scale.recip()))
+            let (scale, sinv) = (lanes.shared(&inp.x_scale), lanes.shared(&inp.x_scale.recip()));
+            (scale, sinv, lanes.flag(false))
         };
+        let rec_status = reopen.select(lanes.int(RUNNING), &rec.status);
         let (v, dv) = cl_scaling(x, &grad, lb, ub);
         let gnorm = norm_inf(&(&grad * &v));
         let cosine = gradient_cosine(&grad, &column_norms(r), &v, &dv, &(&cost * 2.0).sqrt());
@@ -117,12 +120,11 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         let delta = first.select(&delta_init, &st.own.delta);
         // Status at the top of the iteration (scipy): gtol, then max_nfev.
         // As in scipy, a small gradient overrides an ftol/xtol status of the last step.
-        let status = rec
-            .status
+        let status = rec_status
             .ne(NONFINITE_START as f64)
-            .and(&rec.status.ne(TINY_JACOBIAN_START as f64))
+            .and(&rec_status.ne(TINY_JACOBIAN_START as f64))
             .and(&cosine.lt(&inp.gtol))
-            .select(lanes.int(1), &rec.status);
+            .select(lanes.int(1), &rec_status);
         let status = status
             .eq(RUNNING as f64)
             .and(&rec.nfev.ge(&inp.max_nfev))
