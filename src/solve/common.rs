@@ -189,7 +189,8 @@ pub(crate) const STALE_SCALE: f64 = 1e8;
 /// The Jacobian scaling `scale` (per column) of a lane whose last iteration claimed ftol or xtol
 /// convergence (`status` 2–4), with the columns whose scale is stale (more than
 /// [`STALE_SCALE`] times their current nonzero norm `norms`) reset to that norm, and whether
-/// that happened (then the lane goes on iterating). Other lanes keep `scale`.
+/// that happened (then the lane goes on iterating). Other lanes, and lanes without
+/// evaluations left (`budget_left` false), keep `scale`.
 ///
 /// Both methods scale the variables by the running maximum of the column norms (MINPACK, scipy),
 /// so the scaled variables cannot shrink back and forth. A start far off the data's scale makes
@@ -199,10 +200,10 @@ pub(crate) const STALE_SCALE: f64 = 1e8;
 /// b is then numerically singular, and the tests see a converged fit with b at its start.
 /// Resetting only where convergence is claimed leaves every other iteration MINPACK's (a reset
 /// at every iteration moved NIST MGH10 from start 1 into a wrong basin).
-pub(crate) fn reopen_stale(scale: &Tensor, norms: &Tensor, status: &Tensor) -> (Tensor, Tensor) {
+pub(crate) fn reopen_stale(scale: &Tensor, norms: &Tensor, status: &Tensor, budget_left: &Tensor) -> (Tensor, Tensor) {
     let stale = norms.gt(0.0).and(&scale.gt(&(norms * STALE_SCALE)));
     let any = stale.select(1.0, 0.0).reduce_max(&[last_axis(norms)]).gt(0.0);
-    let reopen = status.ge(2.0).and(&status.le(4.0)).and(&any);
+    let reopen = status.ge(2.0).and(&status.le(4.0)).and(&any).and(budget_left);
     (pick(&reopen, &stale.select(norms, scale), scale), reopen)
 }
 

@@ -205,7 +205,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
         let xnorm_init = norm(&(&diag * x));
         let xnorm = first.select(&xnorm_init, &st.own.xnorm);
         let (diag, reopen) = if cfg.jac_scale {
-            reopen_stale(&diag, &acnorm, &rec.status)
+            reopen_stale(&diag, &acnorm, &rec.status, &rec.nfev.lt(&inp.max_nfev))
         } else {
             (diag, lanes.flag(false))
         };

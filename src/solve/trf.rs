@@ -99,7 +99,7 @@ pub(crate) fn solve(pb: &Problem<'_>, inp: &Inputs, cfg: &Config) -> Outputs {
             let norms = column_norms(r);
             let init = norms.eq(0.0).select(1.0, &norms);
             let sinv = pick(first, &init, norms.max(&st.own.scale_inv));
-            let (sinv, reopen) = reopen_stale(&sinv, &norms, &rec.status);
+            let (sinv, reopen) = reopen_stale(&sinv, &norms, &rec.status, &rec.nfev.lt(&inp.max_nfev));
             (sinv.recip(), sinv, reopen)
         } else {
             let (scale, sinv) = (lanes.shared(&inp.x_scale), lanes.shared(&inp.x_scale.recip()));
