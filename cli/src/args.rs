@@ -39,7 +39,8 @@ Exit codes: 0 converged; 1 ran but did not converge (status <= 0; results are st
 
 const BATCH_AFTER: &str = "\
 Output: one line per dataset: {\"dataset\": FILE or group value, \"n_points\", \"params\",
-\"stderr\", \"pcov\", \"param_names\", \"rank\", \"not_determined\", \"cost\", \"nfev\", \"njev\", \"status\",
+\"stderr\", \"pcov\", \"param_names\", \"rank\", \"not_determined\", \"intervals\" (95%), \"correlation\",
+\"statistics\", \"cost\", \"nfev\", \"njev\", \"status\",
 \"message\", \"success\", \"timing\"}, or {\"dataset\", \"error\"} for a dataset that could not be fitted.
 A dataset with bad values (not numbers, not finite, sigma <= 0) or a file that cannot be read
 gets its error line; the others are fitted. --plot and --json of nlsq fit do not apply (the
@@ -152,10 +153,18 @@ pub struct FitArgs {
     pub common: Common,
     #[arg(long, help_heading = OUTPUT,
           help = "print one JSON object: params, stderr, pcov, param_names, rank,\n\
-                  not_determined (parameters the data do not determine), cost, nfev,\n\
-                  njev, status, message, success, timing {compile_ms, execute_ms,\n\
-                  cache, trace_ms, total_ms}. Non-finite numbers are null.")]
+                  not_determined (parameters the data do not determine), intervals\n\
+                  {level, lower, upper}, correlation, statistics {n_points, dof, chisqr,\n\
+                  redchi, residual_se, r_squared, adj_r_squared, log_likelihood, aic,\n\
+                  bic, chisqr_aic, chisqr_bic}, cost, nfev, njev, status, message,\n\
+                  success, timing {compile_ms, execute_ms, cache, trace_ms, total_ms}.\n\
+                  Non-finite numbers are null.")]
     pub json: bool,
+    #[arg(long, value_name = "F", help_heading = OUTPUT, value_parser = Value(parse_level), allow_hyphen_values = true,
+          default_value = "0.95", hide_default_value = true,
+          help = "confidence level of the parameter intervals (t-based; normal with\n\
+                  --absolute-sigma). Default 0.95.")]
+    pub level: f64,
     #[arg(long, value_name = "FILE.svg|FILE.png", help_heading = OUTPUT, value_parser = Value(plot_path),
           allow_hyphen_values = true, help = "draw the data, the fitted curve and the residuals.")]
     pub plot: Option<PathBuf>,
@@ -373,6 +382,17 @@ fn parse_f64(name: &str, v: &str) -> Result<f64> {
         .ok()
         .filter(|x| !x.is_nan())
         .ok_or_else(|| anyhow!("option {name}: '{v}' is not a number"))
+}
+
+fn parse_level(name: &str, v: &str) -> Result<f64> {
+    let x = parse_f64(name, v)?;
+    if x > 0.0 && x < 1.0 {
+        Ok(x)
+    } else {
+        Err(anyhow!(
+            "option {name}: '{v}' is not a confidence level strictly between 0 and 1 (e.g. 0.95)"
+        ))
+    }
 }
 
 fn parse_count(name: &str, v: &str) -> Result<usize> {
@@ -677,6 +697,14 @@ mod tests {
                 "--no-header",
             ),
             (vec!["--model", "a", "--data", "d", "--json=yes"], "--json"),
+            (
+                vec!["--model", "a", "--data", "d", "--level", "1.5"],
+                "option --level: '1.5' is not a confidence level strictly between 0 and 1",
+            ),
+            (
+                vec!["--model", "a", "--data", "d", "--level", "95"],
+                "option --level: '95' is not a confidence level",
+            ),
             (
                 vec!["--model", "a", "--data", "d", "stray"],
                 "unexpected argument 'stray'",

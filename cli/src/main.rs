@@ -309,7 +309,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         eprintln!("{w}");
     }
     if fit_args.json {
-        print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit))? + "\n"))?;
+        print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit, fit_args.level))? + "\n"))?;
     } else {
         let xs: Vec<String> = vars
             .iter()
@@ -330,7 +330,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
                 if a.absolute_sigma { " (absolute)" } else { "" }
             ));
         }
-        print(&output::fit_table(&names, &fit, &context))?;
+        print(&output::fit_table(&names, &fit, &context, fit_args.level))?;
     }
     if let Some(path) = &fit_args.plot {
         let popt: Vec<f64> = fit.popt.to_vec();
@@ -476,7 +476,7 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         let line = match fit {
             Ok(f) => {
                 converged += usize::from(f.success());
-                let mut v = output::fit_json(&names, &f);
+                let mut v = output::fit_json(&names, &f, 0.95);
                 if let serde_json::Value::Object(map) = &mut v {
                     map.insert("n_points".into(), set.y.len().into());
                     let mut with_name = serde_json::Map::new();

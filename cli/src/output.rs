@@ -18,8 +18,9 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The `--json` object: exactly the keys the issue lists, in that order.
-pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
+/// The `--json` object: the keys `nlsq fit --help` lists, in that order; `intervals` at
+/// `level`.
+pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
     let r = &fit.result;
     let params: Map<String, Value> = names
         .iter()
@@ -37,6 +38,39 @@ pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
         .into_iter()
         .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
         .collect();
+    let correlation: Vec<Value> = fit
+        .correlation()
+        .rows()
+        .into_iter()
+        .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
+        .collect();
+    let opt = |v: Option<f64>| v.map_or(Value::Null, num);
+    let statistics = match &fit.statistics {
+        Some(s) => json!({
+            "n_points": s.n_points,
+            "dof": s.dof,
+            "chisqr": num(s.chisqr),
+            "redchi": num(s.redchi),
+            "residual_se": num(s.residual_se),
+            "r_squared": opt(s.r_squared),
+            "adj_r_squared": opt(s.adj_r_squared),
+            "log_likelihood": num(s.log_likelihood),
+            "aic": num(s.aic),
+            "bic": num(s.bic),
+            "chisqr_aic": num(s.chisqr_aic),
+            "chisqr_bic": num(s.chisqr_bic),
+        }),
+        None => Value::Null,
+    };
+    // The level was checked when the arguments were parsed.
+    let intervals = fit.confidence_intervals(level).ok();
+    let bound = |k: usize| -> Map<String, Value> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(j, n)| (n.clone(), intervals.as_ref().map_or(Value::Null, |ci| num(ci[[j, k]]))))
+            .collect()
+    };
     json!({
         "params": params,
         "stderr": stderr,
@@ -44,6 +78,9 @@ pub fn fit_json(names: &[String], fit: &CurveFit) -> Value {
         "param_names": names,
         "rank": r.rank,
         "not_determined": r.not_determined.iter().map(|&i| names[i].clone()).collect::<Vec<_>>(),
+        "intervals": {"level": level, "lower": bound(0), "upper": bound(1)},
+        "correlation": correlation,
+        "statistics": statistics,
         "cost": num(r.cost),
         "nfev": r.nfev,
         "njev": r.njev,
@@ -86,16 +123,22 @@ pub fn fmt_ms(d: Duration) -> String {
     }
 }
 
-/// The table: parameters, then status, cost, evaluations and timing.
-pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
+/// The table: parameters with their intervals at `level`, the correlations above 0.1, the
+/// fit statistics, then status, cost, evaluations and timing.
+pub fn fit_table(names: &[String], fit: &CurveFit, context: &str, level: f64) -> String {
     let r = &fit.result;
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(9);
+    let intervals = fit.confidence_intervals(level).ok();
     let mut s = String::new();
     s.push_str(context);
     s.push('\n');
     s.push_str(&format!(
-        "\n{:<width$}  {:>18}  {:>14}  {:>9}\n",
-        "parameter", "value", "std error", "rel error"
+        "\n{:<width$}  {:>18}  {:>14}  {:>9}  {:>35}\n",
+        "parameter",
+        "value",
+        "std error",
+        "rel error",
+        format!("{}% interval", 100.0 * level)
     ));
     for (i, name) in names.iter().enumerate() {
         let (v, e) = (fit.popt[i], fit.perr[i]);
@@ -109,11 +152,46 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str) -> String {
         } else {
             sci(e, 4)
         };
+        let interval = match &intervals {
+            Some(ci) if ci[[i, 0]].is_finite() && ci[[i, 1]].is_finite() => {
+                format!("[{}, {}]", sci(ci[[i, 0]], 6), sci(ci[[i, 1]], 6))
+            }
+            _ => "-".to_string(),
+        };
         s.push_str(&format!(
-            "{name:<width$}  {:>18}  {:>14}  {:>9}\n",
+            "{name:<width$}  {:>18}  {:>14}  {:>9}  {:>35}\n",
             sci(v, 10),
             err,
-            rel
+            rel,
+            interval
+        ));
+    }
+    let corr = fit.correlation();
+    let mut pairs = Vec::new();
+    for i in 0..names.len() {
+        for j in i + 1..names.len() {
+            if corr[[i, j]].abs() > 0.1 {
+                pairs.push(format!("{}, {}: {:.4}", names[i], names[j], corr[[i, j]]));
+            }
+        }
+    }
+    if !pairs.is_empty() {
+        s.push_str(&format!("correlation (above 0.1)  {}\n", pairs.join(";  ")));
+    }
+    if let Some(st) = &fit.statistics {
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.6}"));
+        s.push_str(&format!(
+            "\nR²       {} (adjusted {})\nresidual standard error {} on {} degrees of freedom; chi-square {} (reduced {})\nAIC      {:.4}, BIC {:.4} (as R; lmfit's chi-square based: {:.4}, {:.4})\n",
+            opt(st.r_squared),
+            opt(st.adj_r_squared),
+            sci(st.residual_se, 4),
+            st.dof,
+            sci(st.chisqr, 6),
+            sci(st.redchi, 6),
+            st.aic,
+            st.bic,
+            st.chisqr_aic,
+            st.chisqr_bic,
         ));
     }
     if r.not_determined.is_empty() && fit.perr.iter().any(|e| !e.is_finite()) {

@@ -95,6 +95,9 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
         "param_names",
         "rank",
         "not_determined",
+        "intervals",
+        "correlation",
+        "statistics",
         "cost",
         "nfev",
         "njev",
@@ -129,6 +132,21 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
     let t = &v["timing"];
     assert!(t["compile_ms"].as_f64().unwrap() >= 0.0 && t["execute_ms"].as_f64().unwrap() > 0.0);
     assert!(t["cache"].is_string());
+    // Statistics and 95% intervals: the t quantile t(0.975, 27) (scipy) times stderr.
+    let s = &v["statistics"];
+    assert_eq!(s["n_points"], 30);
+    assert_eq!(s["dof"], 27);
+    let chisqr = s["chisqr"].as_f64().unwrap();
+    assert!((chisqr - 2.0 * v["cost"].as_f64().unwrap()).abs() <= 1e-12 * chisqr);
+    assert!(s["r_squared"].as_f64().unwrap() > 0.99 && s["aic"].as_f64().is_some());
+    let (lo, hi) = (&v["intervals"]["lower"]["k"], &v["intervals"]["upper"]["k"]);
+    let half = (hi.as_f64().unwrap() - lo.as_f64().unwrap()) / 2.0;
+    assert!(
+        (half / 0.012014417998420679 - 2.0518305164802846).abs() < 1e-4,
+        "{half}"
+    );
+    assert_eq!(v["intervals"]["level"], 0.95);
+    assert_eq!(v["correlation"][0][0], 1.0);
 }
 
 #[test]
@@ -147,6 +165,11 @@ fn table_output_lists_parameters_status_cost_and_timing() {
         "nfev",
         "compile",
         "execute",
+        "95% interval",
+        "R²",
+        "on 27 degrees of freedom",
+        "AIC",
+        "correlation (above 0.1)",
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }

@@ -48,6 +48,7 @@ use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, PROGRAMS};
 use super::residuals::{Residuals, Weights};
+use super::statistics::DataSummary;
 use super::trace::checked_function;
 use super::units::Units;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
@@ -188,6 +189,8 @@ struct Prepared {
     m: usize,
     plan: Plan,
     weights: Option<Vec<f64>>,
+    /// What the fit statistics need from the problem's `y` and sigma.
+    summary: DataSummary,
 }
 
 /// Program shape of a batch chunk.
@@ -587,11 +590,13 @@ fn prepare_problem(batch: &Batch<'_>, options: &FitOptions, shared_x_finite: boo
             Some(w)
         }
     };
+    let summary = DataSummary::diagonal(y.view(), weights.as_deref());
     Ok(Prepared {
         index: b,
         m,
         plan,
         weights,
+        summary,
     })
 }
 
@@ -726,7 +731,7 @@ fn run_chunk(
                 device.clone(),
                 run_timings(trace, compile, execute, t0),
             )?;
-            Ok(curve_fit_result(result, cov, p.m, n, absolute_sigma))
+            Ok(curve_fit_result(result, cov, p.m, n, absolute_sigma, Some(p.summary)))
         })
         .collect();
     Ok(fits)

@@ -133,9 +133,9 @@ pub(super) fn run_curve(
     compile: Duration,
     units: &Units,
 ) -> Result<CurveFit> {
-    let (m, n, absolute_sigma) = (data.m, data.plan.n, data.absolute_sigma);
+    let (m, n, absolute_sigma, summary) = (data.m, data.plan.n, data.absolute_sigma, data.summary);
     let (result, cov) = execute(exe, data.args, &data.plan, t0, trace, compile)?;
-    let mut fit = curve_fit_result(result, cov, m, n, absolute_sigma);
+    let mut fit = curve_fit_result(result, cov, m, n, absolute_sigma, Some(summary));
     if !units.is_identity() {
         units.unscale(&mut fit, absolute_sigma);
     }

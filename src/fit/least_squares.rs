@@ -124,7 +124,7 @@ where
     plan.args_clone_into(&mut args);
     let (mut result, cov) = execute(&exe, args, &plan, t0, trace_time, compile)?;
     result.timings.runtime = runtime;
-    Ok(curve_fit_result(result, cov, m, n, options.absolute_sigma))
+    Ok(curve_fit_result(result, cov, m, n, options.absolute_sigma, None))
 }
 
 /// What shapes a `least_squares` program besides `fun`.

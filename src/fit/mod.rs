@@ -31,6 +31,7 @@ mod program;
 mod programs;
 mod residuals;
 pub mod result;
+pub mod statistics;
 mod trace;
 mod units;
 mod validate;
@@ -44,6 +45,7 @@ pub use cache::{CacheKey, ExecutableCache};
 pub use least_squares::least_squares;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
+pub use statistics::FitStatistics;
 
 use crate::error::{Error, Result};
 use crate::graph::{Params, Tensor};

@@ -4,12 +4,13 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use super::program::Summary;
+use super::statistics::{DataSummary, FitStatistics};
 use super::units::Units;
 use super::validate::{internal, invalid, Plan};
 use super::{CurveFit, ExecutableSource, FitOptions, FitResult, Sigma, Timings, XData, HISTORY_LEN, NULL_SPACE_TOL};
 use crate::error::{Error, Result};
 use crate::solve::termination::{NONFINITE_START, TINY_JACOBIAN_START};
-use crate::solve::{Method, Status};
+use crate::solve::{Loss, Method, Status};
 
 impl Summary {
     /// The result this summary describes, with the residuals `fun` and the Jacobian `jac` of
@@ -161,7 +162,9 @@ pub(super) fn curve_fit_result(
     m: usize,
     n: usize,
     absolute_sigma: bool,
+    data: Option<DataSummary>,
 ) -> CurveFit {
+    let statistics = chisqr(&result).map(|c| FitStatistics::new(c, m, n, data));
     let mut pcov = cov;
     if !absolute_sigma {
         let dof = m.saturating_sub(result.rank.min(n));
@@ -184,6 +187,19 @@ pub(super) fn curve_fit_result(
         popt: result.x.clone(),
         pcov,
         perr,
+        dof: m.saturating_sub(n),
+        statistics,
+        known_variance: absolute_sigma,
         result,
+    }
+}
+
+/// `χ² = Σ r²` of the weighted residuals at the solution: twice the cost with the linear loss,
+/// else from the residuals, `None` when a robust-loss fit did not return them.
+fn chisqr(result: &FitResult) -> Option<f64> {
+    match (result.loss, &result.fun) {
+        (Loss::Linear, _) => Some(2.0 * result.cost),
+        (_, Some(f)) => Some(f.iter().map(|v| v * v).sum()),
+        (_, None) => None,
     }
 }

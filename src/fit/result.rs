@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ndarray::{Array1, Array2};
 
+use super::FitStatistics;
 use crate::solve::{Loss, Method, Status};
 
 /// How the executable of a fit was obtained.
@@ -171,6 +172,15 @@ pub struct CurveFit {
     pub pcov: Array2<f64>,
     /// One standard deviation errors, `sqrt(diag(pcov))`.
     pub perr: Array1<f64>,
+    /// Degrees of freedom: data points minus varying parameters (0 when there are no more
+    /// points than parameters).
+    pub dof: usize,
+    /// Goodness-of-fit statistics (χ², R², AIC, BIC, ...); `None` only for a fit with a robust
+    /// loss too large to return its residuals ([`crate::fit::MATERIALIZE_MAX_ROWS`]).
+    pub statistics: Option<FitStatistics>,
+    /// `absolute_sigma`: the variance of the data is known, not estimated (the intervals then
+    /// use the normal quantile).
+    pub(crate) known_variance: bool,
     /// The full optimizer result.
     pub result: FitResult,
 }
@@ -179,6 +189,50 @@ impl CurveFit {
     /// True when the solver met a tolerance.
     pub fn success(&self) -> bool {
         self.result.success()
+    }
+
+    /// Two-sided confidence intervals `[n, 2]` (lower, upper) of the parameters at `level`
+    /// (e.g. 0.95): `popt ± q · perr`, with `q` the `(1 + level)/2` quantile of Student's t
+    /// with [`CurveFit::dof`] degrees of freedom, or of the standard normal with
+    /// `absolute_sigma` (see [`crate::fit::statistics`]). A parameter the data do not
+    /// determine gets `(-inf, inf)`. A `level` outside (0, 1) is an
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption).
+    ///
+    /// These are the linearised (Wald) intervals of scipy, R's `confint.default` and lmfit's
+    /// standard errors; for strongly nonlinear parameters profile-likelihood intervals can be
+    /// markedly asymmetric.
+    pub fn confidence_intervals(&self, level: f64) -> crate::Result<Array2<f64>> {
+        let q = super::statistics::interval_quantile(level, self.dof, self.known_variance)?;
+        let n = self.popt.len();
+        let mut out = Array2::zeros((n, 2));
+        for j in 0..n {
+            let half = if self.perr[j].is_finite() {
+                q * self.perr[j]
+            } else {
+                f64::INFINITY
+            };
+            out[[j, 0]] = self.popt[j] - half;
+            out[[j, 1]] = self.popt[j] + half;
+        }
+        Ok(out)
+    }
+
+    /// The correlation matrix of the parameters, `pcov[i, j] / (perr[i] perr[j])`: 1 on the
+    /// diagonal, `NaN` in the rows and columns of parameters without a finite, nonzero error.
+    pub fn correlation(&self) -> Array2<f64> {
+        let n = self.popt.len();
+        Array2::from_shape_fn((n, n), |(i, j)| {
+            // One order of the divisions for both triangles, so the matrix is symmetric.
+            let (i, j) = (i.min(j), i.max(j));
+            let (a, b) = (self.perr[i], self.perr[j]);
+            if !(a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0) {
+                f64::NAN
+            } else if i == j {
+                1.0
+            } else {
+                (self.pcov[[i, j]] / a / b).clamp(-1.0, 1.0)
+            }
+        })
     }
 
     /// One warning line naming the parameters the data do not determine
@@ -216,6 +270,9 @@ impl fmt::Display for CurveFit {
         }
         if let Some(warning) = self.not_determined_warning(|i| format!("p[{i}]")) {
             writeln!(f, "{warning}")?;
+        }
+        if let Some(s) = &self.statistics {
+            writeln!(f, "{s}")?;
         }
         write!(f, "{}", self.result)
     }

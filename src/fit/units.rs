@@ -160,5 +160,8 @@ impl Units {
             *v = *v * c[i] * ua * c[j] * ua;
         }
         fit.perr.iter_mut().zip(c).for_each(|(e, c)| *e = *e * c * ua);
+        if let Some(s) = &mut fit.statistics {
+            s.unscale(u);
+        }
     }
 }

@@ -9,6 +9,7 @@ use ndarray::{Array2, ArrayView1};
 
 use super::execute::HostArg;
 use super::program::SolverArgs;
+use super::statistics::DataSummary;
 use super::{FitOptions, LeastSquaresOptions, Sigma, XData, HISTORY_LEN};
 use crate::error::{Error, Result};
 use crate::solve::{Config, Loss, Method, SolverOptions};
@@ -339,6 +340,8 @@ pub(super) struct CurveData<'a> {
     pub(super) m: usize,
     pub(super) args: Vec<HostArg<'a>>,
     pub(super) absolute_sigma: bool,
+    /// What the fit statistics need from `y` and sigma.
+    pub(super) summary: DataSummary,
 }
 
 /// Validates the inputs and lays them out for a program with `m_pad` rows (`None`: choose).
@@ -443,6 +446,7 @@ pub(super) fn prepare<'a>(
     // stays finite there; the rows are masked out anyway).
     let mut weights: Vec<f64> = Vec::new();
     let mut whiten: Option<Vec<f64>> = None;
+    let mut summary = DataSummary::diagonal(ydata, None);
     match &options.sigma {
         None => {}
         Some(Sigma::Std(s)) => {
@@ -456,6 +460,7 @@ pub(super) fn prepare<'a>(
                 }
                 weights.push(1.0 / v);
             }
+            summary = DataSummary::diagonal(ydata, Some(&weights));
             weights.resize(m_pad, 0.0);
         }
         Some(Sigma::Cov(c)) => {
@@ -469,6 +474,7 @@ pub(super) fn prepare<'a>(
                 check_all_finite("sigma", c.iter().copied())?;
             }
             let inv = whitening(c)?;
+            summary = DataSummary::whitened(ydata, &inv);
             let mut w = host_zeros(m_pad.checked_mul(m_pad), "sigma")?;
             for i in 0..m {
                 for j in 0..=i {
@@ -533,6 +539,7 @@ pub(super) fn prepare<'a>(
         m,
         args,
         absolute_sigma: options.absolute_sigma,
+        summary,
     })
 }
 
