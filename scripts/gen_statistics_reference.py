@@ -25,6 +25,11 @@ Problems (all deterministic: fixed data or one seeded numpy Generator each):
 * "gls_line": `a + b*x` with a full covariance sigma (AR(1), ρ = 0.6), by statsmodels GLS.
 * "ols_quadratic": `a + b*x + c*x^2` unweighted, by statsmodels OLS, with 90% intervals too.
 
+"predict" entries: the fitted curve at new x and the half-widths of its confidence and
+prediction bands (statsmodels `get_prediction(...).summary_frame`, `mean_ci` and `obs_ci`, with
+the new observations' weights 1/σ² for "wls_line"; lmfit's `eval_uncertainty` `dely` and
+`dely_predicted` for Puromycin, from its finite-difference Jacobian: about 1e-4 relative).
+
 statsmodels' `aic`/`bic` count only the coefficients (k); R's count the variance too, so
 `aic_r = aic + 2`, `bic_r = bic + ln N` are stored (both conventions are checked).
 """
@@ -40,7 +45,19 @@ import statsmodels.api as sm
 OUT = "tests/data/statistics_reference.json"
 
 
-def linear_problem(name, x, y, design, sigma=None, cov=None, levels=(0.95,)):
+def bands(res, design_new, level, weights=None):
+    """statsmodels' get_prediction at new rows: the curve and its two bands' half-widths."""
+    frame = res.get_prediction(np.column_stack(design_new), weights=weights).summary_frame(alpha=1.0 - level)
+    mean = frame["mean"].to_numpy()
+    return {
+        "level": level,
+        "y": mean.tolist(),
+        "confidence": (frame["mean_ci_upper"].to_numpy() - mean).tolist(),
+        "prediction": (frame["obs_ci_upper"].to_numpy() - mean).tolist(),
+    }
+
+
+def linear_problem(name, x, y, design, sigma=None, cov=None, levels=(0.95,), new=None):
     X = np.column_stack(design)
     if cov is not None:
         res = sm.GLS(y, X, sigma=cov).fit()
@@ -67,6 +84,12 @@ def linear_problem(name, x, y, design, sigma=None, cov=None, levels=(0.95,)):
         "intervals": {str(lv): res.conf_int(alpha=1.0 - lv).tolist() for lv in levels},
         "source": f"statsmodels {statsmodels.__version__} {type(res.model).__name__}",
     }
+    if new is not None:
+        x_new, design_new, sigma_new, level = new
+        weights = None if sigma_new is None else 1.0 / np.asarray(sigma_new) ** 2
+        out["predict"] = {"x": list(map(float, x_new)), **bands(res, design_new, level, weights)}
+        if sigma_new is not None:
+            out["predict"]["sigma"] = list(map(float, sigma_new))
     if sigma is not None:
         out["sigma"] = list(map(float, sigma))
     if cov is not None:
@@ -94,6 +117,15 @@ def puromycin():
         t = stats.t.ppf(0.5 + lv / 2, n_obs - k)
         ci[str(lv)] = [[p.value - t * p.stderr, p.value + t * p.stderr] for p in res.params.values()]
     corr = float(res.params["Vm"].correl["K"])
+    x_new = np.array([0.01, 0.3, 2.0])
+    res.eval_uncertainty(x=x_new, sigma=0.95)
+    predict = {
+        "x": x_new.tolist(),
+        "level": 0.95,
+        "y": res.eval(x=x_new).tolist(),
+        "confidence": res.dely.tolist(),
+        "prediction": res.dely_predicted.tolist(),
+    }
     return "puromycin", {
         "x": conc.tolist(),
         "y": rate.tolist(),
@@ -110,6 +142,7 @@ def puromycin():
         "aic": -2 * loglik + 2 * (k + 1),
         "bic": -2 * loglik + math.log(n_obs) * (k + 1),
         "intervals": ci,
+        "predict": predict,
         "r_nls": {"popt": [212.7, 0.06412], "perr": [6.947, 0.008281], "residual_se": 10.93, "dof": 10},
         "source": f"lmfit {lmfit.__version__} Model.fit(method='leastsq'); t quantiles from scipy",
     }
@@ -121,7 +154,9 @@ def main():
     x = np.linspace(0.0, 9.5, 20)
     sigma = 0.2 + 0.1 * x
     y = 1.5 + 0.8 * x + sigma * rng.standard_normal(x.size)
-    problems.update([linear_problem("wls_line", x, y, [np.ones_like(x), x], sigma=sigma)])
+    x_new = np.array([-1.0, 4.0, 12.0])
+    new = (x_new, [np.ones_like(x_new), x_new], [0.5, 1.0, 2.0], 0.9)
+    problems.update([linear_problem("wls_line", x, y, [np.ones_like(x), x], sigma=sigma, new=new)])
 
     rng = np.random.default_rng(20261205)
     x = np.linspace(0.0, 5.5, 12)
@@ -135,7 +170,16 @@ def main():
     x = np.linspace(-2.0, 3.0, 30)
     y = 0.5 - 1.2 * x + 0.3 * x**2 + 0.25 * rng.standard_normal(x.size)
     problems.update(
-        [linear_problem("ols_quadratic", x, y, [np.ones_like(x), x, x**2], levels=(0.95, 0.9))]
+        [
+            linear_problem(
+                "ols_quadratic",
+                x,
+                y,
+                [np.ones_like(x), x, x**2],
+                levels=(0.95, 0.9),
+                new=(np.array([-3.0, 0.0, 1.3, 5.0]), [np.ones(4), np.array([-3.0, 0.0, 1.3, 5.0]), np.array([-3.0, 0.0, 1.3, 5.0]) ** 2], None, 0.95),
+            )
+        ]
     )
     with open(OUT, "w") as f:
         json.dump(problems, f, indent=1)

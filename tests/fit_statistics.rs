@@ -8,7 +8,9 @@
 
 use ndarray::{Array1, Array2};
 use nlsq::fit::batch::{curve_fit_batch, Batch};
-use nlsq::fit::{curve_fit, least_squares, CurveFit, FitOptions, FitStatistics, LeastSquaresOptions};
+use nlsq::fit::{
+    curve_fit, least_squares, predict, CurveFit, CurveFitter, FitOptions, FitStatistics, LeastSquaresOptions,
+};
 use nlsq::graph::{Params, Tensor};
 use serde_json::Value;
 
@@ -112,6 +114,28 @@ fn check_statistics(name: &str, fit: &CurveFit, r: &Value, rel: f64, perr_rel: f
     }
 }
 
+/// `predict` at the reference's new points: the curve to `rel`, the band half-widths to `band_rel`.
+fn check_predict<M>(name: &str, model: &M, fit: &CurveFit, r: &Value, rel: f64, band_rel: f64)
+where
+    M: Fn(&Tensor, &Params) -> Tensor,
+{
+    let p = &r["predict"];
+    let x = vec_of(&p["x"]);
+    let sigma = p.get("sigma").map(vec_of);
+    let got = predict(model, &x, fit, num(p, "level"), sigma.as_deref()).unwrap();
+    assert_eq!(got.level, num(p, "level"));
+    for (i, ((y, c), q)) in vec_of(&p["y"])
+        .iter()
+        .zip(vec_of(&p["confidence"]))
+        .zip(vec_of(&p["prediction"]))
+        .enumerate()
+    {
+        close(&format!("{name} predict y[{i}]"), got.y[i], *y, rel);
+        close(&format!("{name} confidence[{i}]"), got.confidence[i], c, band_rel);
+        close(&format!("{name} prediction[{i}]"), got.prediction[i], q, band_rel);
+    }
+}
+
 fn michaelis_menten(x: &Tensor, p: &Params) -> Tensor {
     &p[0] * x / (&p[1] + x)
 }
@@ -154,6 +178,8 @@ fn puromycin_statistics_match_lmfit_and_r_nls() {
         }
         close("R residual_se", s.residual_se, num(rn, "residual_se"), 5e-4);
         assert_eq!(s.dof, 10);
+        // lmfit's bands come from a finite-difference Jacobian (steps of 1% of a standard error).
+        check_predict(&format!("puromycin {method}"), &michaelis_menten, &fit, r, 1e-6, 1e-3);
     }
 }
 
@@ -165,6 +191,8 @@ fn weighted_line_statistics_match_statsmodels_wls() {
     let opts = tight().with_sigma(vec_of(&r["sigma"]));
     let fit = curve_fit(&line, &x, &y, Some(&[1.0, 1.0]), &opts).unwrap();
     check_statistics("wls_line", &fit, r, 1e-9, 1e-8);
+    // New observations with their own sigma, at 90%: statsmodels' obs_ci with weights 1/σ².
+    check_predict("wls_line", &line, &fit, r, 1e-10, 1e-8);
 
     // The same problem in a batch gives the same statistics.
     let (m, sigma) = (x.len(), vec_of(&r["sigma"]));
@@ -200,6 +228,28 @@ fn unweighted_quadratic_statistics_match_statsmodels_ols() {
     let (x, y) = (Array1::from(vec_of(&r["x"])), Array1::from(vec_of(&r["y"])));
     let fit = curve_fit(&quadratic, &x, &y, Some(&[1.0, 1.0, 1.0]), &tight()).unwrap();
     check_statistics("ols_quadratic", &fit, r, 1e-9, 1e-8);
+    check_predict("ols_quadratic", &quadratic, &fit, r, 1e-10, 1e-8);
+    // The fitter's predict is the same call with its own model.
+    let fitter = CurveFitter::builder(quadratic)
+        .capacity(x.len())
+        .params(3)
+        .options(tight())
+        .build()
+        .unwrap();
+    let again = fitter.fit(&x, &y, Some(&[1.0, 1.0, 1.0])).unwrap();
+    let at = [-3.0, 0.0, 1.3, 5.0];
+    let (a, b) = (
+        fitter.predict(&at[..], &again, 0.95, None).unwrap(),
+        predict(&quadratic, &at[..], &fit, 0.95, None).unwrap(),
+    );
+    for i in 0..at.len() {
+        close("fitter predict", a.y[i], b.y[i], 1e-12);
+        close("fitter confidence", a.confidence[i], b.confidence[i], 1e-8);
+    }
+    assert!(predict(&quadratic, &at[..], &fit, 0.0, None).is_err());
+    assert!(predict(&quadratic, &at[..], &fit, 0.95, Some(&[1.0])).is_err());
+    assert!(predict(&quadratic, &at[..], &fit, 0.95, Some(&[1.0, 1.0, -1.0, 1.0])).is_err());
+    assert!(predict(&quadratic, &[] as &[f64], &fit, 0.95, None).is_err());
     // Five lines in the report.
     let text = fit.to_string();
     for needle in [

@@ -333,8 +333,8 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         print(&output::fit_table(&names, &fit, &context, fit_args.level))?;
     }
     if let Some(path) = &fit_args.plot {
-        let popt: Vec<f64> = fit.popt.to_vec();
-        let (x, curve, fitted) = if x_rows.len() == 1 {
+        let level = fit_args.level;
+        let (x, curve, band, fitted) = if x_rows.len() == 1 {
             let x = &x_rows[0];
             let (lo, hi) = x
                 .iter()
@@ -344,15 +344,14 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
                 .map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64)
                 .collect();
             let both: Vec<f64> = grid.iter().chain(x.iter()).copied().collect();
-            let mut f = predict::evaluate(&expr, &[both], &popt).context("evaluating the fitted model for the plot")?;
+            let p = predict::evaluate(&expr, &[both], &fit, level).context("the plot")?;
+            let (mut f, mut band) = (p.y.to_vec(), p.confidence.to_vec());
             let at_data = f.split_off(GRID);
-            (Some(x.clone()), Some((grid, f)), at_data)
+            band.truncate(GRID);
+            (Some(x.clone()), Some((grid, f)), Some(band), at_data)
         } else {
-            (
-                None,
-                None,
-                predict::evaluate(&expr, &x_rows, &popt).context("evaluating the fitted model for the plot")?,
-            )
+            let p = predict::evaluate(&expr, &x_rows, &fit, level).context("the plot")?;
+            (None, None, None, p.y.to_vec())
         };
         let title = format!(
             "{}   (cost {}, status {})",
@@ -366,6 +365,8 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
             sigma: sigma.clone(),
             fitted,
             curve,
+            band,
+            level,
             title,
             x_label: vars[0].name.clone(),
             y_label: y_col.label.clone(),

@@ -25,6 +25,10 @@ pub struct PlotData {
     pub fitted: Vec<f64>,
     /// The model on a dense grid (one independent variable only).
     pub curve: Option<(Vec<f64>, Vec<f64>)>,
+    /// Half-width of the curve's confidence band on that grid (`nlsq::fit::predict`).
+    pub band: Option<Vec<f64>>,
+    /// The band's confidence level.
+    pub level: f64,
     pub title: String,
     pub x_label: String,
     pub y_label: String,
@@ -184,6 +188,32 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData, text: b
         data_series
             .label(label)
             .legend(move |(x, y)| Circle::new((x + 10, y), 3, data_color.filled()));
+    }
+    // The confidence band, where it is finite over the whole grid.
+    if let (Some(_), Some((cx, cy)), Some(band)) = (&d.x, &d.curve, &d.band) {
+        let finite = cy.iter().zip(band).all(|(y, b)| y.is_finite() && b.is_finite());
+        if finite && !band.is_empty() {
+            let upper = cx
+                .iter()
+                .zip(cy)
+                .zip(band)
+                .map(|((&x, &y), &b)| (x, (y + b).min(y1).max(y0)));
+            let lower = cx
+                .iter()
+                .zip(cy)
+                .zip(band)
+                .map(|((&x, &y), &b)| (x, (y - b).min(y1).max(y0)));
+            let outline: Vec<(f64, f64)> = upper.chain(lower.rev()).collect();
+            let series = chart
+                .draw_series(std::iter::once(Polygon::new(outline, fit_color.mix(0.18).filled())))
+                .map_err(err)?;
+            if text {
+                let label = format!("{}% confidence band", 100.0 * d.level);
+                series
+                    .label(label)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 20, y + 4)], fit_color.mix(0.18).filled()));
+            }
+        }
     }
     for (i, seg) in curve.into_iter().enumerate() {
         let series = chart

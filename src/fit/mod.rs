@@ -27,6 +27,7 @@ mod least_squares;
 mod memory;
 pub mod options;
 mod outcome;
+mod predict;
 mod program;
 mod programs;
 mod residuals;
@@ -44,6 +45,7 @@ pub use crate::solve::covariance::NULL_SPACE_TOL;
 pub use cache::{CacheKey, ExecutableCache};
 pub use least_squares::least_squares;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
+pub use predict::{predict, Prediction};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
 pub use statistics::FitStatistics;
 
@@ -380,6 +382,21 @@ where
         p0: Option<&[f64]>,
     ) -> Result<CurveFit> {
         self.fit_with(xdata, ydata, p0, &self.options)
+    }
+
+    /// This fitter's model at new points with the parameters of `fit` and its confidence and
+    /// prediction bands: [`predict`] with the model the fitter was built for.
+    ///
+    /// # Errors
+    /// As [`predict`].
+    pub fn predict<'a>(
+        &self,
+        xdata: impl Into<XData<'a>>,
+        fit: &CurveFit,
+        level: f64,
+        sigma: Option<&[f64]>,
+    ) -> Result<Prediction> {
+        predict(&self.model, xdata, fit, level, sigma)
     }
 
     /// Fits one dataset with other option values (same program shape).

@@ -235,11 +235,13 @@ mod tests {
     fn weights_of_a_tiny_sigma_do_not_overflow() {
         let y = ndarray::arr1(&[1.0, 2.0, 4.0]);
         let plain = DataSummary::diagonal(y.view(), None);
-        // Equal weights 1/σ: the weighted TSS is the plain one times 1/σ².
+        // Data and sigma both around 1e-200 (1/σ² = 1e400 overflows): the weighted TSS is that
+        // of y/σ, with equal weights the plain one.
         let s = 1e-200;
-        let w = DataSummary::diagonal(y.view(), Some(&[1.0 / s, 1.0 / s, 1.0 / s]));
-        assert!(((w.tss * s * s) / plain.tss - 1.0).abs() < 1e-12, "{w:?}");
-        assert!((w.log_det_w - 6.0 * (1.0 / s).ln()).abs() < 1e-9);
+        let tiny = y.mapv(|v| v * s);
+        let w = DataSummary::diagonal(tiny.view(), Some(&[1.0 / s, 1.0 / s, 1.0 / s]));
+        assert!((w.tss / plain.tss - 1.0).abs() < 1e-12, "{w:?}");
+        assert!((w.log_det_w / (6.0 * (1.0 / s).ln()) - 1.0).abs() < 1e-14, "{w:?}");
         // The whitened form of a diagonal covariance equals the 1-D form.
         let sig = [0.5, 2.0, 1.5];
         let inv: Vec<f64> = sig.iter().map(|s| 1.0 / s).collect();
