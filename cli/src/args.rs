@@ -68,9 +68,13 @@ const SUB_TEMPLATE: &str = "{before-help}{usage-heading} {usage}\n\n{all-args}{a
 
 const MODEL_HELP: &str = "\
 the model, e.g. 'a*exp(-k*x) + c'. Numbers, + - * / ^ (or **), unary
-minus, parentheses, functions exp log ln sqrt sin cos tan asin acos
-atan sinh cosh tanh abs erf erfc, constants pi and e. Names that are
-not independent variables are parameters (in order of appearance).
+minus, parentheses, functions exp log ln log10 log2 exp2 sqrt sin cos
+tan asin acos atan sinh cosh tanh abs erf erfc logistic heaviside(x)
+(1/2 at 0) heaviside(x, h0) min(a, b) max(a, b) pow(a, b) atan2(y, x),
+constants pi and e. Piecewise models: where(cond, a, b) with a
+condition built from < <= > >= == != && || ! (a condition is not a
+number: write where(x > c, 1, 0), not (x > c)). Names that are not
+independent variables are parameters (in order of appearance).
 '@FILE' reads the expression from FILE.";
 
 const DATA: &str = "Model and data";

@@ -731,12 +731,7 @@ fn check_uses_a_variable(expr: &Expr, vars: &[&str], names: &[String]) -> Result
 }
 
 fn uses_a_variable(node: &Node) -> bool {
-    match node {
-        Node::Var(_) => true,
-        Node::Num(_) | Node::Param(_) => false,
-        Node::Neg(a) | Node::Call(_, a) => uses_a_variable(a),
-        Node::Bin(_, a, b) => uses_a_variable(a) || uses_a_variable(b),
-    }
+    matches!(node, Node::Var(_)) || node.children().into_iter().any(uses_a_variable)
 }
 
 fn fmt_params(names: &[String], v: &[f64]) -> String {

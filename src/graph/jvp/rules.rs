@@ -10,7 +10,9 @@
 //! `signum' = floor' = ceil' = round' = 0`, `max`/`min` route the whole tangent to the first
 //! operand at ties (`a >= b` picks `a` for max, `a <= b` for min), `pow(x, y)` uses
 //! `d/dx = 0` where `y == 0` and `d/dy = 0` where `x == 0`, `reduce_max`/`reduce_min` average
-//! over tied elements. Comparisons, logical ops and integer results have zero tangents.
+//! over tied elements, `select(pred, a, b)` takes the tangent of the branch it picks at
+//! each element (none through `pred`). Comparisons, logical ops and integer results have zero
+//! tangents.
 
 use std::f64::consts::FRAC_2_SQRT_PI;
 
