@@ -29,7 +29,10 @@ use crate::types::DType;
 const P1: f64 = 0.1;
 const P0001: f64 = 1e-4;
 /// MINPACK's `factor`: the initial step bound is `factor * ‖D x0‖`, with a floor in the units of
-/// the residuals (see `common::initial_radius`).
+/// the residuals (see `common::initial_radius`). MINPACK's default is 100; with the floor, 1
+/// does better on the tests that compare the two (`tests/lm_vs_minpack.rs`, NIST StRD): with
+/// 100, NIST BoxBOD from start 1 stops unconverged and Meyer from 10× its start ends at a cost
+/// 8000 times the minimum's (figures in `docs/performance.md`, "Initial step bound").
 const FACTOR: f64 = 1.0;
 const TINY: f64 = f64::MIN_POSITIVE;
 
