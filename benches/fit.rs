@@ -6,6 +6,8 @@
 //!   big sizes.
 //! - `warm_fit_double_gaussian`: two Gaussian peaks + linear background (8 parameters) at
 //!   10,000 points, LM unbounded and TRF with bounds.
+//! - `multistart`: the 1,000-point decay from p0 = (1, 1, 1), one start and 32 starts
+//!   (`FitOptions::starts`), LM; the ratio of the two is the cost of multistart.
 //! - `many_fits`: 1,000 datasets of 100 points through one reused `CurveFitter` (one
 //!   iteration = all 1,000 fits; criterion's throughput line gives fits per second).
 //!
@@ -189,6 +191,28 @@ fn many_fits(c: &mut Criterion) {
 
 /// Throughput of independent 1,000-point `curve_fit` calls from one thread and from two (the
 /// same 64 fits in all, split between the threads).
+fn multistart(c: &mut Criterion) {
+    let (x, y) = data(1000);
+    let mut g = c.benchmark_group("multistart");
+    g.sampling_mode(SamplingMode::Flat).sample_size(20);
+    for starts in [1usize, 32] {
+        let opts = FitOptions::default().with_starts(starts);
+        let first = curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts).expect("fit");
+        if let Some(s) = &first.starts {
+            let early = s.stopped_early.iter().filter(|&&e| e).count();
+            println!("{starts} starts: {} reached the best, {early} stopped early", s.reached);
+        }
+        g.bench_function(BenchmarkId::new("exp3_lm_1000", format!("{starts}_starts")), |b| {
+            b.iter(|| {
+                curve_fit(&model, &x, &y, Some(&[1.0, 1.0, 1.0]), &opts)
+                    .expect("fit")
+                    .popt
+            })
+        });
+    }
+    g.finish();
+}
+
 fn concurrent_fits(c: &mut Criterion) {
     const FITS: usize = 64;
     let (x, y) = data(1000);
@@ -225,6 +249,7 @@ fn main() {
     warm_fits(&mut c);
     double_gaussian_fits(&mut c);
     many_fits(&mut c);
+    multistart(&mut c);
     concurrent_fits(&mut c);
     c.final_summary();
 }

@@ -51,6 +51,7 @@ use super::residuals::{Residuals, Weights};
 use super::statistics::DataSummary;
 use super::trace::checked_function;
 use super::units::Units;
+use super::validate::single_start;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
 use super::{cache, memory, CurveFit, FitOptions};
 use crate::error::{Error, Result};
@@ -263,6 +264,7 @@ where
             ));
         }
     }
+    single_start(options, "1 for a batch (multistart is curve_fit's)")?;
     if options.sigma.is_some() {
         return Err(Error::InvalidOption {
             field: "sigma",

@@ -25,6 +25,7 @@ pub mod cache;
 mod execute;
 mod least_squares;
 mod memory;
+pub mod multistart;
 pub mod options;
 mod outcome;
 mod predict;
@@ -44,6 +45,7 @@ use ndarray::{Array2, ArrayView1};
 pub use crate::solve::covariance::NULL_SPACE_TOL;
 pub use cache::{CacheKey, ExecutableCache};
 pub use least_squares::least_squares;
+pub use multistart::StartsSummary;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
 pub use predict::{predict, Prediction};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
@@ -57,7 +59,10 @@ use programs::PROGRAMS;
 use trace::trace_curve;
 use units::Units;
 pub use validate::{auto_chunk_rows, bucket, default_start, AUTO_CHUNK_FROM, MATERIALIZE_MAX_ROWS};
-use validate::{expand_bounds, host_zeros, invalid, prepare, CurveSpec};
+use validate::{expand_bounds, host_zeros, invalid, prepare, single_start, CurveSpec};
+
+/// The constraint a `CurveFitter` given more than one start reports.
+const FITTER_STARTS: &str = "1 for a CurveFitter (multistart is curve_fit's)";
 
 /// Length of the in-graph cost history.
 pub const HISTORY_LEN: i64 = 128;
@@ -104,6 +109,17 @@ pub fn curve_fit<'a, M>(
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
+    match options.starts {
+        0 => {
+            return Err(Error::InvalidOption {
+                field: "starts",
+                value: "0".into(),
+                constraint: ">= 1 (1: p0 only)",
+            })
+        }
+        1 => {}
+        _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options),
+    }
     // The runtime (plugin and client) is loaded once per process; its cost is reported apart.
     let t_runtime = Instant::now();
     crate::runtime::client()?;
@@ -294,6 +310,7 @@ where
     /// points, and `x_rows` coordinates per point (`None` for 1-D `xdata`).
     fn new(model: M, x_rows: Option<usize>, m: usize, n: usize, options: FitOptions) -> Result<Self> {
         let t0 = Instant::now();
+        single_start(&options, FITTER_STARTS)?;
         if m == 0 || n == 0 || x_rows == Some(0) {
             return Err(invalid(
                 "shape",
@@ -412,6 +429,7 @@ where
         options: &FitOptions,
     ) -> Result<CurveFit> {
         let t0 = Instant::now();
+        single_start(options, FITTER_STARTS)?;
         if let Some(p) = p0.filter(|p| p.len() != self.spec.n) {
             return Err(invalid(
                 "p0",

@@ -100,6 +100,13 @@ pub struct FitOptions {
     /// (both `None`): keeping memory a small multiple of the data is the
     /// point. Not available with a 2-D `sigma`.
     pub chunk_rows: Option<usize>,
+    /// Number of starts: `p0` and `starts − 1` more from a seeded low-discrepancy sequence
+    /// around it, the best fit returned with [`CurveFit::starts`](crate::fit::CurveFit::starts)
+    /// (see [`crate::fit::multistart`]). Default 1: `p0` only. [`curve_fit`](crate::fit::curve_fit)
+    /// only (a `CurveFitter` or batch refuses more).
+    pub starts: usize,
+    /// Seed of the starting points of a multistart fit. Default 0.
+    pub seed: u32,
     /// Solver options (method, tolerances, loss, ...).
     pub solver: SolverOptions,
 }
@@ -114,6 +121,8 @@ impl Default for FitOptions {
             n_params: None,
             bucket: true,
             chunk_rows: None,
+            starts: 1,
+            seed: 0,
             solver: SolverOptions::default(),
         }
     }
@@ -166,6 +175,16 @@ impl FitOptions {
     /// Sets the chunk size of the Jacobian evaluation (`0`: never chunk).
     pub fn with_chunk_rows(mut self, rows: usize) -> Self {
         self.chunk_rows = Some(rows);
+        self
+    }
+    /// Sets the number of starts of a multistart fit (see [`FitOptions::starts`]).
+    pub fn with_starts(mut self, starts: usize) -> Self {
+        self.starts = starts;
+        self
+    }
+    /// Sets the seed of a multistart fit's starting points.
+    pub fn with_seed(mut self, seed: u32) -> Self {
+        self.seed = seed;
         self
     }
 }

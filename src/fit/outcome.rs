@@ -189,6 +189,7 @@ pub(super) fn curve_fit_result(
         perr,
         dof: m.saturating_sub(n),
         statistics,
+        starts: None,
         known_variance: absolute_sigma,
         result,
     }

@@ -178,6 +178,8 @@ pub struct CurveFit {
     /// Goodness-of-fit statistics (χ², R², AIC, BIC, ...); `None` only for a fit with a robust
     /// loss too large to return its residuals ([`crate::fit::MATERIALIZE_MAX_ROWS`]).
     pub statistics: Option<FitStatistics>,
+    /// How the starts of a multistart fit went (`FitOptions::starts > 1`); `None` otherwise.
+    pub starts: Option<super::multistart::StartsSummary>,
     /// `absolute_sigma`: the variance of the data is known, not estimated (the intervals then
     /// use the normal quantile).
     pub(crate) known_variance: bool,

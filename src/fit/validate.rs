@@ -282,6 +282,19 @@ pub fn bucket(rows: usize) -> usize {
     }
 }
 
+/// An [`Error::InvalidOption`] on `starts` unless `options` has one start (`constraint` says
+/// where more are not taken).
+pub(super) fn single_start(options: &FitOptions, constraint: &'static str) -> Result<()> {
+    if options.starts == 1 {
+        return Ok(());
+    }
+    Err(Error::InvalidOption {
+        field: "starts",
+        value: options.starts.to_string(),
+        constraint,
+    })
+}
+
 /// `len` zeros, or a typed error when `len` overflowed (`None`) or cannot be allocated (checked
 /// with `try_reserve` before anything is written, instead of an abort).
 pub(super) fn host_zeros(len: Option<usize>, field: &'static str) -> Result<Vec<f64>> {

@@ -1,0 +1,273 @@
+//! Multistart: `curve_fit` from `p0` and from `K − 1` more starts, the best fit reported with how
+//! many starts reached it.
+//!
+//! **Starts.** Start 0 is the user's `p0` (or the default start of the bounds), fitted exactly as
+//! with one start, so a multistart result is never worse than the single fit. Starts `1 … K−1`
+//! come from an Owen-scrambled Sobol sequence (`sobol_burley`, seeded by
+//! [`FitOptions::seed`], so results are reproducible), one pair of coordinates `(u, v)` per
+//! parameter:
+//!
+//! * both bounds finite: `lb + u (ub − lb)`, uniform in the box (MATLAB's `RandomStartPointSet`
+//!   and NLSQ's multistart do the same);
+//! * one bound: `lb + s · 10^(4u − 2)` (or `ub − …`), with `s = |p0 − bound|` (1 when p0 sits on
+//!   it): four decades of distance around p0's;
+//! * unbounded: `p0 · 10^(4u − 2)` (`10^(4u−2)` when p0 is 0), with the sign flipped when
+//!   `v < 1/4`: four decades around p0's magnitude, mostly with p0's sign. MATLAB instead draws
+//!   unbounded components uniformly from `[−1000, 1000]` (its `ArtificialBound`), which ignores
+//!   the parameter's units; a log-uniform spread around `p0` is unit-free, and a user's sign is
+//!   usually right (a negative amplitude or rate is most often a wrong basin, see the tests).
+//!
+//! **Early stop.** A lockstep or sequential batch is as slow as its starts, and poor starts run
+//! to `max_nfev`. So the starts `1 … K−1` first run as one batch with a small budget
+//! ([`probe_nfev`] evaluations); those that converge within it are final; of the others, only
+//! the [`MAX_CONTINUED`] lowest whose cost is within [`CONTINUE_RATIO`] of the best cost seen
+//! so far go on from where they stopped, with the rest of the budget (a second batch); the
+//! others are *stopped early* and do not count as reaching the best. On the CPU a batch runs
+//! its problems side by side on the cores.
+//!
+//! Starts run through [`curve_fit_batch`] for 1-D `xdata` with no or 1-D sigma (while `y`
+//! repeated once per start stays below 2²⁴ values); otherwise (2-D `xdata`, a covariance sigma,
+//! very long data) each start is a `curve_fit` of its own, one after the other.
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, ArrayView1};
+
+use super::batch::{curve_fit_batch, Batch};
+use super::validate::{default_start, expand_bounds};
+use super::{CurveFit, FitOptions, Sigma, XData};
+use crate::error::Result;
+use crate::graph::{Params, Tensor};
+
+/// Of the starts still running after the probe, at most this many continue (the lowest cost).
+pub const MAX_CONTINUED: usize = 4;
+
+/// A start still running after the probe continues only when its cost is at most this many
+/// times the best cost seen so far.
+pub const CONTINUE_RATIO: f64 = 10.0;
+
+/// Two costs are the same minimum when within this relative difference.
+pub const SAME_MINIMUM: f64 = 1e-8;
+
+/// The evaluations every extra start gets before the early stop: `2 (n + 1)`, at most the
+/// budget.
+pub fn probe_nfev(n: usize, max_nfev: usize) -> usize {
+    (2 * (n + 1)).min(max_nfev)
+}
+
+/// How a multistart fit went ([`CurveFit::starts`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct StartsSummary {
+    /// The starting points `[K, n]` (row 0: the user's p0).
+    pub points: Array2<f64>,
+    /// Final cost of each start (where an early-stopped start stopped; `inf` for a start that
+    /// could not be fitted, e.g. not finite there).
+    pub costs: Vec<f64>,
+    /// Whether each start was stopped early (see the module docs).
+    pub stopped_early: Vec<bool>,
+    /// The start whose fit is returned.
+    pub best: usize,
+    /// How many starts reached the best cost (within [`SAME_MINIMUM`] relative), the best one
+    /// included.
+    pub reached: usize,
+    /// Per parameter, the spread (largest minus smallest) of popt over the starts that reached
+    /// the best cost: 0 when they all found the same point, large when the minimum is flat or
+    /// several parameter sets give it.
+    pub spread: Array1<f64>,
+}
+
+/// `curve_fit` with `options.starts` starts (`> 1`); see the module docs.
+pub(super) fn fit<'a, M>(
+    model: &M,
+    xdata: XData<'a>,
+    ydata: ArrayView1<'a, f64>,
+    p0: Option<&[f64]>,
+    options: &FitOptions,
+) -> Result<CurveFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let t0 = Instant::now();
+    let k = options.starts;
+    let mut single = options.clone();
+    single.starts = 1;
+    // Start 0: exactly the single fit (its errors are the multistart's).
+    let first = super::curve_fit(model, xdata.clone(), ydata, p0, &single)?;
+    let n = first.popt.len();
+    let (lb, ub) = expand_bounds(&options.bounds, n)?;
+    let origin: Vec<f64> = match p0 {
+        Some(p) => p.to_vec(),
+        None => lb.iter().zip(&ub).map(|(&l, &h)| default_start(l, h)).collect(),
+    };
+    let mut points = Array2::zeros((k, n));
+    points.row_mut(0).assign(&Array1::from(origin.clone()));
+    for s in 1..k {
+        for j in 0..n {
+            points[[s, j]] = start_value(s, j, origin[j], lb[j], ub[j], options.seed);
+        }
+    }
+    let max_nfev = options.solver.max_nfev_or_default(n);
+    let probe = probe_nfev(n, max_nfev);
+    let extra: Vec<Vec<f64>> = (1..k).map(|s| points.row(s).to_vec()).collect();
+    let probed = run_starts(model, &xdata, ydata, &extra, &single.clone().with_max_nfev(probe))?;
+
+    let mut fits: Vec<Option<CurveFit>> = Vec::with_capacity(k);
+    fits.push(Some(first));
+    let mut stopped_early = vec![false; k];
+    let mut running = Vec::new();
+    for (i, r) in probed.into_iter().enumerate() {
+        let s = i + 1;
+        match r {
+            Ok(f) if !f.success() && f.result.nfev >= probe && probe < max_nfev => {
+                running.push(s);
+                fits.push(Some(f));
+            }
+            Ok(f) => fits.push(Some(f)),
+            Err(_) => fits.push(None),
+        }
+    }
+    let cost_of = |f: &Option<CurveFit>| f.as_ref().map_or(f64::INFINITY, |f| f.result.cost);
+    let best_so_far = fits.iter().map(cost_of).fold(f64::INFINITY, f64::min);
+    running.sort_by(|&a, &b| cost_of(&fits[a]).total_cmp(&cost_of(&fits[b])));
+    let mut go_on = Vec::new();
+    for (rank, &s) in running.iter().enumerate() {
+        if rank < MAX_CONTINUED && cost_of(&fits[s]) <= CONTINUE_RATIO * best_so_far {
+            go_on.push(s);
+        } else {
+            stopped_early[s] = true;
+        }
+    }
+    if !go_on.is_empty() {
+        let from: Vec<Vec<f64>> = go_on
+            .iter()
+            .map(|&s| fits[s].as_ref().map_or_else(Vec::new, |f| f.popt.to_vec()))
+            .collect();
+        let rest = single.clone().with_max_nfev(max_nfev - probe);
+        let continued = run_starts(model, &xdata, ydata, &from, &rest)?;
+        for (&s, r) in go_on.iter().zip(continued) {
+            let (nfev, njev) = fits[s].as_ref().map_or((0, 0), |f| (f.result.nfev, f.result.njev));
+            fits[s] = r.ok().map(|mut f| {
+                // The evaluations of both legs.
+                f.result.nfev += nfev;
+                f.result.njev += njev;
+                f
+            });
+        }
+    }
+
+    let costs: Vec<f64> = fits.iter().map(cost_of).collect();
+    // Among the starts with a fit (start 0 always has one); NaN sorts last.
+    let best = (0..k)
+        .filter(|&s| fits[s].is_some())
+        .min_by(|&a, &b| costs[a].total_cmp(&costs[b]))
+        .unwrap_or(0);
+    let best_cost = costs[best];
+    let same = |c: f64| c == best_cost || (c - best_cost).abs() <= SAME_MINIMUM * best_cost.abs();
+    let reached: Vec<usize> = (0..k).filter(|&s| !stopped_early[s] && same(costs[s])).collect();
+    let mut spread = Array1::zeros(n);
+    for j in 0..n {
+        let vals = reached.iter().filter_map(|&s| fits[s].as_ref().map(|f| f.popt[j]));
+        let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        spread[j] = if hi >= lo { hi - lo } else { 0.0 };
+    }
+    let Some(mut out) = fits.swap_remove(best) else {
+        return Err(crate::Error::InvalidArgument {
+            what: "multistart",
+            reason: "no start could be fitted".into(),
+        });
+    };
+    out.result.timings.total = t0.elapsed();
+    out.starts = Some(StartsSummary {
+        points,
+        costs,
+        stopped_early,
+        best,
+        reached: reached.len(),
+        spread,
+    });
+    Ok(out)
+}
+
+/// Start `s`'s value of parameter `j` (module docs).
+fn start_value(s: usize, j: usize, p0: f64, lb: f64, ub: f64, seed: u32) -> f64 {
+    // sobol_burley has 256 dimensions; more parameters reuse them with another seed.
+    let dim = |d: usize| {
+        let (d, round) = ((d % 256) as u32, (d / 256) as u32);
+        f64::from(sobol_burley::sample(
+            s as u32,
+            d,
+            seed.wrapping_add(round.wrapping_mul(0x9E37_79B9)),
+        ))
+    };
+    let (u, v) = (dim(2 * j), dim(2 * j + 1));
+    let decades = 10f64.powf(4.0 * u - 2.0);
+    match (lb.is_finite(), ub.is_finite()) {
+        (true, true) => lb + u * (ub - lb),
+        (true, false) => lb + distance(p0 - lb) * decades,
+        (false, true) => ub - distance(ub - p0) * decades,
+        (false, false) => {
+            let magnitude = if p0 == 0.0 || !p0.is_finite() {
+                decades
+            } else {
+                p0 * decades
+            };
+            if v < 0.25 {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+    }
+}
+
+/// `|d|`, or 1 when it is 0 or not finite.
+fn distance(d: f64) -> f64 {
+    if d.is_finite() && d != 0.0 {
+        d.abs()
+    } else {
+        1.0
+    }
+}
+
+/// Fits of `ydata` from each of `starts`, as one batch where the batch program can take the
+/// problem, else one `curve_fit` per start on as many threads as there are cores.
+fn run_starts<'a, M>(
+    model: &M,
+    xdata: &XData<'a>,
+    ydata: ArrayView1<'a, f64>,
+    starts: &[Vec<f64>],
+    options: &FitOptions,
+) -> Result<Vec<Result<CurveFit>>>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (b, m, n) = (starts.len(), ydata.len(), starts[0].len());
+    let p0 = Array2::from_shape_fn((b, n), |(i, j)| starts[i][j]);
+    // The batch holds y once per start: only while that stays small.
+    let batchable = b.checked_mul(m).is_some_and(|c| c <= 1 << 24);
+    if let (XData::D1(x), true) = (xdata, batchable) {
+        if !matches!(options.sigma, Some(Sigma::Cov(_))) {
+            let y = Array2::from_shape_fn((b, m), |(_, i)| ydata[i]);
+            let sigma = match &options.sigma {
+                Some(Sigma::Std(s)) if s.len() == m => Some(Array2::from_shape_fn((b, m), |(_, i)| s[i])),
+                _ => None,
+            };
+            let mut own = options.clone();
+            own.sigma = None;
+            let mut batch = Batch::shared_x(x.view(), y.view(), p0.view());
+            if let Some(s) = &sigma {
+                batch = batch.with_sigma(s.view());
+            }
+            return curve_fit_batch(model, &batch, &own);
+        }
+    }
+    // (One after the other: the model need not be `Sync`, so it cannot be shared by threads.)
+    Ok(starts
+        .iter()
+        .map(|p| super::curve_fit(model, xdata.clone(), ydata, Some(p), options))
+        .collect())
+}
