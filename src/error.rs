@@ -270,6 +270,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A built-in model name (see [`crate::models`]) that nlsq does not have.
+    #[error("unknown built-in model '{name}' (built-ins: {builtins})")]
+    UnknownModel {
+        /// The name as given.
+        name: String,
+        /// The built-in models, comma-separated.
+        builtins: String,
+    },
+
     /// Something nlsq itself got wrong: a compiled program's outputs that do not have the layout
     /// its host side expects, a status code no solver produces. Not the caller's input; please
     /// report it.

@@ -31,7 +31,8 @@
 //! module with unchecked FFI code: plugin loading and safe handles over the C API), [`runtime`] (the
 //! process-wide default client), [`graph`] (tracing, StableHLO emission, forward-mode autodiff),
 //! [`linalg`] and [`solve`] (linear algebra and solvers as graph code), [`fit`] (the front ends,
-//! the executable cache), [`expr`] (the expression language). Environment variables:
+//! the executable cache), [`expr`] (the expression language), [`models`] (built-in models
+//! with estimated starting values). Environment variables:
 //! `docs/environment.md`. The PJRT level directly:
 //!
 //! ```no_run
@@ -55,6 +56,7 @@ pub mod expr;
 pub mod fit;
 pub mod graph;
 pub mod linalg;
+pub mod models;
 pub mod pjrt;
 pub mod runtime;
 mod settings;

@@ -33,6 +33,7 @@ Examples:
   nlsq fit --model 'A*exp(-((u-u0)^2 + (v-v0)^2)/(2*s^2))' --data grid.txt --no-header \\
            --x u=1,v=2 --y 3 --p0 A=1,u0=0,v0=0,s=1 --lower s=0 --plot residuals.png
   nlsq fit --model 'b/(1+exp(-(x-m)/w))' --data d.csv --loss soft_l1 --f-scale 0.1 --json
+  nlsq fit --model gaussian+gaussian+linear --data spectrum.csv --p0 g2_center=7.1
 
 Exit codes: 0 converged; 1 ran but did not converge (status <= 0; results are still printed);
 2 bad input; 3 runtime failure.";
@@ -75,7 +76,27 @@ constants pi and e. Piecewise models: where(cond, a, b) with a
 condition built from < <= > >= == != && || ! (a condition is not a
 number: write where(x > c, 1, 0), not (x > c)). Names that are not
 independent variables are parameters (in order of appearance).
-'@FILE' reads the expression from FILE.";
+'@FILE' reads the expression from FILE.
+Built-in models, alone or joined by + (in a sum each one's parameters
+get its prefix, numbered when repeated: g1_center, g2_center,
+linear_slope), on one x column:
+  gaussian          amplitude/(sigma*sqrt(2*pi))*exp(-(x-center)^2/(2*sigma^2))  (g)
+  lorentzian        amplitude/pi*sigma/((x-center)^2+sigma^2)  (l)
+  pseudo_voigt      (1-fraction)*gaussian + fraction*lorentzian of FWHM
+                    2*sigma  (pv)
+  exp_decay         amplitude*exp(-x/decay) + c  (exp)
+  exp_decay2        amplitude1*exp(-x/decay1) + amplitude2*exp(-x/decay2) + c  (exp2)
+  logistic          amplitude*logistic((x-center)/sigma)  (logistic)
+  hill              vmax*x^n/(k^n+x^n)  (hill)
+  michaelis_menten  vmax*x/(km+x)  (mm)
+  power_law         amplitude*x^exponent  (power)
+  polynomial(k)     c0 + c1*x + ... + ck*x^k, k = 0..7  (poly)
+  damped_sine       amplitude*exp(-x/decay)*sin(frequency*x+shift)  (sine)
+  linear            slope*x + intercept  (linear)
+  constant          c  (constant)
+Peak amplitudes are areas. sigma, decay, k, n, km, frequency >= 0 and
+0 <= fraction <= 1 unless --lower/--upper say otherwise; the start is
+estimated from the data (see --p0).";
 
 const DATA: &str = "Model and data";
 const PARAMETERS: &str = "Parameters";
@@ -136,11 +157,13 @@ pub struct ColSpec {
     pub col: String,
 }
 
-/// A `NAME=VALUE` list, or one bare value for every parameter.
+/// A `NAME=VALUE` list, or one bare value for every parameter; `auto` (`--p0` only) asks for
+/// a built-in model's estimated start for the parameters not named.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParamValues {
     pub all: Option<f64>,
     pub named: Vec<(String, f64)>,
+    pub auto: bool,
 }
 
 /// Options of `nlsq fit`.
@@ -223,11 +246,15 @@ pub struct Common {
     #[arg(long, value_name = "NAME=VALUE,...", help_heading = PARAMETERS, value_parser = Value(parse_values),
           allow_hyphen_values = true,
           help = "starting values. A parameter not given starts at 1, or inside its\n\
-                  bounds as scipy does (midpoint; lower + 1; upper - 1).")]
+                  bounds as scipy does (midpoint; lower + 1; upper - 1). With a\n\
+                  built-in model it starts at the estimate from the data ('auto', the\n\
+                  default): --p0 center=3 replaces only that parameter's estimate.")]
     pub p0: Option<ParamValues>,
     #[arg(long, value_name = "NAME=VALUE,...", help_heading = PARAMETERS, value_parser = Value(parse_values),
           allow_hyphen_values = true,
-          help = "lower bounds (default -inf); a bare VALUE applies to every parameter.")]
+          help = "lower bounds (default -inf; a built-in model's widths, decays and\n\
+                  rates 0, except with --method lm); a bare VALUE applies to every\n\
+                  parameter.")]
     pub lower: Option<ParamValues>,
     #[arg(long, value_name = "NAME=VALUE,...", help_heading = PARAMETERS, value_parser = Value(parse_values),
           allow_hyphen_values = true,
@@ -448,6 +475,10 @@ fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
         bail!("option {name} needs NAME=VALUE[,NAME=VALUE...]");
     }
     for item in items {
+        if name == "--p0" && item == "auto" {
+            out.auto = true;
+            continue;
+        }
         match item.split_once('=') {
             Some((k, val)) => {
                 let k = k.trim();
@@ -467,6 +498,9 @@ fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
             }
             None => bail!("option {name}: only one value without a name is allowed"),
         }
+    }
+    if out.auto && out.all.is_some() {
+        bail!("option {name}: 'auto' and a value for every parameter exclude each other");
     }
     Ok(out)
 }

@@ -180,12 +180,19 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
     if src.trim().is_empty() {
         bail!("--model is empty");
     }
+    let builtin = builtin_model(&src)?;
     let table = Table::read(&fit_args.data, a.header())?;
 
     // Columns.
-    let idents = model_identifiers(&src)?;
+    let idents = match &builtin {
+        Some(_) => vec!["x".to_string()],
+        None => model_identifiers(&src)?,
+    };
     let specs = variable_specs(&table, a, &idents)?;
     let vars = resolve_variables(&table, &specs)?;
+    if builtin.is_some() && vars.len() != 1 {
+        bail!("a built-in model takes one x column, but --x lists {}", vars.len());
+    }
     let y_col = match &a.y {
         Some(c) => table.column(c, "--y")?,
         None => {
@@ -221,7 +228,11 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
 
     // Model and parameters.
     let var_names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
-    let expr = parse_model(&src, &var_names)?;
+    // A built-in's expression is in `x`; it traces its one variable whatever the column's name.
+    let expr = match &builtin {
+        Some(m) => m.expr().clone(),
+        None => parse_model(&src, &var_names)?,
+    };
     let names: Vec<String> = expr.params().to_vec();
     if names.is_empty() {
         bail!(
@@ -230,22 +241,19 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         );
     }
     check_bindings(&table, &vars, &y_col, sigma_col.as_ref(), &names)?;
-    check_uses_a_variable(&expr, &var_names, &names)?;
-    let lower = per_param("--lower", a.lower.as_ref(), &names, |_| f64::NEG_INFINITY)?;
-    let upper = per_param("--upper", a.upper.as_ref(), &names, |_| f64::INFINITY)?;
-    for (i, n) in names.iter().enumerate() {
-        if lower[i] >= upper[i] {
-            bail!(
-                "the lower bound of '{n}' ({}) must be less than its upper bound ({})",
-                lower[i],
-                upper[i]
-            );
-        }
+    if builtin.is_none() {
+        check_uses_a_variable(&expr, &var_names, &names)?;
     }
-    // scipy's curve_fit (`_initialize_feasible`), the library's rule.
-    let p0 = per_param("--p0", a.p0.as_ref(), &names, |i| {
-        nlsq::fit::default_start(lower[i], upper[i])
-    })?;
+    let (lower, upper) = bounds(a, builtin.as_ref(), &names)?;
+    let p0 = match &builtin {
+        Some(m) => {
+            let guess = m
+                .guess_within(&x_rows[0], &y, &lower, &upper)
+                .context("estimating the start (give --p0)")?;
+            per_param("--p0", a.p0.as_ref(), &names, |i| guess[i])?
+        }
+        None => start_for_expression(a, &names, &lower, &upper)?,
+    };
     for (i, n) in names.iter().enumerate() {
         if !p0[i].is_finite() {
             bail!("--p0: the starting value of '{n}' must be finite");
@@ -315,9 +323,12 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
             .iter()
             .map(|v| format!("{} = {}", v.name, v.column.describe()))
             .collect();
+        let shown = match &builtin {
+            Some(m) => format!("{m} = {}", m.text()),
+            None => src.split_whitespace().collect::<Vec<_>>().join(" "),
+        };
         let mut context = format!(
-            "model  {}\ndata   {}: {} points; {}; y = {}",
-            src.split_whitespace().collect::<Vec<_>>().join(" "),
+            "model  {shown}\ndata   {}: {} points; {}; y = {}",
             table.name,
             y.len(),
             xs.join(", "),
@@ -386,6 +397,50 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The built-in model `src` names (`gaussian+linear`), or `None` for an expression.
+fn builtin_model(src: &str) -> Result<Option<nlsq::models::Model>> {
+    if !nlsq::models::is_builtin_spec(src) {
+        return Ok(None);
+    }
+    nlsq::models::parse(src).map(Some).context("--model")
+}
+
+/// `--lower` and `--upper` per parameter: a built-in model's own bounds where the options give
+/// none (none with `--method lm`, which takes no bounds), else -inf and inf.
+fn bounds(a: &Common, builtin: Option<&nlsq::models::Model>, names: &[String]) -> Result<(Vec<f64>, Vec<f64>)> {
+    let natural = builtin.filter(|_| a.method != Some(Method::Lm));
+    let lower = per_param("--lower", a.lower.as_ref(), names, |i| {
+        natural.map_or(f64::NEG_INFINITY, |m| m.lower()[i])
+    })?;
+    let upper = per_param("--upper", a.upper.as_ref(), names, |i| {
+        natural.map_or(f64::INFINITY, |m| m.upper()[i])
+    })?;
+    for (i, n) in names.iter().enumerate() {
+        if lower[i] >= upper[i] {
+            bail!(
+                "the lower bound of '{n}' ({}) must be less than its upper bound ({})",
+                lower[i],
+                upper[i]
+            );
+        }
+    }
+    Ok((lower, upper))
+}
+
+/// `--p0` of an expression model: scipy's curve_fit rule (`_initialize_feasible`, the
+/// library's) for the parameters not given; `auto` needs a built-in model.
+fn start_for_expression(a: &Common, names: &[String], lower: &[f64], upper: &[f64]) -> Result<Vec<f64>> {
+    if a.p0.as_ref().is_some_and(|p| p.auto) {
+        bail!(
+            "--p0 auto needs a built-in model (e.g. --model gaussian+linear; see nlsq fit --help); \
+             give starting values for an expression"
+        );
+    }
+    per_param("--p0", a.p0.as_ref(), names, |i| {
+        nlsq::fit::default_start(lower[i], upper[i])
+    })
+}
+
 /// `nlsq batch`: every dataset (a file, or a group of rows) fitted by one batched call.
 fn run_batch(b: &BatchArgs) -> Result<u8> {
     let a = &b.common;
@@ -396,7 +451,11 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     if src.trim().is_empty() {
         bail!("--model is empty");
     }
-    let idents = model_identifiers(&src)?;
+    let builtin = builtin_model(&src)?;
+    let idents = match &builtin {
+        Some(_) => vec!["x".to_string()],
+        None => model_identifiers(&src)?,
+    };
     let mut var_name = None;
     let mut sets: Vec<Dataset> = Vec::new();
     for path in &b.files {
@@ -406,17 +465,23 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         }
     }
     let var_name = var_name.unwrap_or_else(|| "x".into());
-    let expr = parse_model(&src, &[var_name.as_str()])?;
+    let expr = match &builtin {
+        Some(m) => m.expr().clone(),
+        None => parse_model(&src, &[var_name.as_str()])?,
+    };
     let names: Vec<String> = expr.params().to_vec();
     if names.is_empty() {
         bail!("the model has no parameters");
     }
-    check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
-    let lower = per_param("--lower", a.lower.as_ref(), &names, |_| f64::NEG_INFINITY)?;
-    let upper = per_param("--upper", a.upper.as_ref(), &names, |_| f64::INFINITY)?;
-    let p0 = per_param("--p0", a.p0.as_ref(), &names, |i| {
-        nlsq::fit::default_start(lower[i], upper[i])
-    })?;
+    if builtin.is_none() {
+        check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
+    }
+    let (lower, upper) = bounds(a, builtin.as_ref(), &names)?;
+    // An expression's start is the same for every dataset; a built-in's is estimated per dataset.
+    let p0 = match &builtin {
+        Some(_) => Vec::new(),
+        None => start_for_expression(a, &names, &lower, &upper)?,
+    };
     let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
     let loss = a.loss.unwrap_or(Loss::Linear);
     let mut opts = FitOptions::default()
@@ -453,7 +518,20 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
                 }
             }
         }
-        let p0s = Array2::from_shape_fn((nb, n), |(_, j)| p0[j]);
+        let starts: Vec<Vec<f64>> = match &builtin {
+            Some(m) => good
+                .iter()
+                .map(|set| {
+                    // A dataset the estimate cannot use fails in the fit with its own error.
+                    let guess = m
+                        .guess_within(&set.x, &set.y, &lower, &upper)
+                        .unwrap_or_else(|_| (0..n).map(|i| nlsq::fit::default_start(lower[i], upper[i])).collect());
+                    per_param("--p0", a.p0.as_ref(), &names, |i| guess[i])
+                })
+                .collect::<Result<_>>()?,
+            None => vec![p0.clone(); nb],
+        };
+        let p0s = Array2::from_shape_fn((nb, n), |(b, j)| starts[b][j]);
         let lengths: Vec<usize> = good.iter().map(|s| s.y.len()).collect();
         let mut batch = nlsq::fit::batch::Batch::new(x.view(), y.view(), p0s.view()).with_lengths(lengths);
         if a.sigma.is_some() {
