@@ -183,15 +183,26 @@ pub struct FitArgs {
                   not_determined (parameters the data do not determine), intervals\n\
                   {level, lower, upper}, correlation, statistics {n_points, dof, chisqr,\n\
                   redchi, residual_se, r_squared, adj_r_squared, log_likelihood, aic,\n\
-                  bic, chisqr_aic, chisqr_bic}, cost, nfev, njev, status, message,\n\
-                  success, timing {compile_ms, execute_ms, cache, trace_ms, total_ms}.\n\
-                  Non-finite numbers are null.")]
+                  bic, chisqr_aic, chisqr_bic}, starts (null, or with --starts {n_starts,\n\
+                  reached, best, stopped_early, costs, spread}), cost, nfev, njev,\n\
+                  status, message, success, timing {compile_ms, execute_ms, cache,\n\
+                  trace_ms, total_ms}. Non-finite numbers are null.")]
     pub json: bool,
     #[arg(long, value_name = "F", help_heading = OUTPUT, value_parser = Value(parse_level), allow_hyphen_values = true,
           default_value = "0.95", hide_default_value = true,
           help = "confidence level of the parameter intervals (t-based; normal with\n\
                   --absolute-sigma). Default 0.95.")]
     pub level: f64,
+    #[arg(long, value_name = "K", help_heading = SOLVER, value_parser = Value(parse_count), allow_hyphen_values = true,
+          default_value = "1", hide_default_value = true,
+          help = "fit from --p0 and K-1 more starts (seeded Sobol points: uniform between\n\
+                  two bounds, four decades around p0 otherwise) and report the best, with\n\
+                  how many starts reached it. Default 1.")]
+    pub starts: usize,
+    #[arg(long, value_name = "N", help_heading = SOLVER, value_parser = Value(parse_seed), allow_hyphen_values = true,
+          default_value = "0", hide_default_value = true,
+          help = "seed of the --starts points. Default 0.")]
+    pub seed: u32,
     #[arg(long, value_name = "FILE.svg|FILE.png", help_heading = OUTPUT, value_parser = Value(plot_path),
           allow_hyphen_values = true, help = "draw the data, the fitted curve and the residuals.")]
     pub plot: Option<PathBuf>,
@@ -424,6 +435,12 @@ fn parse_level(name: &str, v: &str) -> Result<f64> {
             "option {name}: '{v}' is not a confidence level strictly between 0 and 1 (e.g. 0.95)"
         ))
     }
+}
+
+fn parse_seed(name: &str, v: &str) -> Result<u32> {
+    v.trim()
+        .parse::<u32>()
+        .map_err(|_| anyhow!("option {name}: '{v}' is not a seed (an integer from 0 to 4294967295)"))
 }
 
 fn parse_count(name: &str, v: &str) -> Result<usize> {
@@ -738,6 +755,11 @@ mod tests {
             (
                 vec!["--model", "a", "--data", "d", "--level", "1.5"],
                 "option --level: '1.5' is not a confidence level strictly between 0 and 1",
+            ),
+            (vec!["--model", "a", "--data", "d", "--starts", "0"], "option --starts"),
+            (
+                vec!["--model", "a", "--data", "d", "--seed", "-1"],
+                "option --seed: '-1' is not a seed",
             ),
             (
                 vec!["--model", "a", "--data", "d", "--level", "95"],

@@ -291,7 +291,9 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
     if method == Method::Lm && bounded {
         bail!("--method lm does not support bounds; use --method trf");
     }
-    opts = solver_options(opts.with_method(method), a);
+    opts = solver_options(opts.with_method(method), a)
+        .with_starts(fit_args.starts)
+        .with_seed(fit_args.seed);
 
     // Fit.
     let model = expr.model();

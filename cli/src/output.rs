@@ -81,6 +81,14 @@ pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
         "intervals": {"level": level, "lower": bound(0), "upper": bound(1)},
         "correlation": correlation,
         "statistics": statistics,
+        "starts": fit.starts.as_ref().map_or(Value::Null, |s| json!({
+            "n_starts": s.costs.len(),
+            "reached": s.reached,
+            "best": s.best,
+            "stopped_early": s.stopped_early.iter().filter(|&&e| e).count(),
+            "costs": s.costs.iter().map(|c| num(*c)).collect::<Vec<_>>(),
+            "spread": names.iter().zip(s.spread.iter()).map(|(n, v)| (n.clone(), num(*v))).collect::<Map<String, Value>>(),
+        })),
         "cost": num(r.cost),
         "nfev": r.nfev,
         "njev": r.njev,
@@ -177,6 +185,15 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str, level: f64) ->
     }
     if !pairs.is_empty() {
         s.push_str(&format!("correlation (above 0.1)  {}\n", pairs.join(";  ")));
+    }
+    if let Some(ms) = &fit.starts {
+        let early = ms.stopped_early.iter().filter(|&&e| e).count();
+        s.push_str(&format!(
+            "starts   {} of {} reached the best cost (start {} is the best; {early} stopped early)\n",
+            ms.reached,
+            ms.costs.len(),
+            ms.best
+        ));
     }
     if let Some(st) = &fit.statistics {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.6}"));

@@ -98,6 +98,7 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
         "intervals",
         "correlation",
         "statistics",
+        "starts",
         "cost",
         "nfev",
         "njev",
@@ -147,6 +148,24 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
     );
     assert_eq!(v["intervals"]["level"], 0.95);
     assert_eq!(v["correlation"][0][0], 1.0);
+    assert!(v["starts"].is_null());
+}
+
+#[test]
+fn starts_report_how_many_reached_the_best() {
+    let v = fit_json(
+        &["--model", DECAY, "--data", "decay.csv", "--starts", "8", "--seed", "3"],
+        0,
+    );
+    let s = &v["starts"];
+    assert_eq!(s["n_starts"], 8);
+    assert_eq!(s["costs"].as_array().unwrap().len(), 8);
+    let reached = s["reached"].as_u64().unwrap();
+    assert!((1..=8).contains(&reached), "{s}");
+    assert_eq!(s["costs"][s["best"].as_u64().unwrap() as usize], v["cost"]);
+    let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--starts", "8"]);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("of 8 reached the best cost"), "{out}");
 }
 
 #[test]
