@@ -18,6 +18,14 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// A matrix as JSON rows of numbers (non-finite entries null).
+fn matrix(a: &ndarray::Array2<f64>) -> Vec<Value> {
+    a.rows()
+        .into_iter()
+        .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
+        .collect()
+}
+
 /// The `--json` object: the keys `nlsq fit --help` lists, in that order; `intervals` at
 /// `level`.
 pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
@@ -32,18 +40,8 @@ pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
         .zip(fit.perr.iter())
         .map(|(n, v)| (n.clone(), num(*v)))
         .collect();
-    let pcov: Vec<Value> = fit
-        .pcov
-        .rows()
-        .into_iter()
-        .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
-        .collect();
-    let correlation: Vec<Value> = fit
-        .correlation()
-        .rows()
-        .into_iter()
-        .map(|row| Value::Array(row.iter().map(|v| num(*v)).collect()))
-        .collect();
+    let pcov = matrix(&fit.pcov);
+    let correlation = matrix(&fit.correlation());
     let opt = |v: Option<f64>| v.map_or(Value::Null, num);
     let statistics = match &fit.statistics {
         Some(s) => json!({
