@@ -185,6 +185,178 @@ where
     programs::fingerprint(model, x_dims, vec![spec.n as i64], spec)
 }
 
+/// The program shape of a `curve_fit` of `m` points and `n` parameters (`x_rows` coordinates per
+/// point, `None` for 1-D `xdata`) with `options`, derived from a placeholder dataset of that
+/// size: what [`CurveFitter`] builds and what [`warm_up`] compiles.
+fn probe_spec(x_rows: Option<usize>, m: usize, n: usize, options: &FitOptions) -> Result<CurveSpec> {
+    // Validate the options and derive the program shape from a placeholder dataset of the
+    // right size (values never reach the solver: only the shape is traced).
+    let mut probe_options = options.clone();
+    probe_options.sigma = match &options.sigma {
+        Some(Sigma::Cov(_)) => {
+            let mut eye = host_zeros(m.checked_mul(m), "m")?;
+            eye.iter_mut().step_by(m + 1).for_each(|v| *v = 1.0);
+            Some(Sigma::Cov(
+                Array2::from_shape_vec((m, m), eye).map_err(|e| invalid("m", e.to_string()))?,
+            ))
+        }
+        Some(Sigma::Std(_)) => {
+            let mut ones = host_zeros(Some(m), "m")?;
+            ones.fill(1.0);
+            Some(Sigma::Std(ones))
+        }
+        None => None,
+    };
+    probe_options.check_finite = false;
+    let (lb, ub) = expand_bounds(&options.bounds, n)?;
+    let probe_p0: Vec<f64> = lb.iter().zip(&ub).map(|(&l, &h)| default_start(l, h)).collect();
+    let xs = host_zeros(m.checked_mul(x_rows.unwrap_or(1)), "m")?;
+    let ys = host_zeros(Some(m), "m")?;
+    let x2;
+    let xd = match x_rows {
+        None => XData::D1(ArrayView1::from(xs.as_slice())),
+        Some(k) => {
+            x2 = Array2::from_shape_vec((k, m), xs.clone()).map_err(|e| invalid("xdata", e.to_string()))?;
+            XData::D2(x2.view())
+        }
+    };
+    let data = prepare(
+        &xd,
+        ArrayView1::from(ys.as_slice()),
+        Some(&probe_p0),
+        &probe_options,
+        None,
+    )?;
+    Ok(data.spec)
+}
+
+/// What [`warm_up`] did for one program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WarmUp {
+    /// The lengths (of those asked for) this program fits.
+    pub lengths: Vec<usize>,
+    /// Its rows (the lengths are padded up to them, see [`bucket`]).
+    pub rows: usize,
+    /// Where its executable came from: compiled now, or already in the memory or disk cache.
+    pub source: ExecutableSource,
+    /// How long compiling (or loading) it took.
+    pub time: Duration,
+}
+
+/// Compiles ahead the programs `curve_fit` needs for data of each of `lengths` points, `n`
+/// parameters and `x_rows` coordinates per point (`None` for 1-D `xdata`) with `options`, so
+/// that later fits (in this process, or in another one through the disk cache) only execute:
+/// for build steps and container images (`nlsq compile` on the command line). Lengths that
+/// share a program (a [`bucket`]) compile it once; several programs compile side by side, one
+/// thread per core. The programs are the ones a fit compiles on first use, so the fits are bit
+/// for bit the same. Data in extreme units (beyond 1e±90, see `curve_fit`) use programs of
+/// their own, which this does not build. `options.sigma` only tells 1-D from 2-D sigma (its
+/// values are not used).
+///
+/// # Errors
+/// As [`CurveFitter`]'s builder for each length (bad options, a length of 0), and runtime or
+/// compile errors.
+///
+/// # Examples
+/// ```no_run
+/// use nlsq::fit::{warm_up, FitOptions};
+/// use nlsq::graph::{Params, Tensor};
+///
+/// let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+/// for w in warm_up(&model, &[100, 1000, 10_000], 3, None, &FitOptions::default())? {
+///     println!("{} rows for {:?}: {} in {:?}", w.rows, w.lengths, w.source, w.time);
+/// }
+/// # Ok::<(), nlsq::Error>(())
+/// ```
+pub fn warm_up<M>(
+    model: &M,
+    lengths: &[usize],
+    n: usize,
+    x_rows: Option<usize>,
+    options: &FitOptions,
+) -> Result<Vec<WarmUp>>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    crate::runtime::client()?;
+    if n == 0 || x_rows == Some(0) || lengths.contains(&0) {
+        return Err(invalid(
+            "shape",
+            format!("compiling ahead needs lengths >= 1, n >= 1 and x_rows >= 1 (got lengths {lengths:?}, n {n}, x_rows {x_rows:?})"),
+        ));
+    }
+    single_start(options, "1 (multistart runs the same programs as one start)")?;
+    // One entry per distinct program, in the order of first use.
+    let mut programs: Vec<(CurveSpec, Vec<usize>)> = Vec::new();
+    for &m in lengths {
+        let spec = probe_spec(x_rows, m, n, options)?;
+        match programs.iter_mut().find(|(s, _)| *s == spec) {
+            Some((_, ls)) => ls.push(m),
+            None => programs.push((spec, vec![m])),
+        }
+    }
+    // Tracing needs the model (not `Sync`): here, in order. Compiling needs only the text.
+    let mut jobs = Vec::new();
+    let mut out = Vec::with_capacity(programs.len());
+    for (spec, ls) in programs {
+        let fingerprint = model_fingerprint(model, &spec)?;
+        let rows = spec.m_pad;
+        if PROGRAMS.executable(&fingerprint).is_some() {
+            out.push(WarmUp {
+                lengths: ls,
+                rows,
+                source: ExecutableSource::Memory,
+                time: Duration::ZERO,
+            });
+            continue;
+        }
+        let text = trace_curve(model, &spec)?.text;
+        jobs.push((fingerprint, text, ls, rows));
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, jobs.len().max(1));
+    let per = jobs.len().div_ceil(threads).max(1);
+    let compiled: Vec<Result<WarmUp>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(fingerprint, text, ls, rows)| {
+                            let exe = cache::portable_executable(text)?;
+                            PROGRAMS.insert_executable(*fingerprint, exe.clone());
+                            Ok(WarmUp {
+                                lengths: ls.clone(),
+                                rows: *rows,
+                                source: exe.source,
+                                time: exe.load_time,
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err(Error::InvalidArgument {
+                        what: "warm_up",
+                        reason: "a compile thread panicked".into(),
+                    })]
+                })
+            })
+            .collect()
+    });
+    for w in compiled {
+        out.push(w?);
+    }
+    Ok(out)
+}
+
 /// A `curve_fit` compiled once for a model and a shape, reused for many datasets.
 ///
 /// Built for `capacity` rows (padded up to a [`bucket`] unless `options.bucket` is off), it
@@ -317,45 +489,7 @@ where
                 format!("a fitter needs m >= 1, n >= 1 and x_rows >= 1 (got m {m}, n {n}, x_rows {x_rows:?})"),
             ));
         }
-        // Validate the options and derive the program shape from a placeholder dataset of the
-        // right size (values never reach the solver: only the shape is traced).
-        let mut probe_options = options.clone();
-        probe_options.sigma = match &options.sigma {
-            Some(Sigma::Cov(_)) => {
-                let mut eye = host_zeros(m.checked_mul(m), "m")?;
-                eye.iter_mut().step_by(m + 1).for_each(|v| *v = 1.0);
-                Some(Sigma::Cov(
-                    Array2::from_shape_vec((m, m), eye).map_err(|e| invalid("m", e.to_string()))?,
-                ))
-            }
-            Some(Sigma::Std(_)) => {
-                let mut ones = host_zeros(Some(m), "m")?;
-                ones.fill(1.0);
-                Some(Sigma::Std(ones))
-            }
-            None => None,
-        };
-        probe_options.check_finite = false;
-        let (lb, ub) = expand_bounds(&options.bounds, n)?;
-        let probe_p0: Vec<f64> = lb.iter().zip(&ub).map(|(&l, &h)| default_start(l, h)).collect();
-        let xs = host_zeros(m.checked_mul(x_rows.unwrap_or(1)), "m")?;
-        let ys = host_zeros(Some(m), "m")?;
-        let x2;
-        let xd = match x_rows {
-            None => XData::D1(ArrayView1::from(xs.as_slice())),
-            Some(k) => {
-                x2 = Array2::from_shape_vec((k, m), xs.clone()).map_err(|e| invalid("xdata", e.to_string()))?;
-                XData::D2(x2.view())
-            }
-        };
-        let data = prepare(
-            &xd,
-            ArrayView1::from(ys.as_slice()),
-            Some(&probe_p0),
-            &probe_options,
-            None,
-        )?;
-        let spec = data.spec;
+        let spec = probe_spec(x_rows, m, n, &options)?;
         let program = trace_curve(&model, &spec)?;
         let trace = t0.elapsed();
         let exe = cache::portable_executable(&program.text)?;
