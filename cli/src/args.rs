@@ -64,6 +64,17 @@ Examples:
   nlsq nist ../shared/nist_strd --method trf --start 1 --ftol 1e-15 --xtol 1e-15 --gtol 1e-15
   nlsq nist ../shared/nist_strd --problem Misra1a,Thurber --json";
 
+const COMPILE_AFTER: &str = "\
+Lengths that share a program (points are padded up to a bucket) compile it once; several programs
+compile side by side. The programs go to the executable cache (NLSQ_CACHE_DIR), where later
+`nlsq fit` runs of the same model, variables, method, loss and shape of options find them: a fit
+then only executes, with results bit for bit those of a program compiled on first use. Exit code 0
+when every program is in the cache, 2 for bad input, 3 when the runtime fails.
+
+Examples:
+  nlsq compile --model 'a*exp(-k*x) + c' --lengths 100,1000,10000
+  nlsq compile --model 'a*exp(-k*x) + c' --lengths 500 --method trf --bounded --weighted";
+
 /// The subcommands' help: the first line of `before_help`, no `about` (that is the command list's).
 const SUB_TEMPLATE: &str = "{before-help}{usage-heading} {usage}\n\n{all-args}{after-help}";
 
@@ -146,6 +157,38 @@ enum Sub {
         after_help = NIST_AFTER
     )]
     Nist(NistArgs),
+    #[command(
+        about = "compile ahead the programs of a model for several data lengths",
+        before_help = "nlsq compile: compile (into the executable cache) the programs `nlsq fit` needs for a model\n\
+                       and data of the given lengths, for build steps and container images.",
+        override_usage = "nlsq compile --model EXPR --lengths N[,N...] [options]",
+        help_template = SUB_TEMPLATE,
+        after_help = COMPILE_AFTER
+    )]
+    Compile(CompileArgs),
+}
+
+/// Options of `nlsq compile`.
+#[derive(Args, Clone, Debug)]
+pub struct CompileArgs {
+    #[arg(long, value_name = "EXPR", help = MODEL_HELP, value_parser = Value(text), allow_hyphen_values = true)]
+    pub model: String,
+    #[arg(long, value_name = "N[,N...]", value_parser = Value(parse_lengths), allow_hyphen_values = true,
+          help = "the numbers of data points to compile for.")]
+    pub lengths: ::std::vec::Vec<usize>,
+    #[arg(long, value_name = "NAME[,NAME...]", value_parser = Value(parse_names), allow_hyphen_values = true,
+          help = "the model's independent variables, as `nlsq fit --x` names them (default x).")]
+    pub vars: Option<::std::vec::Vec<String>>,
+    #[arg(long, value_name = "trf|lm", value_parser = Value(parse_method), allow_hyphen_values = true,
+          help = "the method (default lm, or trf with --bounded or a robust --loss, as nlsq fit).")]
+    pub method: Option<Method>,
+    #[arg(long, value_name = "LOSS", value_parser = Value(parse_loss), allow_hyphen_values = true,
+          help = "robust loss (trf only). Default linear.")]
+    pub loss: Option<Loss>,
+    #[arg(long, help = "programs for fits with --lower/--upper bounds.")]
+    pub bounded: bool,
+    #[arg(long, help = "programs for fits with --sigma.")]
+    pub weighted: bool,
 }
 
 /// A column: a header name or a 1-based index (resolved against the file later).
@@ -372,6 +415,7 @@ pub enum Command {
     Fit(Box<FitArgs>),
     Nist(NistArgs),
     Batch(Box<BatchArgs>),
+    Compile(Box<CompileArgs>),
 }
 
 /// A clap value parser from a function of the option's name (`--p0`) and its value. A value
@@ -471,6 +515,18 @@ fn parse_starts(_: &str, v: &str) -> Result<Starts> {
         "both" => Starts::Both,
         _ => bail!("option --start: '{v}' is not one of 1, 2, both"),
     })
+}
+
+fn parse_lengths(name: &str, v: &str) -> Result<Vec<usize>> {
+    let list = parse_names(name, v)?;
+    list.iter()
+        .map(|s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| anyhow!("option {name}: '{s}' is not a positive integer"))
+        })
+        .collect()
 }
 
 fn parse_names(name: &str, v: &str) -> Result<Vec<String>> {
@@ -629,6 +685,7 @@ pub fn parse(args: Vec<String>) -> Result<Command> {
         Sub::Fit(a) => Command::Fit(Box::new(a)),
         Sub::Batch(a) => Command::Batch(Box::new(a)),
         Sub::Nist(a) => Command::Nist(a),
+        Sub::Compile(a) => Command::Compile(Box::new(a)),
     })
 }
 

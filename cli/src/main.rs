@@ -22,7 +22,7 @@ use nlsq::expr::{Expr, Func, Node};
 use nlsq::fit::{curve_fit, FitOptions};
 use nlsq::solve::{Loss, Method};
 
-use args::{BatchArgs, ColSpec, Command, Common, FitArgs, ParamValues};
+use args::{BatchArgs, ColSpec, Command, Common, CompileArgs, FitArgs, ParamValues};
 use data::{Column, Table};
 
 /// Exit code of an error: 3 when the runtime failed (memory in use elsewhere included), 2 for
@@ -444,6 +444,48 @@ fn start_for_expression(a: &Common, names: &[String], lower: &[f64], upper: &[f6
 }
 
 /// `nlsq batch`: every dataset (a file, or a group of rows) fitted by one batched call.
+/// `nlsq compile`: the programs of the model for each length, into the executable cache.
+fn run_compile(c: &CompileArgs) -> Result<u8> {
+    let vars: Vec<String> = c.vars.clone().unwrap_or_else(|| vec!["x".to_string()]);
+    let names: Vec<&str> = vars.iter().map(String::as_str).collect();
+    let expr = Expr::parse(&c.model, &names).context("--model")?;
+    let n = expr.params().len();
+    if n == 0 {
+        bail!("the model has no parameters");
+    }
+    let loss = c.loss.unwrap_or(Loss::Linear);
+    let method = c.method.unwrap_or(if c.bounded || loss != Loss::Linear {
+        Method::Trf
+    } else {
+        Method::Lm
+    });
+    if method == Method::Lm && (c.bounded || loss != Loss::Linear) {
+        bail!("--method lm does not support bounds or a robust loss; use --method trf");
+    }
+    let mut opts = FitOptions::default().with_method(method).with_loss(loss);
+    if c.bounded {
+        // Any finite bound makes a bounded program; the values are inputs of it.
+        opts = opts.with_bounds(vec![-f64::MAX; n], vec![f64::INFINITY; n]);
+    }
+    if c.weighted {
+        opts = opts.with_sigma(vec![1.0]);
+    }
+    let x_rows = (vars.len() > 1).then_some(vars.len());
+    let model = expr.model();
+    let done = nlsq::fit::warm_up(&model, &c.lengths, n, x_rows, &opts).context("compile failed")?;
+    for w in &done {
+        let lengths: Vec<String> = w.lengths.iter().map(usize::to_string).collect();
+        print(&format!(
+            "{} rows (lengths {}): {} in {}\n",
+            w.rows,
+            lengths.join(", "),
+            w.source,
+            output::fmt_ms(w.time)
+        ))?;
+    }
+    Ok(0)
+}
+
 fn run_batch(b: &BatchArgs) -> Result<u8> {
     let a = &b.common;
     let src = match b.model.strip_prefix('@') {
@@ -829,6 +871,7 @@ fn run() -> Result<u8> {
         Command::Fit(a) => run_fit(&a),
         Command::Nist(a) => print(&nist::run(&a)?).map(|_| 0),
         Command::Batch(a) => run_batch(&a),
+        Command::Compile(a) => run_compile(&a),
     }
 }
 

@@ -759,3 +759,54 @@ fn a_file_size_limit_below_a_cache_entry_skips_the_entry_and_keeps_the_fit() {
     files(&cache, &mut left);
     assert!(left.is_empty(), "left in the cache: {left:?}");
 }
+
+#[test]
+fn compile_fills_the_cache_that_a_later_fit_loads_from() {
+    let dir = std::env::temp_dir().join(format!("nlsq-cli-compile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nlsq"))
+            .args(args)
+            .current_dir(data_dir())
+            .env("NLSQ_CACHE_DIR", &dir)
+            .output()
+            .unwrap()
+    };
+    // decay.csv has 30 points: the 32-row program.
+    let o = run(&["compile", "--model", DECAY, "--lengths", "30,31,200"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("32 rows (lengths 30, 31): compiled"), "{out}");
+    assert!(out.contains("256 rows (lengths 200): compiled"), "{out}");
+    let o = run(&["fit", "--model", DECAY, "--data", "decay.csv", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["timing"]["cache"], "disk", "{v}");
+    for (bad, want) in [
+        (
+            vec!["compile", "--model", DECAY, "--lengths", "0"],
+            "option --lengths: '0' is not a positive integer",
+        ),
+        (
+            vec![
+                "compile",
+                "--model",
+                DECAY,
+                "--lengths",
+                "10",
+                "--method",
+                "lm",
+                "--bounded",
+            ],
+            "--method lm does not support bounds",
+        ),
+        (vec!["compile", "--model", "a*exp(", "--lengths", "10"], "--model"),
+    ] {
+        let o = run(&bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        let e = stderr(&o);
+        assert!(e.contains(want) && e.lines().count() == 1, "{bad:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
