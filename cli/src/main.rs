@@ -10,6 +10,7 @@ mod nist;
 mod output;
 mod plot;
 mod predict;
+mod progress;
 
 use std::io::Write;
 
@@ -19,7 +20,7 @@ use libmimalloc_sys as _;
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use nlsq::expr::{Expr, Func, Node};
-use nlsq::fit::{curve_fit, FitOptions};
+use nlsq::fit::{curve_fit, curve_fit_with_progress, FitOptions, Progress, XData};
 use nlsq::solve::{Loss, Method};
 
 use args::{BatchArgs, ColSpec, Command, Common, CompileArgs, FitArgs, ParamValues};
@@ -295,16 +296,23 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         .with_starts(fit_args.starts)
         .with_seed(fit_args.seed);
 
-    // Fit.
+    // Fit; a multistart fit longer than a second shows a progress line on a terminal.
     let model = expr.model();
-    let fit = if x_rows.len() == 1 {
-        curve_fit(&model, &x_rows[0], &y, Some(&p0), &opts)
+    let x_matrix;
+    let x = if x_rows.len() == 1 {
+        XData::from(&x_rows[0])
     } else {
-        let x = Array2::from_shape_vec((x_rows.len(), y.len()), x_rows.concat())
+        x_matrix = Array2::from_shape_vec((x_rows.len(), y.len()), x_rows.concat())
             .map_err(|e| anyhow!("building the x matrix: {e}"))?;
-        curve_fit(&model, &x, &y, Some(&p0), &opts)
-    }
-    .map_err(|e| match e {
+        XData::from(&x_matrix)
+    };
+    let line = if opts.starts > 1 { progress::Line::start() } else { None };
+    let fit = match &line {
+        Some(l) => curve_fit_with_progress(&model, x, &y, Some(&p0), &opts, &|p: &Progress| l.update(p)),
+        None => curve_fit(&model, x, &y, Some(&p0), &opts),
+    };
+    drop(line);
+    let fit = fit.map_err(|e| match e {
         nlsq::Error::InvalidInput { field: "p0", reason } if reason.contains("not finite") => {
             anyhow!(
                 "the model is not finite at the starting point (p0: {}); give other --p0 values",
@@ -583,7 +591,20 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         }
         // One variable: x is that variable for every problem (`[B, m]` rows are problems).
         let model = |x: &nlsq::graph::Tensor, p: &nlsq::graph::Params| expr.trace(std::slice::from_ref(x), p);
-        fits = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts).context("batch fit failed")?;
+        // A batch longer than a second shows a progress line on a terminal, cleared at the end.
+        let line = progress::Line::start();
+        let report = |p: &Progress| {
+            if let Some(l) = &line {
+                l.update(p);
+            }
+        };
+        if line.is_some() {
+            batch = batch.with_progress(&report);
+        }
+        let batched = nlsq::fit::batch::curve_fit_batch(&model, &batch, &opts);
+        drop(batch);
+        drop(line);
+        fits = batched.context("batch fit failed")?;
     }
     let mut fits = fits.into_iter();
     let mut out = String::new();

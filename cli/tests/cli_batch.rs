@@ -136,6 +136,43 @@ fn long_format_groups_and_files_match_single_fits() {
 }
 
 #[test]
+fn batch_on_two_files_prints_nothing_on_stderr_without_a_terminal() {
+    // stderr is a pipe here: no progress line, however long the batch, and no other text.
+    let dir = scratch();
+    for (i, rows) in [decay(2.0, 1.0, 0.5, 40, 3), decay(1.5, 0.7, 0.2, 25, 4)]
+        .iter()
+        .enumerate()
+    {
+        let mut csv = String::from("t,v\n");
+        for (x, y) in rows {
+            csv.push_str(&format!("{x},{y}\n"));
+        }
+        std::fs::write(dir.join(format!("quiet{i}.csv")), csv).unwrap();
+    }
+    let o = nlsq(
+        &[
+            "batch",
+            "--model",
+            "a*exp(-k*t) + c",
+            "--data",
+            "quiet0.csv",
+            "--data",
+            "quiet1.csv",
+            "--x",
+            "t",
+            "--p0",
+            "a=2,k=1,c=0",
+        ],
+        &dir,
+    );
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["dataset"], "quiet0.csv");
+    assert_eq!(lines[1]["n_points"], 25);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "", "stderr");
+}
+
+#[test]
 fn batch_rejects_plot_and_needs_data() {
     let dir = scratch();
     let o = nlsq(&["batch", "--model", "a*x"], &dir);

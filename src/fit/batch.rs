@@ -38,6 +38,8 @@
 //! The number of problems in a chunk is a runtime input, so one executable (compiled for a
 //! capacity `C`) serves every chunk of up to `C` problems; unused slots are frozen from the
 //! start. Programs are cached in memory by model fingerprint and shape.
+//!
+//! [`Batch::with_progress`] sets a callback called after each chunk (see [`super::progress`]).
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,7 @@ use super::execute::{run_timings, HostArg};
 use super::outcome::curve_fit_result;
 use super::program::{pack_row, pack_rows, summary_len, SolverArgs, Summary};
 use super::programs::{fingerprint, PROGRAMS};
+use super::progress::{Progress, ProgressFn, Tracker};
 use super::residuals::{Residuals, Weights};
 use super::statistics::DataSummary;
 use super::trace::checked_function;
@@ -78,7 +81,7 @@ pub enum BatchX<'a> {
 }
 
 /// The data of a batch of problems (see [`curve_fit_batch`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Batch<'a> {
     x: BatchX<'a>,
     y: ArrayView2<'a, f64>,
@@ -89,6 +92,24 @@ pub struct Batch<'a> {
     chunk: usize,
     chunk_set: bool,
     program: BatchProgram,
+    progress: Option<ProgressFn<'a>>,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("x", &self.x)
+            .field("y", &self.y)
+            .field("p0", &self.p0)
+            .field("lengths", &self.lengths)
+            .field("bounds", &self.bounds)
+            .field("sigma", &self.sigma)
+            .field("chunk", &self.chunk)
+            .field("chunk_set", &self.chunk_set)
+            .field("program", &self.program)
+            .field("progress", &self.progress.map(|_| "callback"))
+            .finish()
+    }
 }
 
 /// Which program fits a batch (see the module documentation).
@@ -129,6 +150,7 @@ impl<'a> Batch<'a> {
             chunk: DEFAULT_BATCH_CHUNK,
             chunk_set: false,
             program: BatchProgram::Auto,
+            progress: None,
         }
     }
 
@@ -163,6 +185,37 @@ impl<'a> Batch<'a> {
     /// Chooses the program (default [`BatchProgram::Auto`]).
     pub fn with_program(mut self, program: BatchProgram) -> Self {
         self.program = program;
+        self
+    }
+
+    /// Sets a callback called after each chunk of the batch has finished, with the chunks and
+    /// problems done so far, their totals and the time since [`curve_fit_batch`] was called.
+    ///
+    /// It is called on the thread that called [`curve_fit_batch`], once per chunk (one
+    /// execution of the batch program, or a problem fitted alone in its own units), never two
+    /// calls at once, with counts that rise by one chunk per call and end at the totals (once in
+    /// all for a batch of one chunk; not at all when every problem is refused). The chunks do
+    /// not wait for it. A callback that panics is not called again and changes no result (see
+    /// [`super::progress`]).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use ndarray::{Array1, Array2};
+    /// use nlsq::fit::batch::{curve_fit_batch, Batch};
+    /// use nlsq::fit::{FitOptions, Progress};
+    /// use nlsq::graph::{Params, Tensor};
+    ///
+    /// let x: Array1<f64> = Array1::linspace(0.0, 5.0, 100);
+    /// let y = Array2::from_shape_fn((1000, 100), |(b, i)| (1.0 + b as f64 * 1e-3) * (-x[i]).exp());
+    /// let p0 = Array2::from_elem((1000, 2), 1.0);
+    /// let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp();
+    /// let report = |p: &Progress| eprintln!("{}/{} chunks, {:.0} fits/s", p.chunks_done, p.chunks_total, p.rate());
+    /// let batch = Batch::shared_x(x.view(), y.view(), p0.view()).with_progress(&report);
+    /// let fits = curve_fit_batch(&model, &batch, &FitOptions::default())?;
+    /// # Ok::<(), nlsq::Error>(())
+    /// ```
+    pub fn with_progress(mut self, callback: &'a (dyn Fn(&Progress) + Sync)) -> Self {
+        self.progress = Some(callback);
         self
     }
 
@@ -277,17 +330,21 @@ where
     // they saved here (`docs/kernels.md`).
     let mut results: Vec<Option<Result<CurveFit>>> = (0..nb).map(|_| None).collect();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(nb);
+    // A problem in extreme units is fitted alone, in its own scaled units, as `curve_fit` would
+    // (the batch program has no unit factors), after the batch's chunks.
+    let mut alone: Vec<Prepared> = Vec::new();
     let shared_x_finite = matches!(batch.x, BatchX::Shared(x) if x.iter().all(|v| v.is_finite()));
     for (b, result) in results.iter_mut().enumerate() {
         match prepare_problem(batch, options, shared_x_finite, b) {
-            // A problem in extreme units is fitted alone, in its own scaled units, as
-            // `curve_fit` would (the batch program has no unit factors).
-            Ok(p) if !p.units(batch).is_identity() => *result = Some(fit_alone(model, batch, options, &p)),
+            Ok(p) if !p.units(batch).is_identity() => alone.push(p),
             Ok(p) => prepared.push(p),
             Err(e) => *result = Some(Err(e)),
         }
     }
+    // Problems refused at validation have their result from the start.
+    let settled = nb - prepared.len() - alone.len();
 
+    let mut tracker = None;
     if !prepared.is_empty() {
         // Shared program configuration: bounded if any problem is.
         let bounded = prepared.iter().any(|p| p.plan.config.bounded);
@@ -372,47 +429,64 @@ where
         // there are enough problems, so that the cores finish together.
         let chunks = count.div_ceil(capacity).next_multiple_of(workers).min(count);
         let chunks: Vec<&[Prepared]> = prepared.chunks(count.div_ceil(chunks)).collect();
-        // One thread per core, each running a contiguous run of chunks: the pinned workers'
-        // long-lived threads, or else fresh threads on the default client's devices.
-        let run = |worker: usize, i: usize| {
-            let (exe, device) = if pinned.is_empty() {
-                (&exes[0], worker)
-            } else {
-                (&exes[worker], 0)
-            };
-            run_chunk(
-                exe,
-                &spec,
-                batch,
-                chunks[i],
-                device,
-                options.absolute_sigma,
-                t0,
-                trace,
-                compile,
-            )
-        };
+        let progress = tracker.insert(Tracker::new(
+            batch.progress,
+            chunks.len() + alone.len(),
+            nb,
+            settled,
+            t0,
+        ));
         let threads = workers.min(chunks.len());
-        let fits = match crate::runtime::cpu_worker_pool()? {
-            Some(pool) if !pinned.is_empty() => {
-                let per = chunks.len().div_ceil(threads);
-                pool.broadcast(|ctx| {
-                    let w = ctx.index();
-                    (w * per..((w + 1) * per).min(chunks.len()))
-                        .map(|i| run(w, i))
-                        .collect::<Vec<_>>()
-                })
-                .into_iter()
-                .flatten()
-                .collect()
+        let pool = crate::runtime::cpu_worker_pool()?;
+        let fits = progress.run(|notify| {
+            // One thread per core, each running a contiguous run of chunks: the pinned workers'
+            // long-lived threads, or else fresh threads on the default client's devices.
+            let run = |worker: usize, i: usize| {
+                let (exe, device) = if pinned.is_empty() {
+                    (&exes[0], worker)
+                } else {
+                    (&exes[worker], 0)
+                };
+                let fits = run_chunk(
+                    exe,
+                    &spec,
+                    batch,
+                    chunks[i],
+                    device,
+                    options.absolute_sigma,
+                    t0,
+                    trace,
+                    compile,
+                );
+                notify(chunks[i].len());
+                fits
+            };
+            match pool {
+                Some(pool) if !pinned.is_empty() => {
+                    let per = chunks.len().div_ceil(threads);
+                    pool.broadcast(|ctx| {
+                        let w = ctx.index();
+                        (w * per..((w + 1) * per).min(chunks.len()))
+                            .map(|i| run(w, i))
+                            .collect::<Vec<_>>()
+                    })
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                }
+                _ => parallel_map(chunks.len(), threads, run),
             }
-            _ => parallel_map(chunks.len(), threads, run),
-        };
+        });
         for (chunk, fits) in chunks.iter().zip(fits) {
             for (p, f) in chunk.iter().zip(fits?) {
                 results[p.index] = Some(f);
             }
         }
+    }
+    let progress = tracker.unwrap_or_else(|| Tracker::new(batch.progress, alone.len(), nb, settled, t0));
+    for p in &alone {
+        results[p.index] = Some(fit_alone(model, batch, options, p));
+        progress.chunk_done(1);
     }
     Ok(results
         .into_iter()

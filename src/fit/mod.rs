@@ -31,6 +31,7 @@ mod outcome;
 mod predict;
 mod program;
 mod programs;
+pub mod progress;
 mod residuals;
 pub mod result;
 pub mod statistics;
@@ -48,6 +49,7 @@ pub use least_squares::least_squares;
 pub use multistart::StartsSummary;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
 pub use predict::{predict, Prediction};
+pub use progress::{Progress, ProgressFn};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
 pub use statistics::FitStatistics;
 
@@ -66,6 +68,70 @@ const FITTER_STARTS: &str = "1 for a CurveFitter (multistart is curve_fit's)";
 
 /// Length of the in-graph cost history.
 pub const HISTORY_LEN: i64 = 128;
+
+/// [`curve_fit`] with a progress callback: for a multistart fit ([`FitOptions::starts`] `> 1`)
+/// it is called after each chunk of the starts' batches, as
+/// [`Batch::with_progress`](batch::Batch::with_progress) is for a batch; for one start it is
+/// called once, after a fit that returned `Ok` (1 of 1 chunk and problem).
+///
+/// In a multistart fit the chunks are the executions (start 0's own fit, the probe batch's
+/// chunks, the continuation batch's) and the problems the fits they run (start 0, the `K − 1`
+/// probed starts, then the continued ones again). The first call comes after the probe's first
+/// chunk and counts start 0's fit with it. The totals are those known at the time of the
+/// call: during the probe, start 0 and the probe; they grow by the continuation's chunks and
+/// starts when it is planned (which starts continue depends on the probe's costs). Counts and
+/// totals never decrease, and the last call has done equal to total. Calls are made on this
+/// thread, one at a time; a callback that panics is not called again and changes no result
+/// ([`progress`]).
+///
+/// The callback is an argument, not a [`FitOptions`] field: `FitOptions` is plain data,
+/// `Clone + Debug + PartialEq` by value, and a closure is none of these (a field would need an
+/// `Arc<dyn Fn + Send + Sync + 'static>` compared by address). As an argument it may borrow
+/// from the caller (no `'static`, no `Arc`), and no other entry point (a batch, a
+/// `CurveFitter`, `least_squares`) has an option it would silently ignore.
+///
+/// # Errors
+/// Those of [`curve_fit`].
+///
+/// # Examples
+/// ```no_run
+/// use nlsq::fit::{curve_fit_with_progress, FitOptions, Progress};
+/// use nlsq::graph::{Params, Tensor};
+///
+/// let x: Vec<f64> = (0..200).map(|i| i as f64 * 0.05).collect();
+/// let y: Vec<f64> = x.iter().map(|x| 1.7 * (3.3 * x).sin()).collect();
+/// let model = |x: &Tensor, p: &Params| &p[0] * (&p[1] * x).sin();
+/// let report = |p: &Progress| eprintln!("{}/{} chunks", p.chunks_done, p.chunks_total);
+/// let opts = FitOptions::default().with_starts(32);
+/// let fit = curve_fit_with_progress(&model, &x, &y, Some(&[1.0, 1.0]), &opts, &report)?;
+/// # Ok::<(), nlsq::Error>(())
+/// ```
+pub fn curve_fit_with_progress<'a, M>(
+    model: &M,
+    xdata: impl Into<XData<'a>>,
+    ydata: impl Into<ArrayView1<'a, f64>>,
+    p0: Option<&[f64]>,
+    options: &FitOptions,
+    callback: &(dyn Fn(&Progress) + Sync),
+) -> Result<CurveFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let guarded = progress::Guarded::new(Some(callback));
+    if options.starts > 1 {
+        return multistart::fit(model, xdata.into(), ydata.into(), p0, options, Some(&guarded));
+    }
+    let t0 = Instant::now();
+    let fit = curve_fit(model, xdata, ydata, p0, options)?;
+    guarded.call(&Progress {
+        chunks_done: 1,
+        chunks_total: 1,
+        problems_done: 1,
+        problems_total: 1,
+        elapsed: t0.elapsed(),
+    });
+    Ok(fit)
+}
 
 /// Fits `model(x, p)` to `ydata`, like `scipy.optimize.curve_fit`.
 ///
@@ -118,7 +184,7 @@ where
             })
         }
         1 => {}
-        _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options),
+        _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options, None),
     }
     // The runtime (plugin and client) is loaded once per process; its cost is reported apart.
     let t_runtime = Instant::now();

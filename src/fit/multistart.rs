@@ -28,12 +28,17 @@
 //! Starts run through [`curve_fit_batch`] for 1-D `xdata` with no or 1-D sigma (while `y`
 //! repeated once per start stays below 2²⁴ values); otherwise (2-D `xdata`, a covariance sigma,
 //! very long data) each start is a `curve_fit` of its own, one after the other.
+//!
+//! **Progress.** [`curve_fit_with_progress`](super::curve_fit_with_progress) reports the
+//! chunks of both batches (or each start's own fit) to a callback, offset by what came before.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView1};
 
 use super::batch::{curve_fit_batch, Batch};
+use super::progress::{Guarded, Progress, ProgressFn, Tracker};
 use super::validate::{default_start, expand_bounds};
 use super::{CurveFit, FitOptions, Sigma, XData};
 use crate::error::Result;
@@ -77,13 +82,15 @@ pub struct StartsSummary {
     pub spread: Array1<f64>,
 }
 
-/// `curve_fit` with `options.starts` starts (`> 1`); see the module docs.
+/// `curve_fit` with `options.starts` starts (`> 1`); see the module docs. `progress` gets the
+/// progress of the batches (see `curve_fit_with_progress`).
 pub(super) fn fit<'a, M>(
     model: &M,
     xdata: XData<'a>,
     ydata: ArrayView1<'a, f64>,
     p0: Option<&[f64]>,
     options: &FitOptions,
+    progress: Option<&Guarded<'_>>,
 ) -> Result<CurveFit>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -110,7 +117,33 @@ where
     let max_nfev = options.solver.max_nfev_or_default(n);
     let probe = probe_nfev(n, max_nfev);
     let extra: Vec<Vec<f64>> = (1..k).map(|s| points.row(s).to_vec()).collect();
-    let probed = run_starts(model, &xdata, ydata, &extra, &single.clone().with_max_nfev(probe))?;
+    // A leg's progress, offset by the `(chunks, problems)` of the legs before it; the last report
+    // made, whose totals give the next leg's offset.
+    let last: Mutex<Option<Progress>> = Mutex::new(None);
+    let report = |(chunks, problems): (usize, usize), p: &Progress| {
+        let outer = Progress {
+            chunks_done: chunks + p.chunks_done,
+            chunks_total: chunks + p.chunks_total,
+            problems_done: problems + p.problems_done,
+            problems_total: problems + p.problems_total,
+            elapsed: t0.elapsed(),
+        };
+        *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(outer);
+        if let Some(g) = progress {
+            g.call(&outer);
+        }
+    };
+    // Start 0's fit is one chunk and one problem, reported with the probe's first chunk.
+    let probe_progress = |p: &Progress| report((1, 1), p);
+    let probe_callback: Option<ProgressFn<'_>> = progress.map(|_| &probe_progress as ProgressFn<'_>);
+    let probed = run_starts(
+        model,
+        &xdata,
+        ydata,
+        &extra,
+        &single.clone().with_max_nfev(probe),
+        probe_callback,
+    )?;
 
     let mut fits: Vec<Option<CurveFit>> = Vec::with_capacity(k);
     fits.push(Some(first));
@@ -144,7 +177,13 @@ where
             .map(|&s| fits[s].as_ref().map_or_else(Vec::new, |f| f.popt.to_vec()))
             .collect();
         let rest = single.clone().with_max_nfev(max_nfev - probe);
-        let continued = run_starts(model, &xdata, ydata, &from, &rest)?;
+        let before = last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(1, |p| p.chunks_total);
+        let continue_progress = |p: &Progress| report((before, k), p);
+        let continue_callback: Option<ProgressFn<'_>> = progress.map(|_| &continue_progress as ProgressFn<'_>);
+        let continued = run_starts(model, &xdata, ydata, &from, &rest, continue_callback)?;
         for (&s, r) in go_on.iter().zip(continued) {
             let (nfev, njev) = fits[s].as_ref().map_or((0, 0), |f| (f.result.nfev, f.result.njev));
             fits[s] = r.ok().map(|mut f| {
@@ -154,6 +193,18 @@ where
                 f
             });
         }
+    }
+
+    // No leg had a chunk to report (every probed start refused): start 0 and the refusals.
+    let reported = last.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let (Some(g), None) = (progress, reported) {
+        g.call(&Progress {
+            chunks_done: 1,
+            chunks_total: 1,
+            problems_done: k,
+            problems_total: k,
+            elapsed: t0.elapsed(),
+        });
     }
 
     let costs: Vec<f64> = fits.iter().map(cost_of).collect();
@@ -231,13 +282,15 @@ fn distance(d: f64) -> f64 {
 }
 
 /// Fits of `ydata` from each of `starts`, as one batch where the batch program can take the
-/// problem, else one `curve_fit` per start on as many threads as there are cores.
+/// problem, else one `curve_fit` per start, one after the other; `progress` is called after
+/// each chunk of the batch (or each start's fit).
 fn run_starts<'a, M>(
     model: &M,
     xdata: &XData<'a>,
     ydata: ArrayView1<'a, f64>,
     starts: &[Vec<f64>],
     options: &FitOptions,
+    progress: Option<ProgressFn<'_>>,
 ) -> Result<Vec<Result<CurveFit>>>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -262,12 +315,20 @@ where
             if let Some(s) = &sigma {
                 batch = batch.with_sigma(s.view());
             }
+            if let Some(callback) = progress {
+                batch = batch.with_progress(callback);
+            }
             return curve_fit_batch(model, &batch, &own);
         }
     }
     // (One after the other: the model need not be `Sync`, so it cannot be shared by threads.)
+    let tracker = Tracker::new(progress, starts.len(), starts.len(), 0, Instant::now());
     Ok(starts
         .iter()
-        .map(|p| super::curve_fit(model, xdata.clone(), ydata, Some(p), options))
+        .map(|p| {
+            let fit = super::curve_fit(model, xdata.clone(), ydata, Some(p), options);
+            tracker.chunk_done(1);
+            fit
+        })
         .collect())
 }
