@@ -57,6 +57,23 @@ fn starts_find_the_global_minimum_a_single_start_misses_and_say_how_many_reached
         "{:?}",
         s.stopped_early
     );
+    // Screening: the starts with the highest cost at their start point were not probed; they
+    // are stopped early with that cost (computed here on the host).
+    let host_cost = |p: &[f64]| {
+        0.5 * x
+            .iter()
+            .zip(&y)
+            .map(|(xi, yi)| (p[0] * (p[1] * xi).sin() + p[2] - yi).powi(2))
+            .sum::<f64>()
+    };
+    let mut by_cost: Vec<(f64, usize)> = (1..32).map(|i| (host_cost(&s.points.row(i).to_vec()), i)).collect();
+    by_cost.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let probed = nlsq::fit::multistart::probed(32);
+    assert_eq!(probed, 8);
+    for &(c, i) in &by_cost[probed..] {
+        assert!(s.stopped_early[i], "start {i} (cost {c}) was screened out");
+        assert!((s.costs[i] - c).abs() <= 1e-12 * c, "start {i}: {} vs {c}", s.costs[i]);
+    }
     // The statistics are the best fit's.
     assert_eq!(fit.statistics.as_ref().unwrap().dof, 197);
 

@@ -17,13 +17,19 @@
 //!   the parameter's units; a log-uniform spread around `p0` is unit-free, and a user's sign is
 //!   usually right (a negative amplitude or rate is most often a wrong basin, see the tests).
 //!
-//! **Early stop.** A lockstep or sequential batch is as slow as its starts, and poor starts run
-//! to `max_nfev`. So the starts `1 … K−1` first run as one batch with a small budget
-//! ([`probe_nfev`] evaluations); those that converge within it are final; of the others, only
-//! the [`MAX_CONTINUED`] lowest whose cost is within [`CONTINUE_RATIO`] of the best cost seen
-//! so far go on from where they stopped, with the rest of the budget (a second batch); the
-//! others are *stopped early* and do not count as reaching the best. On the CPU a batch runs
-//! its problems side by side on the cores.
+//! **Early stop.** A batch is as slow as its starts, and poor starts run to `max_nfev`. So:
+//! 1. *Screen*: the cost at every extra start, all in one small program (the model traced once
+//!    for a `[K, n]` batch of parameters); only the [`probed`] lowest go on. MATLAB's
+//!    `GlobalSearch` does the same with its score function before starting local solvers.
+//! 2. *Probe*: those run as one batch with a small budget ([`probe_nfev`] evaluations); the ones
+//!    that converge within it are final.
+//! 3. *Continue*: of the others, only the [`MAX_CONTINUED`] lowest whose cost is within
+//!    [`CONTINUE_RATIO`] of the best cost seen so far go on from where they stopped, with the
+//!    rest of the budget (a second batch).
+//!
+//! Starts screened out or not continued are *stopped early* (their cost is where they stopped)
+//! and do not count as reaching the best. On the CPU a batch runs its problems side by side on
+//! the cores.
 //!
 //! Starts run through [`curve_fit_batch`] for 1-D `xdata` with no or 1-D sigma (while `y`
 //! repeated once per start stays below 2²⁴ values); otherwise (2-D `xdata`, a covariance sigma,
@@ -53,6 +59,13 @@ pub const CONTINUE_RATIO: f64 = 10.0;
 
 /// Two costs are the same minimum when within this relative difference.
 pub const SAME_MINIMUM: f64 = 1e-8;
+
+/// Of the `k − 1` extra starts, the lowest-cost this many (at least 8, a quarter of them, all
+/// when fewer) are probed; the others stop at their start. See the module docs.
+pub fn probed(k: usize) -> usize {
+    let extra = k.saturating_sub(1);
+    extra.min(8.max(extra.div_ceil(4)))
+}
 
 /// The evaluations every extra start gets before the early stop: `2 (n + 1)`, at most the
 /// budget.
@@ -116,7 +129,23 @@ where
     }
     let max_nfev = options.solver.max_nfev_or_default(n);
     let probe = probe_nfev(n, max_nfev);
-    let extra: Vec<Vec<f64>> = (1..k).map(|s| points.row(s).to_vec()).collect();
+    // Screening: the cost at every extra start, in one small program; only the lowest
+    // `probed(k)` are probed (all of them where the screen does not apply).
+    let mut initial = vec![f64::NAN; k];
+    let mut order: Vec<usize> = (1..k).collect();
+    // (A model the screen cannot take, e.g. one that is not elementwise in batched parameters,
+    // only loses the screen: every start is probed.)
+    let screened = screen(model, &xdata, ydata, options, &points.slice(ndarray::s![1.., ..]))
+        .ok()
+        .flatten();
+    if let Some(costs) = screened {
+        for (s, c) in (1..k).zip(costs) {
+            initial[s] = if c.is_nan() { f64::INFINITY } else { c };
+        }
+        order.sort_by(|&a, &b| initial[a].total_cmp(&initial[b]));
+        order.truncate(probed(k));
+    }
+    let extra: Vec<Vec<f64>> = order.iter().map(|&s| points.row(s).to_vec()).collect();
     // A leg's progress, offset by the `(chunks, problems)` of the legs before it; the last report
     // made, whose totals give the next leg's offset.
     let last: Mutex<Option<Progress>> = Mutex::new(None);
@@ -145,19 +174,19 @@ where
         probe_callback,
     )?;
 
-    let mut fits: Vec<Option<CurveFit>> = Vec::with_capacity(k);
-    fits.push(Some(first));
-    let mut stopped_early = vec![false; k];
+    let mut fits: Vec<Option<CurveFit>> = (0..k).map(|_| None).collect();
+    fits[0] = Some(first);
+    // Screened out: stopped at the start, with its cost there.
+    let mut stopped_early: Vec<bool> = (0..k).map(|s| s > 0 && !order.contains(&s)).collect();
     let mut running = Vec::new();
-    for (i, r) in probed.into_iter().enumerate() {
-        let s = i + 1;
+    for (&s, r) in order.iter().zip(probed) {
         match r {
             Ok(f) if !f.success() && f.result.nfev >= probe && probe < max_nfev => {
                 running.push(s);
-                fits.push(Some(f));
+                fits[s] = Some(f);
             }
-            Ok(f) => fits.push(Some(f)),
-            Err(_) => fits.push(None),
+            Ok(f) => fits[s] = Some(f),
+            Err(_) => {}
         }
     }
     let cost_of = |f: &Option<CurveFit>| f.as_ref().map_or(f64::INFINITY, |f| f.result.cost);
@@ -181,7 +210,7 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .map_or(1, |p| p.chunks_total);
-        let continue_progress = |p: &Progress| report((before, k), p);
+        let continue_progress = |p: &Progress| report((before, 1 + order.len()), p);
         let continue_callback: Option<ProgressFn<'_>> = progress.map(|_| &continue_progress as ProgressFn<'_>);
         let continued = run_starts(model, &xdata, ydata, &from, &rest, continue_callback)?;
         for (&s, r) in go_on.iter().zip(continued) {
@@ -207,7 +236,13 @@ where
         });
     }
 
-    let costs: Vec<f64> = fits.iter().map(cost_of).collect();
+    let costs: Vec<f64> = (0..k)
+        .map(|s| match &fits[s] {
+            Some(f) => f.result.cost,
+            None if stopped_early[s] && !initial[s].is_nan() => initial[s],
+            None => f64::INFINITY,
+        })
+        .collect();
     // Among the starts with a fit (start 0 always has one); NaN sorts last.
     let best = (0..k)
         .filter(|&s| fits[s].is_some())
@@ -238,6 +273,61 @@ where
         spread,
     });
     Ok(out)
+}
+
+/// The cost `½ Σ ((f(x, p) − y)/σ)²` at each row of `starts` `[K, n]`, all in one small program
+/// (the model traced once with `[K, 1]` parameter columns, cached like the fit programs);
+/// `None` where the batch path does not apply (2-D `xdata`, a covariance sigma, very long data).
+fn screen<M>(
+    model: &M,
+    xdata: &XData<'_>,
+    ydata: ArrayView1<'_, f64>,
+    options: &FitOptions,
+    starts: &ndarray::ArrayView2<'_, f64>,
+) -> Result<Option<Vec<f64>>>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let (k, n, m) = (starts.nrows(), starts.ncols(), ydata.len());
+    let XData::D1(x) = xdata else { return Ok(None) };
+    if k == 0 || matches!(options.sigma, Some(Sigma::Cov(_))) || k.checked_mul(m).map_or(true, |c| c > 1 << 24) {
+        return Ok(None);
+    }
+    let m_pad = super::validate::bucket(m);
+    // Padded rows repeat the first point with zero weight.
+    let pad = |v: &mut Vec<f64>, fill: f64| v.resize(m_pad, fill);
+    let mut xs = x.to_vec();
+    pad(&mut xs, x[0]);
+    let mut ys = ydata.to_vec();
+    pad(&mut ys, 0.0);
+    let mut ws: Vec<f64> = match &options.sigma {
+        Some(Sigma::Std(s)) if s.len() == m => s.iter().map(|v| 1.0 / v).collect(),
+        _ => vec![1.0; m],
+    };
+    pad(&mut ws, 0.0);
+    let g = crate::graph::Graph::new();
+    let xt = g.parameter("x", crate::DType::F64, [m_pad as i64]);
+    let yt = g.parameter("y", crate::DType::F64, [m_pad as i64]);
+    let wt = g.parameter("w", crate::DType::F64, [m_pad as i64]);
+    let pt = g.parameter("p", crate::DType::F64, [k as i64, n as i64]);
+    let cost = g.try_with(|| {
+        let f = model(&xt, &Params::from_columns(&pt)).broadcast_to([k as i64, m_pad as i64]);
+        ((f - &yt) * &wt).square().reduce_sum(&[1]) * 0.5
+    })?;
+    let program = g.finish([&cost])?;
+    let exe = super::cache::portable_executable(&program.text)?.executable;
+    let client = exe.client().clone();
+    let device = client.lease_device()?;
+    let flat: Vec<f64> = starts.iter().copied().collect();
+    let args = [
+        client.buffer_from_host_on(&device, &xs, &[m_pad as i64])?,
+        client.buffer_from_host_on(&device, &ys, &[m_pad as i64])?,
+        client.buffer_from_host_on(&device, &ws, &[m_pad as i64])?,
+        client.buffer_from_host_on(&device, &flat, &[k as i64, n as i64])?,
+    ];
+    let refs: Vec<_> = args.iter().collect();
+    let out = exe.execute_on(&device, &refs)?;
+    Ok(Some(out[0].to_vec::<f64>()?))
 }
 
 /// Start `s`'s value of parameter `j` (module docs).
