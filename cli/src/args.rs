@@ -236,6 +236,10 @@ pub struct FitArgs {
           help = "confidence level of the parameter intervals (t-based; normal with\n\
                   --absolute-sigma). Default 0.95.")]
     pub level: f64,
+    #[arg(long, help_heading = OUTPUT,
+          help = "no note on stderr when the fit had to compile its program (the note is\n\
+                  printed only when stderr is a terminal).")]
+    pub quiet: bool,
     #[arg(long, value_name = "K", help_heading = SOLVER, value_parser = Value(parse_count), allow_hyphen_values = true,
           default_value = "1", hide_default_value = true,
           help = "fit from --p0 and K-1 more starts (seeded Sobol points: uniform between\n\

@@ -326,6 +326,17 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
     if let Some(w) = fit.not_determined_warning(|i| format!("'{}'", names[i])) {
         eprintln!("{w}");
     }
+    // Once, where a person reads stderr: the first fit of a model and shape compiled a program.
+    if fit.result.executable == nlsq::fit::ExecutableSource::Compiled
+        && !fit_args.quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        eprintln!(
+            "note: compiled a program for this model and data shape in {}; it is cached, so the next fit \
+             of this shape only executes (`nlsq compile` builds programs ahead; --quiet hides this)",
+            output::fmt_ms(fit.result.timings.compile)
+        );
+    }
     if fit_args.json {
         print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit, fit_args.level))? + "\n"))?;
     } else {
