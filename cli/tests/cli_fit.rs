@@ -163,8 +163,17 @@ fn starts_report_how_many_reached_the_best() {
     let reached = s["reached"].as_u64().unwrap();
     assert!((1..=8).contains(&reached), "{s}");
     assert_eq!(s["costs"][s["best"].as_u64().unwrap() as usize], v["cost"]);
-    let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--starts", "8"]);
-    // No progress line on stderr when it is not a terminal (a pipe here).
+    let o = nlsq(&[
+        "fit",
+        "--model",
+        DECAY,
+        "--data",
+        "decay.csv",
+        "--starts",
+        "8",
+        "--quiet",
+    ]);
+    // No progress line (nor compile note) on stderr when it is not a terminal (a pipe here).
     assert_eq!(stderr(&o), "");
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("of 8 reached the best cost"), "{out}");
