@@ -169,15 +169,14 @@ fn unbounded_starts_spread_over_decades_around_p0_and_2d_xdata_fits_each_start()
 #[test]
 fn zero_starts_and_multistart_fitters_or_batches_are_typed_errors() {
     let (x, y) = sine_data();
-    let e = curve_fit(
-        &sine,
-        &x,
-        &y,
-        Some(&[1.0, 1.0, 0.0]),
-        &FitOptions::default().with_starts(0),
-    )
-    .unwrap_err();
-    assert!(matches!(e, nlsq::Error::InvalidOption { field: "starts", .. }), "{e}");
+    for k in [0, usize::MAX, nlsq::fit::multistart::MAX_STARTS + 1] {
+        let opts = FitOptions::default().with_starts(k);
+        let e = curve_fit(&sine, &x, &y, Some(&[1.0, 1.0, 0.0]), &opts).unwrap_err();
+        assert!(
+            matches!(e, nlsq::Error::InvalidOption { field: "starts", .. }),
+            "{k}: {e}"
+        );
+    }
     let e = CurveFitter::builder(sine)
         .capacity(200)
         .params(3)

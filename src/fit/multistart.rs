@@ -50,6 +50,10 @@ use super::{CurveFit, FitOptions, Sigma, XData};
 use crate::error::Result;
 use crate::graph::{Params, Tensor};
 
+/// The most starts one fit takes (`FitOptions::starts`; more is an `InvalidOption`): their
+/// points alone are `starts × n` values.
+pub const MAX_STARTS: usize = 1 << 20;
+
 /// Of the starts still running after the probe, at most this many continue (the lowest cost).
 pub const MAX_CONTINUED: usize = 4;
 
@@ -110,6 +114,13 @@ where
 {
     let t0 = Instant::now();
     let k = options.starts;
+    if k > MAX_STARTS {
+        return Err(crate::Error::InvalidOption {
+            field: "starts",
+            value: k.to_string(),
+            constraint: "at most 1,048,576 (multistart::MAX_STARTS)",
+        });
+    }
     let mut single = options.clone();
     single.starts = 1;
     // Start 0: exactly the single fit (its errors are the multistart's).
