@@ -341,4 +341,24 @@ fn undetermined_parameters_have_unbounded_intervals_and_no_correlation() {
     let ci = fit.confidence_intervals(0.95).unwrap();
     assert!(ci.iter().all(|v| v.is_infinite()), "{ci}");
     assert!(fit.correlation().iter().all(|v| v.is_nan()));
+    // The curve's bands are unbounded wherever an undetermined parameter moves it (here: a
+    // and b of opposite-sign derivatives would give inf − inf), and 0 where nothing moves it.
+    let p = predict(&model, &[-1.0, 0.0, 2.0][..], &fit, 0.95, None).unwrap();
+    assert!(
+        p.confidence[0].is_infinite() && p.confidence[2].is_infinite(),
+        "{:?}",
+        p.confidence
+    );
+    assert_eq!(p.confidence[1], 0.0);
+    // No degrees of freedom: inf where the parameters move the curve.
+    let two = curve_fit(
+        &line,
+        &[0.0, 1.0][..],
+        &[1.0, 3.0][..],
+        Some(&[1.0, 1.0]),
+        &FitOptions::default(),
+    )
+    .unwrap();
+    let p = predict(&line, &[0.5][..], &two, 0.95, None).unwrap();
+    assert!(p.confidence[0].is_infinite(), "{:?}", p.confidence);
 }

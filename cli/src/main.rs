@@ -465,24 +465,48 @@ fn start_for_expression(a: &Common, names: &[String], lower: &[f64], upper: &[f6
 /// `nlsq batch`: every dataset (a file, or a group of rows) fitted by one batched call.
 /// `nlsq compile`: the programs of the model for each length, into the executable cache.
 fn run_compile(c: &CompileArgs) -> Result<u8> {
+    let src = match c.model.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
+        None => c.model.clone(),
+    };
+    if src.trim().is_empty() {
+        bail!("--model is empty");
+    }
+    // A built-in model (`gaussian+linear`) has one variable and its own bounds, as in `nlsq fit`.
+    let builtin = builtin_model(&src)?;
+    if builtin.is_some() && c.vars.as_ref().is_some_and(|v| v.len() != 1) {
+        bail!("a built-in model takes one x variable");
+    }
     let vars: Vec<String> = c.vars.clone().unwrap_or_else(|| vec!["x".to_string()]);
     let names: Vec<&str> = vars.iter().map(String::as_str).collect();
-    let expr = Expr::parse(&c.model, &names).context("--model")?;
+    let expr = match &builtin {
+        Some(m) => m.expr().clone(),
+        None => Expr::parse(&src, &names).context("--model")?,
+    };
     let n = expr.params().len();
     if n == 0 {
         bail!("the model has no parameters");
     }
+    if builtin.is_none() && !uses_a_variable(expr.root()) {
+        bail!("the model uses none of the variables {} (see --vars)", vars.join(", "));
+    }
+    let natural = builtin
+        .as_ref()
+        .filter(|m| c.method != Some(Method::Lm) && m.lower().iter().chain(m.upper()).any(|v| v.is_finite()));
+    let bounded = c.bounded || natural.is_some();
     let loss = c.loss.unwrap_or(Loss::Linear);
-    let method = c.method.unwrap_or(if c.bounded || loss != Loss::Linear {
+    let method = c.method.unwrap_or(if bounded || loss != Loss::Linear {
         Method::Trf
     } else {
         Method::Lm
     });
-    if method == Method::Lm && (c.bounded || loss != Loss::Linear) {
+    if method == Method::Lm && (bounded || loss != Loss::Linear) {
         bail!("--method lm does not support bounds or a robust loss; use --method trf");
     }
     let mut opts = FitOptions::default().with_method(method).with_loss(loss);
-    if c.bounded {
+    if let Some(m) = natural {
+        opts = opts.with_bounds(m.lower().to_vec(), m.upper().to_vec());
+    } else if bounded {
         // Any finite bound makes a bounded program; the values are inputs of it.
         opts = opts.with_bounds(vec![-f64::MAX; n], vec![f64::INFINITY; n]);
     }

@@ -18,6 +18,13 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `level` as a percentage with at most four decimals and no trailing zeros (0.57 -> "57",
+/// 0.9973 -> "99.73").
+fn percent(level: f64) -> String {
+    let s = format!("{:.4}", 100.0 * level);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// A matrix as JSON rows of numbers (non-finite entries null).
 fn matrix(a: &ndarray::Array2<f64>) -> Vec<Value> {
     a.rows()
@@ -144,7 +151,7 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str, level: f64) ->
         "value",
         "std error",
         "rel error",
-        format!("{}% interval", 100.0 * level)
+        format!("{}% interval", percent(level))
     ));
     for (i, name) in names.iter().enumerate() {
         let (v, e) = (fit.popt[i], fit.perr[i]);

@@ -794,6 +794,15 @@ fn compile_fills_the_cache_that_a_later_fit_loads_from() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["timing"]["cache"], "disk", "{v}");
+    // A built-in model from a @FILE compiles the bounded program `nlsq fit` uses for it.
+    let file = dir.join("model.txt");
+    std::fs::write(&file, "gaussian+linear\n").unwrap();
+    let at = format!("@{}", file.display());
+    let o = run(&["compile", "--model", &at, "--lengths", "30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["fit", "--model", &at, "--data", "decay.csv", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    assert_eq!(v["timing"]["cache"], "disk", "{v}");
     for (bad, want) in [
         (
             vec!["compile", "--model", DECAY, "--lengths", "0"],
@@ -813,6 +822,10 @@ fn compile_fills_the_cache_that_a_later_fit_loads_from() {
             "--method lm does not support bounds",
         ),
         (vec!["compile", "--model", "a*exp(", "--lengths", "10"], "--model"),
+        (
+            vec!["compile", "--model", "a*t", "--lengths", "10"],
+            "uses none of the variables x",
+        ),
     ] {
         let o = run(&bad);
         assert_eq!(o.status.code(), Some(2), "{bad:?}");

@@ -75,8 +75,8 @@ pub const HISTORY_LEN: i64 = 128;
 /// called once, after a fit that returned `Ok` (1 of 1 chunk and problem).
 ///
 /// In a multistart fit the chunks are the executions (start 0's own fit, the probe batch's
-/// chunks, the continuation batch's) and the problems the fits they run (start 0, the `K − 1`
-/// probed starts, then the continued ones again). The first call comes after the probe's first
+/// chunks, the continuation batch's) and the problems the fits they run (start 0, the
+/// [`multistart::probed`]`(K)` starts that pass the screen, then the continued ones again). The first call comes after the probe's first
 /// chunk and counts start 0's fit with it. The totals are those known at the time of the
 /// call: during the probe, start 0 and the probe; they grow by the continuation's chunks and
 /// starts when it is planned (which starts continue depends on the probe's costs). Counts and
@@ -352,7 +352,10 @@ where
             format!("compiling ahead needs lengths >= 1, n >= 1 and x_rows >= 1 (got lengths {lengths:?}, n {n}, x_rows {x_rows:?})"),
         ));
     }
-    single_start(options, "1 (multistart runs the same programs as one start)")?;
+    single_start(
+        options,
+        "1 (this compiles the one-start programs; a multistart's batch programs compile on first use)",
+    )?;
     // One entry per distinct program, in the order of first use.
     let mut programs: Vec<(CurveSpec, Vec<usize>)> = Vec::new();
     for &m in lengths {

@@ -52,7 +52,7 @@ use crate::graph::{Params, Tensor};
 
 /// The most starts one fit takes (`FitOptions::starts`; more is an `InvalidOption`): their
 /// points alone are `starts × n` values.
-pub const MAX_STARTS: usize = 1 << 20;
+pub const MAX_STARTS: usize = 1 << 16;
 
 /// Of the starts still running after the probe, at most this many continue (the lowest cost).
 pub const MAX_CONTINUED: usize = 4;
@@ -118,7 +118,7 @@ where
         return Err(crate::Error::InvalidOption {
             field: "starts",
             value: k.to_string(),
-            constraint: "at most 1,048,576 (multistart::MAX_STARTS)",
+            constraint: "at most 65,536 (multistart::MAX_STARTS)",
         });
     }
     let mut single = options.clone();
@@ -188,7 +188,11 @@ where
     let mut fits: Vec<Option<CurveFit>> = (0..k).map(|_| None).collect();
     fits[0] = Some(first);
     // Screened out: stopped at the start, with its cost there.
-    let mut stopped_early: Vec<bool> = (0..k).map(|s| s > 0 && !order.contains(&s)).collect();
+    let mut stopped_early = vec![k > 1; k];
+    stopped_early[0] = false;
+    for &s in &order {
+        stopped_early[s] = false;
+    }
     let mut running = Vec::new();
     for (&s, r) in order.iter().zip(probed) {
         match r {
@@ -226,12 +230,16 @@ where
         let continued = run_starts(model, &xdata, ydata, &from, &rest, continue_callback)?;
         for (&s, r) in go_on.iter().zip(continued) {
             let (nfev, njev) = fits[s].as_ref().map_or((0, 0), |f| (f.result.nfev, f.result.njev));
-            fits[s] = r.ok().map(|mut f| {
-                // The evaluations of both legs.
-                f.result.nfev += nfev;
-                f.result.njev += njev;
-                f
-            });
+            // (A continuation that fails keeps the probe's fit, where the start stopped.)
+            let Ok(continued) = r else {
+                stopped_early[s] = true;
+                continue;
+            };
+            // The evaluations of both legs.
+            let mut f = continued;
+            f.result.nfev += nfev;
+            f.result.njev += njev;
+            fits[s] = Some(f);
         }
     }
 
@@ -241,8 +249,8 @@ where
         g.call(&Progress {
             chunks_done: 1,
             chunks_total: 1,
-            problems_done: k,
-            problems_total: k,
+            problems_done: 1 + order.len(),
+            problems_total: 1 + order.len(),
             elapsed: t0.elapsed(),
         });
     }
@@ -261,7 +269,9 @@ where
         .unwrap_or(0);
     let best_cost = costs[best];
     let same = |c: f64| c == best_cost || (c - best_cost).abs() <= SAME_MINIMUM * best_cost.abs();
-    let reached: Vec<usize> = (0..k).filter(|&s| !stopped_early[s] && same(costs[s])).collect();
+    let reached: Vec<usize> = (0..k)
+        .filter(|&s| s == best || (!stopped_early[s] && same(costs[s])))
+        .collect();
     let mut spread = Array1::zeros(n);
     for j in 0..n {
         let vals = reached.iter().filter_map(|&s| fits[s].as_ref().map(|f| f.popt[j]));
@@ -354,21 +364,19 @@ fn start_value(s: usize, j: usize, p0: f64, lb: f64, ub: f64, seed: u32) -> f64 
     };
     let (u, v) = (dim(2 * j), dim(2 * j + 1));
     let decades = 10f64.powf(4.0 * u - 2.0);
+    // (Written so that bounds near ±f64::MAX give finite starts.)
+    let finite = |v: f64| v.clamp(-f64::MAX, f64::MAX);
     match (lb.is_finite(), ub.is_finite()) {
-        (true, true) => lb + u * (ub - lb),
-        (true, false) => lb + distance(p0 - lb) * decades,
-        (false, true) => ub - distance(ub - p0) * decades,
+        (true, true) => finite((1.0 - u) * lb + u * ub).clamp(lb, ub),
+        (true, false) => finite(lb + distance(p0 - lb) * decades),
+        (false, true) => finite(ub - distance(ub - p0) * decades),
         (false, false) => {
             let magnitude = if p0 == 0.0 || !p0.is_finite() {
                 decades
             } else {
                 p0 * decades
             };
-            if v < 0.25 {
-                -magnitude
-            } else {
-                magnitude
-            }
+            finite(if v < 0.25 { -magnitude } else { magnitude })
         }
     }
 }

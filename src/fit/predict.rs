@@ -133,14 +133,26 @@ where
             for b in 0..n {
                 let jb = jt[[b, i]];
                 if jb != 0.0 {
+                    // A parameter without a finite variance that moves the model here: the
+                    // band is unbounded (inf − inf in the sum would read as NaN, then 0).
+                    if !fit.pcov[[a, b]].is_finite() {
+                        var = f64::INFINITY;
+                        break;
+                    }
                     var += ja * fit.pcov[[a, b]] * jb;
                 }
             }
+            if var == f64::INFINITY {
+                break;
+            }
         }
-        let var = var.max(0.0);
+        let var = if var.is_nan() { f64::INFINITY } else { var.max(0.0) };
         let sd = sigma.map_or(1.0, |s| s[i]);
-        confidence[i] = q * var.sqrt();
-        prediction[i] = q * (var + s2 * sd * sd).sqrt();
+        // A point where the model does not depend on the parameters has no curve uncertainty,
+        // whatever the quantile (inf without degrees of freedom).
+        let half = |v: f64| if v == 0.0 { 0.0 } else { q * v.sqrt() };
+        confidence[i] = half(var);
+        prediction[i] = half(var + s2 * sd * sd);
     }
     Ok(Prediction {
         y,

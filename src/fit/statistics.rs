@@ -40,9 +40,16 @@ pub(crate) struct DataSummary {
 impl DataSummary {
     /// Of `y` with per-point weights `inv_sigma = 1/σ` (`None`: all ones).
     pub(crate) fn diagonal(y: ArrayView1<'_, f64>, inv_sigma: Option<&[f64]>) -> DataSummary {
+        // Every y equal: no variation to explain (the rounded mean would leave a TSS of rounding
+        // noise, and an R² of noise over noise).
+        let constant = y.iter().all(|v| *v == y[0]);
         let Some(ws) = inv_sigma else {
             let mean = y.sum() / y.len() as f64;
-            let tss = y.iter().map(|v| (v - mean) * (v - mean)).sum();
+            let tss = if constant {
+                0.0
+            } else {
+                y.iter().map(|v| (v - mean) * (v - mean)).sum()
+            };
             return DataSummary { tss, log_det_w: 0.0 };
         };
         // Relative weights (largest 1), so that 1/σ² cannot overflow for a tiny σ.
@@ -53,11 +60,14 @@ impl DataSummary {
             .zip(ws)
             .fold((0.0, 0.0), |(sw, swy), (&v, &w)| (sw + rel(w), swy + rel(w) * v));
         let mean = swy / sw;
-        let tss = y
-            .iter()
-            .zip(ws)
-            .map(|(&v, &w)| (w * (v - mean)) * (w * (v - mean)))
-            .sum();
+        let tss = if constant {
+            0.0
+        } else {
+            y.iter()
+                .zip(ws)
+                .map(|(&v, &w)| (w * (v - mean)) * (w * (v - mean)))
+                .sum()
+        };
         let log_det_w = 2.0 * ws.iter().map(|w| w.ln()).sum::<f64>();
         DataSummary { tss, log_det_w }
     }
@@ -67,7 +77,11 @@ impl DataSummary {
         let ones = ndarray::Array1::<f64>::ones(y.len());
         let (wy, w1) = (w.dot(&y), w.dot(&ones));
         let mean = wy.dot(&w1) / w1.dot(&w1);
-        let tss = wy.iter().zip(&w1).map(|(a, b)| (a - mean * b) * (a - mean * b)).sum();
+        let tss = if y.iter().all(|v| *v == y[0]) {
+            0.0
+        } else {
+            wy.iter().zip(&w1).map(|(a, b)| (a - mean * b) * (a - mean * b)).sum()
+        };
         let log_det_w = 2.0 * w.diag().iter().map(|v| v.abs().ln()).sum::<f64>();
         DataSummary { tss, log_det_w }
     }
@@ -82,7 +96,9 @@ pub struct FitStatistics {
     pub n_points: usize,
     /// Varying parameters `k`.
     pub n_varying: usize,
-    /// Degrees of freedom `ν = N − k` (0 when `N ≤ k`).
+    /// Degrees of freedom `ν = N − k` (0 when `N ≤ k`), as R and lmfit count them. (`pcov` is
+    /// scaled by `χ²/(N − rank)`, which is the same unless the data do not determine some
+    /// parameter, and then those parameters' variances are inf.)
     pub dof: usize,
     /// `χ² = Σ r²`, the sum of squared weighted residuals (before any robust loss: with the
     /// linear loss it is twice the cost).
@@ -92,7 +108,8 @@ pub struct FitStatistics {
     /// Residual standard error `√(χ²/ν)`, in the units of the weighted residuals (R's
     /// "Residual standard error: s on ν degrees of freedom").
     pub residual_se: f64,
-    /// R², `1 − χ²/TSS`; `None` without data (`least_squares`) or when every `y` is equal.
+    /// R², `1 − χ²/TSS`; `None` without data (`least_squares`) or when every `y` is equal (no
+    /// variation to explain).
     pub r_squared: Option<f64>,
     /// Adjusted R², `1 − (1 − R²)(N − 1)/ν`; `None` where R² is, or when ν = 0.
     pub adj_r_squared: Option<f64>,
@@ -249,6 +266,17 @@ mod tests {
         let wm = Array2::from_diag(&ndarray::arr1(&inv));
         let g = DataSummary::whitened(y.view(), &wm);
         assert!((d.tss - g.tss).abs() < 1e-12 * d.tss && (d.log_det_w - g.log_det_w).abs() < 1e-12);
+    }
+
+    #[test]
+    fn constant_data_have_no_r_squared() {
+        let y = ndarray::arr1(&[0.1, 0.1, 0.1]);
+        assert_eq!(DataSummary::diagonal(y.view(), None).tss, 0.0);
+        assert_eq!(DataSummary::diagonal(y.view(), Some(&[1.0, 2.0, 3.0])).tss, 0.0);
+        let w = Array2::from_diag(&ndarray::arr1(&[1.0, 2.0, 3.0]));
+        assert_eq!(DataSummary::whitened(y.view(), &w).tss, 0.0);
+        let s = FitStatistics::new(1e-30, 3, 1, Some(DataSummary::diagonal(y.view(), None)));
+        assert_eq!((s.r_squared, s.adj_r_squared), (None, None));
     }
 
     #[test]
