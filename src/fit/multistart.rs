@@ -7,8 +7,8 @@
 //! [`FitOptions::seed`], so results are reproducible), one pair of coordinates `(u, v)` per
 //! parameter:
 //!
-//! * both bounds finite: `lb + u (ub − lb)`, uniform in the box (MATLAB's `RandomStartPointSet`
-//!   and NLSQ's multistart do the same);
+//! * both bounds finite: `lb + u (ub − lb)`, uniform in the box (as MATLAB's
+//!   `RandomStartPointSet` draws);
 //! * one bound: `lb + s · 10^(4u − 2)` (or `ub − …`), with `s = |p0 − bound|` (1 when p0 sits on
 //!   it): four decades of distance around p0's;
 //! * unbounded: `p0 · 10^(4u − 2)` (`10^(4u−2)` when p0 is 0), with the sign flipped when
