@@ -259,6 +259,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A named parameter ([`crate::fit::Parameters`]) that cannot be fitted as given: a bad
+    /// name, a non-finite value, bounds that exclude its value or a tie that has bounds, a tie
+    /// naming an unknown parameter or forming a cycle, or no parameter left to vary.
+    #[error("parameter '{name}': {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An expression of the expression language does not parse or uses an unknown name.
     #[error("{line}:{column}: {message}")]
     Parse {

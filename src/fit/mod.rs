@@ -28,6 +28,7 @@ mod memory;
 pub mod multistart;
 pub mod options;
 mod outcome;
+pub mod parameters;
 mod predict;
 mod program;
 mod programs;
@@ -48,6 +49,7 @@ pub use cache::{CacheKey, ExecutableCache};
 pub use least_squares::least_squares;
 pub use multistart::StartsSummary;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};
+pub use parameters::{curve_fit_parameters, FittedParameter, Parameter, ParameterFit, ParameterKind, Parameters};
 pub use predict::{predict, Prediction};
 pub use progress::{Progress, ProgressFn};
 pub use result::{CurveFit, ExecutableSource, FitResult, Timings};
@@ -186,12 +188,28 @@ where
         1 => {}
         _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options, None),
     }
+    fit_one(model, xdata.into(), ydata.into(), p0, options, &[])
+}
+
+/// One fit of `model` from `p0` (one start). `fixed` are the values of parameters held fixed:
+/// the model then has `p0.len() + fixed.len()` parameters, the varying ones first, and the
+/// fixed values are an input of the program, not constants in it (`fit::parameters`).
+pub(super) fn fit_one<'a, M>(
+    model: &M,
+    xdata_in: XData<'a>,
+    ydata_in: ArrayView1<'a, f64>,
+    p0: Option<&[f64]>,
+    options: &FitOptions,
+    fixed: &[f64],
+) -> Result<CurveFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
     // The runtime (plugin and client) is loaded once per process; its cost is reported apart.
     let t_runtime = Instant::now();
     crate::runtime::client()?;
     let runtime = t_runtime.elapsed();
     let t0 = Instant::now();
-    let (xdata_in, ydata_in): (XData<'a>, ArrayView1<'a, f64>) = (xdata.into(), ydata.into());
     let explain = |e| explain_nonfinite(e, &xdata_in, ydata_in, options);
     // Views with this call's lifetime, so that scaled data can stand in for them.
     let xdata = match &xdata_in {
@@ -213,7 +231,14 @@ where
     };
     let scaled_model = |x: &Tensor, p: &Params| units.model(model, x, p);
     let model = &scaled_model;
-    let data = prepare(&xdata, ydata, p0, options, None)?;
+    let mut data = prepare(&xdata, ydata, p0, options, None)?;
+    if !fixed.is_empty() {
+        // Before the packed solver arguments, the last input (`trace_curve` declares it so).
+        data.spec.fixed = fixed.len();
+        let at = data.args.len() - 1;
+        data.args
+            .insert(at, execute::HostArg::F64(fixed.to_vec(), vec![fixed.len() as i64]));
+    }
     // The solver part of the program is a function of the spec alone, so the model's own
     // emitted text (cheap to trace) plus the spec identifies the whole program: a repeated
     // call skips tracing the solver.
@@ -248,7 +273,7 @@ where
         None => vec![spec.m_pad as i64],
         Some(k) => vec![k as i64, spec.m_pad as i64],
     };
-    programs::fingerprint(model, x_dims, vec![spec.n as i64], spec)
+    programs::fingerprint(model, x_dims, vec![(spec.n + spec.fixed) as i64], spec)
 }
 
 /// The program shape of a `curve_fit` of `m` points and `n` parameters (`x_rows` coordinates per

@@ -32,6 +32,9 @@ pub(super) struct Residuals {
     pub weights: Weights,
     /// True on the real rows `[.., m]`.
     pub valid: Tensor,
+    /// The values of the fixed parameters, an input of the model functions after `p` (see
+    /// `Graph::model_function_fixed`); `None` when every parameter varies.
+    pub fixed: Option<Tensor>,
 }
 
 impl Residuals {
@@ -45,7 +48,18 @@ impl Residuals {
             m_valid.reshape([m_valid.dims(), vec![1]].concat())
         };
         let valid = rows.lt(&bound);
-        Residuals { x, y, weights, valid }
+        Residuals {
+            x,
+            y,
+            weights,
+            valid,
+            fixed: None,
+        }
+    }
+
+    /// The same residuals of a model with fixed parameters `fixed` (`[k]`, or `None`).
+    pub fn with_fixed(self, fixed: Option<Tensor>) -> Self {
+        Residuals { fixed, ..self }
     }
 
     /// The `len` rows from `start` (one problem, diagonal weights or none).
@@ -68,6 +82,7 @@ impl Residuals {
             y: along_last(&self.y),
             weights,
             valid: along_last(&self.valid),
+            fixed: self.fixed.clone(),
         }
     }
 
@@ -100,12 +115,17 @@ impl Residuals {
 
     /// The residuals at `p` of `model` (`(x, p) -> [f]`).
     pub fn fun(&self, model: &Function, p: &Tensor) -> Tensor {
-        self.of(model.call(&[&self.x, p]).remove(0))
+        self.of(model.call(&self.args(p)).remove(0))
+    }
+
+    /// The arguments of a model function at `p`.
+    fn args<'a>(&'a self, p: &'a Tensor) -> Vec<&'a Tensor> {
+        [&self.x, p].into_iter().chain(self.fixed.as_ref()).collect()
     }
 
     /// The residuals and the transposed Jacobian at `p` of `model_jac` (`(x, p) -> [f, Jᵀ]`).
     pub fn fun_jac_t(&self, model_jac: &Function, p: &Tensor) -> (Tensor, Tensor) {
-        let mut v = model_jac.call(&[&self.x, p]);
+        let mut v = model_jac.call(&self.args(p));
         let jt = v.pop().expect("two results");
         let f = v.pop().expect("two results");
         (self.of(f), self.jac_t(jt))

@@ -26,9 +26,11 @@ where
     let wmat = spec
         .cov_sigma
         .then(|| g.parameter("whiten", DType::F64, [m_pad, m_pad]));
-    let model_f = g.model_function("model", model, x_ty.clone(), n)?;
+    let k = spec.fixed as i64;
+    let fixed = (k > 0).then(|| g.parameter("fixed", DType::F64, [k]));
+    let model_f = g.model_function_fixed("model", model, x_ty.clone(), n, k)?;
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
-    let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
+    let model_fj = g.model_jac_t_function_fixed("model_jac", model, x_ty, n, k)?;
     // Chunked Jacobian: the model and its Jacobian traced for one chunk of rows.
     let chunk_fj = match spec.chunk {
         Some(c) => {
@@ -38,7 +40,7 @@ where
             };
             Some((
                 c as i64,
-                g.model_jac_t_function("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n)?,
+                g.model_jac_t_function_fixed("model_jac_chunk", model, TensorType::new(DType::F64, c_dims), n, k)?,
             ))
         }
         None => None,
@@ -54,7 +56,7 @@ where
             (None, Some(w)) => Weights::Diagonal(w.clone()),
             (None, None) => Weights::None,
         };
-        let data = Residuals::new(xt.clone(), yt.clone(), weights, &inputs.m_valid);
+        let data = Residuals::new(xt.clone(), yt.clone(), weights, &inputs.m_valid).with_fixed(fixed.clone());
         let fun = |p: &Tensor| data.fun(&model_f, p);
         // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization of
         // `[J | f]` transposes it back (XLA cancels the two), so J [m, n] itself is only made

@@ -111,9 +111,10 @@ impl Units {
             model(x, p)
         } else {
             let v = p.vector();
-            let c = v
-                .graph()
-                .constant_array_of(DType::F64, &self.params, [self.params.len() as i64]);
+            // Fixed parameters (after the varying ones, `fit::parameters`) keep the caller's units.
+            let mut units = self.params.clone();
+            units.resize(p.len().max(units.len()), 1.0);
+            let c = v.graph().constant_array_of(DType::F64, &units, [units.len() as i64]);
             model(x, &Params::new(&(v * c)))
         };
         if self.residual == 1.0 {

@@ -323,6 +323,9 @@ pub(super) struct CurveSpec {
     /// A chunked program evaluates the residuals and Jacobian once more at the solution, in
     /// full, to return them (when they are small enough: [`MATERIALIZE_MAX_ROWS`]).
     pub(super) materialize: bool,
+    /// Parameters held fixed, a `fixed [k]` input after `n` varying ones (see
+    /// `fit::parameters`); 0 for a fit in which all vary.
+    pub(super) fixed: usize,
 }
 
 /// A chunked fit returns `fun` and `jac` (one extra evaluation at the solution) when it has at
@@ -545,6 +548,7 @@ pub(super) fn prepare<'a>(
         weighted,
         chunk,
         materialize: chunk.is_some() && m_pad <= MATERIALIZE_MAX_ROWS,
+        fixed: 0,
     };
     Ok(CurveData {
         spec,

@@ -16,22 +16,26 @@
 //! ```
 
 use std::ops::Index;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::builder::{Function, Graph, Tensor};
-use crate::graph::jvp::jacfwd;
+use crate::graph::jvp::{jacfwd, jacfwd_t};
 use crate::graph::types::{Shape, TensorType};
 
-/// The parameter vector as seen by a model: `p[i]` is the scalar tensor of parameter `i`.
+/// The parameter vector as seen by a model: `p[i]` is the scalar tensor of parameter `i`, and
+/// for a fit of named parameters ([`crate::fit::Parameters`]) `p["k"]` the one named `k`.
 ///
 /// Built from a traced vector of shape `[n]`; the scalars are static slices of it (unused
-/// ones are dropped at emission). Indexing out of range records an error in the graph and
-/// yields a placeholder.
+/// ones are dropped at emission). Indexing out of range, or by a name the parameters do not
+/// have, records an error in the graph (returned by the fit as a trace error) and yields a
+/// placeholder.
 #[derive(Clone, Debug)]
 pub struct Params {
     vector: Tensor,
     elems: Vec<Tensor>,
     poison: Tensor,
+    names: Option<Arc<[String]>>,
 }
 
 impl Params {
@@ -66,7 +70,42 @@ impl Params {
             vector: p.clone(),
             elems,
             poison,
+            names: None,
         }
+    }
+
+    /// Named scalars `elems[i]` called `names[i]` (equal lengths, at least one; scalars, or the
+    /// `[B, 1]` columns of a batch): the parameters of a fit of [`crate::fit::Parameters`],
+    /// assembled from its varying, fixed and tied ones.
+    pub(crate) fn named(elems: Vec<Tensor>, names: Arc<[String]>) -> Params {
+        let first = elems.first().expect("at least one parameter").clone();
+        let g = first.graph();
+        let poison = g.poison(TensorType::scalar(first.ty().dtype));
+        // Scalars of one problem make a vector [n]; the [B, 1] columns of a batch make [B, n].
+        let vector = if first.rank() == 0 {
+            let parts: Vec<Tensor> = elems.iter().map(|e| e.reshape([1])).collect();
+            g.concat(&parts, 0)
+        } else {
+            g.concat(&elems, first.rank() as i64 - 1)
+        };
+        Params {
+            vector,
+            elems,
+            poison,
+            names: Some(names),
+        }
+    }
+
+    /// The parameters' names, for parameters by name ([`crate::fit::Parameters`]); `None` for
+    /// positional ones.
+    pub fn names(&self) -> Option<&[String]> {
+        self.names.as_deref()
+    }
+
+    /// The parameter called `name`, or `None` (positional parameters have no names).
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        let i = self.names.as_ref()?.iter().position(|n| n == name)?;
+        self.elems.get(i)
     }
 
     /// Number of parameters.
@@ -100,6 +139,26 @@ impl Index<usize> for Params {
                     op: "params",
                     reason: format!("parameter index {i} out of range for {} parameters", self.elems.len()),
                 });
+                &self.poison
+            }
+        }
+    }
+}
+
+impl Index<&str> for Params {
+    type Output = Tensor;
+    fn index(&self, name: &str) -> &Tensor {
+        match self.get(name) {
+            Some(t) => t,
+            None => {
+                let reason = match &self.names {
+                    Some(names) => format!("no parameter is named '{name}' (the parameters: {})", names.join(", ")),
+                    None => format!(
+                        "parameter '{name}' asked by name, but these parameters are positional (p[0], p[1], ...; \
+                         names come with fit::Parameters)"
+                    ),
+                };
+                self.vector.graph().record(Error::InvalidOp { op: "params", reason });
                 &self.poison
             }
         }
@@ -163,13 +222,31 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        let p = TensorType::new(x.dtype, [n]);
+        self.model_function_fixed(name, model, x, n, 0)
+    }
+
+    /// As [`Graph::model_function`] for a model of `n + fixed` parameters of which the last
+    /// `fixed` are held fixed: `func.func private @name(%x, %p, %fixed) -> f` with `p: [n]`
+    /// and `fixed: [fixed]` (no `%fixed` when `fixed` is 0); the model sees `[p, fixed]`.
+    pub(crate) fn model_function_fixed<F>(
+        &self,
+        name: &str,
+        model: &F,
+        x: TensorType,
+        n: i64,
+        fixed: i64,
+    ) -> Result<Function>
+    where
+        F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
         let mut err = None;
-        let f = self.function(name, &[("x", x), ("p", p)], |a| match eval_model(model, &a[0], &a[1]) {
-            Ok(f) => vec![f],
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
+        let f = self.function(name, &model_inputs(x, n, fixed), |a| {
+            match eval_model(model, &a[0], &with_fixed(&a[1], a.get(2))) {
+                Ok(f) => vec![f],
+                Err(e) => {
+                    err = Some(e);
+                    Vec::new()
+                }
             }
         })?;
         err.map_or(Ok(f), Err)
@@ -181,7 +258,7 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        self.model_derivative_function(name, model, x, n, jacfwd_model)
+        self.model_derivative_function(name, model, x, n, 0, jacfwd)
     }
 
     /// As [`Graph::model_jac_function`], with the Jacobian transposed: `(f, Jᵀ)` with
@@ -190,7 +267,23 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        self.model_derivative_function(name, model, x, n, jacfwd_model_t)
+        self.model_derivative_function(name, model, x, n, 0, jacfwd_t)
+    }
+
+    /// As [`Graph::model_jac_t_function`] for `n` varying and `fixed` fixed parameters (see
+    /// [`Graph::model_function_fixed`]): `Jᵀ` is `[n, m]`, the derivatives by the varying ones.
+    pub(crate) fn model_jac_t_function_fixed<F>(
+        &self,
+        name: &str,
+        model: &F,
+        x: TensorType,
+        n: i64,
+        fixed: i64,
+    ) -> Result<Function>
+    where
+        F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
+        self.model_derivative_function(name, model, x, n, fixed, jacfwd_t)
     }
 
     fn model_derivative_function<F>(
@@ -199,20 +292,43 @@ impl Graph {
         model: &F,
         x: TensorType,
         n: i64,
-        derive: fn(&F, &Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+        fixed: i64,
+        derive: fn(&Tensor, &Tensor) -> Result<Tensor>,
     ) -> Result<Function>
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        let p = TensorType::new(x.dtype, [n]);
         let mut err = None;
-        let f = self.function(name, &[("x", x), ("p", p)], |a| match derive(model, &a[0], &a[1]) {
-            Ok((f, j)) => vec![f, j],
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
+        let f = self.function(name, &model_inputs(x, n, fixed), |a| {
+            let derived =
+                eval_model(model, &a[0], &with_fixed(&a[1], a.get(2))).and_then(|f| Ok((derive(&f, &a[1])?, f)));
+            match derived {
+                Ok((j, f)) => vec![f, j],
+                Err(e) => {
+                    err = Some(e);
+                    Vec::new()
+                }
             }
         })?;
         err.map_or(Ok(f), Err)
+    }
+}
+
+/// The inputs of a traced model function: `x`, the `n` varying parameters and, when there are
+/// any, the `fixed` fixed ones.
+fn model_inputs(x: TensorType, n: i64, fixed: i64) -> Vec<(&'static str, TensorType)> {
+    let dtype = x.dtype;
+    let mut inputs = vec![("x", x), ("p", TensorType::new(dtype, [n]))];
+    if fixed > 0 {
+        inputs.push(("fixed", TensorType::new(dtype, [fixed])));
+    }
+    inputs
+}
+
+/// The parameter vector a model sees: the varying `p`, then the `fixed` ones if any.
+fn with_fixed(p: &Tensor, fixed: Option<&Tensor>) -> Tensor {
+    match fixed {
+        Some(c) => p.graph().concat(&[p.clone(), c.clone()], 0),
+        None => p.clone(),
     }
 }

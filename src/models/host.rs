@@ -5,7 +5,7 @@
 use crate::expr::{BinOp, Expr, Func, Node};
 
 /// The expression at one point: `x` is the value of variable 0, `p` the parameters.
-pub(super) fn eval(expr: &Expr, x: f64, p: &[f64]) -> f64 {
+pub(crate) fn eval(expr: &Expr, x: f64, p: &[f64]) -> f64 {
     value(expr.root(), x, p)
 }
 

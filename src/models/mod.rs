@@ -107,7 +107,7 @@
 //!   with the linear parameters eliminated.
 
 mod guess;
-mod host;
+pub(crate) mod host;
 
 use std::fmt;
 
