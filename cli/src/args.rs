@@ -222,8 +222,9 @@ pub struct FitArgs {
     #[command(flatten)]
     pub common: Common,
     #[arg(long, help_heading = OUTPUT,
-          help = "print one JSON object: params, stderr, pcov, param_names, rank,\n\
-                  not_determined (parameters the data do not determine), intervals\n\
+          help = "print one JSON object: params, stderr, pcov, param_names, fixed\n\
+                  (their names), tied {name: expr}, rank, not_determined (parameters\n\
+                  the data do not determine), intervals\n\
                   {level, lower, upper}, correlation, statistics {n_points, dof, chisqr,\n\
                   redchi, residual_se, r_squared, adj_r_squared, log_likelihood, aic,\n\
                   bic, chisqr_aic, chisqr_bic}, starts (null, or with --starts {n_starts,\n\
@@ -240,6 +241,18 @@ pub struct FitArgs {
           help = "no note on stderr when the fit had to compile its program (the note is\n\
                   printed only when stderr is a terminal).")]
     pub quiet: bool,
+    #[arg(long, value_name = "NAME[=VALUE],...", help_heading = PARAMETERS, value_parser = Value(parse_fix),
+          allow_hyphen_values = true,
+          help = "hold parameters fixed, at VALUE or (without one) at their start: the\n\
+                  fit varies the others and reports these as fixed; a new VALUE reuses\n\
+                  the compiled program.")]
+    pub fix: Option<::std::vec::Vec<(String, Option<f64>)>>,
+    #[arg(long, value_name = "NAME=EXPR", help_heading = PARAMETERS, value_parser = Value(parse_tie),
+          allow_hyphen_values = true, action = clap::ArgAction::Append,
+          help = "tie a parameter to an expression of the others (--tie w2=w1,\n\
+                  --tie 'b=2*a+c'); repeat it for several. Its error is propagated\n\
+                  from the covariance of those it names.")]
+    pub tie: Vec<(String, String)>,
     #[arg(long, value_name = "K", help_heading = SOLVER, value_parser = Value(parse_count), allow_hyphen_values = true,
           default_value = "1", hide_default_value = true,
           help = "fit from --p0 and K-1 more starts (seeded Sobol points: uniform between\n\
@@ -580,6 +593,35 @@ fn parse_values(name: &str, v: &str) -> Result<ParamValues> {
         bail!("option {name}: 'auto' and a value for every parameter exclude each other");
     }
     Ok(out)
+}
+
+/// `--fix a=1.5,b`: names, each with its value or none (held at its start).
+fn parse_fix(name: &str, v: &str) -> Result<Vec<(String, Option<f64>)>> {
+    let mut out: Vec<(String, Option<f64>)> = Vec::new();
+    for item in v.split(',').map(str::trim) {
+        let (k, val) = match item.split_once('=') {
+            Some((k, val)) => (k.trim(), Some(parse_f64(name, val)?)),
+            None => (item, None),
+        };
+        if k.is_empty() {
+            bail!("option {name} needs NAME[=VALUE][,NAME[=VALUE]...], got '{v}'");
+        }
+        if out.iter().any(|(n, _)| n == k) {
+            bail!("option {name}: parameter '{k}' is given twice");
+        }
+        out.push((k.to_string(), val));
+    }
+    Ok(out)
+}
+
+/// `--tie w2=w1`: the parameter and its expression (which may hold commas: `max(a, b)`).
+fn parse_tie(name: &str, v: &str) -> Result<(String, String)> {
+    match v.split_once('=') {
+        Some((k, e)) if !k.trim().is_empty() && !e.trim().is_empty() => {
+            Ok((k.trim().to_string(), e.trim().to_string()))
+        }
+        _ => bail!("option {name} needs NAME=EXPR, got '{v}'"),
+    }
 }
 
 fn parse_columns(_: &str, v: &str) -> Result<Vec<ColSpec>> {

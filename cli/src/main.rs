@@ -20,7 +20,10 @@ use libmimalloc_sys as _;
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use nlsq::expr::{Expr, Func, Node};
-use nlsq::fit::{curve_fit, curve_fit_with_progress, FitOptions, Progress, XData};
+use nlsq::fit::{
+    curve_fit, curve_fit_parameters, curve_fit_with_progress, CurveFit, FitOptions, Parameter, ParameterFit,
+    Parameters, Prediction, Progress, XData,
+};
 use nlsq::solve::{Loss, Method};
 
 use args::{BatchArgs, ColSpec, Command, Common, CompileArgs, FitArgs, ParamValues};
@@ -255,7 +258,12 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         }
         None => start_for_expression(a, &names, &lower, &upper)?,
     };
+    let held = held_parameters(fit_args, &names)?;
     for (i, n) in names.iter().enumerate() {
+        if held[i].is_some() {
+            // Fixed and tied parameters are checked as such (`Parameters`).
+            continue;
+        }
         if !p0[i].is_finite() {
             bail!("--p0: the starting value of '{n}' must be finite");
         }
@@ -268,7 +276,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
             );
         }
     }
-    let bounded = lower.iter().chain(&upper).any(|v| v.is_finite());
+    let bounded = (0..names.len()).any(|i| held[i].is_none() && (lower[i].is_finite() || upper[i].is_finite()));
 
     // Options.
     let loss = a.loss.unwrap_or(Loss::Linear);
@@ -278,7 +286,8 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
     if let Some(s) = &sigma {
         opts = opts.with_sigma(s.clone());
     }
-    if bounded {
+    let plain = held.iter().all(Option::is_none);
+    if bounded && plain {
         opts = opts.with_bounds(lower.clone(), upper.clone());
     }
     let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
@@ -306,13 +315,19 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
             .map_err(|e| anyhow!("building the x matrix: {e}"))?;
         XData::from(&x_matrix)
     };
-    let line = if opts.starts > 1 { progress::Line::start() } else { None };
-    let fit = match &line {
-        Some(l) => curve_fit_with_progress(&model, x, &y, Some(&p0), &opts, &|p: &Progress| l.update(p)),
-        None => curve_fit(&model, x, &y, Some(&p0), &opts),
+    let fit = if plain {
+        let line = if opts.starts > 1 { progress::Line::start() } else { None };
+        let fit = match &line {
+            Some(l) => curve_fit_with_progress(&model, x, &y, Some(&p0), &opts, &|p: &Progress| l.update(p)),
+            None => curve_fit(&model, x, &y, Some(&p0), &opts),
+        };
+        drop(line);
+        fit.map(Fitted::Plain)
+    } else {
+        let params = named_parameters(&names, &p0, &lower, &upper, &held);
+        curve_fit_parameters(&model, x, &y, &params, &opts).map(Fitted::Named)
     };
-    drop(line);
-    let fit = fit.map_err(|e| match e {
+    let fitted = fit.map_err(|e| match e {
         nlsq::Error::InvalidInput { field: "p0", reason } if reason.contains("not finite") => {
             anyhow!(
                 "the model is not finite at the starting point (p0: {}); give other --p0 values",
@@ -321,9 +336,11 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         }
         other => anyhow::Error::new(other).context("fit failed"),
     })?;
+    let report = fitted.report(&names, fit_args.level);
+    let fit = report.fit;
 
     // Output.
-    if let Some(w) = fit.not_determined_warning(|i| format!("'{}'", names[i])) {
+    if let Some(w) = fit.not_determined_warning(|i| format!("'{}'", report.varying[i])) {
         eprintln!("{w}");
     }
     // Once, where a person reads stderr: the first fit of a model and shape compiled a program.
@@ -338,7 +355,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         );
     }
     if fit_args.json {
-        print(&(serde_json::to_string_pretty(&output::fit_json(&names, &fit, fit_args.level))? + "\n"))?;
+        print(&(serde_json::to_string_pretty(&output::fit_json(&report, fit_args.level))? + "\n"))?;
     } else {
         let xs: Vec<String> = vars
             .iter()
@@ -362,7 +379,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
                 if a.absolute_sigma { " (absolute)" } else { "" }
             ));
         }
-        print(&output::fit_table(&names, &fit, &context, fit_args.level))?;
+        print(&output::fit_table(&report, &context, fit_args.level))?;
     }
     if let Some(path) = &fit_args.plot {
         let level = fit_args.level;
@@ -376,13 +393,13 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
                 .map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64)
                 .collect();
             let both: Vec<f64> = grid.iter().chain(x.iter()).copied().collect();
-            let p = predict::evaluate(&expr, &[both], &fit, level).context("the plot")?;
+            let p = fitted.predict(&expr, &[both], level).context("the plot")?;
             let (mut f, mut band) = (p.y.to_vec(), p.confidence.to_vec());
             let at_data = f.split_off(GRID);
             band.truncate(GRID);
             (Some(x.clone()), Some((grid, f)), Some(band), at_data)
         } else {
-            let p = predict::evaluate(&expr, &x_rows, &fit, level).context("the plot")?;
+            let p = fitted.predict(&expr, &x_rows, level).context("the plot")?;
             (None, None, None, p.y.to_vec())
         };
         let title = format!(
@@ -416,6 +433,88 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// What `--fix` and `--tie` do with a parameter.
+enum Held {
+    /// Fixed at this value, or at its start.
+    Fixed(Option<f64>),
+    /// Tied to this expression.
+    Tied(String),
+}
+
+/// `--fix` and `--tie` per parameter of `names` (`None`: it varies).
+fn held_parameters(fit_args: &FitArgs, names: &[String]) -> Result<Vec<Option<Held>>> {
+    let mut held: Vec<Option<Held>> = names.iter().map(|_| None).collect();
+    let position = |option: &str, name: &str| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            anyhow!(
+                "{option}: the model has no parameter '{name}' (its parameters: {})",
+                names.join(", ")
+            )
+        })
+    };
+    for (name, value) in fit_args.fix.iter().flatten() {
+        held[position("--fix", name)?] = Some(Held::Fixed(*value));
+    }
+    for (name, expr) in &fit_args.tie {
+        let i = position("--tie", name)?;
+        if held[i].is_some() {
+            bail!("--tie: parameter '{name}' is also fixed or tied by another --tie; give it one");
+        }
+        held[i] = Some(Held::Tied(expr.clone()));
+    }
+    Ok(held)
+}
+
+/// The `Parameters` of a fit with `--fix` or `--tie`: starts, bounds, and what is held.
+fn named_parameters(names: &[String], p0: &[f64], lower: &[f64], upper: &[f64], held: &[Option<Held>]) -> Parameters {
+    let mut params = Parameters::new();
+    for (i, name) in names.iter().enumerate() {
+        let p = Parameter::new(name.as_str(), p0[i]).with_bounds(lower[i], upper[i]);
+        params.add(match &held[i] {
+            None => p,
+            Some(Held::Fixed(v)) => Parameter::new(name.as_str(), v.unwrap_or(p0[i]))
+                .with_bounds(lower[i], upper[i])
+                .fixed(),
+            // A tie takes no bounds: the library names the parameter if bounds were given.
+            Some(Held::Tied(e)) => p.tied(e.as_str()),
+        });
+    }
+    params
+}
+
+/// A fit of `nlsq fit`: of every parameter, or with some fixed or tied.
+enum Fitted {
+    Plain(CurveFit),
+    Named(ParameterFit),
+}
+
+impl Fitted {
+    fn report(&self, names: &[String], level: f64) -> output::Report<'_> {
+        match self {
+            Fitted::Plain(f) => output::Report::plain(names, f, level),
+            Fitted::Named(f) => output::Report::named(f, level),
+        }
+    }
+
+    /// The fitted model at the points `x_rows` (`k` rows of `m` values) with its bands.
+    fn predict(&self, expr: &Expr, x_rows: &[Vec<f64>], level: f64) -> Result<Prediction> {
+        match self {
+            Fitted::Plain(f) => predict::evaluate(expr, x_rows, f, level),
+            Fitted::Named(f) => {
+                let model = expr.model();
+                let out = if x_rows.len() == 1 {
+                    f.predict(&model, &x_rows[0], level, None)
+                } else {
+                    let m = x_rows.first().map_or(0, Vec::len);
+                    let x = Array2::from_shape_vec((x_rows.len(), m), x_rows.concat()).context("the x rows")?;
+                    f.predict(&model, &x, level, None)
+                };
+                out.context("evaluating the fitted model")
+            }
+        }
+    }
 }
 
 /// The built-in model `src` names (`gaussian+linear`), or `None` for an expression.
@@ -655,7 +754,7 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         let line = match fit {
             Ok(f) => {
                 converged += usize::from(f.success());
-                let mut v = output::fit_json(&names, &f, 0.95);
+                let mut v = output::fit_json(&output::Report::plain(&names, &f, 0.95), 0.95);
                 if let serde_json::Value::Object(map) = &mut v {
                     map.insert("n_points".into(), set.y.len().into());
                     let mut with_name = serde_json::Map::new();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlsq::fit::CurveFit;
+use nlsq::fit::{CurveFit, ParameterFit, ParameterKind};
 use serde_json::{json, Map, Value};
 
 /// A JSON number, or `null` when not finite (JSON has no NaN or infinity).
@@ -33,22 +33,106 @@ fn matrix(a: &ndarray::Array2<f64>) -> Vec<Value> {
         .collect()
 }
 
+/// One parameter's line of a report.
+pub struct Row {
+    pub name: String,
+    pub value: f64,
+    /// `None` for a fixed parameter.
+    pub stderr: Option<f64>,
+    pub determined: bool,
+    /// The confidence interval at the report's level (`None`: fixed, or not available).
+    pub interval: Option<(f64, f64)>,
+    /// The expression of a tied parameter.
+    pub tie: Option<String>,
+}
+
+/// What `nlsq fit` reports: every parameter (varying, fixed or tied) and the fit of the varying
+/// ones.
+pub struct Report<'a> {
+    pub fit: &'a CurveFit,
+    pub rows: Vec<Row>,
+    /// Covariance and correlation of all rows (0 and NaN in a fixed one's).
+    pub covariance: ndarray::Array2<f64>,
+    pub correlation: ndarray::Array2<f64>,
+    /// The names of the varying parameters, in the order of `fit.popt`.
+    pub varying: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    /// A fit in which every parameter varies.
+    pub fn plain(names: &[String], fit: &'a CurveFit, level: f64) -> Report<'a> {
+        let intervals = fit.confidence_intervals(level).ok();
+        let rows = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Row {
+                name: n.clone(),
+                value: fit.popt[i],
+                stderr: Some(fit.perr[i]),
+                determined: !fit.result.not_determined.contains(&i),
+                interval: intervals.as_ref().map(|ci| (ci[[i, 0]], ci[[i, 1]])),
+                tie: None,
+            })
+            .collect();
+        Report {
+            fit,
+            rows,
+            covariance: fit.pcov.clone(),
+            correlation: fit.correlation(),
+            varying: names.to_vec(),
+        }
+    }
+
+    /// A fit of named parameters, some fixed or tied.
+    pub fn named(pf: &'a ParameterFit, level: f64) -> Report<'a> {
+        let intervals = pf.confidence_intervals(level).ok();
+        let rows: Vec<Row> = pf
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Row {
+                name: p.name.clone(),
+                value: p.value,
+                stderr: p.stderr,
+                determined: p.determined,
+                interval: intervals.as_ref().and_then(|ci| ci[i]),
+                tie: match &p.kind {
+                    ParameterKind::Tied(t) => Some(t.clone()),
+                    _ => None,
+                },
+            })
+            .collect();
+        let n = rows.len();
+        let correlation = ndarray::Array2::from_shape_fn((n, n), |(i, j)| {
+            pf.correlation(&rows[i].name, &rows[j].name).unwrap_or(f64::NAN)
+        });
+        let varying = pf
+            .params
+            .iter()
+            .filter(|p| p.kind == ParameterKind::Varying)
+            .map(|p| p.name.clone())
+            .collect();
+        Report {
+            fit: &pf.fit,
+            rows,
+            covariance: pf.covariance.clone(),
+            correlation,
+            varying,
+        }
+    }
+}
+
 /// The `--json` object: the keys `nlsq fit --help` lists, in that order; `intervals` at
 /// `level`.
-pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
+pub fn fit_json(report: &Report<'_>, level: f64) -> Value {
+    let (fit, rows) = (report.fit, &report.rows);
     let r = &fit.result;
-    let params: Map<String, Value> = names
-        .iter()
-        .zip(fit.popt.iter())
-        .map(|(n, v)| (n.clone(), num(*v)))
-        .collect();
-    let stderr: Map<String, Value> = names
-        .iter()
-        .zip(fit.perr.iter())
-        .map(|(n, v)| (n.clone(), num(*v)))
-        .collect();
-    let pcov = matrix(&fit.pcov);
-    let correlation = matrix(&fit.correlation());
+    let names: Vec<String> = rows.iter().map(|row| row.name.clone()).collect();
+    let by_name = |f: &dyn Fn(&Row) -> Value| -> Map<String, Value> {
+        rows.iter().map(|row| (row.name.clone(), f(row))).collect()
+    };
+    let params = by_name(&|row| num(row.value));
+    let stderr = by_name(&|row| row.stderr.map_or(Value::Null, num));
     let opt = |v: Option<f64>| v.map_or(Value::Null, num);
     let statistics = match &fit.statistics {
         Some(s) => json!({
@@ -67,24 +151,33 @@ pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
         }),
         None => Value::Null,
     };
-    // The level was checked when the arguments were parsed.
-    let intervals = fit.confidence_intervals(level).ok();
-    let bound = |k: usize| -> Map<String, Value> {
-        names
-            .iter()
-            .enumerate()
-            .map(|(j, n)| (n.clone(), intervals.as_ref().map_or(Value::Null, |ci| num(ci[[j, k]]))))
-            .collect()
-    };
+    let lower = by_name(&|row| row.interval.map_or(Value::Null, |(lo, _)| num(lo)));
+    let upper = by_name(&|row| row.interval.map_or(Value::Null, |(_, hi)| num(hi)));
+    let fixed: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.stderr.is_none())
+        .map(|row| row.name.as_str())
+        .collect();
+    let tied: Map<String, Value> = rows
+        .iter()
+        .filter_map(|row| row.tie.as_ref().map(|t| (row.name.clone(), json!(t))))
+        .collect();
+    let not_determined: Vec<&str> = rows
+        .iter()
+        .filter(|row| !row.determined)
+        .map(|row| row.name.as_str())
+        .collect();
     json!({
         "params": params,
         "stderr": stderr,
-        "pcov": pcov,
+        "pcov": matrix(&report.covariance),
         "param_names": names,
+        "fixed": fixed,
+        "tied": tied,
         "rank": r.rank,
-        "not_determined": r.not_determined.iter().map(|&i| names[i].clone()).collect::<Vec<_>>(),
-        "intervals": {"level": level, "lower": bound(0), "upper": bound(1)},
-        "correlation": correlation,
+        "not_determined": not_determined,
+        "intervals": {"level": level, "lower": lower, "upper": upper},
+        "correlation": matrix(&report.correlation),
         "statistics": statistics,
         "starts": fit.starts.as_ref().map_or(Value::Null, |s| json!({
             "n_starts": s.costs.len(),
@@ -92,7 +185,7 @@ pub fn fit_json(names: &[String], fit: &CurveFit, level: f64) -> Value {
             "best": s.best,
             "stopped_early": s.stopped_early.iter().filter(|&&e| e).count(),
             "costs": s.costs.iter().map(|c| num(*c)).collect::<Vec<_>>(),
-            "spread": names.iter().zip(s.spread.iter()).map(|(n, v)| (n.clone(), num(*v))).collect::<Map<String, Value>>(),
+            "spread": report.varying.iter().zip(s.spread.iter()).map(|(n, v)| (n.clone(), num(*v))).collect::<Map<String, Value>>(),
         })),
         "cost": num(r.cost),
         "nfev": r.nfev,
@@ -138,10 +231,11 @@ pub fn fmt_ms(d: Duration) -> String {
 
 /// The table: parameters with their intervals at `level`, the correlations above 0.1, the
 /// fit statistics, then status, cost, evaluations and timing.
-pub fn fit_table(names: &[String], fit: &CurveFit, context: &str, level: f64) -> String {
+pub fn fit_table(report: &Report<'_>, context: &str, level: f64) -> String {
+    let (fit, rows) = (report.fit, &report.rows);
     let r = &fit.result;
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max(9);
-    let intervals = fit.confidence_intervals(level).ok();
     let mut s = String::new();
     s.push_str(context);
     s.push('\n');
@@ -153,33 +247,32 @@ pub fn fit_table(names: &[String], fit: &CurveFit, context: &str, level: f64) ->
         "rel error",
         format!("{}% interval", percent(level))
     ));
-    for (i, name) in names.iter().enumerate() {
-        let (v, e) = (fit.popt[i], fit.perr[i]);
-        let rel = if v != 0.0 && e.is_finite() {
-            format!("{:.2}%", 100.0 * (e / v).abs())
-        } else {
-            "-".to_string()
-        };
-        let err = if r.not_determined.contains(&i) {
-            "not determined".to_string()
-        } else {
-            sci(e, 4)
-        };
-        let interval = match &intervals {
-            Some(ci) if ci[[i, 0]].is_finite() && ci[[i, 1]].is_finite() => {
-                format!("[{}, {}]", sci(ci[[i, 0]], 6), sci(ci[[i, 1]], 6))
-            }
+    for row in rows {
+        let v = row.value;
+        let rel = match row.stderr {
+            Some(e) if v != 0.0 && e.is_finite() => format!("{:.2}%", 100.0 * (e / v).abs()),
             _ => "-".to_string(),
         };
+        let err = match row.stderr {
+            None => "fixed".to_string(),
+            Some(_) if !row.determined => "not determined".to_string(),
+            Some(e) => sci(e, 4),
+        };
+        let interval = match row.interval {
+            Some((lo, hi)) if lo.is_finite() && hi.is_finite() => format!("[{}, {}]", sci(lo, 6), sci(hi, 6)),
+            _ => "-".to_string(),
+        };
+        let tie = row.tie.as_ref().map_or(String::new(), |t| format!("  = {t}"));
         s.push_str(&format!(
-            "{name:<width$}  {:>18}  {:>14}  {:>9}  {:>35}\n",
+            "{:<width$}  {:>18}  {:>14}  {:>9}  {:>35}{tie}\n",
+            row.name,
             sci(v, 10),
             err,
             rel,
             interval
         ));
     }
-    let corr = fit.correlation();
+    let corr = &report.correlation;
     let mut pairs = Vec::new();
     for i in 0..names.len() {
         for j in i + 1..names.len() {

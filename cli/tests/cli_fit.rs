@@ -93,6 +93,8 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
         "stderr",
         "pcov",
         "param_names",
+        "fixed",
+        "tied",
         "rank",
         "not_determined",
         "intervals",
@@ -149,6 +151,109 @@ fn json_has_exactly_the_documented_keys_and_scipy_values() {
     assert_eq!(v["intervals"]["level"], 0.95);
     assert_eq!(v["correlation"][0][0], 1.0);
     assert!(v["starts"].is_null());
+    assert_eq!(
+        (&v["fixed"], &v["tied"]),
+        (&serde_json::json!([]), &serde_json::json!({}))
+    );
+}
+
+#[test]
+fn fixed_and_tied_parameters() {
+    let tight = ["--ftol", "1e-15", "--xtol", "1e-15", "--gtol", "1e-15"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["--model", DECAY, "--data", "decay.csv"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(tight.iter().chain(extra).map(|s| s.to_string()));
+        v
+    };
+    let args = with(&["--fix", "c=0.5"]);
+    let fixed = fit_json(&args.iter().map(String::as_str).collect::<Vec<_>>(), 0);
+    let mut literal_args = vec!["--model", "a*exp(-k*x) + 0.5", "--data", "decay.csv"];
+    literal_args.extend(tight);
+    let literal = fit_json(&literal_args, 0);
+    assert_close(
+        &values(&fixed, "params", &["a", "k"]),
+        &values(&literal, "params", &["a", "k"]),
+        1e-10,
+        "fixed c vs the literal",
+    );
+    assert_close(
+        &values(&fixed, "stderr", &["a", "k"]),
+        &values(&literal, "stderr", &["a", "k"]),
+        1e-8,
+        "stderr",
+    );
+    assert_eq!(fixed["params"]["c"], 0.5);
+    assert!(fixed["stderr"]["c"].is_null() && fixed["intervals"]["lower"]["c"].is_null());
+    assert_eq!(fixed["fixed"], serde_json::json!(["c"]));
+    assert_eq!(fixed["statistics"]["dof"], 28, "two varying parameters on 30 points");
+    assert_eq!(fixed["param_names"], serde_json::json!(["a", "k", "c"]));
+    // A tie: c follows a.
+    let args = with(&["--tie", "c=a/5"]);
+    let tied = fit_json(&args.iter().map(String::as_str).collect::<Vec<_>>(), 0);
+    let (a, c) = (
+        tied["params"]["a"].as_f64().unwrap(),
+        tied["params"]["c"].as_f64().unwrap(),
+    );
+    assert!((c - a / 5.0).abs() <= 1e-12 * c, "{a} {c}");
+    let (ea, ec) = (
+        tied["stderr"]["a"].as_f64().unwrap(),
+        tied["stderr"]["c"].as_f64().unwrap(),
+    );
+    assert!((ec - ea / 5.0).abs() <= 1e-6 * ec, "{ea} {ec}");
+    assert_eq!(tied["tied"], serde_json::json!({"c": "a/5"}));
+    // The table says so.
+    let o = nlsq(&["fit", "--model", DECAY, "--data", "decay.csv", "--fix", "c", "--quiet"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.lines().any(|l| l.starts_with('c') && l.contains("fixed")), "{out}");
+    assert_bad_input(&[
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--fix", "z=1"],
+            "no parameter 'z'",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--fix", "x=1"],
+            "no parameter 'x'",
+        ),
+        (&["--model", DECAY, "--data", "decay.csv", "--tie", "c=c"], "cycle"),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--tie", "c=k", "--tie", "k=c"],
+            "cycle",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--fix", "a,k,c"],
+            "nothing is left to fit",
+        ),
+        (
+            &[
+                "--model",
+                DECAY,
+                "--data",
+                "decay.csv",
+                "--tie",
+                "c=a",
+                "--lower",
+                "c=0",
+            ],
+            "takes none",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--tie", "c=q"],
+            "tie 'q' does not parse",
+        ),
+        (&["--model", DECAY, "--data", "decay.csv", "--tie", "c"], "NAME=EXPR"),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--fix", "c=zz"],
+            "not a number",
+        ),
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--fix", "c", "--tie", "c=a"],
+            "also fixed",
+        ),
+    ]);
 }
 
 #[test]

@@ -277,6 +277,35 @@ impl ParameterFit {
             .collect())
     }
 
+    /// The fitted `model` at new points with its confidence and prediction bands at `level`, as
+    /// [`predict`](super::predict) gives them for a `curve_fit`: the covariance of every
+    /// parameter (0 for the fixed ones, propagated through the ties) on the fit's degrees of
+    /// freedom. `model` is the one fitted (by name or position over every parameter).
+    ///
+    /// # Errors
+    /// Those of [`predict`](super::predict).
+    pub fn predict<'a, M>(
+        &self,
+        model: &M,
+        xdata: impl Into<XData<'a>>,
+        level: f64,
+        sigma: Option<&[f64]>,
+    ) -> Result<super::Prediction>
+    where
+        M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+    {
+        let names: Arc<[String]> = self.params.iter().map(|p| p.name.clone()).collect();
+        let named = |x: &Tensor, p: &Params| model(x, &p.clone().with_names(names.clone()));
+        // The fit of every parameter: their values, their covariance; the rest as fitted.
+        let mut all = self.fit.clone();
+        all.popt = ndarray::Array1::from(self.values());
+        all.pcov = self.covariance.clone();
+        all.perr = self.covariance.diag().mapv(|v| v.max(0.0).sqrt());
+        all.result.fun = None;
+        all.result.jac = None;
+        super::predict(&named, xdata, &all, level, sigma)
+    }
+
     /// The warning line of [`CurveFit::not_determined_warning`] by name, with the tied
     /// parameters that depend on those; `None` when the data determine every parameter.
     pub fn not_determined_warning(&self) -> Option<String> {
@@ -514,6 +543,10 @@ impl Layout {
     where
         M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
+        if self.fixed.is_empty() && self.ties.is_empty() {
+            // Every parameter varies, in order: names only, the program of `curve_fit`'s.
+            return model(x, &p.clone().with_names(self.names.clone()));
+        }
         let mut elems: Vec<Option<Tensor>> = vec![None; self.names.len()];
         for (j, &i) in self.varying.iter().chain(&self.fixed).enumerate() {
             elems[i] = Some(p[j].clone());
@@ -574,6 +607,8 @@ impl Layout {
         // Σ a_ij pcov_jk a_lk over the nonzero a only: an undetermined parameter's inf reaches
         // exactly the parameters that depend on it.
         let covariance = Array2::from_shape_fn((n, n), |(i, l)| {
+            // One triangle's order of the sums for both, so the matrix is symmetric.
+            let (i, l) = (i.min(l), i.max(l));
             let mut s = 0.0;
             for j in (0..nv).filter(|&j| a[[i, j]] != 0.0) {
                 for k in (0..nv).filter(|&k| a[[l, k]] != 0.0) {

@@ -96,6 +96,15 @@ impl Params {
         }
     }
 
+    /// These parameters called `names` (one per parameter): the same tensors, so a model traced
+    /// through them emits the same program as through the positional ones.
+    pub(crate) fn with_names(self, names: Arc<[String]>) -> Params {
+        Params {
+            names: Some(names),
+            ..self
+        }
+    }
+
     /// The parameters' names, for parameters by name ([`crate::fit::Parameters`]); `None` for
     /// positional ones.
     pub fn names(&self) -> Option<&[String]> {
