@@ -23,6 +23,7 @@
 pub mod batch;
 pub mod cache;
 mod execute;
+pub mod global;
 mod least_squares;
 mod memory;
 pub mod multistart;
@@ -46,6 +47,7 @@ use ndarray::{Array2, ArrayView1};
 
 pub use crate::solve::covariance::NULL_SPACE_TOL;
 pub use cache::{CacheKey, ExecutableCache};
+pub use global::{curve_fit_global, GlobalFit};
 pub use least_squares::least_squares;
 pub use multistart::StartsSummary;
 pub use options::{FitOptions, LeastSquaresOptions, Sigma, XData};

@@ -90,7 +90,7 @@ impl Parameter {
     }
 
     /// What the fit does with it.
-    fn kind(&self) -> ParameterKind {
+    pub(super) fn kind(&self) -> ParameterKind {
         match (&self.tie, self.vary) {
             (Some(t), _) => ParameterKind::Tied(t.clone()),
             (None, true) => ParameterKind::Varying,
@@ -114,7 +114,7 @@ impl Parameter {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Parameters {
-    list: Vec<Parameter>,
+    pub(super) list: Vec<Parameter>,
 }
 
 impl Parameters {
@@ -403,12 +403,12 @@ where
 }
 
 /// Where each parameter comes from in a fit of [`Parameters`].
-struct Layout {
-    names: Arc<[String]>,
+pub(super) struct Layout {
+    pub(super) names: Arc<[String]>,
     /// Positions (in `params`) of the varying parameters, in order: the solver's `p`.
-    varying: Vec<usize>,
+    pub(super) varying: Vec<usize>,
     /// Positions of the fixed ones, in order: the program's `fixed` input, after `p`.
-    fixed: Vec<usize>,
+    pub(super) fixed: Vec<usize>,
     /// The tied ones with their parsed expressions (over all names), in an order in which each
     /// names only parameters before it.
     ties: Vec<(usize, Expr)>,
@@ -416,7 +416,7 @@ struct Layout {
 
 impl Layout {
     /// Checks `params` and lays them out.
-    fn of(params: &Parameters) -> Result<Layout> {
+    pub(super) fn of(params: &Parameters) -> Result<Layout> {
         let bad = |p: &Parameter, reason: String| Error::InvalidParameter {
             name: p.name.clone(),
             reason,
@@ -499,6 +499,12 @@ impl Layout {
 
     /// `options` for the fit of the varying parameters: their bounds, their `x_scale`.
     fn options(&self, params: &Parameters, options: &FitOptions) -> Result<FitOptions> {
+        self.options_for(params, options, &self.varying)
+    }
+
+    /// `options` for a fit whose solver parameters are the parameters at positions `slots` (the
+    /// varying ones, some repeated: a global fit's local ones once per dataset).
+    pub(super) fn options_for(&self, params: &Parameters, options: &FitOptions, slots: &[usize]) -> Result<FitOptions> {
         let refuse = |field: &'static str, value: String| Error::InvalidOption {
             field,
             value,
@@ -513,19 +519,18 @@ impl Layout {
         }
         let mut opts = options.clone();
         let vary = |i: usize| &params.list[i];
-        if self
-            .varying
+        if slots
             .iter()
             .any(|&i| vary(i).lower.is_finite() || vary(i).upper.is_finite())
         {
             opts.bounds = Some((
-                self.varying.iter().map(|&i| vary(i).lower).collect(),
-                self.varying.iter().map(|&i| vary(i).upper).collect(),
+                slots.iter().map(|&i| vary(i).lower).collect(),
+                slots.iter().map(|&i| vary(i).upper).collect(),
             ));
         }
         if let Some(XScale::Values(v)) = &options.solver.x_scale {
             if v.len() == params.len() && v.len() != 1 {
-                opts.solver.x_scale = Some(XScale::Values(self.varying.iter().map(|&i| v[i]).collect()));
+                opts.solver.x_scale = Some(XScale::Values(slots.iter().map(|&i| v[i]).collect()));
             } else if v.len() != 1 {
                 return Err(Error::InvalidOption {
                     field: "x_scale",
@@ -551,9 +556,15 @@ impl Layout {
         for (j, &i) in self.varying.iter().chain(&self.fixed).enumerate() {
             elems[i] = Some(p[j].clone());
         }
-        // A stand-in of the right shape (a scalar, or a batch's column) for the ties not yet
-        // traced: a tie names only parameters before it in the order, never one of these.
-        let stand_in = p[0].clone();
+        model(x, &self.assemble(elems, &p[0]))
+    }
+
+    /// Every parameter by name from the varying and fixed ones in `elems` (the tied ones `None`),
+    /// with the ties traced from them. `stand_in` has the shape of a parameter (a scalar, a
+    /// batch's column, a global fit's per-point values).
+    pub(super) fn assemble(&self, mut elems: Vec<Option<Tensor>>, stand_in: &Tensor) -> Params {
+        // The stand-in takes the place of the ties not yet traced: a tie names only parameters
+        // before it in the order, never one of these.
         for (i, expr) in &self.ties {
             let now = elems
                 .iter()
@@ -565,7 +576,7 @@ impl Layout {
             .into_iter()
             .map(|e| e.expect("every parameter assembled"))
             .collect();
-        model(x, &Params::named(all, self.names.clone()))
+        Params::named(all, self.names.clone())
     }
 
     /// Every value at the varying values `pv`: the fixed ones from `params`, the ties evaluated.
@@ -582,8 +593,27 @@ impl Layout {
 
     /// The by-name result of the fit of the varying parameters.
     fn result(&self, params: &Parameters, fit: CurveFit) -> ParameterFit {
+        let (popt, perr) = (fit.popt.to_vec(), fit.perr.to_vec());
+        let (fitted, covariance) = self.fitted(params, &popt, &fit.pcov, &perr, &fit.result.not_determined);
+        ParameterFit {
+            fit,
+            params: fitted,
+            covariance,
+        }
+    }
+
+    /// Every parameter and their covariance from the varying ones' values `pv`, covariance
+    /// `pcov`, errors `perr` and the (positions among them) not determined, `nd`.
+    pub(super) fn fitted(
+        &self,
+        params: &Parameters,
+        pv: &[f64],
+        pcov: &Array2<f64>,
+        perr: &[f64],
+        nd: &[usize],
+    ) -> (Vec<FittedParameter>, Array2<f64>) {
         let (n, nv) = (params.len(), self.varying.len());
-        let pv: Vec<f64> = fit.popt.to_vec();
+        let pv = pv.to_vec();
         let values = self.values(params, &pv);
         // a[i][j] = d value_i / d pv_j: unit rows for the varying, zero for the fixed, central
         // differences through the ties (exact for linear ties up to rounding).
@@ -603,7 +633,6 @@ impl Layout {
                 }
             }
         }
-        let nd = &fit.result.not_determined;
         // Σ a_ij pcov_jk a_lk over the nonzero a only: an undetermined parameter's inf reaches
         // exactly the parameters that depend on it.
         let covariance = Array2::from_shape_fn((n, n), |(i, l)| {
@@ -612,7 +641,7 @@ impl Layout {
             let mut s = 0.0;
             for j in (0..nv).filter(|&j| a[[i, j]] != 0.0) {
                 for k in (0..nv).filter(|&k| a[[l, k]] != 0.0) {
-                    s += a[[i, j]] * fit.pcov[[j, k]] * a[[l, k]];
+                    s += a[[i, j]] * pcov[[j, k]] * a[[l, k]];
                 }
             }
             s
@@ -629,7 +658,7 @@ impl Layout {
                     ParameterKind::Fixed => None,
                     ParameterKind::Varying => {
                         let j = self.varying.iter().position(|&v| v == i).expect("varying");
-                        Some(fit.perr[j])
+                        Some(perr[j])
                     }
                     ParameterKind::Tied(_) if !determined => Some(f64::INFINITY),
                     ParameterKind::Tied(_) => Some(covariance[[i, i]].max(0.0).sqrt()),
@@ -643,11 +672,7 @@ impl Layout {
                 }
             })
             .collect();
-        ParameterFit {
-            fit,
-            params: fitted,
-            covariance,
-        }
+        (fitted, covariance)
     }
 }
 

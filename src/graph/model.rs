@@ -74,19 +74,29 @@ impl Params {
         }
     }
 
-    /// Named scalars `elems[i]` called `names[i]` (equal lengths, at least one; scalars, or the
-    /// `[B, 1]` columns of a batch): the parameters of a fit of [`crate::fit::Parameters`],
-    /// assembled from its varying, fixed and tied ones.
+    /// Named values `elems[i]` called `names[i]` (equal lengths, at least one; scalars, the
+    /// `[B, 1]` columns of a batch, or a global fit's per-point values): the parameters of a fit
+    /// of [`crate::fit::Parameters`], assembled from its varying, fixed and tied ones.
     pub(crate) fn named(elems: Vec<Tensor>, names: Arc<[String]>) -> Params {
         let first = elems.first().expect("at least one parameter").clone();
         let g = first.graph();
         let poison = g.poison(TensorType::scalar(first.ty().dtype));
-        // Scalars of one problem make a vector [n]; the [B, 1] columns of a batch make [B, n].
-        let vector = if first.rank() == 0 {
+        // Scalars of one problem make a vector [n]; the [B, 1] columns of a batch make [B, n];
+        // values of other shapes (a global fit's per-point ones among scalars) are broadcast to
+        // the largest and stacked along a new last axis.
+        let widest = elems.iter().max_by_key(|e| e.rank()).expect("at least one").dims();
+        let vector = if widest.is_empty() {
             let parts: Vec<Tensor> = elems.iter().map(|e| e.reshape([1])).collect();
             g.concat(&parts, 0)
+        } else if elems.iter().all(|e| e.dims() == widest) {
+            g.concat(&elems, widest.len() as i64 - 1)
         } else {
-            g.concat(&elems, first.rank() as i64 - 1)
+            let column = [widest.clone(), vec![1]].concat();
+            let parts: Vec<Tensor> = elems
+                .iter()
+                .map(|e| e.broadcast_to(widest.clone()).reshape(column.clone()))
+                .collect();
+            g.concat(&parts, widest.len() as i64)
         };
         Params {
             vector,
