@@ -215,10 +215,22 @@ pub struct FitArgs {
     #[arg(long, value_name = "EXPR", help_heading = DATA, help = MODEL_HELP, value_parser = Value(text), allow_hyphen_values = true)]
     pub model: String,
     #[arg(long, value_name = "FILE", help_heading = DATA, value_parser = Value(path), allow_hyphen_values = true,
+          required = true, action = clap::ArgAction::Append,
           help = "the data file ('-' reads standard input). Delimiter: ',' for .csv,\n\
                   tab for .tsv, otherwise detected from the first line (',', tab or\n\
-                  whitespace). Blank lines and lines starting with '#' are skipped.")]
-    pub data: PathBuf,
+                  whitespace). Blank lines and lines starting with '#' are skipped.\n\
+                  Repeat it for several datasets: with --shared one global fit, without\n\
+                  it each dataset on its own (as nlsq batch).")]
+    pub data: Vec<PathBuf>,
+    #[arg(long, value_name = "COL", help_heading = DATA, value_parser = Value(text), allow_hyphen_values = true,
+          help = "a long-format file: the rows of each value of column COL form one\n\
+                  dataset (as nlsq batch --group).")]
+    pub group: Option<String>,
+    #[arg(long, value_name = "NAME,...", help_heading = PARAMETERS, value_parser = Value(parse_names),
+          allow_hyphen_values = true,
+          help = "with several datasets: one global fit in which these parameters are\n\
+                  common to all datasets and the others local to each.")]
+    pub shared: Option<::std::vec::Vec<String>>,
     #[command(flatten)]
     pub common: Common,
     #[arg(long, help_heading = OUTPUT,
@@ -775,7 +787,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.model, "a*x");
-        assert_eq!(a.data, PathBuf::from("d.csv"));
+        assert_eq!(a.data, [PathBuf::from("d.csv")]);
         let c = &a.common;
         assert_eq!(
             c.p0.as_ref().unwrap().named,

@@ -20,6 +20,7 @@ use libmimalloc_sys as _;
 use anyhow::{anyhow, bail, Context, Result};
 use ndarray::Array2;
 use nlsq::expr::{Expr, Func, Node};
+use nlsq::fit::global::Dataset as GlobalData;
 use nlsq::fit::{
     curve_fit, curve_fit_parameters, curve_fit_with_progress, CurveFit, FitOptions, Parameter, ParameterFit,
     Parameters, Prediction, Progress, XData,
@@ -176,6 +177,12 @@ fn solver_options(mut opts: FitOptions, a: &Common) -> FitOptions {
 }
 
 fn run_fit(fit_args: &FitArgs) -> Result<u8> {
+    if fit_args.data.len() > 1 || fit_args.group.is_some() {
+        return run_several(fit_args);
+    }
+    if fit_args.shared.is_some() {
+        bail!("--shared needs several datasets (repeat --data, or --group COL)");
+    }
     let a = &fit_args.common;
     let src = match fit_args.model.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
@@ -185,7 +192,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         bail!("--model is empty");
     }
     let builtin = builtin_model(&src)?;
-    let table = Table::read(&fit_args.data, a.header())?;
+    let table = Table::read(&fit_args.data[0], a.header())?;
 
     // Columns.
     let idents = match &builtin {
@@ -624,6 +631,159 @@ fn run_compile(c: &CompileArgs) -> Result<u8> {
             w.source,
             output::fmt_ms(w.time)
         ))?;
+    }
+    Ok(0)
+}
+
+/// `nlsq fit` with several datasets: one global fit with `--shared`, else each on its own (as
+/// `nlsq batch`, said on stderr).
+fn run_several(fit_args: &FitArgs) -> Result<u8> {
+    let b = BatchArgs {
+        model: fit_args.model.clone(),
+        files: fit_args.data.clone(),
+        group: fit_args.group.clone(),
+        common: fit_args.common.clone(),
+    };
+    let Some(shared) = &fit_args.shared else {
+        if fit_args.fix.is_some() || !fit_args.tie.is_empty() || fit_args.json || fit_args.plot.is_some() {
+            bail!("several datasets without --shared fit each on its own (nlsq batch), which takes no --fix, --tie, --json or --plot; give --shared for one global fit");
+        }
+        eprintln!("note: no --shared: each dataset is fitted on its own, as nlsq batch does (one JSON line each)");
+        return run_batch(&b);
+    };
+    let a = &b.common;
+    let src = match b.model.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
+        None => b.model.clone(),
+    };
+    if src.trim().is_empty() {
+        bail!("--model is empty");
+    }
+    let builtin = builtin_model(&src)?;
+    let idents = match &builtin {
+        Some(_) => vec!["x".to_string()],
+        None => model_identifiers(&src)?,
+    };
+    let mut var_name = None;
+    let mut sets: Vec<Dataset> = Vec::new();
+    for path in &b.files {
+        read_datasets(path, &b, &idents, &mut var_name, &mut sets)?;
+    }
+    if let Some(bad) = sets.iter().find(|s| s.error.is_some()) {
+        bail!("dataset {}: {}", bad.label, bad.error.as_deref().unwrap_or(""));
+    }
+    if sets.len() < 2 {
+        bail!("--shared needs several datasets, but the data hold {}", sets.len());
+    }
+    let var_name = var_name.unwrap_or_else(|| "x".into());
+    let expr = match &builtin {
+        Some(m) => m.expr().clone(),
+        None => parse_model(&src, &[var_name.as_str()])?,
+    };
+    let names: Vec<String> = expr.params().to_vec();
+    if names.is_empty() {
+        bail!("the model has no parameters");
+    }
+    if builtin.is_none() {
+        check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
+    }
+    let (lower, upper) = bounds(a, builtin.as_ref(), &names)?;
+    // A built-in's start is estimated per dataset: dataset 0's for the shared parameters.
+    let guesses: Vec<Vec<f64>> = match &builtin {
+        Some(m) => sets
+            .iter()
+            .map(|set| {
+                let guess = m
+                    .guess_within(&set.x, &set.y, &lower, &upper)
+                    .with_context(|| format!("estimating the start of dataset {} (give --p0)", set.label))?;
+                per_param("--p0", a.p0.as_ref(), &names, |i| guess[i])
+            })
+            .collect::<Result<_>>()?,
+        None => vec![start_for_expression(a, &names, &lower, &upper)?],
+    };
+    let held = held_parameters(fit_args, &names)?;
+    let params = named_parameters(&names, &guesses[0], &lower, &upper, &held);
+    let bounded = (0..names.len()).any(|i| held[i].is_none() && (lower[i].is_finite() || upper[i].is_finite()));
+    let loss = a.loss.unwrap_or(Loss::Linear);
+    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
+        Method::Trf
+    } else {
+        Method::Lm
+    });
+    if method == Method::Lm && (bounded || loss != Loss::Linear) {
+        bail!("--method lm supports neither bounds nor robust losses; use --method trf");
+    }
+    let opts = solver_options(
+        FitOptions::default()
+            .with_absolute_sigma(a.absolute_sigma)
+            .with_loss(loss)
+            .with_method(method),
+        a,
+    )
+    .with_starts(fit_args.starts)
+    .with_seed(fit_args.seed);
+    let shared_refs: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let data: Vec<GlobalData> = sets
+        .iter()
+        .enumerate()
+        .map(|(d, set)| {
+            let mut g = GlobalData::new(&set.x, &set.y);
+            if let Some(s) = &set.sigma {
+                g = g.with_sigma(s);
+            }
+            if let Some(guess) = guesses.get(d).filter(|_| d > 0) {
+                for (i, name) in names.iter().enumerate() {
+                    if !shared.contains(name) && held[i].is_none() {
+                        g = g.with_start(name.as_str(), guess[i]);
+                    }
+                }
+            }
+            g
+        })
+        .collect();
+    let model = expr.model();
+    let fit = nlsq::fit::curve_fit_global(&model, &data, &params, &shared_refs, &opts)
+        .map_err(|e| anyhow::Error::new(e).context("global fit failed"))?;
+    let f = &fit.fit;
+    if let Some(w) = f.not_determined_warning(|i| format!("'{}'", fit.names[i])) {
+        eprintln!("{w}");
+    }
+    let labels: Vec<String> = sets.iter().map(|s| s.label.clone()).collect();
+    if fit_args.json {
+        print(
+            &(serde_json::to_string_pretty(&output::global_json(
+                &fit,
+                &labels,
+                &sets.iter().map(|s| s.y.len()).collect::<Vec<_>>(),
+                fit_args.level,
+            ))? + "\n"),
+        )?;
+    } else {
+        let mut context = format!(
+            "model  {}\ndata   {} datasets, {} points; shared: {}",
+            src.split_whitespace().collect::<Vec<_>>().join(" "),
+            sets.len(),
+            sets.iter().map(|s| s.y.len()).sum::<usize>(),
+            shared.join(", ")
+        );
+        for (d, set) in sets.iter().enumerate() {
+            context.push_str(&format!("\n       [{d}] {} ({} points)", set.label, set.y.len()));
+        }
+        let mut table = output::fit_table(
+            &output::Report::plain(&fit.names, f, fit_args.level),
+            &context,
+            fit_args.level,
+        );
+        table.push_str(&output::held_lines(&fit));
+        print(&table)?;
+    }
+    if !f.success() {
+        eprintln!(
+            "error: the fit did not converge (status {}: {})",
+            f.result.status.code(),
+            f.result.message()
+        );
+        return Ok(1);
     }
     Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nlsq::fit::{CurveFit, ParameterFit, ParameterKind};
+use nlsq::fit::{CurveFit, FittedParameter, GlobalFit, ParameterFit, ParameterKind};
 use serde_json::{json, Map, Value};
 
 /// A JSON number, or `null` when not finite (JSON has no NaN or infinity).
@@ -201,6 +201,100 @@ pub fn fit_json(report: &Report<'_>, level: f64) -> Value {
             "total_ms": ms(r.timings.total),
         },
     })
+}
+
+/// The `--json` object of a global fit (`--shared`): the shared parameters, each dataset's,
+/// and the fit of all solver parameters.
+pub fn global_json(fit: &GlobalFit, labels: &[String], points: &[usize], level: f64) -> Value {
+    let f = &fit.fit;
+    let first = fit.datasets.first().map(Vec::as_slice).unwrap_or_default();
+    let shared = |v: &dyn Fn(&FittedParameter) -> Value| -> Map<String, Value> {
+        first
+            .iter()
+            .filter(|p| fit.shared.contains(&p.name))
+            .map(|p| (p.name.clone(), v(p)))
+            .collect()
+    };
+    let datasets: Vec<Value> = fit
+        .datasets
+        .iter()
+        .enumerate()
+        .map(|(d, ps)| {
+            let params: Map<String, Value> = ps.iter().map(|p| (p.name.clone(), num(p.value))).collect();
+            let stderr: Map<String, Value> = ps
+                .iter()
+                .map(|p| (p.name.clone(), p.stderr.map_or(Value::Null, num)))
+                .collect();
+            json!({"label": labels.get(d), "n_points": points.get(d), "params": params, "stderr": stderr})
+        })
+        .collect();
+    let fixed: Vec<&str> = first
+        .iter()
+        .filter(|p| p.kind == ParameterKind::Fixed)
+        .map(|p| p.name.as_str())
+        .collect();
+    let tied: Map<String, Value> = first
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ParameterKind::Tied(t) => Some((p.name.clone(), json!(t))),
+            _ => None,
+        })
+        .collect();
+    // The keys of one fit's JSON, in their order, with the parameters by dataset in place of
+    // `params` and `stderr` (`param_names`, `pcov` and the rest are the solver parameters').
+    let mut out = Map::new();
+    out.insert("shared".into(), Value::Object(shared(&|p| num(p.value))));
+    out.insert(
+        "shared_stderr".into(),
+        Value::Object(shared(&|p| p.stderr.map_or(Value::Null, num))),
+    );
+    out.insert("datasets".into(), Value::Array(datasets));
+    if let Value::Object(map) = fit_json(&Report::plain(&fit.names, f, level), level) {
+        for (k, v) in map {
+            match k.as_str() {
+                "params" | "stderr" => {}
+                "fixed" => {
+                    out.insert(k, json!(fixed));
+                }
+                "tied" => {
+                    out.insert(k, Value::Object(tied.clone()));
+                }
+                _ => {
+                    out.insert(k, v);
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The table's lines for the fixed and tied parameters of a global fit (the solver parameters
+/// are the table's rows).
+pub fn held_lines(fit: &GlobalFit) -> String {
+    let mut s = String::new();
+    let Some(first) = fit.datasets.first() else {
+        return s;
+    };
+    for (i, p) in first.iter().enumerate() {
+        match &p.kind {
+            ParameterKind::Fixed => s.push_str(&format!("fixed    {} = {}\n", p.name, sci(p.value, 10))),
+            ParameterKind::Tied(t) => {
+                let each: Vec<String> = fit
+                    .datasets
+                    .iter()
+                    .enumerate()
+                    .map(|(d, ps)| {
+                        let q = &ps[i];
+                        let err = q.stderr.map_or("-".to_string(), |e| sci(e, 4));
+                        format!("[{d}] {} ± {err}", sci(q.value, 6))
+                    })
+                    .collect();
+                s.push_str(&format!("tied     {} = {t}: {}\n", p.name, each.join(", ")));
+            }
+            ParameterKind::Varying => {}
+        }
+    }
+    s
 }
 
 /// `v` in C's `%.{digits}e` style: `2.5000000000e+00`.

@@ -939,3 +939,77 @@ fn compile_fills_the_cache_that_a_later_fit_loads_from() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn several_datasets_with_shared_parameters_are_one_global_fit() {
+    // Three decays with their own a and c and one rate, as three files and as one long file.
+    let mut long = String::from("id,x,y\n");
+    let mut files = Vec::new();
+    for (d, (a, c, m)) in [(1.0, 0.2, 40), (2.2, -0.1, 60), (3.5, 0.4, 90)].iter().enumerate() {
+        let mut text = String::from("x,y\n");
+        for i in 0..*m {
+            let x = 5.0 * i as f64 / *m as f64;
+            let y = a * (-1.3 * x).exp() + c + 0.01 * ((7 * i + d) as f64).sin();
+            text.push_str(&format!("{x},{y}\n"));
+            long.push_str(&format!("s{d},{x},{y}\n"));
+        }
+        let path = temp_path(&format!("global{d}.csv"));
+        std::fs::write(&path, text).unwrap();
+        files.push(path.display().to_string());
+    }
+    let long_path = temp_path("global_long.csv");
+    std::fs::write(&long_path, long).unwrap();
+    let mut args: Vec<&str> = vec!["--model", DECAY];
+    for f in &files {
+        args.extend(["--data", f.as_str()]);
+    }
+    args.extend(["--shared", "k"]);
+    let v = fit_json(&args, 0);
+    let k = v["shared"]["k"].as_f64().unwrap();
+    assert!((k - 1.3).abs() < 0.01, "{v}");
+    assert_eq!(
+        v["param_names"],
+        serde_json::json!(["k", "a[0]", "c[0]", "a[1]", "c[1]", "a[2]", "c[2]"])
+    );
+    assert_eq!(v["statistics"]["dof"], 190 - 7);
+    let sets = v["datasets"].as_array().unwrap();
+    assert_eq!(sets.len(), 3);
+    assert_eq!(sets[2]["n_points"], 90);
+    assert!((sets[2]["params"]["a"].as_f64().unwrap() - 3.5).abs() < 0.01);
+    assert_eq!(sets[1]["params"]["k"].as_f64().unwrap(), k);
+    let lp = long_path.display().to_string();
+    let by_group = fit_json(
+        &[
+            "--model", DECAY, "--data", &lp, "--group", "id", "--x", "x", "--y", "y", "--shared", "k",
+        ],
+        0,
+    );
+    assert_eq!(
+        by_group["shared"]["k"], v["shared"]["k"],
+        "one long file and three files are one fit"
+    );
+    assert_eq!(by_group["datasets"][0]["label"], "s0");
+    // Without --shared: each on its own, said on stderr.
+    let o = nlsq(&["fit", "--model", DECAY, "--data", &files[0], "--data", &files[1]]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("each dataset is fitted on its own"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    assert_bad_input(&[
+        (
+            &["--model", DECAY, "--data", "decay.csv", "--shared", "k"],
+            "needs several datasets",
+        ),
+        (
+            &[
+                "--model", DECAY, "--data", &files[0], "--data", &files[1], "--shared", "q",
+            ],
+            "parameter 'q'",
+        ),
+        (
+            &[
+                "--model", DECAY, "--data", &files[0], "--data", &files[1], "--shared", "k", "--tie", "k=a",
+            ],
+            "tied to 'a'",
+        ),
+    ]);
+}
