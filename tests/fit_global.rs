@@ -36,6 +36,8 @@ fn close(what: &str, got: f64, want: f64, rel: f64) {
     assert!(err <= rel, "{what}: {got:e} vs {want:e} (relative {err:e} > {rel:e})");
 }
 
+type Model = dyn Fn(&Tensor, &Params) -> Tensor;
+
 fn decay(x: &Tensor, p: &Params) -> Tensor {
     &p["a"] * (-&p["k"] * x).exp() + &p["c"]
 }
@@ -216,9 +218,37 @@ fn bad_global_input_is_a_typed_error_naming_it() {
     let mixed = [data[0].clone().with_sigma(&sets[0].2), data[1].clone()];
     let e = named(curve_fit_global(&decay, &mixed, &params(), &["k"], &opts));
     assert!(e.contains("give every dataset sigma, or none"), "{e}");
+    use nlsq::fit::global::{curve_fit_global_with, GlobalPath};
     let many: Vec<Dataset> = (0..40).map(|i| data[i % 3].clone()).collect();
-    let e = named(curve_fit_global(&decay, &many, &params(), &["k"], &opts));
-    assert!(e.contains("81 solver parameters") && e.contains("at most 64"), "{e}");
+    let e = named(curve_fit_global_with(
+        &decay,
+        &many,
+        &params(),
+        &["k"],
+        &opts,
+        GlobalPath::Dense,
+    ));
+    assert!(
+        e.contains("make 81 solver parameters") && e.contains("at most 64"),
+        "{e}"
+    );
+    // Automatically the Schur path, which takes no bounds, no shared-less or local-less fit.
+    assert!(curve_fit_global(&decay, &many, &params(), &["k"], &opts)
+        .unwrap()
+        .fit
+        .success());
+    let bounded = params().with(Parameter::new("a", 1.0).with_bounds(0.0, 10.0));
+    let e = named(curve_fit_global(&decay, &many, &bounded, &["k"], &opts));
+    assert!(e.contains("lm without bounds"), "{e}");
+    let e = named(curve_fit_global_with(
+        &decay,
+        &data,
+        &params(),
+        &[],
+        &opts,
+        GlobalPath::Schur,
+    ));
+    assert!(e.contains("at least one of each"), "{e}");
     let e = named(curve_fit_global(&decay, &[], &params(), &[], &opts));
     assert!(e.contains("no datasets"), "{e}");
     let e = named(curve_fit_global(
@@ -229,4 +259,86 @@ fn bad_global_input_is_a_typed_error_naming_it() {
         &opts.clone().with_sigma(vec![1.0]),
     ));
     assert!(e.contains("sigma"), "{e}");
+}
+
+#[test]
+fn the_schur_path_equals_the_dense_path() {
+    use nlsq::fit::global::{curve_fit_global_with, GlobalPath};
+    let sets = decays();
+    for weighted in [false, true] {
+        for fixed in [false, true] {
+            let what = format!("weighted {weighted} fixed {fixed}");
+            let data: Vec<Dataset> = sets
+                .iter()
+                .map(|(x, y, s)| {
+                    if weighted {
+                        Dataset::new(x, y).with_sigma(s)
+                    } else {
+                        Dataset::new(x, y)
+                    }
+                })
+                .collect();
+            // With c fixed, a tie b = a/2 (in a model that reads b) keeps two locals.
+            let (ps, model): (Parameters, &Model) = if fixed {
+                (
+                    Parameters::new()
+                        .with(Parameter::new("a", 1.0))
+                        .with(Parameter::new("k", 1.0))
+                        .with(Parameter::new("c", 0.1).fixed())
+                        .with(Parameter::new("b", 0.0))
+                        .with(Parameter::new("h", 0.0).tied("b/2")),
+                    &|x: &Tensor, p: &Params| {
+                        &p["a"] * (-&p["k"] * x).exp() + &p["c"] + &p["b"] * x * 0.01 + &p["h"] * 0.0
+                    },
+                )
+            } else {
+                (params(), &decay)
+            };
+            let dense = curve_fit_global_with(model, &data, &ps, &["k"], &tight(), GlobalPath::Dense).unwrap();
+            let schur = curve_fit_global_with(model, &data, &ps, &["k"], &tight(), GlobalPath::Schur).unwrap();
+            assert!(schur.fit.success(), "{what}: {}", schur.fit.result.message());
+            assert_eq!(schur.names, dense.names);
+            let n = dense.fit.popt.len();
+            for j in 0..n {
+                // Both stop by ftol = 1e-15, which pins a flat minimum only to about 1e-6 of a
+                // standard error (the misfit with c fixed); where the minimum is sharp, to 1e-10.
+                let (g, w, e) = (schur.fit.popt[j], dense.fit.popt[j], dense.fit.perr[j]);
+                assert!(
+                    (g - w).abs() <= (1e-10 * w.abs()).max(1e-6 * e),
+                    "{what} popt[{j}]: {g:e} vs {w:e} (stderr {e:e})"
+                );
+                for l in 0..n {
+                    let (g, w) = (schur.fit.pcov[[j, l]], dense.fit.pcov[[j, l]]);
+                    let scale = (dense.fit.pcov[[j, j]] * dense.fit.pcov[[l, l]]).sqrt();
+                    assert!((g - w).abs() <= 1e-9 * scale, "{what} pcov[{j},{l}]: {g} vs {w}");
+                }
+            }
+            assert_eq!(schur.fit.dof, dense.fit.dof);
+            close(
+                &format!("{what} cost"),
+                schur.fit.result.cost,
+                dense.fit.result.cost,
+                1e-12,
+            );
+            let (s, t) = (
+                schur.fit.statistics.as_ref().unwrap(),
+                dense.fit.statistics.as_ref().unwrap(),
+            );
+            close(&format!("{what} r2"), s.r_squared.unwrap(), t.r_squared.unwrap(), 1e-12);
+            for d in 0..3 {
+                for p in &dense.datasets[d] {
+                    let q = schur.get(d, &p.name).unwrap();
+                    let tol = (1e-10 * p.value.abs()).max(1e-6 * p.stderr.unwrap_or(0.0));
+                    assert!(
+                        (q.value - p.value).abs() <= tol,
+                        "{what} {d} {}: {} vs {}",
+                        p.name,
+                        q.value,
+                        p.value
+                    );
+                    assert_eq!(q.kind, p.kind);
+                }
+            }
+        }
+    }
 }

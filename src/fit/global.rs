@@ -182,8 +182,61 @@ pub fn curve_fit_global<M>(
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
+    curve_fit_global_with(model, datasets, params, shared, options, GlobalPath::Auto)
+}
+
+/// How a global fit solves its problem.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GlobalPath {
+    /// Dense up to [`DENSE_MAX_PARAMS`] solver parameters, the Schur complement above.
+    #[default]
+    Auto,
+    /// The whole Jacobian, one column per solver parameter (at most [`DENSE_MAX_PARAMS`]): every
+    /// method, bound, loss and multistart of `curve_fit`.
+    Dense,
+    /// LM on the Schur complement of the local blocks (see the [module docs](self)): unbounded,
+    /// linear loss, one start; 1–8 varying shared and 1–8 varying local parameters.
+    Schur,
+}
+
+/// [`curve_fit_global`] on the path `path` (automatic in `curve_fit_global`).
+///
+/// # Errors
+/// Those of [`curve_fit_global`]; [`Error::InvalidInput`] for the dense path above
+/// [`DENSE_MAX_PARAMS`]; [`Error::InvalidOption`] for what the Schur path does not take (bounds,
+/// `trf`, a robust loss, `starts > 1`, no shared or no local varying parameter, more than 8 of
+/// either).
+pub fn curve_fit_global_with<M>(
+    model: &M,
+    datasets: &[Dataset<'_>],
+    params: &Parameters,
+    shared: &[&str],
+    options: &FitOptions,
+    path: GlobalPath,
+) -> Result<GlobalFit>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
     let layout = Layout::of(params)?;
     let plan = GlobalPlan::of(&layout, params, datasets, shared)?;
+    let n = plan.slots.len();
+    let schur_path = match path {
+        GlobalPath::Auto => n > DENSE_MAX_PARAMS,
+        GlobalPath::Schur => true,
+        GlobalPath::Dense => false,
+    };
+    if !schur_path && n > DENSE_MAX_PARAMS {
+        return Err(Error::InvalidInput {
+            field: "datasets",
+            reason: format!(
+                "{} datasets with {} local and {} shared varying parameters make {n} solver parameters; the \
+                 dense path takes at most {DENSE_MAX_PARAMS} (it forms the whole Jacobian: use the Schur path)",
+                plan.d,
+                plan.local_varying.len(),
+                plan.shared_varying.len(),
+            ),
+        });
+    }
     if options.sigma.is_some() {
         return Err(Error::InvalidOption {
             field: "sigma",
@@ -192,6 +245,26 @@ where
         });
     }
     let mut opts = layout.options_for(params, options, &plan.slots)?;
+    if schur_path {
+        let p0 = plan.starts(params, datasets)?;
+        let fixed: Vec<f64> = layout.fixed.iter().map(|&i| params.list[i].value).collect();
+        let rows: Vec<super::schur::Rows> = datasets
+            .iter()
+            .map(|set| super::schur::Rows {
+                x: &set.x,
+                y: set.y,
+                sigma: set.sigma,
+            })
+            .collect();
+        let spec = super::schur::SchurSpec {
+            layout: &layout,
+            shared: &plan.shared_varying,
+            local: &plan.local_varying,
+            x_rows: plan.x_rows,
+        };
+        let fit = super::schur::fit(model, &spec, &rows, &p0, &fixed, &opts)?;
+        return Ok(plan.result(&layout, params, fit));
+    }
     let data = plan.stack(datasets)?;
     if let Some(s) = data.sigma {
         opts = opts.with_sigma(s);
@@ -280,16 +353,6 @@ impl GlobalPlan {
             .copied()
             .chain((0..d).flat_map(|_| local_varying.iter().copied()))
             .collect();
-        if slots.len() > DENSE_MAX_PARAMS {
-            return Err(invalid(format!(
-                "{d} datasets with {} local and {} shared varying parameters make {} solver parameters; a global \
-                 fit takes at most {DENSE_MAX_PARAMS} today (it forms the whole Jacobian; the Schur-complement \
-                 path for many datasets is not built yet)",
-                local_varying.len(),
-                shared_varying.len(),
-                slots.len()
-            )));
-        }
         let x_rows = match &datasets[0].x {
             XData::D1(_) => None,
             XData::D2(x) => Some(x.nrows()),

@@ -36,6 +36,7 @@ mod programs;
 pub mod progress;
 mod residuals;
 pub mod result;
+mod schur;
 pub mod statistics;
 mod trace;
 mod units;

@@ -27,6 +27,7 @@ pub(crate) mod lm;
 pub mod loss;
 pub mod options;
 mod outer;
+pub(crate) mod schur;
 pub mod termination;
 pub(crate) mod trf;
 
