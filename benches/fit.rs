@@ -21,6 +21,8 @@ use libmimalloc_sys as _;
 use std::time::Duration;
 
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
+use ndarray::{Array2, ArrayView1};
+use nlsq::fit::batch::{curve_fit_batch, Batch};
 use nlsq::fit::{curve_fit, CurveFitter, FitOptions};
 use nlsq::graph::{Params, Tensor};
 use nlsq::solve::Method;
@@ -240,6 +242,59 @@ fn concurrent_fits(c: &mut Criterion) {
     g.finish();
 }
 
+/// The global fit of issue 24's target: 1,000 decays `a_d exp(-k x) + c_d` of 100 points with
+/// one shared rate (2,001 parameters, the Schur path) against the independent 1,000-curve batch
+/// of the same data (3,000 parameters in 1,000 fits).
+fn global_fit(c: &mut Criterion) {
+    use nlsq::fit::global::{curve_fit_global, Dataset};
+    use nlsq::fit::{Parameter, Parameters};
+    const CURVES: usize = 1000;
+    const M: usize = 100;
+    let mut rng = Rng(0x5EED_0000_2024);
+    let x: Vec<f64> = (0..M).map(|i| 5.0 * i as f64 / M as f64).collect();
+    let mut ys = Array2::<f64>::zeros((CURVES, M));
+    for b in 0..CURVES {
+        let (a, c0) = (1.0 + 3.0 * rng.uniform(), rng.uniform() - 0.5);
+        for (i, xi) in x.iter().enumerate() {
+            ys[[b, i]] = a * (-1.3 * xi).exp() + c0 + 0.02 * rng.normal();
+        }
+    }
+    let named = |x: &Tensor, p: &Params| &p["a"] * (-&p["k"] * x).exp() + &p["c"];
+    let params = Parameters::new()
+        .with(Parameter::new("a", 1.0))
+        .with(Parameter::new("k", 1.0))
+        .with(Parameter::new("c", 0.0));
+    let rows: Vec<Vec<f64>> = ys.rows().into_iter().map(|r| r.to_vec()).collect();
+    let data: Vec<Dataset> = rows.iter().map(|y| Dataset::new(&x, y)).collect();
+    let opts = FitOptions::default();
+    let fit = curve_fit_global(&named, &data, &params, &["k"], &opts).expect("global fit");
+    println!(
+        "global fit: {} parameters, status {}, nfev {}, k = {:.5} ± {:.5}",
+        fit.fit.popt.len(),
+        fit.fit.result.status.code(),
+        fit.fit.result.nfev,
+        fit.fit.popt[0],
+        fit.fit.perr[0]
+    );
+    let p0 = Array2::from_elem((CURVES, 3), 1.0);
+    let batch = Batch::shared_x(ArrayView1::from(&x), ys.view(), p0.view());
+    let mut g = c.benchmark_group("global_fit");
+    g.sampling_mode(SamplingMode::Flat).sample_size(10);
+    g.bench_function(BenchmarkId::new("decay", format!("{CURVES}x{M}_shared_rate")), |b| {
+        b.iter(|| {
+            curve_fit_global(&named, &data, &params, &["k"], &opts)
+                .expect("global fit")
+                .fit
+                .popt[0]
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("decay", format!("{CURVES}x{M}_independent_batch")),
+        |b| b.iter(|| curve_fit_batch(&model, &batch, &opts).expect("batch").len()),
+    );
+    g.finish();
+}
+
 fn main() {
     print_device();
     let mut c = Criterion::default()
@@ -251,5 +306,6 @@ fn main() {
     many_fits(&mut c);
     multistart(&mut c);
     concurrent_fits(&mut c);
+    global_fit(&mut c);
     c.final_summary();
 }

@@ -8,12 +8,17 @@
 //! program input as in [`curve_fit_parameters`](super::curve_fit_parameters), and ties are
 //! evaluated per dataset from that dataset's parameters.
 //!
-//! The datasets are laid end to end, with a row of dataset indices beside `x`; the model sees,
-//! at each point, the local parameters of that point's dataset (gathered by the index) and the
-//! shared ones. This is the *dense* path: the Jacobian has a column per solver parameter, so it
-//! serves up to [`DENSE_MAX_PARAMS`] of them. Many datasets need the Schur complement of the
-//! local blocks (the block-arrow Jacobian never formed densely), which is not built yet: a fit
-//! above the limit is refused with a typed error.
+//! Two paths ([`GlobalPath`], chosen by size unless forced):
+//!
+//! * **Dense**, up to [`DENSE_MAX_PARAMS`] solver parameters: the datasets laid end to end with
+//!   a row of dataset indices beside `x`, the model seeing at each point its dataset's local
+//!   parameters (gathered by the index) and the shared ones, fitted by `curve_fit` itself (every
+//!   method, bound, loss and multistart; the Jacobian has a column per solver parameter).
+//! * **Schur**, above: the datasets padded into `[D, M]` rows, the model evaluated on all of
+//!   them with each dataset's locals as a column, and Levenberg–Marquardt on the Schur
+//!   complement of the local blocks (`solve::schur`): the block-arrow Jacobian is never formed,
+//!   and the covariance of every parameter comes from the same blocks. LM without bounds and with
+//!   the linear loss.
 
 use std::fmt;
 

@@ -9,7 +9,8 @@ use ndarray::{Array1, Array2};
 
 use super::execute::HostArg;
 use super::parameters::Layout;
-use super::result::{CurveFit, FitResult, Timings};
+use super::programs::{text_fingerprint, PROGRAMS};
+use super::result::{CurveFit, ExecutableSource, FitResult, Timings};
 use super::statistics::DataSummary;
 use super::trace::checked_function;
 use super::validate::{check_all_finite, internal};
@@ -134,10 +135,39 @@ where
         None => vec![d as i64, m_pad as i64],
         Some(k) => vec![k as i64, d as i64, m_pad as i64],
     };
-    let program = trace(model, spec, &x_dims, d as i64, m_pad as i64, fixed.len() as i64)?;
-    let trace_time = t0.elapsed();
-    let exe = cache::portable_executable(&program.text)?;
-    let compile = exe.load_time;
+    let shape = Shape {
+        x_dims: x_dims.clone(),
+        s,
+        l,
+        d,
+        m: m_pad,
+        fixed: fixed.len(),
+        shared: spec.shared.to_vec(),
+        local: spec.local.to_vec(),
+        fixed_at: spec.layout.fixed.clone(),
+    };
+    // The model's own text and the shape identify the program: a repeated call skips tracing
+    // the solver (as `curve_fit` does).
+    let fingerprint = fingerprint(model, spec, &shape)?;
+    let (exe, compile, trace_time) = match PROGRAMS.executable(&fingerprint) {
+        Some(exe) => (
+            cache::CachedExecutable {
+                source: ExecutableSource::Memory,
+                load_time: std::time::Duration::ZERO,
+                ..exe
+            },
+            std::time::Duration::ZERO,
+            t0.elapsed(),
+        ),
+        None => {
+            let program = trace(model, spec, &shape)?;
+            let trace_time = t0.elapsed();
+            let exe = cache::portable_executable(&program.text)?;
+            PROGRAMS.insert_executable(fingerprint, exe.clone());
+            let compile = exe.load_time;
+            (exe, compile, trace_time)
+        }
+    };
     let a = &plan.args;
     let pl0: Vec<f64> = p0[s..].to_vec();
     let mut args = vec![
@@ -178,12 +208,13 @@ where
     cov.slice_mut(at![..s, ..s]).assign(&o.s_inv);
     cov.slice_mut(at![s.., ..s]).assign(&zs.mapv(|v| -v));
     cov.slice_mut(at![..s, s..]).assign(&zs.t().mapv(|v| -v));
-    let mut locals = zs.dot(&z_all.t());
+    // The local block in place (it is most of the matrix): Z S⁻¹ Zᵀ, plus V_d⁻¹ on its diagonal.
+    ndarray::linalg::general_mat_mul(1.0, &zs, &z_all.t(), 0.0, &mut cov.slice_mut(at![s.., s..]));
     for b in 0..d {
-        let mut block = locals.slice_mut(at![b * l..(b + 1) * l, b * l..(b + 1) * l]);
+        let at0 = s + b * l;
+        let mut block = cov.slice_mut(at![at0..at0 + l, at0..at0 + l]);
         block += &o.v_inv(b);
     }
-    cov.slice_mut(at![s.., s..]).assign(&locals);
     let mut not_determined: Vec<usize> = Vec::new();
     if !o.s_ok {
         not_determined.extend(0..s);
@@ -301,17 +332,60 @@ impl Decoded {
 
 /// The program: the model on `x [.., D, M]` with the shared parameters as scalars and each
 /// dataset's locals as a column `[D, 1]`, its tangents by both, and the Schur solve.
-fn trace<M>(
-    model: &M,
-    spec: &SchurSpec<'_>,
-    x_dims: &[i64],
-    d: i64,
-    m: i64,
-    n_fixed: i64,
-) -> Result<crate::graph::Program>
+/// What shapes a Schur program besides the model (hashed through `Debug`).
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Shape {
+    x_dims: Vec<i64>,
+    s: usize,
+    l: usize,
+    d: usize,
+    m: usize,
+    fixed: usize,
+    /// Where the shared, local and fixed parameters sit among all of them.
+    shared: Vec<usize>,
+    local: Vec<usize>,
+    fixed_at: Vec<usize>,
+}
+
+/// The model's parameters by name: the shared ones from `ps [s]` (scalars), each dataset's
+/// locals from the columns of `pl [D, l]` (`[D, 1]`), the fixed ones from `fixed`.
+fn assembled(spec: &SchurSpec<'_>, ps: &Tensor, pl: &Tensor, fixed: Option<&Tensor>) -> Params {
+    let layout = spec.layout;
+    let mut elems: Vec<Option<Tensor>> = vec![None; layout.names.len()];
+    for (j, &i) in spec.shared.iter().enumerate() {
+        elems[i] = Some(ps.get(j as i64));
+    }
+    for (q, &i) in spec.local.iter().enumerate() {
+        elems[i] = Some(pl.slice_axis(1, q as i64, q as i64 + 1));
+    }
+    if let Some(c) = fixed {
+        for (f, &i) in layout.fixed.iter().enumerate() {
+            elems[i] = Some(c.get(f as i64));
+        }
+    }
+    layout.assemble(elems, &pl.slice_axis(1, 0, 1))
+}
+
+/// sha256 of the model traced on the program's shapes, with the shape.
+fn fingerprint<M>(model: &M, spec: &SchurSpec<'_>, shape: &Shape) -> Result<[u8; 32]>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
+    let g = Graph::new();
+    let x = g.parameter("x", DType::F64, shape.x_dims.clone());
+    let ps = g.parameter("p_shared", DType::F64, [shape.s as i64]);
+    let pl = g.parameter("p_local", DType::F64, [shape.d as i64, shape.l as i64]);
+    let fixed = (shape.fixed > 0).then(|| g.parameter("fixed", DType::F64, [shape.fixed as i64]));
+    let f = g.try_with(|| model(&x, &assembled(spec, &ps, &pl, fixed.as_ref())))?;
+    Ok(text_fingerprint(&g.finish([&f])?.text, &("schur", shape)))
+}
+
+fn trace<M>(model: &M, spec: &SchurSpec<'_>, shape: &Shape) -> Result<crate::graph::Program>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let (x_dims, d, m, n_fixed) = (&shape.x_dims, shape.d as i64, shape.m as i64, shape.fixed as i64);
     let (s, l) = (spec.shared.len() as i64, spec.local.len() as i64);
     let g = Graph::new();
     let f64t = |dims: Vec<i64>| TensorType::new(DType::F64, dims);
@@ -332,23 +406,9 @@ where
     if n_fixed > 0 {
         inputs.push(("fixed", f64t(vec![n_fixed])));
     }
-    let layout = spec.layout;
     let fj = checked_function(&g, "model_jac", &inputs, |a| {
         let (x, y, w, ps, pl) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
-        let mut elems: Vec<Option<Tensor>> = vec![None; layout.names.len()];
-        for (j, &i) in spec.shared.iter().enumerate() {
-            elems[i] = Some(ps.get(j as i64));
-        }
-        for (q, &i) in spec.local.iter().enumerate() {
-            elems[i] = Some(pl.slice_axis(1, q as i64, q as i64 + 1));
-        }
-        if let Some(c) = a.get(5) {
-            for (f, &i) in layout.fixed.iter().enumerate() {
-                elems[i] = Some(c.get(f as i64));
-            }
-        }
-        let stand_in = pl.slice_axis(1, 0, 1);
-        let f = g.try_with(|| model(x, &layout.assemble(elems, &stand_in)))?;
+        let f = g.try_with(|| model(x, &assembled(spec, ps, pl, a.get(5))))?;
         let f = if f.dims() == [d, m] {
             f
         } else {

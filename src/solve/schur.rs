@@ -187,18 +187,22 @@ pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
     (g.concat(&parts, r as i64 - 2), ok)
 }
 
-/// The blocks of the normal equations from `r [D, M]` and `J [s + l, D, M]`.
+/// The blocks of the normal equations from `r [D, M]` and `J [s + l, D, M]`: all products of
+/// two tangent rows summed over the points at once (`[K, K, D]`, one fused reduction, which
+/// XLA:CPU runs faster than batched `dot_general`s of these thin shapes), then split.
 fn blocks(r: &Tensor, j: &Tensor, s: i64, l: i64) -> Blocks {
-    let js = j.slice_axis(0, 0, s);
-    let jl = j.slice_axis(0, s, s + l);
+    let dims = j.dims();
+    let (k, d, m) = (dims[0], dims[1], dims[2]);
+    let gram = (j.reshape([k, 1, d, m]) * j.reshape([1, k, d, m])).reduce_sum(&[3]); // [K, K, D]
+    let grad = (j * r.reshape([1, d, m])).reduce_sum(&[2]); // [K, D]
+    let block = |r0: i64, r1: i64, c0: i64, c1: i64| gram.slice_axis(0, r0, r1).slice_axis(1, c0, c1);
     Blocks {
         cost: r.square().sum() * 0.5,
-        u: js.dot_general(&js, &[], &[], &[1, 2], &[1, 2]),
-        // [D, s, l] and [D, l, l]: the dataset axis batches.
-        w: js.dot_general(&jl, &[1], &[1], &[2], &[2]),
-        v: jl.dot_general(&jl, &[1], &[1], &[2], &[2]),
-        gs: js.dot_general(r, &[], &[], &[1, 2], &[0, 1]),
-        gl: jl.dot_general(r, &[1], &[0], &[2], &[1]),
+        u: block(0, s, 0, s).reduce_sum(&[2]),
+        w: block(0, s, s, s + l).transpose(&[2, 0, 1]),
+        v: block(s, s + l, s, s + l).transpose(&[2, 0, 1]),
+        gs: grad.slice_axis(0, 0, s).reduce_sum(&[1]),
+        gl: grad.slice_axis(0, s, s + l).t(),
     }
 }
 
