@@ -276,12 +276,7 @@ fn options_that_parameters_replace_are_refused() {
         curve_fit_parameters(&model, &x, &y, &decay_params(0.4), &opts),
         Err(Error::InvalidOption { field: "bounds", .. })
     ));
-    let opts = FitOptions::default().with_starts(4);
-    assert!(matches!(
-        curve_fit_parameters(&model, &x, &y, &decay_params(0.4), &opts),
-        Err(Error::InvalidOption { field: "starts", .. })
-    ));
-    // Multistart with ties only is fine.
+    // Multistart with ties is fine.
     let tied = Parameters::from_names(&["a", "k"], &[1.0, 1.0]).with(Parameter::new("c", 0.0).tied("a/10"));
     let fit = curve_fit_parameters(&model, &x, &y, &tied, &FitOptions::default().with_starts(4)).unwrap();
     assert!(fit.fit.starts.is_some());
@@ -292,4 +287,31 @@ fn options_that_parameters_replace_are_refused() {
         curve_fit_parameters(&model, &x, &y, &bad, &FitOptions::default()),
         Err(Error::InvalidParameter { ref name, .. }) if name == "k"
     ));
+}
+
+#[test]
+fn multistart_holds_the_fixed_parameters() {
+    // From a poor start, 16 starts of the varying parameters with c held: the multistart fit of
+    // the model with c written as a literal (the same starts: they depend on p0, the bounds and
+    // the seed of the two varying parameters).
+    let (x, y) = decay(400);
+    let named = |x: &Tensor, p: &Params| &p["a"] * (-&p["k"] * x).exp() + &p["c"];
+    let literal = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + 0.4;
+    for method in [Method::Lm, Method::Trf] {
+        let opts = tight().with_method(method).with_starts(16);
+        let params = Parameters::new()
+            .with(Parameter::new("a", -3.0))
+            .with(Parameter::new("k", 20.0))
+            .with(Parameter::new("c", 0.4).fixed());
+        let fit = curve_fit_parameters(&named, &x, &y, &params, &opts).unwrap();
+        let want = curve_fit(&literal, &x, &y, Some(&[-3.0, 20.0]), &opts).unwrap();
+        let (s, t) = (fit.fit.starts.as_ref().unwrap(), want.starts.as_ref().unwrap());
+        assert_eq!(s.costs.len(), 16);
+        assert_eq!((s.best, s.reached), (t.best, t.reached), "{method:?}");
+        for j in 0..2 {
+            close(&format!("{method:?} popt[{j}]"), fit.fit.popt[j], want.popt[j], 1e-10);
+        }
+        assert_eq!(fit.value("c"), Some(0.4));
+        assert!(fit.fit.success(), "{method:?}");
+    }
 }

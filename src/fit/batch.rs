@@ -93,6 +93,8 @@ pub struct Batch<'a> {
     chunk_set: bool,
     program: BatchProgram,
     progress: Option<ProgressFn<'a>>,
+    /// Values of parameters held fixed `[B, k]`, after the `n` varying ones (`fit::parameters`).
+    fixed: Option<ArrayView2<'a, f64>>,
 }
 
 impl std::fmt::Debug for Batch<'_> {
@@ -108,6 +110,7 @@ impl std::fmt::Debug for Batch<'_> {
             .field("chunk_set", &self.chunk_set)
             .field("program", &self.program)
             .field("progress", &self.progress.map(|_| "callback"))
+            .field("fixed", &self.fixed)
             .finish()
     }
 }
@@ -151,7 +154,21 @@ impl<'a> Batch<'a> {
             chunk_set: false,
             program: BatchProgram::Auto,
             progress: None,
+            fixed: None,
         }
+    }
+
+    /// Problem `b`'s model has `n + k` parameters, the last `k` held fixed at `fixed[b]` (an
+    /// input of the program: other values never recompile). For multistart fits of
+    /// `fit::Parameters`.
+    pub(super) fn with_fixed(mut self, fixed: ArrayView2<'a, f64>) -> Self {
+        self.fixed = Some(fixed);
+        self
+    }
+
+    /// Problem `b`'s fixed values (empty without any).
+    fn fixed_row(&self, b: usize) -> Vec<f64> {
+        self.fixed.map_or_else(Vec::new, |f| f.row(b).to_vec())
     }
 
     /// Ragged batch: problem `b` uses the first `lengths[b]` points of its rows.
@@ -256,6 +273,8 @@ struct BatchSpec {
     shared_x: bool,
     weighted: bool,
     config: Config,
+    /// Parameters held fixed, a `fixed [capacity, k]` input.
+    fixed: usize,
 }
 
 /// Fits every problem of `batch` with `model`, like calling [`curve_fit`](super::curve_fit)
@@ -307,6 +326,14 @@ where
     if let Some((lo, hi)) = &batch.bounds {
         if lo.dim() != (nb, n) || hi.dim() != (nb, n) {
             return Err(invalid("bounds", format!("must be [{nb}, {n}] each")));
+        }
+    }
+    if let Some(f) = &batch.fixed {
+        if f.nrows() != nb || f.iter().any(|v| !v.is_finite()) {
+            return Err(invalid(
+                "fixed",
+                format!("must be [{nb}, k] and finite, got {:?}", f.dim()),
+            ));
         }
     }
     if let Some(sg) = &batch.sigma {
@@ -410,6 +437,7 @@ where
             shared_x: matches!(batch.x, BatchX::Shared(_)),
             weighted: batch.sigma.is_some(),
             config,
+            fixed: batch.fixed.map_or(0, |f| f.ncols()),
         };
         let fingerprint = batch_fingerprint(model, &spec, polymorphic)?;
         // A slot for every client that may run it: a later call with the same program may use
@@ -505,6 +533,8 @@ struct BatchInputs {
     args: Tensor,
     /// Number of problems in the chunk (`i64 []`).
     count: Tensor,
+    /// Fixed parameter values `[capacity, k]`, when there are any.
+    fixed: Option<Tensor>,
 }
 
 impl BatchInputs {
@@ -517,6 +547,7 @@ impl BatchInputs {
             ws: spec.weighted.then(|| g.parameter("w", DType::F64, [c, m_pad])),
             args: SolverArgs::declare(g, &[c], spec.n as i64),
             count: g.parameter("count", DType::I64, []),
+            fixed: (spec.fixed > 0).then(|| g.parameter("fixed", DType::F64, [c, spec.fixed as i64])),
         }
     }
 }
@@ -545,9 +576,10 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let x_ty = TensorType::new(DType::F64, [m_pad]);
-    let model_f = g.model_function("model", model, x_ty.clone(), n)?;
+    let k = spec.fixed as i64;
+    let model_f = g.model_function_fixed("model", model, x_ty.clone(), n, k)?;
     // The Jacobian as forward mode makes it, one row per parameter (see `fun_jac` below).
-    let model_fj = g.model_jac_t_function("model_jac", model, x_ty, n)?;
+    let model_fj = g.model_jac_t_function_fixed("model_jac", model, x_ty, n, k)?;
     // All outputs of a problem in one row (the summary, then the residuals): one buffer to
     // initialise, fill and read back (with one output each, the entry computation had ~20 small
     // kernels besides the loop; now 7).
@@ -563,7 +595,7 @@ where
             let wt = io.ws.as_ref().map(|w| w.at(b));
             let inputs = SolverArgs::decode(&io.args.at(b), n, None);
             let weights = wt.map_or(Weights::None, Weights::Diagonal);
-            let data = Residuals::new(xt, yt, weights, &inputs.m_valid);
+            let data = Residuals::new(xt, yt, weights, &inputs.m_valid).with_fixed(io.fixed.as_ref().map(|f| f.at(b)));
             let fun = |p: &Tensor| data.fun(&model_f, p);
             // J is masked and weighted as Jᵀ [n, m] and transposed last: the factorization
             // transposes it back (XLA cancels the two), and nothing else reads J here, so the
@@ -622,7 +654,7 @@ where
     let p0 = batch.p0.row(b).to_vec();
     let y = batch.y.row(b).slice_move(s![..p.m]);
     let x = batch.x_row(b, p.m);
-    super::curve_fit(model, x.view(), y, Some(&p0), &own)
+    super::fit_one(model, x.view().into(), y, Some(&p0), &own, &batch.fixed_row(b))
 }
 
 /// Problem `b` of `batch`, validated and planned as `curve_fit` would.
@@ -751,6 +783,13 @@ fn chunk_args<'a>(spec: &BatchSpec, batch: &Batch<'a>, chunk: &[Prepared]) -> Ve
     let row = (packed.len() / c) as i64;
     args.push(HostArg::F64(packed, vec![c as i64, row]));
     args.push(HostArg::I64(k as i64));
+    if spec.fixed > 0 {
+        let mut fixed = Vec::with_capacity(c * spec.fixed);
+        for i in 0..c {
+            fixed.extend(batch.fixed_row(slot(i).index));
+        }
+        args.push(HostArg::F64(fixed, vec![c as i64, spec.fixed as i64]));
+    }
     args
 }
 
@@ -822,7 +861,7 @@ where
 {
     let (c, m_pad, n) = (spec.capacity as i64, spec.m_pad as i64, spec.n as i64);
     let x_dims = if spec.shared_x { vec![m_pad] } else { vec![c, m_pad] };
-    fingerprint(model, x_dims, vec![c, n], &(spec, polymorphic))
+    fingerprint(model, x_dims, vec![c, n + spec.fixed as i64], &(spec, polymorphic))
 }
 
 /// Number of chunks run at once on the CPU: the available cores (`NLSQ_BATCH_THREADS=k` sets it).
@@ -841,21 +880,71 @@ where
     let inputs = SolverArgs::decode(&io.args, n, Some(&io.count));
 
     let p_ty = TensorType::new(DType::F64, [c, n]);
-    let eval = |x: &Tensor, p: &Tensor| model(x, &Params::from_columns(p)).broadcast_to([c, m_pad]);
-    let model_f = g.function("model_batch", &[("x", x_ty.clone()), ("p", p_ty.clone())], |a| {
-        vec![eval(&a[0], &a[1])]
-    })?;
-    let model_fj = checked_function(g, "model_batch_jac", &[("x", x_ty), ("p", p_ty)], |a| {
-        let f = eval(&a[0], &a[1]);
+    let k = spec.fixed as i64;
+    // The model's parameters: the varying columns, then the fixed ones (an input `[c, k]`).
+    let eval = |x: &Tensor, p: &Tensor, fixed: Option<&Tensor>| {
+        let all = match fixed {
+            Some(f) => g.concat(&[p.clone(), f.clone()], 1),
+            None => p.clone(),
+        };
+        model(x, &Params::from_columns(&all)).broadcast_to([c, m_pad])
+    };
+    let mut args = vec![("x", x_ty), ("p", p_ty)];
+    if k > 0 {
+        args.push(("fixed", TensorType::new(DType::F64, [c, k])));
+    }
+    let model_f = g.function("model_batch", &args, |a| vec![eval(&a[0], &a[1], a.get(2))])?;
+    let model_fj = checked_function(g, "model_batch_jac", &args, |a| {
+        let f = eval(&a[0], &a[1], a.get(2));
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
         let mut t = crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)])?;
         Ok(vec![f, t.remove(0).transpose(&[1, 0, 2])])
     })?;
     let weights = io.ws.clone().map_or(Weights::None, Weights::Diagonal);
-    let data = Residuals::new(io.xs.clone(), io.ys.clone(), weights, &inputs.m_valid);
+    let data = Residuals::new(io.xs.clone(), io.ys.clone(), weights, &inputs.m_valid).with_fixed(io.fixed.clone());
     let fun = |p: &Tensor| data.fun(&model_f, p);
     let fun_jac = |p: &Tensor| data.fun_jac_t(&model_fj, p);
     let problem = solve::Problem::new(&fun, &fun_jac, m_pad, n, solve::Lanes::batch(g, c));
     let out = solve::solve(&problem, &inputs, &spec.config);
     Ok(pack_rows(&out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// Fixed values per problem (the multistart fits of `fit::Parameters`): the lockstep and
+    /// sequential programs agree with each other and with the model with the value written in.
+    #[test]
+    fn fixed_values_per_problem_in_both_programs() {
+        let x: Vec<f64> = (0..60).map(|i| i as f64 * 0.08).collect();
+        let cs = [0.1, 0.3, -0.2];
+        let y = Array2::from_shape_fn((3, 60), |(b, i)| {
+            2.0 * (-1.1 * x[i]).exp() + cs[b] + 0.01 * (i as f64).sin()
+        });
+        let p0 = Array2::from_elem((3, 2), 1.0);
+        let fixed = Array2::from_shape_fn((3, 1), |(b, _)| cs[b]);
+        let model = |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + &p[2];
+        let opts = FitOptions::default().with_ftol(1e-15).with_xtol(1e-15).with_gtol(1e-15);
+        let run = |program| {
+            let batch = Batch::shared_x(ArrayView1::from(&x), y.view(), p0.view())
+                .with_fixed(fixed.view())
+                .with_program(program);
+            curve_fit_batch(&model, &batch, &opts).unwrap()
+        };
+        let (seq, lock) = (run(BatchProgram::Sequential), run(BatchProgram::Lockstep));
+        for b in 0..3 {
+            let c = cs[b];
+            let literal = move |x: &Tensor, p: &Params| &p[0] * (-&p[1] * x).exp() + c;
+            let want = crate::fit::curve_fit(&literal, &x, &y.row(b).to_vec(), Some(&[1.0, 1.0]), &opts).unwrap();
+            for (what, fits) in [("sequential", &seq), ("lockstep", &lock)] {
+                let got = fits[b].as_ref().unwrap();
+                for j in 0..2 {
+                    let (g, w) = (got.popt[j], want.popt[j]);
+                    assert!((g - w).abs() <= 1e-10 * w.abs(), "{what} {b} popt[{j}]: {g} vs {w}");
+                }
+            }
+        }
+    }
 }

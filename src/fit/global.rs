@@ -280,14 +280,7 @@ where
     let x = XData::D2(data.x.view());
     let y = ArrayView1::from(data.y.as_slice());
     let fit = if opts.starts > 1 {
-        if !fixed.is_empty() {
-            return Err(Error::InvalidOption {
-                field: "starts",
-                value: opts.starts.to_string(),
-                constraint: "1 when parameters are fixed (a multistart fit may tie parameters, not fix them)",
-            });
-        }
-        super::curve_fit(&wrapped, x, y, Some(&p0), &opts)?
+        super::multistart::fit(&wrapped, x, y, Some(&p0), &opts, None, &fixed)?
     } else {
         super::fit_one(&wrapped, x, y, Some(&p0), &opts, &fixed)?
     };

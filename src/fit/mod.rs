@@ -124,7 +124,7 @@ where
 {
     let guarded = progress::Guarded::new(Some(callback));
     if options.starts > 1 {
-        return multistart::fit(model, xdata.into(), ydata.into(), p0, options, Some(&guarded));
+        return multistart::fit(model, xdata.into(), ydata.into(), p0, options, Some(&guarded), &[]);
     }
     let t0 = Instant::now();
     let fit = curve_fit(model, xdata, ydata, p0, options)?;
@@ -189,7 +189,7 @@ where
             })
         }
         1 => {}
-        _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options, None),
+        _ => return multistart::fit(model, xdata.into(), ydata.into(), p0, options, None, &[]),
     }
     fit_one(model, xdata.into(), ydata.into(), p0, options, &[])
 }

@@ -100,7 +100,8 @@ pub struct StartsSummary {
 }
 
 /// `curve_fit` with `options.starts` starts (`> 1`); see the module docs. `progress` gets the
-/// progress of the batches (see `curve_fit_with_progress`).
+/// progress of the batches (see `curve_fit_with_progress`). `fixed` are the values of
+/// parameters held fixed, after the varying ones (`fit::parameters`; every start holds them).
 pub(super) fn fit<'a, M>(
     model: &M,
     xdata: XData<'a>,
@@ -108,6 +109,7 @@ pub(super) fn fit<'a, M>(
     p0: Option<&[f64]>,
     options: &FitOptions,
     progress: Option<&Guarded<'_>>,
+    fixed: &[f64],
 ) -> Result<CurveFit>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -124,7 +126,7 @@ where
     let mut single = options.clone();
     single.starts = 1;
     // Start 0: exactly the single fit (its errors are the multistart's).
-    let first = super::curve_fit(model, xdata.clone(), ydata, p0, &single)?;
+    let first = super::fit_one(model, xdata.clone(), ydata, p0, &single, fixed)?;
     let n = first.popt.len();
     let (lb, ub) = expand_bounds(&options.bounds, n)?;
     let origin: Vec<f64> = match p0 {
@@ -146,9 +148,16 @@ where
     let mut order: Vec<usize> = (1..k).collect();
     // (A model the screen cannot take, e.g. one that is not elementwise in batched parameters,
     // only loses the screen: every start is probed.)
-    let screened = screen(model, &xdata, ydata, options, &points.slice(ndarray::s![1.., ..]))
-        .ok()
-        .flatten();
+    let screened = screen(
+        model,
+        &xdata,
+        ydata,
+        options,
+        &points.slice(ndarray::s![1.., ..]),
+        fixed,
+    )
+    .ok()
+    .flatten();
     if let Some(costs) = screened {
         for (s, c) in (1..k).zip(costs) {
             initial[s] = if c.is_nan() { f64::INFINITY } else { c };
@@ -183,6 +192,7 @@ where
         &extra,
         &single.clone().with_max_nfev(probe),
         probe_callback,
+        fixed,
     )?;
 
     let mut fits: Vec<Option<CurveFit>> = (0..k).map(|_| None).collect();
@@ -227,7 +237,7 @@ where
             .map_or(1, |p| p.chunks_total);
         let continue_progress = |p: &Progress| report((before, 1 + order.len()), p);
         let continue_callback: Option<ProgressFn<'_>> = progress.map(|_| &continue_progress as ProgressFn<'_>);
-        let continued = run_starts(model, &xdata, ydata, &from, &rest, continue_callback)?;
+        let continued = run_starts(model, &xdata, ydata, &from, &rest, continue_callback, fixed)?;
         for (&s, r) in go_on.iter().zip(continued) {
             let (nfev, njev) = fits[s].as_ref().map_or((0, 0), |f| (f.result.nfev, f.result.njev));
             // (A continuation that fails keeps the probe's fit, where the start stopped.)
@@ -305,6 +315,7 @@ fn screen<M>(
     ydata: ArrayView1<'_, f64>,
     options: &FitOptions,
     starts: &ndarray::ArrayView2<'_, f64>,
+    fixed: &[f64],
 ) -> Result<Option<Vec<f64>>>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -331,8 +342,21 @@ where
     let yt = g.parameter("y", crate::DType::F64, [m_pad as i64]);
     let wt = g.parameter("w", crate::DType::F64, [m_pad as i64]);
     let pt = g.parameter("p", crate::DType::F64, [k as i64, n as i64]);
+    let ft = (!fixed.is_empty()).then(|| g.parameter("fixed", crate::DType::F64, [fixed.len() as i64]));
     let cost = g.try_with(|| {
-        let f = model(&xt, &Params::from_columns(&pt)).broadcast_to([k as i64, m_pad as i64]);
+        // Every start holds the fixed values: its columns after the varying ones.
+        let all = match &ft {
+            Some(f) => g.concat(
+                &[
+                    pt.clone(),
+                    f.reshape([1, fixed.len() as i64])
+                        .broadcast_to([k as i64, fixed.len() as i64]),
+                ],
+                1,
+            ),
+            None => pt.clone(),
+        };
+        let f = model(&xt, &Params::from_columns(&all)).broadcast_to([k as i64, m_pad as i64]);
         ((f - &yt) * &wt).square().reduce_sum(&[1]) * 0.5
     })?;
     let program = g.finish([&cost])?;
@@ -340,12 +364,15 @@ where
     let client = exe.client().clone();
     let device = client.lease_device()?;
     let flat: Vec<f64> = starts.iter().copied().collect();
-    let args = [
+    let mut args = vec![
         client.buffer_from_host_on(&device, &xs, &[m_pad as i64])?,
         client.buffer_from_host_on(&device, &ys, &[m_pad as i64])?,
         client.buffer_from_host_on(&device, &ws, &[m_pad as i64])?,
         client.buffer_from_host_on(&device, &flat, &[k as i64, n as i64])?,
     ];
+    if !fixed.is_empty() {
+        args.push(client.buffer_from_host_on(&device, fixed, &[fixed.len() as i64])?);
+    }
     let refs: Vec<_> = args.iter().collect();
     let out = exe.execute_on(&device, &refs)?;
     Ok(Some(out[0].to_vec::<f64>()?))
@@ -400,6 +427,7 @@ fn run_starts<'a, M>(
     starts: &[Vec<f64>],
     options: &FitOptions,
     progress: Option<ProgressFn<'_>>,
+    fixed: &[f64],
 ) -> Result<Vec<Result<CurveFit>>>
 where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
@@ -420,9 +448,13 @@ where
             };
             let mut own = options.clone();
             own.sigma = None;
+            let fixed_rows = Array2::from_shape_fn((b, fixed.len()), |(_, j)| fixed[j]);
             let mut batch = Batch::shared_x(x.view(), y.view(), p0.view());
             if let Some(s) = &sigma {
                 batch = batch.with_sigma(s.view());
+            }
+            if !fixed.is_empty() {
+                batch = batch.with_fixed(fixed_rows.view());
             }
             if let Some(callback) = progress {
                 batch = batch.with_progress(callback);
@@ -435,7 +467,7 @@ where
     Ok(starts
         .iter()
         .map(|p| {
-            let fit = super::curve_fit(model, xdata.clone(), ydata, Some(p), options);
+            let fit = super::fit_one(model, xdata.clone(), ydata, Some(p), options, fixed);
             tracker.chunk_done(1);
             fit
         })

@@ -346,7 +346,7 @@ impl fmt::Display for ParameterFit {
 /// `options` are those of [`curve_fit`](super::curve_fit), except that the bounds and the number
 /// of parameters come from `params` (an `options` with either set is an error); an `x_scale` of
 /// one value per parameter lists all of them (the fixed and tied ones' are not used). A
-/// multistart fit (`starts > 1`) may tie parameters but not fix them.
+/// multistart fit (`starts > 1`) starts only the varying parameters elsewhere.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] for a parameter that cannot be fitted as given (a bad or
@@ -387,17 +387,11 @@ where
     let p0: Vec<f64> = layout.varying.iter().map(|&i| params.list[i].value).collect();
     let fixed: Vec<f64> = layout.fixed.iter().map(|&i| params.list[i].value).collect();
     let wrapped = |x: &Tensor, p: &Params| layout.trace(model, x, p);
+    let (x, y) = (xdata.into(), ydata.into());
     let fit = if opts.starts > 1 {
-        if !fixed.is_empty() {
-            return Err(Error::InvalidOption {
-                field: "starts",
-                value: opts.starts.to_string(),
-                constraint: "1 when parameters are fixed (a multistart fit may tie parameters, not fix them)",
-            });
-        }
-        super::curve_fit(&wrapped, xdata, ydata, Some(&p0), &opts)?
+        super::multistart::fit(&wrapped, x, y, Some(&p0), &opts, None, &fixed)?
     } else {
-        super::fit_one(&wrapped, xdata.into(), ydata.into(), Some(&p0), &opts, &fixed)?
+        super::fit_one(&wrapped, x, y, Some(&p0), &opts, &fixed)?
     };
     Ok(layout.result(params, fit))
 }
