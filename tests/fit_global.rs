@@ -342,3 +342,35 @@ fn the_schur_path_equals_the_dense_path() {
         }
     }
 }
+
+#[test]
+fn both_paths_name_bad_data_and_undetermined_parameters() {
+    use nlsq::fit::global::{curve_fit_global_with, GlobalPath};
+    let sets = decays();
+    let mut nan = sets[1].1.clone();
+    nan[3] = f64::NAN;
+    let data = [Dataset::new(&sets[0].0, &sets[0].1), Dataset::new(&sets[1].0, &nan)];
+    // c's column is zero: c[0] and c[1] are not determined (the Schur path marks each local
+    // block, a and c, where one of its pivots fails); with LM all of pcov is inf.
+    let blind = |x: &Tensor, p: &Params| &p["a"] * (-&p["k"] * x).exp() + &p["c"] * 0.0;
+    let clean = [
+        Dataset::new(&sets[0].0, &sets[0].1),
+        Dataset::new(&sets[1].0, &sets[1].1),
+    ];
+    for path in [GlobalPath::Dense, GlobalPath::Schur] {
+        match curve_fit_global_with(&decay, &data, &params(), &["k"], &FitOptions::default(), path) {
+            Err(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.starts_with("dataset 1: y[3] is NaN"), "{reason}")
+            }
+            other => panic!("{path:?}: {other:?}"),
+        }
+        let fit = curve_fit_global_with(&blind, &clean, &params(), &["k"], &FitOptions::default(), path).unwrap();
+        let nd = &fit.fit.result.not_determined;
+        assert!(
+            nd.contains(&2) && nd.contains(&4) && !nd.contains(&0),
+            "{path:?}: {nd:?}"
+        );
+        assert!(fit.fit.perr.iter().all(|e| e.is_infinite()), "{path:?}");
+        assert!(!fit.get(1, "c").unwrap().determined);
+    }
+}

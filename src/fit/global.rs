@@ -249,6 +249,11 @@ where
             constraint: "unset in a global fit (each Dataset has its own: Dataset::with_sigma)",
         });
     }
+    if options.check_finite {
+        for (k, set) in datasets.iter().enumerate() {
+            check_dataset_finite(k, set)?;
+        }
+    }
     let mut opts = layout.options_for(params, options, &plan.slots)?;
     if schur_path {
         let p0 = plan.starts(params, datasets)?;
@@ -541,6 +546,29 @@ impl GlobalPlan {
             datasets,
         }
     }
+}
+
+/// A non-finite value of dataset `k`, named by the dataset and its index there.
+fn check_dataset_finite(k: usize, set: &Dataset<'_>) -> Result<()> {
+    let bad = |what: &str, i: usize, v: f64| Error::InvalidInput {
+        field: "datasets",
+        reason: format!("dataset {k}: {what}[{i}] is {v} (set check_finite = false to allow it)"),
+    };
+    let first_bad = |v: &mut dyn Iterator<Item = f64>| v.enumerate().find(|(_, x)| !x.is_finite());
+    let xs: Option<(usize, f64)> = match &set.x {
+        XData::D1(x) => first_bad(&mut x.iter().copied()),
+        XData::D2(x) => first_bad(&mut x.iter().copied()),
+    };
+    if let Some((i, v)) = xs {
+        return Err(bad("x", i, v));
+    }
+    if let Some((i, v)) = first_bad(&mut set.y.iter().copied()) {
+        return Err(bad("y", i, v));
+    }
+    if let Some((i, v)) = set.sigma.and_then(|s| first_bad(&mut s.iter().copied())) {
+        return Err(bad("sigma", i, v));
+    }
+    Ok(())
 }
 
 fn describe(rows: Option<usize>) -> String {

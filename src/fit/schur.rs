@@ -215,13 +215,17 @@ where
         let mut block = cov.slice_mut(at![at0..at0 + l, at0..at0 + l]);
         block += &o.v_inv(b);
     }
+    // A singular block marks all its parameters (the dependent column and those it depends on
+    // are not told apart); a singular Schur complement, a dependency through the shared ones,
+    // marks every parameter.
     let mut not_determined: Vec<usize> = Vec::new();
     if !o.s_ok {
-        not_determined.extend(0..s);
-    }
-    for b in 0..d {
-        if !o.v_ok[b] {
-            not_determined.extend(s + b * l..s + (b + 1) * l);
+        not_determined.extend(0..n);
+    } else {
+        for b in 0..d {
+            if !o.v_ok[b] {
+                not_determined.extend(s + b * l..s + (b + 1) * l);
+            }
         }
     }
     let status = Status::from_code(o.status).ok_or_else(|| internal("status", format!("code {}", o.status)))?;

@@ -132,7 +132,9 @@ fn add_diag(x: &Tensor, v: &Tensor) -> Tensor {
 /// Solves the symmetric positive definite systems `a x = b`, batched over leading axes: `a`
 /// `[.., k, k]`, `b` `[.., k, c]`, by Cholesky written out entry by entry (`k` is small). Returns
 /// `x` and, per system, whether every pivot stayed above [`PIVOT_TOL`] of its diagonal (bool
-/// `[..]`); a singular system's pivots are replaced by the diagonal, so `x` stays finite.
+/// `[..]`). A column whose pivot does not is dropped (its factor entry is `inf`, so its unknown
+/// is 0 and the others solve the system without it): the solution then spans the same columns,
+/// so `W V⁻¹ Wᵀ` in the Schur complement stays the projection it must be.
 pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
     let r = a.rank();
     let k = a.dims()[r - 1] as usize;
@@ -162,8 +164,7 @@ pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
         let pivot = row.iter().fold(diag.clone(), |acc, lip| acc - lip.square());
         let good = pivot.gt(&(diag.abs() * PIVOT_TOL)).and(&diag.gt(0.0));
         ok = ok.and(&good);
-        let safe = good.select(&pivot, diag.abs().max(f64::MIN_POSITIVE));
-        row.push(safe.sqrt());
+        row.push(good.select(pivot.sqrt(), f64::INFINITY));
         l.push(row);
     }
     // L z = b, then Lᵀ x = z.
