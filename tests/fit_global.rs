@@ -374,3 +374,29 @@ fn both_paths_name_bad_data_and_undetermined_parameters() {
         assert!(!fit.get(1, "c").unwrap().determined);
     }
 }
+
+#[test]
+fn an_expression_model_takes_either_path() {
+    use nlsq::fit::global::{curve_fit_global_with, GlobalPath};
+    let sets = decays();
+    let expr = nlsq::expr::Expr::parse("a*exp(-k*x) + c", &["x"]).unwrap();
+    let model = expr.model();
+    let ps = Parameters::from_names(expr.params(), &[1.0, 1.0, 0.0]);
+    let data: Vec<Dataset> = sets.iter().map(|(x, y, _)| Dataset::new(x, y)).collect();
+    let dense = curve_fit_global_with(&model, &data, &ps, &["k"], &tight(), GlobalPath::Dense).unwrap();
+    let schur = curve_fit_global_with(&model, &data, &ps, &["k"], &tight(), GlobalPath::Schur).unwrap();
+    let closure = curve_fit_global_with(&decay, &data, &params(), &["k"], &tight(), GlobalPath::Schur).unwrap();
+    for j in 0..dense.fit.popt.len() {
+        close(&format!("popt[{j}]"), schur.fit.popt[j], dense.fit.popt[j], 1e-10);
+        assert_eq!(
+            schur.fit.popt[j], closure.fit.popt[j],
+            "the expression and the closure trace alike"
+        );
+    }
+    // x_scale values are the dense path's only.
+    let opts = tight().with_x_scale(nlsq::solve::XScale::Values(vec![1.0; 3]));
+    assert!(matches!(
+        curve_fit_global_with(&model, &data, &ps, &["k"], &opts, GlobalPath::Schur),
+        Err(Error::InvalidOption { field: "x_scale", .. })
+    ));
+}

@@ -331,7 +331,7 @@ fn run_fit(fit_args: &FitArgs) -> Result<u8> {
         drop(line);
         fit.map(Fitted::Plain)
     } else {
-        let params = named_parameters(&names, &p0, &lower, &upper, &held);
+        let params = named_parameters(a, &names, &p0, &lower, &upper, &held);
         curve_fit_parameters(&model, x, &y, &params, &opts).map(Fitted::Named)
     };
     let fitted = fit.map_err(|e| match e {
@@ -475,7 +475,18 @@ fn held_parameters(fit_args: &FitArgs, names: &[String]) -> Result<Vec<Option<He
 }
 
 /// The `Parameters` of a fit with `--fix` or `--tie`: starts, bounds, and what is held.
-fn named_parameters(names: &[String], p0: &[f64], lower: &[f64], upper: &[f64], held: &[Option<Held>]) -> Parameters {
+fn named_parameters(
+    a: &Common,
+    names: &[String],
+    p0: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    held: &[Option<Held>],
+) -> Parameters {
+    // Bounds the user gave for `name` by name (not a built-in model's own, nor one value for
+    // every parameter).
+    let given =
+        |v: &Option<ParamValues>, name: &str| v.as_ref().is_some_and(|v| v.named.iter().any(|(n, _)| n == name));
     let mut params = Parameters::new();
     for (i, name) in names.iter().enumerate() {
         let p = Parameter::new(name.as_str(), p0[i]).with_bounds(lower[i], upper[i]);
@@ -484,8 +495,10 @@ fn named_parameters(names: &[String], p0: &[f64], lower: &[f64], upper: &[f64], 
             Some(Held::Fixed(v)) => Parameter::new(name.as_str(), v.unwrap_or(p0[i]))
                 .with_bounds(lower[i], upper[i])
                 .fixed(),
-            // A tie takes no bounds: the library names the parameter if bounds were given.
-            Some(Held::Tied(e)) => p.tied(e.as_str()),
+            // A tie takes no bounds: a built-in model's own are dropped, the user's are refused
+            // by the library, naming the parameter.
+            Some(Held::Tied(e)) if given(&a.lower, name) || given(&a.upper, name) => p.tied(e.as_str()),
+            Some(Held::Tied(e)) => Parameter::new(name.as_str(), p0[i]).tied(e.as_str()),
         });
     }
     params
@@ -702,7 +715,7 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
         None => vec![start_for_expression(a, &names, &lower, &upper)?],
     };
     let held = held_parameters(fit_args, &names)?;
-    let params = named_parameters(&names, &guesses[0], &lower, &upper, &held);
+    let params = named_parameters(a, &names, &guesses[0], &lower, &upper, &held);
     let bounded = (0..names.len()).any(|i| held[i].is_none() && (lower[i].is_finite() || upper[i].is_finite()));
     let loss = a.loss.unwrap_or(Loss::Linear);
     let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {

@@ -1013,3 +1013,78 @@ fn several_datasets_with_shared_parameters_are_one_global_fit() {
         ),
     ]);
 }
+
+#[test]
+fn a_tie_on_a_built_in_models_bounded_width_and_a_large_global_fit() {
+    // Two Gaussians of one width: the built-in model's widths are bounded below by 0, which a
+    // tie does not take; the user's own bounds on the tied width are refused.
+    let mut text = String::from("x,y\n");
+    for i in 0..200 {
+        let x = -5.0 + i as f64 * 0.05;
+        let g = |a: f64, c: f64| a * (-(x - c) * (x - c) / (2.0 * 0.6 * 0.6)).exp();
+        text.push_str(&format!(
+            "{x},{}\n",
+            g(1.0, -1.5) + g(0.7, 1.5) + 0.005 * (i as f64).sin()
+        ));
+    }
+    let path = temp_path("two_peaks.csv");
+    std::fs::write(&path, text).unwrap();
+    let p = path.display().to_string();
+    let v = fit_json(
+        &[
+            "--model",
+            "gaussian+gaussian",
+            "--data",
+            &p,
+            "--tie",
+            "g2_sigma=g1_sigma",
+        ],
+        0,
+    );
+    let (s1, s2) = (
+        v["params"]["g1_sigma"].as_f64().unwrap(),
+        v["params"]["g2_sigma"].as_f64().unwrap(),
+    );
+    assert!((s1 - 0.6).abs() < 0.01 && s1 == s2, "{v}");
+    assert_bad_input(&[(
+        &[
+            "--model",
+            "gaussian+gaussian",
+            "--data",
+            &p,
+            "--tie",
+            "g2_sigma=g1_sigma",
+            "--lower",
+            "g2_sigma=0",
+        ],
+        "takes none",
+    )]);
+    // 40 datasets x 25 points with a shared rate: 81 solver parameters, the Schur path.
+    let mut long = String::from("id,x,y\n");
+    for d in 0..40 {
+        let (a, c) = (1.0 + 0.05 * d as f64, 0.01 * d as f64);
+        for i in 0..25 {
+            let x = 0.2 * i as f64;
+            long.push_str(&format!(
+                "{d},{x},{}\n",
+                a * (-1.3 * x).exp() + c + 0.002 * ((i * 7 + d) as f64).sin()
+            ));
+        }
+    }
+    let path = temp_path("many_decays.csv");
+    std::fs::write(&path, long).unwrap();
+    let p = path.display().to_string();
+    let v = fit_json(
+        &[
+            "--model", DECAY, "--data", &p, "--group", "id", "--x", "x", "--y", "y", "--shared", "k",
+        ],
+        0,
+    );
+    assert_eq!(v["param_names"].as_array().unwrap().len(), 81);
+    assert!(
+        (v["shared"]["k"].as_f64().unwrap() - 1.3).abs() < 0.01,
+        "{}",
+        v["shared"]
+    );
+    assert_eq!(v["datasets"].as_array().unwrap().len(), 40);
+}

@@ -74,6 +74,13 @@ where
     if options.starts > 1 {
         return Err(refuse("starts", options.starts.to_string(), "1 on the Schur path"));
     }
+    if let Some(crate::solve::XScale::Values(v)) = &options.solver.x_scale {
+        return Err(refuse(
+            "x_scale",
+            format!("{} values", v.len()),
+            "unset (the Jacobian's column norms) on the Schur path",
+        ));
+    }
     let t_runtime = Instant::now();
     crate::runtime::client()?;
     let runtime = t_runtime.elapsed();
@@ -352,23 +359,57 @@ struct Shape {
     fixed_at: Vec<usize>,
 }
 
-/// The model's parameters by name: the shared ones from `ps [s]` (scalars), each dataset's
-/// locals from the columns of `pl [D, l]` (`[D, 1]`), the fixed ones from `fixed`.
-fn assembled(spec: &SchurSpec<'_>, ps: &Tensor, pl: &Tensor, fixed: Option<&Tensor>) -> Params {
+/// The model on `x` (`[D, M]`, or `[k, D, M]`) at the shared `ps [s]`, local `pl [D, l]` and
+/// fixed parameters, as `[D, M]`. The model sees the points of all datasets in a row, `x` as
+/// `[D·M]` (or `[k, D·M]`) as `curve_fit` gives it (so expression models and closures alike
+/// work), the shared and fixed parameters as scalars and each local one as its dataset's value
+/// at every point (`[D·M]`).
+fn evaluate<M>(
+    model: &M,
+    spec: &SchurSpec<'_>,
+    x: &Tensor,
+    ps: &Tensor,
+    pl: &Tensor,
+    fixed: Option<&Tensor>,
+) -> Result<Tensor>
+where
+    M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
+{
+    let g = x.graph();
+    let (d, l_all) = (pl.dims()[0], pl.dims()[1]);
+    let m = x.dims()[x.rank() - 1];
+    let flat = match spec.x_rows {
+        None => x.reshape([d * m]),
+        Some(k) => x.reshape([k as i64, d * m]),
+    };
     let layout = spec.layout;
     let mut elems: Vec<Option<Tensor>> = vec![None; layout.names.len()];
     for (j, &i) in spec.shared.iter().enumerate() {
         elems[i] = Some(ps.get(j as i64));
     }
+    let per_point = |q: i64| pl.slice_axis(1, q, q + 1).broadcast_to([d, m]).reshape([d * m]);
     for (q, &i) in spec.local.iter().enumerate() {
-        elems[i] = Some(pl.slice_axis(1, q as i64, q as i64 + 1));
+        elems[i] = Some(per_point(q as i64));
     }
     if let Some(c) = fixed {
         for (f, &i) in layout.fixed.iter().enumerate() {
             elems[i] = Some(c.get(f as i64));
         }
     }
-    layout.assemble(elems, &pl.slice_axis(1, 0, 1))
+    debug_assert!(l_all >= 1);
+    let f = g.try_with(|| model(&flat, &layout.assemble(elems, &per_point(0))))?;
+    let f = match f.dims().as_slice() {
+        [n] if *n == d * m => f.reshape([d, m]),
+        [] => f.broadcast_to([d, m]),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                op: "model",
+                lhs: f.shape(),
+                rhs: crate::types::Shape(vec![d * m]),
+            })
+        }
+    };
+    Ok(f)
 }
 
 /// sha256 of the model traced on the program's shapes, with the shape.
@@ -381,7 +422,7 @@ where
     let ps = g.parameter("p_shared", DType::F64, [shape.s as i64]);
     let pl = g.parameter("p_local", DType::F64, [shape.d as i64, shape.l as i64]);
     let fixed = (shape.fixed > 0).then(|| g.parameter("fixed", DType::F64, [shape.fixed as i64]));
-    let f = g.try_with(|| model(&x, &assembled(spec, &ps, &pl, fixed.as_ref())))?;
+    let f = evaluate(model, spec, &x, &ps, &pl, fixed.as_ref())?;
     Ok(text_fingerprint(&g.finish([&f])?.text, &("schur", shape)))
 }
 
@@ -412,12 +453,7 @@ where
     }
     let fj = checked_function(&g, "model_jac", &inputs, |a| {
         let (x, y, w, ps, pl) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
-        let f = g.try_with(|| model(x, &assembled(spec, ps, pl, a.get(5))))?;
-        let f = if f.dims() == [d, m] {
-            f
-        } else {
-            g.try_with(|| f.broadcast_to([d, m]))?
-        };
+        let f = evaluate(model, spec, x, ps, pl, a.get(5))?;
         // Tangents: the shared parameters' unit vectors, then one per local parameter that is 1
         // in its column for every dataset.
         let kk = s + l;

@@ -322,7 +322,8 @@ pub(crate) fn solve(pb: &SchurProblem<'_>, inp: &SchurInputs) -> SchurOutputs {
             let ftol_ok = accept
                 .and(&actual.abs().le(&(&inp.ftol * &st.cost)))
                 .and(&pred.le(&(&inp.ftol * &st.cost)));
-            let xtol_ok = step_sq.sqrt().le(&(&inp.xtol * &xnorm));
+            // Only a step from nonsingular systems says the iteration has converged.
+            let xtol_ok = ok.and(&step_sq.sqrt().le(&(&inp.xtol * &xnorm)));
             let pick = |new: &Tensor, old: &Tensor| accept.select(new, old);
             let cost = pick(&b1.cost, &st.cost);
             let nb = Blocks {
