@@ -222,19 +222,14 @@ where
         let mut block = cov.slice_mut(at![at0..at0 + l, at0..at0 + l]);
         block += &o.v_inv(b);
     }
-    // A singular block marks all its parameters (the dependent column and those it depends on
-    // are not told apart); a singular Schur complement, a dependency through the shared ones,
-    // marks every parameter.
-    let mut not_determined: Vec<usize> = Vec::new();
-    if !o.s_ok {
-        not_determined.extend(0..n);
+    // A local block's null directions name its parameters (`solve::schur::undetermined`, the
+    // dense path's rule); a singular Schur complement, a dependency through the shared
+    // parameters, marks every parameter.
+    let not_determined: Vec<usize> = if o.s_ok {
+        (0..d * l).filter(|&j| o.v_nd[j]).map(|j| s + j).collect()
     } else {
-        for b in 0..d {
-            if !o.v_ok[b] {
-                not_determined.extend(s + b * l..s + (b + 1) * l);
-            }
-        }
-    }
+        (0..n).collect()
+    };
     let status = Status::from_code(o.status).ok_or_else(|| internal("status", format!("code {}", o.status)))?;
     let x_out = Array1::from(o.p.clone());
     let grad = Array1::from(o.grad.clone());
@@ -289,14 +284,15 @@ struct Decoded {
     s_inv: Array2<f64>,
     v_inv: Vec<f64>,
     z: Vec<f64>,
-    v_ok: Vec<bool>,
+    /// Per local solver parameter (dataset-major), not determined.
+    v_nd: Vec<bool>,
     s_ok: bool,
     l: usize,
 }
 
 impl Decoded {
     fn of(v: &[f64], s: usize, l: usize, d: usize) -> Result<Decoded> {
-        let want = s + d * l + 5 + s + d * l + s * s + d * l * l + d * l * s + d + 1;
+        let want = s + d * l + 5 + s + d * l + s * s + d * l * l + d * l * s + d * l + 1;
         if v.len() != want {
             return Err(internal(
                 "schur outputs",
@@ -315,7 +311,7 @@ impl Decoded {
         let s_inv = Array2::from_shape_vec((s, s), take(s * s)).map_err(|e| internal("S⁻¹", e.to_string()))?;
         let v_inv = take(d * l * l);
         let z = take(d * l * s);
-        let v_ok = take(d).iter().map(|&x| x > 0.5).collect();
+        let v_nd = take(d * l).iter().map(|&x| x > 0.5).collect();
         let s_ok = take(1)[0] > 0.5;
         Ok(Decoded {
             p,
@@ -328,7 +324,7 @@ impl Decoded {
             s_inv,
             v_inv,
             z,
-            v_ok,
+            v_nd,
             s_ok,
             l,
         })
@@ -514,7 +510,7 @@ where
             flat(&o.s_inv),
             flat(&o.v_inv),
             flat(&o.z),
-            flat(&o.v_ok),
+            flat(&o.v_nd),
             flat(&o.s_ok.reshape([1])),
         ],
         0,

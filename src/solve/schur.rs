@@ -113,8 +113,9 @@ pub(crate) struct SchurOutputs {
     pub v_inv: Tensor,
     /// `Z_d = V_d⁻¹ W_dᵀ [D, l, s]`.
     pub z: Tensor,
-    /// Per dataset, its local block was nonsingular `[D]` (f64 1/0).
-    pub v_ok: Tensor,
+    /// Per dataset and local parameter, 1 where the data do not determine it `[D, l]`
+    /// ([`undetermined`] of its block; the Schur complement is exact without it).
+    pub v_nd: Tensor,
     /// The Schur complement was nonsingular (f64 1/0).
     pub s_ok: Tensor,
 }
@@ -140,11 +141,6 @@ pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
     let k = a.dims()[r - 1] as usize;
     let lead = a.dims()[..r - 2].to_vec();
     let g = a.graph();
-    let entry = |i: usize, j: usize| {
-        a.slice_axis(r as i64 - 2, i as i64, i as i64 + 1)
-            .slice_axis(r as i64 - 1, j as i64, j as i64 + 1)
-            .reshape(lead.clone())
-    };
     // A lead-shaped value as a column multiplier of a [.., c] row.
     let col = |t: &Tensor| t.reshape([lead.clone(), vec![1]].concat());
     let row_of_b = |i: usize| {
@@ -152,21 +148,12 @@ pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
         b.slice_axis(r as i64 - 2, i as i64, i as i64 + 1)
             .reshape([lead.clone(), vec![c]].concat())
     };
-    let mut ok = g.constant(1.0).broadcast_to(lead.clone()).gt(0.0);
-    let mut l: Vec<Vec<Tensor>> = Vec::with_capacity(k);
-    for i in 0..k {
-        let mut row: Vec<Tensor> = Vec::with_capacity(i + 1);
-        for (j, lj) in l.iter().enumerate() {
-            let acc = row.iter().zip(lj).fold(entry(i, j), |acc, (lip, ljp)| acc - lip * ljp);
-            row.push(acc / &lj[j]);
-        }
-        let diag = entry(i, i);
-        let pivot = row.iter().fold(diag.clone(), |acc, lip| acc - lip.square());
-        let good = pivot.gt(&(diag.abs() * PIVOT_TOL)).and(&diag.gt(0.0));
-        ok = ok.and(&good);
-        row.push(good.select(pivot.sqrt(), f64::INFINITY));
-        l.push(row);
-    }
+    let f = Factor::of(a);
+    let l = &f.l;
+    let ok = f
+        .good
+        .iter()
+        .fold(g.constant(1.0).broadcast_to(lead.clone()).gt(0.0), |ok, gj| ok.and(gj));
     // L z = b, then Lᵀ x = z.
     let mut z: Vec<Tensor> = Vec::with_capacity(k);
     for (i, li) in l.iter().enumerate() {
@@ -186,6 +173,92 @@ pub(crate) fn spd_solve(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
         .map(|xi| xi.expect("solved").reshape([lead.clone(), vec![1, c]].concat()))
         .collect();
     (g.concat(&parts, r as i64 - 2), ok)
+}
+
+/// The Cholesky factor of `a [.., k, k]` entry by entry (lead-shaped entries), with the columns
+/// whose pivot is at or below [`PIVOT_TOL`] of its diagonal dropped (`L_jj = inf`).
+struct Factor {
+    /// `l[i][j]`, `j <= i`.
+    l: Vec<Vec<Tensor>>,
+    /// Per column, its pivot was kept (bool, lead-shaped).
+    good: Vec<Tensor>,
+    /// The diagonal of `a`.
+    diag: Vec<Tensor>,
+}
+
+impl Factor {
+    fn of(a: &Tensor) -> Factor {
+        let r = a.rank();
+        let k = a.dims()[r - 1] as usize;
+        let lead = a.dims()[..r - 2].to_vec();
+        let entry = |i: usize, j: usize| {
+            a.slice_axis(r as i64 - 2, i as i64, i as i64 + 1)
+                .slice_axis(r as i64 - 1, j as i64, j as i64 + 1)
+                .reshape(lead.clone())
+        };
+        let (mut l, mut good, mut diag): (Vec<Vec<Tensor>>, Vec<Tensor>, Vec<Tensor>) = (vec![], vec![], vec![]);
+        for i in 0..k {
+            let mut row: Vec<Tensor> = Vec::with_capacity(i + 1);
+            for (j, lj) in l.iter().enumerate() {
+                let acc = row.iter().zip(lj).fold(entry(i, j), |acc, (lip, ljp)| acc - lip * ljp);
+                row.push(acc / &lj[j]);
+            }
+            let d = entry(i, i);
+            let pivot = row.iter().fold(d.clone(), |acc, lip| acc - lip.square());
+            let kept = pivot.gt(&(d.abs() * PIVOT_TOL)).and(&d.gt(0.0));
+            row.push(kept.select(pivot.sqrt(), f64::INFINITY));
+            l.push(row);
+            good.push(kept);
+            diag.push(d);
+        }
+        Factor { l, good, diag }
+    }
+}
+
+/// Per column of the positive semidefinite `a [.., k, k]`, 1 where its parameter is not
+/// determined, else 0 (`[.., k]`): where a pivot of the factorization fails, column `j` lies in
+/// the span of the columns before it, and the null direction `v = [−L⁻ᵀ L_j ; 1]` (of the
+/// columns scaled to unit norm) names the parameters with a component above
+/// [`NULL_SPACE_TOL`](crate::solve::covariance::NULL_SPACE_TOL) — the dense path's rule.
+pub(crate) fn undetermined(a: &Tensor) -> Tensor {
+    let r = a.rank();
+    let k = a.dims()[r - 1] as usize;
+    let lead = a.dims()[..r - 2].to_vec();
+    let g = a.graph();
+    let f = Factor::of(a);
+    let tol = crate::solve::covariance::NULL_SPACE_TOL;
+    let zero = g.constant(0.0).broadcast_to(lead.clone());
+    let mut flags: Vec<Tensor> = vec![zero.clone(); k];
+    for j in 0..k {
+        // u solves L_{<j}ᵀ u = L_{j,<j}ᵀ (dropped columns give 0); v = [−u, 1].
+        let mut u: Vec<Tensor> = vec![zero.clone(); j];
+        for i in (0..j).rev() {
+            let acc = (i + 1..j).fold(f.l[j][i].clone(), |acc, p| acc - &f.l[p][i] * &u[p]);
+            u[i] = acc / &f.l[i][i];
+        }
+        let w: Vec<Tensor> = (0..=j)
+            .map(|i| {
+                let v = if i == j {
+                    g.constant(1.0).broadcast_to(lead.clone())
+                } else {
+                    -&u[i]
+                };
+                // Unit columns; a zero column's scale is 1 (its own direction is the null one).
+                v * f.diag[i].gt(0.0).select(f.diag[i].max(0.0).sqrt(), 1.0)
+            })
+            .collect();
+        let norm = w.iter().fold(zero.clone(), |acc, wi| acc + wi.square()).sqrt();
+        let failed = f.good[j].not();
+        for (i, wi) in w.iter().enumerate() {
+            let hit = failed.and(&wi.abs().gt(&(&norm * tol)));
+            flags[i] = hit.select(1.0, &flags[i]);
+        }
+    }
+    let parts: Vec<Tensor> = flags
+        .iter()
+        .map(|t| t.reshape([lead.clone(), vec![1]].concat()))
+        .collect();
+    g.concat(&parts, r as i64 - 2)
 }
 
 /// The blocks of the normal equations from `r [D, M]` and `J [s + l, D, M]`: all products of
@@ -373,7 +446,8 @@ pub(crate) fn solve(pb: &SchurProblem<'_>, inp: &SchurInputs) -> SchurOutputs {
     let d = pb.d;
     let eye_l = g.eye(DType::F64, l).broadcast_to([d, l, l]);
     let wt = out.w.transpose(&[0, 2, 1]);
-    let (vz, v_ok) = spd_solve(&out.v, &g.concat(&[eye_l, wt], 2));
+    let (vz, _) = spd_solve(&out.v, &g.concat(&[eye_l, wt], 2));
+    let v_nd = undetermined(&out.v);
     let v_inv = vz.slice_axis(2, 0, l);
     let z = vz.slice_axis(2, l, l + s);
     let schur = &out.u - out.w.dot_general(&z, &[0], &[0], &[2], &[1]).reduce_sum(&[0]);
@@ -391,7 +465,7 @@ pub(crate) fn solve(pb: &SchurProblem<'_>, inp: &SchurInputs) -> SchurOutputs {
         s_inv,
         v_inv,
         z,
-        v_ok: v_ok.select(1.0, 0.0),
+        v_nd,
         s_ok: s_ok.select(1.0, 0.0),
     }
 }
