@@ -665,18 +665,7 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
         return run_batch(&b);
     };
     let a = &b.common;
-    let src = match b.model.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
-        None => b.model.clone(),
-    };
-    if src.trim().is_empty() {
-        bail!("--model is empty");
-    }
-    let builtin = builtin_model(&src)?;
-    let idents = match &builtin {
-        Some(_) => vec!["x".to_string()],
-        None => model_identifiers(&src)?,
-    };
+    let (src, builtin, idents) = model_source(&b.model)?;
     let mut var_name = None;
     let mut sets: Vec<Dataset> = Vec::new();
     for path in &b.files {
@@ -801,11 +790,12 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn run_batch(b: &BatchArgs) -> Result<u8> {
-    let a = &b.common;
-    let src = match b.model.strip_prefix('@') {
+/// `--model` of `nlsq batch` and a global fit: its text (read from `@FILE`), the built-in model
+/// it names if any, and the identifiers it uses (`x` for a built-in).
+fn model_source(model: &str) -> Result<(String, Option<nlsq::models::Model>, Vec<String>)> {
+    let src = match model.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read --model file {file}"))?,
-        None => b.model.clone(),
+        None => model.to_string(),
     };
     if src.trim().is_empty() {
         bail!("--model is empty");
@@ -815,6 +805,12 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
         Some(_) => vec!["x".to_string()],
         None => model_identifiers(&src)?,
     };
+    Ok((src, builtin, idents))
+}
+
+fn run_batch(b: &BatchArgs) -> Result<u8> {
+    let a = &b.common;
+    let (src, builtin, idents) = model_source(&b.model)?;
     let mut var_name = None;
     let mut sets: Vec<Dataset> = Vec::new();
     for path in &b.files {
