@@ -677,19 +677,12 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
     if sets.len() < 2 {
         bail!("--shared needs several datasets, but the data hold {}", sets.len());
     }
-    let var_name = var_name.unwrap_or_else(|| "x".into());
-    let expr = match &builtin {
-        Some(m) => m.expr().clone(),
-        None => parse_model(&src, &[var_name.as_str()])?,
-    };
-    let names: Vec<String> = expr.params().to_vec();
-    if names.is_empty() {
-        bail!("the model has no parameters");
-    }
-    if builtin.is_none() {
-        check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
-    }
-    let (lower, upper) = bounds(a, builtin.as_ref(), &names)?;
+    let DatasetsModel {
+        expr,
+        names,
+        lower,
+        upper,
+    } = datasets_model(a, &src, builtin.as_ref(), var_name)?;
     // A built-in's start is estimated per dataset: dataset 0's for the shared parameters.
     let guesses: Vec<Vec<f64>> = match &builtin {
         Some(m) => sets
@@ -707,14 +700,7 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
     let params = named_parameters(a, &names, &guesses[0], &lower, &upper, &held);
     let bounded = (0..names.len()).any(|i| held[i].is_none() && (lower[i].is_finite() || upper[i].is_finite()));
     let loss = a.loss.unwrap_or(Loss::Linear);
-    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
-        Method::Trf
-    } else {
-        Method::Lm
-    });
-    if method == Method::Lm && (bounded || loss != Loss::Linear) {
-        bail!("--method lm supports neither bounds nor robust losses; use --method trf");
-    }
+    let method = datasets_method(a, bounded, loss)?;
     let opts = solver_options(
         FitOptions::default()
             .with_absolute_sigma(a.absolute_sigma)
@@ -790,6 +776,54 @@ fn run_several(fit_args: &FitArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The model of `nlsq batch` and a global fit: its expression, parameter names and bounds.
+struct DatasetsModel {
+    expr: Expr,
+    names: Vec<String>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+}
+
+/// [`DatasetsModel`] of `src` (or the built-in model) in the datasets' one variable `var_name`
+/// (`x` by default).
+fn datasets_model(
+    a: &Common,
+    src: &str,
+    builtin: Option<&nlsq::models::Model>,
+    var_name: Option<String>,
+) -> Result<DatasetsModel> {
+    let var_name = var_name.unwrap_or_else(|| "x".into());
+    let expr = match builtin {
+        Some(m) => m.expr().clone(),
+        None => parse_model(src, &[var_name.as_str()])?,
+    };
+    let names: Vec<String> = expr.params().to_vec();
+    if names.is_empty() {
+        bail!("the model has no parameters");
+    }
+    if builtin.is_none() {
+        check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
+    }
+    let (lower, upper) = bounds(a, builtin, &names)?;
+    Ok(DatasetsModel {
+        expr,
+        names,
+        lower,
+        upper,
+    })
+}
+
+/// `--method` of `nlsq batch` and a global fit: as given, else lm without bounds and with the
+/// linear loss, trf otherwise; lm with either is refused.
+fn datasets_method(a: &Common, bounded: bool, loss: Loss) -> Result<Method> {
+    let needs_trf = bounded || loss != Loss::Linear;
+    let method = a.method.unwrap_or(if needs_trf { Method::Trf } else { Method::Lm });
+    if method == Method::Lm && needs_trf {
+        bail!("--method lm supports neither bounds nor robust losses; use --method trf");
+    }
+    Ok(method)
+}
+
 /// `--model` of `nlsq batch` and a global fit: its text (read from `@FILE`), the built-in model
 /// it names if any, and the identifiers it uses (`x` for a built-in).
 fn model_source(model: &str) -> Result<(String, Option<nlsq::models::Model>, Vec<String>)> {
@@ -819,19 +853,12 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
             sets.push(Dataset::refused(path.display().to_string(), one_line(&e)));
         }
     }
-    let var_name = var_name.unwrap_or_else(|| "x".into());
-    let expr = match &builtin {
-        Some(m) => m.expr().clone(),
-        None => parse_model(&src, &[var_name.as_str()])?,
-    };
-    let names: Vec<String> = expr.params().to_vec();
-    if names.is_empty() {
-        bail!("the model has no parameters");
-    }
-    if builtin.is_none() {
-        check_uses_a_variable(&expr, &[var_name.as_str()], &names)?;
-    }
-    let (lower, upper) = bounds(a, builtin.as_ref(), &names)?;
+    let DatasetsModel {
+        expr,
+        names,
+        lower,
+        upper,
+    } = datasets_model(a, &src, builtin.as_ref(), var_name)?;
     // An expression's start is the same for every dataset; a built-in's is estimated per dataset.
     let p0 = match &builtin {
         Some(_) => Vec::new(),
@@ -845,14 +872,7 @@ fn run_batch(b: &BatchArgs) -> Result<u8> {
     if bounded {
         opts = opts.with_bounds(lower.clone(), upper.clone());
     }
-    let method = a.method.unwrap_or(if bounded || loss != Loss::Linear {
-        Method::Trf
-    } else {
-        Method::Lm
-    });
-    if method == Method::Lm && (bounded || loss != Loss::Linear) {
-        bail!("--method lm supports neither bounds nor robust losses; use --method trf");
-    }
+    let method = datasets_method(a, bounded, loss)?;
     opts = solver_options(opts.with_method(method), a);
 
     // Ragged arrays padded to the longest dataset; refused datasets are not fitted.

@@ -52,7 +52,6 @@ use super::programs::{fingerprint, PROGRAMS};
 use super::progress::{Progress, ProgressFn, Tracker};
 use super::residuals::{Residuals, Weights};
 use super::statistics::DataSummary;
-use super::trace::checked_function;
 use super::units::Units;
 use super::validate::single_start;
 use super::validate::{check_all_finite, internal, invalid, plan, Plan, PlanOptions};
@@ -894,7 +893,7 @@ where
         args.push(("fixed", TensorType::new(DType::F64, [c, k])));
     }
     let model_f = g.function("model_batch", &args, |a| vec![eval(&a[0], &a[1], a.get(2))])?;
-    let model_fj = checked_function(g, "model_batch_jac", &args, |a| {
+    let model_fj = g.checked_function("model_batch_jac", &args, |a| {
         let f = eval(&a[0], &a[1], a.get(2));
         let seeds = g.eye(DType::F64, n).broadcast_in_dim([n, c, n], &[0, 2]);
         let mut t = crate::graph::jvp(std::slice::from_ref(&f), &[(a[1].clone(), seeds)])?;

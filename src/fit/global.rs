@@ -275,7 +275,7 @@ where
         let fit = super::schur::fit(model, &spec, &rows, &p0, &fixed, &opts)?;
         return Ok(plan.result(&layout, params, fit));
     }
-    let data = plan.stack(datasets)?;
+    let data = plan.stack(datasets);
     if let Some(s) = data.sigma {
         opts = opts.with_sigma(s);
     }
@@ -417,7 +417,7 @@ impl GlobalPlan {
     }
 
     /// The datasets end to end, with the row of dataset indices.
-    fn stack(&self, datasets: &[Dataset<'_>]) -> Result<Stacked> {
+    fn stack(&self, datasets: &[Dataset<'_>]) -> Stacked {
         let m: usize = datasets.iter().map(Dataset::len).sum();
         let k = self.x_rows.unwrap_or(1);
         let mut x = Array2::<f64>::zeros((k + 1, m));
@@ -437,7 +437,7 @@ impl GlobalPlan {
             at += n;
         }
         let sigma = datasets[0].sigma.is_some().then_some(sigma);
-        Ok(Stacked { x, y, sigma })
+        Stacked { x, y, sigma }
     }
 
     /// The solver's starting point: the parameters' values, a dataset's own starts for its

@@ -10,7 +10,6 @@ use super::options::LeastSquaresOptions;
 use super::outcome::curve_fit_result;
 use super::program::solve_once;
 use super::programs::{text_fingerprint, PROGRAMS};
-use super::trace::checked_function;
 use super::validate::{check_all_finite, invalid, plan};
 use super::{cache, CurveFit, ExecutableSource};
 use crate::error::{Error, Result};
@@ -168,10 +167,10 @@ where
         dims[0] = pad;
         g.concat(&[t, g.zeros(DType::F64, dims)], 0)
     };
-    let f_fn = checked_function(&g, "residuals", &inputs, |a| {
+    let f_fn = g.checked_function("residuals", &inputs, |a| {
         Ok(vec![pad_rows(fun(&Params::new(&a[0]), &a[1..]))])
     })?;
-    let fj_fn = checked_function(&g, "residuals_jac", &inputs, |a| {
+    let fj_fn = g.checked_function("residuals_jac", &inputs, |a| {
         let r = fun(&Params::new(&a[0]), &a[1..]);
         let j = jacfwd(&r, &a[0])?;
         Ok(vec![pad_rows(r), pad_rows(j)])

@@ -12,8 +12,7 @@ use super::parameters::Layout;
 use super::programs::{text_fingerprint, PROGRAMS};
 use super::result::{CurveFit, ExecutableSource, FitResult, Timings};
 use super::statistics::DataSummary;
-use super::trace::checked_function;
-use super::validate::{check_all_finite, internal};
+use super::validate::internal;
 use super::{cache, memory, FitOptions, XData};
 use crate::error::{Error, Result};
 use crate::graph::{jvp, Graph, Params, Tensor, TensorType};
@@ -133,10 +132,6 @@ where
                 });
             }
         }
-    }
-    if options.check_finite {
-        check_all_finite("xdata", x.iter().copied())?;
-        check_all_finite("ydata", y.iter().copied())?;
     }
     let x_dims: Vec<i64> = match spec.x_rows {
         None => vec![d as i64, m_pad as i64],
@@ -372,7 +367,7 @@ where
     M: Fn(&Tensor, &Params) -> Tensor + ?Sized,
 {
     let g = x.graph();
-    let (d, l_all) = (pl.dims()[0], pl.dims()[1]);
+    let d = pl.dims()[0];
     let m = x.dims()[x.rank() - 1];
     let flat = match spec.x_rows {
         None => x.reshape([d * m]),
@@ -392,7 +387,6 @@ where
             elems[i] = Some(c.get(f as i64));
         }
     }
-    debug_assert!(l_all >= 1);
     let f = g.try_with(|| model(&flat, &layout.assemble(elems, &per_point(0))))?;
     let f = match f.dims().as_slice() {
         [n] if *n == d * m => f.reshape([d, m]),
@@ -447,16 +441,14 @@ where
     if n_fixed > 0 {
         inputs.push(("fixed", f64t(vec![n_fixed])));
     }
-    let fj = checked_function(&g, "model_jac", &inputs, |a| {
+    let fj = g.checked_function("model_jac", &inputs, |a| {
         let (x, y, w, ps, pl) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
         let f = evaluate(model, spec, x, ps, pl, a.get(5))?;
         // Tangents: the shared parameters' unit vectors, then one per local parameter that is 1
         // in its column for every dataset.
-        let kk = s + l;
         let seed_s = g.concat(&[g.eye(DType::F64, s), g.zeros(DType::F64, [l, s])], 0);
         let local_units = g.eye(DType::F64, l).reshape([l, 1, l]).broadcast_to([l, d, l]);
         let seed_l = g.concat(&[g.zeros(DType::F64, [s, d, l]), local_units], 0);
-        debug_assert_eq!(seed_s.dims()[0], kk);
         let t = jvp(std::slice::from_ref(&f), &[(ps.clone(), seed_s), (pl.clone(), seed_l)])?.remove(0);
         let r = (&f - y) * w;
         let j = t * w.reshape([1, d, m]);

@@ -93,20 +93,3 @@ where
     });
     g.finish(outs.iter())
 }
-
-/// [`Graph::function`] for a body that can fail: the body's error is the result.
-pub(super) fn checked_function(
-    g: &Graph,
-    name: &str,
-    inputs: &[(&str, TensorType)],
-    body: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
-) -> Result<crate::graph::Function> {
-    let mut err = None;
-    let f = g.function(name, inputs, |a| {
-        body(a).unwrap_or_else(|e| {
-            err = Some(e);
-            Vec::new()
-        })
-    });
-    err.map_or(f, Err)
-}

@@ -791,6 +791,23 @@ impl Graph {
         g.regions.len() - 1
     }
 
+    /// [`Graph::function`] for a body that can fail: the body's error is the result.
+    pub(crate) fn checked_function(
+        &self,
+        name: &str,
+        inputs: &[(&str, TensorType)],
+        body: impl FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    ) -> Result<Function> {
+        let mut err = None;
+        let f = self.function(name, inputs, |a| {
+            body(a).unwrap_or_else(|e| {
+                err = Some(e);
+                Vec::new()
+            })
+        });
+        err.map_or(f, Err)
+    }
+
     /// Traces `body` once into a private function `@name` with the given named inputs.
     ///
     /// The body may not capture non-constant outer tensors (it is emitted as an isolated

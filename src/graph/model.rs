@@ -258,17 +258,9 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        let mut err = None;
-        let f = self.function(name, &model_inputs(x, n, fixed), |a| {
-            match eval_model(model, &a[0], &with_fixed(&a[1], a.get(2))) {
-                Ok(f) => vec![f],
-                Err(e) => {
-                    err = Some(e);
-                    Vec::new()
-                }
-            }
-        })?;
-        err.map_or(Ok(f), Err)
+        self.checked_function(name, &model_inputs(x, n, fixed), |a| {
+            Ok(vec![eval_model(model, &a[0], &with_fixed(&a[1], a.get(2)))?])
+        })
     }
 
     /// Traces `model` and its Jacobian into `func.func private @name(%x, %p) -> (f, J)`
@@ -317,19 +309,11 @@ impl Graph {
     where
         F: Fn(&Tensor, &Params) -> Tensor + ?Sized,
     {
-        let mut err = None;
-        let f = self.function(name, &model_inputs(x, n, fixed), |a| {
-            let derived =
-                eval_model(model, &a[0], &with_fixed(&a[1], a.get(2))).and_then(|f| Ok((derive(&f, &a[1])?, f)));
-            match derived {
-                Ok((j, f)) => vec![f, j],
-                Err(e) => {
-                    err = Some(e);
-                    Vec::new()
-                }
-            }
-        })?;
-        err.map_or(Ok(f), Err)
+        self.checked_function(name, &model_inputs(x, n, fixed), |a| {
+            let f = eval_model(model, &a[0], &with_fixed(&a[1], a.get(2)))?;
+            let j = derive(&f, &a[1])?;
+            Ok(vec![f, j])
+        })
     }
 }
 
